@@ -1,0 +1,217 @@
+import type pg from 'pg';
+import type { Logger } from '../config.js';
+import type { Tables } from '../db/tables.js';
+import type { Listener } from '../worker/listener.js';
+
+export type ChangeType =
+  | 'workflow_run.created'
+  | 'workflow_run.updated'
+  | 'workflow_step.created'
+  | 'workflow_step.updated'
+  | 'workflow_wait.created'
+  | 'workflow_wait.updated'
+  | 'workflow_event.created'
+  | 'workflow_log.created';
+
+/** A committed change to one of durable-flow's records, from any process. */
+export interface Change {
+  type: ChangeType;
+  /** The run the record belongs to; null for events. */
+  runId: string | null;
+  workflow: string | null;
+  recordId: string;
+  /** The record as it is now (read after the change committed). */
+  snapshot: Record<string, unknown>;
+  /** The snapshot plus type, runId, workflow, recordId and occurredAt. */
+  payload: Record<string, unknown>;
+  occurredAt: Date;
+}
+
+export type ChangeSubscriber = (change: Change) => void | Promise<void>;
+
+const KINDS = { r: 'workflow_run', s: 'workflow_step', w: 'workflow_wait', e: 'workflow_event', l: 'workflow_log' } as const;
+type Letter = keyof typeof KINDS;
+
+/** Keep `live_until` this far ahead, renewed every third of it. */
+const LIVE_WINDOW_MS = 30_000;
+
+interface Pending {
+  letter: Letter;
+  op: 'created' | 'updated';
+  id: string;
+}
+
+/**
+ * Turns the change NOTIFYs of the database triggers into `Change` objects for `flow.onChange`
+ * subscribers. The triggers only NOTIFY while some process has asked for live changes (it keeps the
+ * one-row `durable_flow_live` table's `live_until` in the future), because every NOTIFY serialises
+ * commits on a database-wide lock. Notifications carry ids only; records are read back in batches.
+ */
+export class ChangeFeed {
+  readonly #pool: pg.Pool;
+  readonly #tables: Tables;
+  readonly #listener: Listener;
+  readonly #logger: Logger;
+  readonly #subscribers = new Set<ChangeSubscriber>();
+  #pending: Pending[] = [];
+  #flushScheduled = false;
+  #unlisten: (() => void) | undefined;
+  #liveTimer: NodeJS.Timeout | undefined;
+  #starting: Promise<void> | undefined;
+
+  constructor(pool: pg.Pool, tables: Tables, listener: Listener, logger: Logger) {
+    this.#pool = pool;
+    this.#tables = tables;
+    this.#listener = listener;
+    this.#logger = logger;
+  }
+
+  /** Resolves once change notifications flow (the subscription is in place and live mode is on). */
+  ready(): Promise<void> {
+    return this.#starting ?? Promise.resolve();
+  }
+
+  subscribe(fn: ChangeSubscriber): () => void {
+    if (typeof fn !== 'function') throw new TypeError('onChange expects a function');
+    this.#subscribers.add(fn);
+    if (this.#subscribers.size === 1) this.#starting = this.#start();
+    return () => {
+      this.#subscribers.delete(fn);
+      if (this.#subscribers.size === 0) this.#stop();
+    };
+  }
+
+  async #start(): Promise<void> {
+    this.#unlisten = await this.#listener.listen(this.#tables.changesChannel, (payload) => this.#receive(payload));
+    await this.#bumpLive();
+    if (this.#subscribers.size === 0) {
+      this.#stop();
+      return;
+    }
+    this.#liveTimer = setInterval(() => void this.#bumpLive(), LIVE_WINDOW_MS / 3);
+    this.#liveTimer.unref();
+  }
+
+  async #bumpLive(): Promise<void> {
+    try {
+      await this.#pool.query(
+        `UPDATE ${this.#tables.live} SET live_until = greatest(coalesce(live_until, now()), now() + $1::float8 * interval '1 millisecond') WHERE id = 1`,
+        [LIVE_WINDOW_MS],
+      );
+    } catch (error) {
+      this.#logger.warn('Could not switch live changes on', { error: (error as Error).message });
+    }
+  }
+
+  #stop(): void {
+    this.#unlisten?.();
+    this.#unlisten = undefined;
+    if (this.#liveTimer) clearInterval(this.#liveTimer);
+    this.#liveTimer = undefined;
+  }
+
+  close(): void {
+    this.#subscribers.clear();
+    this.#stop();
+  }
+
+  #receive(payload: string): void {
+    const match = /^([rswel]):([cu]):(\d{1,19})$/.exec(payload);
+    if (!match) return; // not ours (someone NOTIFYing our channel by hand): ignore
+    this.#pending.push({ letter: match[1] as Letter, op: match[2] === 'c' ? 'created' : 'updated', id: match[3]! });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setTimeout(() => void this.#flush(), 5);
+    }
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushScheduled = false;
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0 || this.#subscribers.size === 0) return;
+    let records: Map<string, Record<string, unknown>>;
+    try {
+      records = await this.#load(batch);
+    } catch (error) {
+      this.#logger.warn('Could not read changed records', { error: (error as Error).message });
+      return;
+    }
+    const occurredAt = new Date();
+    for (const item of batch) {
+      const record = records.get(`${item.letter}:${item.id}`);
+      if (!record) continue; // deleted since
+      const { __run_id: runId = null, __workflow: workflow = null, ...snapshot } = record as Record<string, unknown> & {
+        __run_id?: string | null;
+        __workflow?: string | null;
+      };
+      const type = `${KINDS[item.letter]}.${item.op}` as ChangeType;
+      const change: Change = {
+        type,
+        runId: runId as string | null,
+        workflow: workflow as string | null,
+        recordId: item.id,
+        snapshot,
+        payload: { ...snapshot, type, runId, workflow, recordId: item.id, occurredAt: occurredAt.toISOString() },
+        occurredAt,
+      };
+      for (const subscriber of this.#subscribers) {
+        try {
+          const result = subscriber(change);
+          if (result && typeof (result as Promise<void>).catch === 'function') {
+            (result as Promise<void>).catch((error: unknown) => this.#subscriberFailed(error));
+          }
+        } catch (error) {
+          this.#subscriberFailed(error);
+        }
+      }
+    }
+  }
+
+  #subscriberFailed(error: unknown): void {
+    this.#logger.warn('An onChange subscriber threw; ignored', { error: (error as Error)?.message ?? String(error) });
+  }
+
+  async #load(batch: Pending[]): Promise<Map<string, Record<string, unknown>>> {
+    const t = this.#tables;
+    const ids: Record<Letter, string[]> = { r: [], s: [], w: [], e: [], l: [] };
+    for (const item of batch) ids[item.letter].push(item.id);
+    const queries: Record<Letter, string> = {
+      r: `SELECT r.id, r.run_id AS "runId", r.workflow_name AS workflow, r.status, r.queue_name AS queue, r.priority,
+                 r.parent_run_id AS "parentRunId", r.attempts, r.error, r.wake_at AS "wakeAt",
+                 r.lease_owner IS NOT NULL AND r.lease_expires_at > now() AS "leaseHeld",
+                 r.lease_expires_at AS "leaseExpiresAt", r.started_at AS "startedAt",
+                 r.interrupted_at AS "interruptedAt", r.completed_at AS "completedAt", r.failed_at AS "failedAt",
+                 r.cancelled_at AS "cancelledAt", r.created_at AS "createdAt", r.updated_at AS "updatedAt",
+                 r.run_id AS __run_id, r.workflow_name AS __workflow
+          FROM ${t.runs} r WHERE r.id = ANY($1::bigint[])`,
+      s: `SELECT s.id, s.workflow_run_id AS "workflowRunId", s.name, s.kind, s.status, s.attempts, s.position,
+                 s.result, s.error, s.cursor, s.metadata, s.started_at AS "startedAt", s.completed_at AS "completedAt",
+                 s.created_at AS "createdAt", s.updated_at AS "updatedAt",
+                 r.run_id AS __run_id, r.workflow_name AS __workflow
+          FROM ${t.steps} s JOIN ${t.runs} r ON r.id = s.workflow_run_id WHERE s.id = ANY($1::bigint[])`,
+      w: `SELECT w.id, w.workflow_run_id AS "workflowRunId", w.workflow_step_id AS "workflowStepId",
+                 w.workflow_event_id AS "workflowEventId", w.event_name AS "eventName", w.status, w.match,
+                 w.timeout_at AS "timeoutAt", w.created_at AS "createdAt", w.updated_at AS "updatedAt",
+                 r.run_id AS __run_id, r.workflow_name AS __workflow
+          FROM ${t.waits} w JOIN ${t.runs} r ON r.id = w.workflow_run_id WHERE w.id = ANY($1::bigint[])`,
+      e: `SELECT e.id, e.event_id AS "eventId", e.name, e.payload, e.source, e.occurred_at AS "occurredAt",
+                 e.created_at AS "createdAt", e.updated_at AS "updatedAt"
+          FROM ${t.events} e WHERE e.id = ANY($1::bigint[])`,
+      l: `SELECT l.id, l.workflow_run_id AS "workflowRunId", l.workflow_step_id AS "workflowStepId", l.level,
+                 l.message, l.data, l.created_at AS "createdAt", l.updated_at AS "updatedAt",
+                 r.run_id AS __run_id, r.workflow_name AS __workflow
+          FROM ${t.logs} l JOIN ${t.runs} r ON r.id = l.workflow_run_id WHERE l.id = ANY($1::bigint[])`,
+    };
+    const records = new Map<string, Record<string, unknown>>();
+    await Promise.all(
+      (Object.keys(ids) as Letter[])
+        .filter((letter) => ids[letter].length > 0)
+        .map(async (letter) => {
+          const { rows } = await this.#pool.query(queries[letter], [[...new Set(ids[letter])]]);
+          for (const row of rows) records.set(`${letter}:${row.id}`, { ...row, id: String(row.id) });
+        }),
+    );
+    return records;
+  }
+}

@@ -1,0 +1,200 @@
+import type { Sequelize } from 'sequelize';
+import { toMilliseconds } from './duration.js';
+import type { DurationInput } from './duration.js';
+import { DurableFlowError } from './errors.js';
+import type { Backoff, BackoffOptions } from './types.js';
+
+/** Where durable-flow reports what goes wrong outside a workflow (a lost connection, a failed heartbeat). */
+export interface Logger {
+  debug?(message: string, data?: Record<string, unknown>): void;
+  info?(message: string, data?: Record<string, unknown>): void;
+  warn(message: string, data?: Record<string, unknown>): void;
+  error(message: string, data?: Record<string, unknown>): void;
+}
+
+export interface DurableFlowOptions {
+  /** Postgres connection string. Default: `process.env.DATABASE_URL`. */
+  databaseUrl?: string;
+  /** An existing Sequelize instance (Postgres dialect) to share the database and models with. */
+  sequelize?: Sequelize;
+  /** Postgres schema of durable-flow's tables. Default `'public'`. */
+  schema?: string;
+  /** Connections in durable-flow's own pool. Default 10. */
+  poolSize?: number;
+  /** How long a worker holds a run without renewing its lease. Default `'30 seconds'`. */
+  leaseTtl?: DurationInput;
+  /** How often workers renew their leases. Default: a third of `leaseTtl`. */
+  heartbeatInterval?: DurationInput;
+  /** Retries of a failing step after its first attempt. Default 3. */
+  retries?: number;
+  /** Delay between step attempts. Default: 1 s, doubling, ±20 % jitter, at most 1 hour. */
+  backoff?: Backoff;
+  /** Claims in a row that may end without the run stopping cleanly before it is failed. Default 5. */
+  maxRecoveries?: number;
+  /** Largest input, step result, output or event payload, in bytes of JSON. Default 4 MiB. */
+  maxPayloadSize?: number;
+  /** Where to report problems outside workflows; `false` for silence. Default: `console` (warn and error). */
+  logger?: Logger | false;
+  /** `application_name` of durable-flow's connections, as seen in `pg_stat_activity`. Default `'durable-flow'`. */
+  applicationName?: string;
+}
+
+export interface ResolvedBackoff {
+  initialMs: number;
+  factor: number;
+  maxMs: number;
+  jitter: number;
+  custom?: (attempt: number) => DurationInput;
+}
+
+export interface ResolvedOptions {
+  databaseUrl: string | undefined;
+  sequelize: Sequelize | undefined;
+  schema: string;
+  poolSize: number;
+  leaseTtlMs: number;
+  heartbeatIntervalMs: number;
+  retries: number;
+  backoff: ResolvedBackoff;
+  maxRecoveries: number;
+  maxPayloadSize: number;
+  logger: Logger;
+  applicationName: string;
+}
+
+/** setTimeout cannot wait longer than 2^31-1 ms; leases and heartbeats are timers. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return `\`${JSON.stringify(value)}\` (string)`;
+  if (typeof value === 'function') return '(function)';
+  try {
+    return `\`${JSON.stringify(value) ?? String(value)}\` (${value === null ? 'null' : typeof value})`;
+  } catch {
+    return `(${typeof value})`;
+  }
+}
+
+export function invalidOption(name: string, value: unknown, expected: string): DurableFlowError {
+  return new DurableFlowError('INVALID_OPTION', `Expected \`${name}\` to be ${expected}, got ${describeValue(value)}`);
+}
+
+export function checkInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidOption(name, value, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function duration(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  let ms: number;
+  try {
+    ms = toMilliseconds(value, `\`${name}\``);
+  } catch (error) {
+    throw new DurableFlowError('INVALID_OPTION', (error as Error).message);
+  }
+  if (ms > max) throw invalidOption(name, value, `a duration of at most ${max} ms (about 24 days)`);
+  return ms;
+}
+
+export function resolveBackoff(name: string, value: Backoff | undefined, base?: ResolvedBackoff): ResolvedBackoff {
+  const fallback: ResolvedBackoff = base ?? { initialMs: 1000, factor: 2, maxMs: 3600_000, jitter: 0.2 };
+  if (value === undefined) return fallback;
+  if (typeof value === 'function') return { ...fallback, custom: value };
+  if (typeof value !== 'object' || value === null) {
+    throw invalidOption(name, value, 'an object like { initial: "1 second", factor: 2, max: "1 hour", jitter: 0.2 } or a function');
+  }
+  const options = value as BackoffOptions;
+  const factor = options.factor ?? fallback.factor;
+  if (typeof factor !== 'number' || !(factor >= 1)) throw invalidOption(`${name}.factor`, factor, 'a number >= 1');
+  const jitter = options.jitter ?? fallback.jitter;
+  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) throw invalidOption(`${name}.jitter`, jitter, 'a number from 0 to 1');
+  return {
+    initialMs: options.initial === undefined ? fallback.initialMs : duration(`${name}.initial`, options.initial),
+    factor,
+    maxMs: options.max === undefined ? fallback.maxMs : duration(`${name}.max`, options.max),
+    jitter,
+  };
+}
+
+/** The delay after failed attempt `attempt` (1-based), in ms. */
+export function backoffDelay(backoff: ResolvedBackoff, attempt: number, what: string): number {
+  if (backoff.custom) {
+    const value = backoff.custom(attempt);
+    return toMilliseconds(value, `the delay ${what} returned for attempt ${attempt}`, { allowZero: true });
+  }
+  const base = Math.min(backoff.maxMs, backoff.initialMs * backoff.factor ** (attempt - 1));
+  const spread = base * backoff.jitter;
+  return Math.max(0, Math.round(base - spread + Math.random() * 2 * spread));
+}
+
+const consoleLogger: Logger = {
+  warn: (message, data) => console.warn(`[durable-flow] ${message}`, data ?? ''),
+  error: (message, data) => console.error(`[durable-flow] ${message}`, data ?? ''),
+};
+
+const silentLogger: Logger = { warn: () => undefined, error: () => undefined };
+
+export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption('options', options, 'an object');
+  }
+  const databaseUrl = options.databaseUrl ?? (options.sequelize ? undefined : process.env.DATABASE_URL);
+  if (options.databaseUrl !== undefined && typeof options.databaseUrl !== 'string') {
+    throw invalidOption('databaseUrl', options.databaseUrl, 'a Postgres connection string');
+  }
+  if (!databaseUrl && !options.sequelize) {
+    throw new DurableFlowError(
+      'INVALID_OPTION',
+      'durable-flow needs a database: pass `databaseUrl` (for example postgres://user:pass@localhost:5432/app), pass `sequelize` (an existing Sequelize instance), or set DATABASE_URL',
+    );
+  }
+  if (options.sequelize) {
+    const dialect = (options.sequelize as unknown as { getDialect?: () => string }).getDialect?.();
+    if (dialect !== 'postgres') {
+      throw invalidOption('sequelize', `a ${dialect ?? 'non-Sequelize'} instance`, 'a Sequelize instance with the postgres dialect');
+    }
+  }
+  const schema = options.schema ?? 'public';
+  if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
+    throw invalidOption('schema', schema, 'a plain Postgres identifier (letters, digits, underscores)');
+  }
+  const leaseTtlMs = duration('leaseTtl', options.leaseTtl ?? '30 seconds', MAX_TIMER_MS);
+  if (leaseTtlMs < 1000) throw invalidOption('leaseTtl', options.leaseTtl, 'at least 1 second');
+  const heartbeatIntervalMs =
+    options.heartbeatInterval === undefined
+      ? Math.max(100, Math.floor(leaseTtlMs / 3))
+      : duration('heartbeatInterval', options.heartbeatInterval, MAX_TIMER_MS);
+  if (heartbeatIntervalMs >= leaseTtlMs) {
+    throw invalidOption('heartbeatInterval', options.heartbeatInterval, `shorter than \`leaseTtl\` (${leaseTtlMs} ms)`);
+  }
+  const logger = options.logger === false ? silentLogger : (options.logger ?? consoleLogger);
+  if (typeof logger.warn !== 'function' || typeof logger.error !== 'function') {
+    throw invalidOption('logger', options.logger, 'an object with warn() and error() methods, or false');
+  }
+  return {
+    databaseUrl,
+    sequelize: options.sequelize,
+    schema,
+    poolSize: checkInteger('poolSize', options.poolSize ?? 10, 2, 1000),
+    leaseTtlMs,
+    heartbeatIntervalMs,
+    retries: checkInteger('retries', options.retries ?? 3, 0, 1000),
+    backoff: resolveBackoff('backoff', options.backoff),
+    maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? 5, 0, 1000),
+    maxPayloadSize: checkInteger('maxPayloadSize', options.maxPayloadSize ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    logger,
+    applicationName: typeof options.applicationName === 'string' ? options.applicationName : 'durable-flow',
+  };
+}
+
+/** A connection string with its password replaced, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable connection string)';
+  }
+}

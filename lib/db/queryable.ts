@@ -1,0 +1,79 @@
+import type pg from 'pg';
+
+/**
+ * Anything durable-flow can run a statement on: its own pool, a client inside a transaction, or the
+ * caller's Sequelize transaction (so a run or an event exists exactly when the caller's work commits).
+ */
+export interface Queryable {
+  query<T extends object = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+}
+
+export function fromPg(client: pg.Pool | pg.PoolClient | pg.Client): Queryable {
+  return {
+    async query<T extends object>(sql: string, params: unknown[] = []): Promise<T[]> {
+      const result = await client.query(sql, params);
+      return result.rows as T[];
+    },
+  };
+}
+
+/** The part of a Sequelize transaction durable-flow uses; typed structurally so any v6 instance fits. */
+export interface SequelizeTransactionLike {
+  sequelize: {
+    query(sql: string, options: Record<string, unknown>): Promise<unknown>;
+  };
+}
+
+export function isSequelizeTransaction(value: unknown): value is SequelizeTransactionLike {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { sequelize?: { query?: unknown } }).sequelize?.query === 'function'
+  );
+}
+
+export function isPgClient(value: unknown): value is pg.PoolClient {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { query?: unknown }).query === 'function' &&
+    !isSequelizeTransaction(value)
+  );
+}
+
+export function fromSequelizeTransaction(transaction: SequelizeTransactionLike): Queryable {
+  return {
+    async query<T extends object>(sql: string, params: unknown[] = []): Promise<T[]> {
+      // type 'SELECT' makes Sequelize return the rows of any statement with RETURNING as plain objects.
+      const rows = await transaction.sequelize.query(sql, {
+        transaction,
+        bind: params,
+        type: 'SELECT',
+        raw: true,
+        logging: false,
+      });
+      return rows as T[];
+    },
+  };
+}
+
+/** Runs `fn` inside a transaction on a client of `pool`, rolling back when it throws. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      broken = true;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}

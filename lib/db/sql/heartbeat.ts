@@ -1,0 +1,21 @@
+import type { Tables } from '../tables.js';
+import { nowSql } from '../tables.js';
+
+/**
+ * Extends the leases this worker still holds and returns them; a run missing from the answer was lost
+ * (taken over after expiry, or cancelled). It leaves updated_at alone, so it sends no live change.
+ * Lock: the row locks of the UPDATE, taken in id order so two heartbeats never deadlock.
+ */
+export const heartbeat = (t: Tables): string => `
+WITH mine AS (
+  SELECT r.id FROM ${t.runs} r
+  JOIN jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint) ON r.id = x.id AND r.lease_epoch = x.epoch
+  WHERE r.lease_owner = $2
+  ORDER BY r.id
+  FOR NO KEY UPDATE OF r
+)
+UPDATE ${t.runs} r SET
+  lease_expires_at = ${nowSql('$4')} + $3::float8 * interval '1 millisecond',
+  wake_at = ${nowSql('$4')} + $3::float8 * interval '1 millisecond'
+FROM mine WHERE r.id = mine.id
+RETURNING r.id`;

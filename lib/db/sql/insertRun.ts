@@ -1,0 +1,21 @@
+import type { Tables } from '../tables.js';
+import { nowSql } from '../tables.js';
+
+/**
+ * Creates a run, due after `$10` ms. A second start with the same run id or idempotency key inserts
+ * nothing (and the caller reads the first run back): both are unique indexes.
+ */
+export const insertRun = (t: Tables): string => `
+INSERT INTO ${t.runs}
+  (run_id, workflow_name, status, queue_name, priority, input, idempotency_key, parent_run_id,
+   parent_step_name, concurrency_key, wake_at)
+VALUES ($1, $2, 'enqueued', $3, $4, $5::jsonb, $6, $7, $8, $9, ${nowSql('$11')} + $10::float8 * interval '1 millisecond')
+ON CONFLICT DO NOTHING
+RETURNING run_id`;
+
+/** The run a conflicting start collided with: same idempotency key first, then same run id. */
+export const findRunByKeys = (t: Tables): string => `
+SELECT run_id FROM ${t.runs}
+WHERE ($2::text IS NOT NULL AND idempotency_key = $2) OR run_id = $1
+ORDER BY (idempotency_key IS NOT DISTINCT FROM $2) DESC
+LIMIT 1`;

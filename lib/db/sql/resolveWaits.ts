@@ -1,0 +1,62 @@
+import type { Tables } from '../tables.js';
+import { nowSql } from '../tables.js';
+
+/**
+ * The state of the given waits of run `$1`, each with the event that settles it: the one a `notify`
+ * already matched, or else the first stored event that matches it now (same name, payload containing
+ * `match`, and recorded after the wait's low-water mark unless it allows past events).
+ *
+ * Lock: `FOR UPDATE OF w`, so a timeout decided here cannot race a `notify` matching the same wait
+ * (the caller also holds the event-name locks).
+ */
+export const resolveWaits = (t: Tables): string => `
+SELECT w.id, s.name AS step_name, w.status, w.event_name,
+       (w.timeout_at IS NOT NULL AND w.timeout_at <= ${nowSql('$3')}) AS expired,
+       coalesce(me.id, fe.id) AS event_id,
+       coalesce(me.payload, fe.payload)::text AS payload
+FROM ${t.waits} w
+JOIN ${t.steps} s ON s.id = w.workflow_step_id
+LEFT JOIN ${t.events} me ON me.id = w.workflow_event_id
+LEFT JOIN LATERAL (
+  SELECT e.id, e.payload
+  FROM ${t.events} e
+  WHERE w.status = 'pending'
+    AND e.name = w.event_name
+    AND e.payload @> w.match
+    AND (w.allow_past_events OR (
+      e.txid >= pg_snapshot_xmin(w.since_snapshot::pg_snapshot)
+      AND NOT pg_visible_in_snapshot(e.txid, w.since_snapshot::pg_snapshot)))
+  ORDER BY e.id
+  LIMIT 1
+) fe ON true
+WHERE w.workflow_run_id = $1 AND s.name = ANY($2::text[])
+FOR UPDATE OF w`;
+
+/** Settles waits matched during a suspension: the wait points at its event, its step holds the payload. */
+export const markWaitsMatched = (t: Tables): string => `
+WITH x AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, event_id bigint)
+), w AS (
+  UPDATE ${t.waits} w SET status = 'matched', workflow_event_id = x.event_id, updated_at = clock_timestamp()
+  FROM x WHERE w.id = x.wait_id
+  RETURNING w.workflow_step_id, w.workflow_event_id
+)
+UPDATE ${t.steps} s SET status = 'succeeded', result = e.payload, completed_at = ${nowSql('$2')},
+       attempts = s.attempts + 1, updated_at = clock_timestamp()
+FROM w JOIN ${t.events} e ON e.id = w.workflow_event_id
+WHERE s.id = w.workflow_step_id`;
+
+/** Settles waits whose timeout passed: the step stores the WaitTimeoutError that every replay rethrows. */
+export const markWaitsTimedOut = (t: Tables): string => `
+WITH x AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, error jsonb)
+), w AS (
+  UPDATE ${t.waits} w SET status = 'timed_out', updated_at = clock_timestamp()
+  FROM x WHERE w.id = x.wait_id
+  RETURNING w.workflow_step_id, x.error
+)
+UPDATE ${t.steps} s SET status = 'failed', error = w.error, completed_at = ${nowSql('$2')},
+       attempts = s.attempts + 1, metadata = s.metadata || '{"timedOut": true}'::jsonb,
+       updated_at = clock_timestamp()
+FROM w
+WHERE s.id = w.workflow_step_id`;

@@ -1,0 +1,399 @@
+import pg from 'pg';
+import { Sequelize } from 'sequelize';
+import { ChangeFeed } from './changes/feed.js';
+import type { ChangeSubscriber } from './changes/feed.js';
+import { checkInteger, invalidOption, resolveBackoff, resolveOptions } from './config.js';
+import type { DurableFlowOptions, ResolvedOptions } from './config.js';
+import { migrate } from './db/migrator.js';
+import type { MigrateResult } from './db/migrator.js';
+import { defineModels } from './db/models.js';
+import type { DurableFlowModels } from './db/models.js';
+import { buildSql } from './db/sql/index.js';
+import type { SqlTexts } from './db/sql/index.js';
+import { tablesFor } from './db/tables.js';
+import type { Tables } from './db/tables.js';
+import { debugPoint } from './debug-point.js';
+import { toMilliseconds } from './duration.js';
+import { DurableFlowError, deserializeError } from './errors.js';
+import type { StoredError } from './errors.js';
+import { notify } from './events/notify.js';
+import { TERMINAL_STATUSES } from './types.js';
+import type {
+  EventRecord,
+  NotifyOptions,
+  ResultOptions,
+  RunHandle,
+  RunInfo,
+  StartOptions,
+  WorkflowHandler,
+  WorkflowOptions,
+} from './types.js';
+import type { WorkflowDefinition } from './workflow/definition.js';
+import type { ExecutionEnv } from './workflow/executor.js';
+import { getRunRow, loadTimeline, toRunInfo } from './workflow/inspect.js';
+import type { Timeline } from './workflow/inspect.js';
+import { startRun } from './workflow/start.js';
+import type { ParentLink } from './workflow/start.js';
+import { Listener } from './worker/listener.js';
+import { Worker } from './worker/worker.js';
+import type { WorkerHost, WorkerOptions } from './worker/worker.js';
+
+/** A registered workflow: start runs of it with `start(input)`. */
+export interface Workflow<I = unknown, O = unknown> {
+  readonly name: string;
+  /** Creates a run (due at once unless `delay` is given) and returns its handle. */
+  start(input: I, options?: StartOptions): Promise<RunHandle<O>>;
+}
+
+type Outcome = { status: 'completed' | 'failed'; output?: string; error?: StoredError };
+
+/**
+ * The durable-flow facade: owns the connection pool and the LISTEN connection, registers workflows,
+ * starts runs, records events, and creates workers. Compose one per database (per schema).
+ */
+export class DurableFlow {
+  readonly options: ResolvedOptions;
+  readonly tables: Tables;
+  readonly #pool: pg.Pool;
+  readonly #sql: SqlTexts;
+  readonly #connection: pg.ClientConfig;
+  readonly #definitions = new Map<string, WorkflowDefinition>();
+  readonly #listener: Listener;
+  readonly #feed: ChangeFeed;
+  readonly #workers = new Set<Worker>();
+  readonly #finished = new Map<string, Set<(outcome: Outcome) => void>>();
+  readonly #executionEnv: ExecutionEnv;
+  #clockOffsetMs = 0;
+  #sequelize: Sequelize | undefined;
+  #models: DurableFlowModels | undefined;
+  #closed = false;
+
+  constructor(options: DurableFlowOptions = {}) {
+    this.options = resolveOptions(options);
+    this.tables = tablesFor(this.options.schema);
+    this.#sql = buildSql(this.tables);
+    this.#connection = connectionConfig(this.options);
+    this.#pool = new pg.Pool({ ...this.#connection, max: this.options.poolSize });
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    this.#pool.on('error', (error) => this.options.logger.warn('A pooled Postgres connection failed', { error: error.message }));
+    this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
+    this.#feed = new ChangeFeed(this.#pool, this.tables, this.#listener, this.options.logger);
+    this.#sequelize = this.options.sequelize;
+    this.#executionEnv = {
+      pool: this.#pool,
+      sql: this.#sql,
+      options: this.options,
+      lockNamespace: this.tables.lockNamespace,
+      clockOffsetMs: () => this.#clockOffsetMs,
+      notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
+      onFinished: (runId, outcome) => this.#runFinished(runId, outcome),
+      debugPoint,
+    };
+  }
+
+  /** durable-flow's own `pg` pool (for raw queries in tests and tools). */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
+  /** The Sequelize instance the models are defined on: the one passed in, or one created from `databaseUrl`. */
+  get sequelize(): Sequelize {
+    this.#sequelize ??= new Sequelize(this.options.databaseUrl!, { dialect: 'postgres', logging: false });
+    return this.#sequelize;
+  }
+
+  /** Sequelize models of the five tables (read models; the engine does the writes that need its locks). */
+  get models(): DurableFlowModels {
+    this.#models ??= defineModels(this.sequelize, this.options.schema);
+    return this.#models;
+  }
+
+  /** The LISTEN connection (exposed for tests that cut it). */
+  get listener(): Listener {
+    return this.#listener;
+  }
+
+  /** Milliseconds the flow's clock runs ahead of the database clock. Only the test harness moves it. */
+  get clockOffsetMs(): number {
+    return this.#clockOffsetMs;
+  }
+
+  /** @internal used by durable-flow/testing. */
+  setClockOffset(ms: number): void {
+    this.#clockOffsetMs = ms;
+  }
+
+  /** Creates or updates durable-flow's tables. Idempotent; safe when several processes run it at once. */
+  migrate(): Promise<MigrateResult> {
+    this.#assertOpen();
+    return migrate(this.#pool, this.tables);
+  }
+
+  /** Registers a workflow. `name` identifies its runs in the database: keep it stable across deploys. */
+  workflow<I = unknown, O = unknown>(name: string, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
+  workflow<I = unknown, O = unknown>(name: string, options: WorkflowOptions, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
+  workflow<I, O>(name: string, a: WorkflowOptions | WorkflowHandler<I, O>, b?: WorkflowHandler<I, O>): Workflow<I, Awaited<O>> {
+    const [options, handler] = typeof a === 'function' ? [{} as WorkflowOptions, a] : [a, b];
+    if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
+      throw new DurableFlowError('INVALID_ARGUMENT', `Expected a workflow name to be a non-empty string of at most 255 characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name}`);
+    }
+    if (typeof handler !== 'function') {
+      throw new DurableFlowError('INVALID_ARGUMENT', `Expected workflow "${name}" to be given a handler function, got ${typeof handler}: flow.workflow(name, [options], async ({ input, step, log }) => { … })`);
+    }
+    if (typeof options !== 'object' || options === null) throw invalidOption('workflow options', options, 'an object');
+    if (this.#definitions.has(name)) {
+      throw new DurableFlowError('INVALID_ARGUMENT', `Workflow "${name}" is already registered on this flow; each name must be registered once`);
+    }
+    const definition: WorkflowDefinition = {
+      name,
+      handler: handler as WorkflowHandler<unknown, unknown>,
+      retries: checkInteger('retries', options.retries ?? this.options.retries, 0, 1000),
+      backoff: resolveBackoff('backoff', options.backoff, this.options.backoff),
+      queue: options.queue ?? 'default',
+      priority: options.priority === undefined ? 0 : checkInteger('priority', options.priority, -(2 ** 31) + 1, 2 ** 31 - 1),
+      maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? this.options.maxRecoveries, 0, 1000),
+    };
+    if (typeof definition.queue !== 'string' || definition.queue.length === 0) throw invalidOption('queue', options.queue, 'a non-empty string');
+    this.#definitions.set(name, definition);
+    return {
+      name,
+      start: async (input: I, startOptions?: StartOptions) => {
+        const runId = await this.startRun(definition, input, startOptions);
+        return this.handle<Awaited<O>>(runId);
+      },
+    };
+  }
+
+  /** @internal starts a run of a registered workflow (also used for child runs). */
+  startRun(definition: WorkflowDefinition, input: unknown, options?: StartOptions, parent?: ParentLink): Promise<string> {
+    this.#assertOpen();
+    return startRun(
+      { pool: this.#pool, sql: this.#sql, maxPayloadSize: this.options.maxPayloadSize, clockOffsetMs: () => this.#clockOffsetMs },
+      definition,
+      input,
+      options,
+      parent,
+    );
+  }
+
+  /** A handle for an existing run id (its result() works from any process). */
+  handle<O = unknown>(runId: string): RunHandle<O> {
+    return { runId, result: (options?: ResultOptions) => this.#waitForResult(runId, options) as Promise<O> };
+  }
+
+  /** @internal the registered workflows, by name. */
+  get definitions(): Map<string, WorkflowDefinition> {
+    return this.#definitions;
+  }
+
+  /** The run with this id, or null. */
+  async getRun<I = unknown, O = unknown>(runId: string): Promise<RunInfo<I, O> | null> {
+    this.#assertOpen();
+    if (typeof runId !== 'string') return null;
+    const row = await getRunRow(this.#pool, this.tables, runId);
+    return row ? (toRunInfo(row) as RunInfo<I, O>) : null;
+  }
+
+  /** The run with its steps, waits, events and logs; null if there is no such run. */
+  timeline(runId: string): Promise<Timeline | null> {
+    this.#assertOpen();
+    return loadTimeline(this.#pool, this.tables, runId);
+  }
+
+  /**
+   * Cancels a run that has not finished: it runs no further step (a step already running finishes,
+   * but its result is not stored). Returns false if the run had already finished.
+   */
+  async cancel(runId: string): Promise<boolean> {
+    this.#assertOpen();
+    const { rows } = await this.#pool.query<{ cancelled: number }>(this.#sql.cancelRun, [runId, this.#clockOffsetMs]);
+    if (rows[0]!.cancelled === 0) {
+      const run = await this.getRun(runId);
+      if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Resumes a failed run from the step that failed it; completed steps are not run again. */
+  async retry(runId: string): Promise<void> {
+    this.#assertOpen();
+    const { rows } = await this.#pool.query<{ retried: number }>(this.#sql.retryRun, [runId, this.#clockOffsetMs]);
+    if (rows[0]!.retried === 1) return;
+    const run = await this.getRun(runId);
+    if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
+    throw new DurableFlowError('INVALID_STATE', `Run ${runId} is ${run.status}; only failed runs can be retried`);
+  }
+
+  /**
+   * Records an event and, in the same transaction, matches pending waits and wakes their runs. With
+   * `id`, a repeated notify is a no-op that returns the first event.
+   */
+  notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord> {
+    this.#assertOpen();
+    return notify(
+      {
+        pool: this.#pool,
+        sql: this.#sql,
+        lockNamespace: this.tables.lockNamespace,
+        maxPayloadSize: this.options.maxPayloadSize,
+        clockOffsetMs: () => this.#clockOffsetMs,
+      },
+      name,
+      payload,
+      options,
+    );
+  }
+
+  /** A worker that executes this flow's runs; call `start()` on it. */
+  worker(options?: WorkerOptions): Worker {
+    this.#assertOpen();
+    const host: WorkerHost = {
+      pool: this.#pool,
+      sql: this.#sql,
+      options: this.options,
+      listener: this.#listener,
+      wakeChannel: this.tables.wakeChannel,
+      definitions: this.#definitions,
+      executionEnv: this.#executionEnv,
+      clockOffsetMs: () => this.#clockOffsetMs,
+      track: (worker, active) => (active ? this.#workers.add(worker) : this.#workers.delete(worker)),
+    };
+    return new Worker(host, options);
+  }
+
+  /** @internal the environment executions run in (the test harness drives executions itself). */
+  get executionEnv(): ExecutionEnv {
+    return this.#executionEnv;
+  }
+
+  /** @internal */
+  get sql(): SqlTexts {
+    return this.#sql;
+  }
+
+  /**
+   * Calls `fn` with every committed change (runs, steps, waits, events, logs), from any process.
+   * Returns the unsubscribe function. A subscriber that throws is logged and never fails a workflow.
+   */
+  onChange(fn: ChangeSubscriber): () => void {
+    this.#assertOpen();
+    return this.#feed.subscribe(fn);
+  }
+
+  /** @internal resolves once change notifications flow for the current subscribers. */
+  changesReady(): Promise<void> {
+    return this.#feed.ready();
+  }
+
+  #runFinished(runId: string, outcome: Outcome): void {
+    const waiters = this.#finished.get(runId);
+    if (!waiters) return;
+    this.#finished.delete(runId);
+    for (const waiter of waiters) waiter(outcome);
+  }
+
+  #waitForResult(runId: string, options: ResultOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, 'the result `timeout`');
+    return new Promise((resolve, reject) => {
+      let done = false;
+      let pollTimer: NodeJS.Timeout | undefined;
+      let timeoutTimer: NodeJS.Timeout | undefined;
+      const waiters = this.#finished.get(runId) ?? new Set<(outcome: Outcome) => void>();
+      const finish = (outcome: Outcome | { status: 'cancelled' }): void => {
+        if (done) return;
+        done = true;
+        waiters.delete(onLocal);
+        if (pollTimer) clearTimeout(pollTimer);
+        if (timeoutTimer) clearTimeout(timeoutTimer);
+        if (outcome.status === 'completed') resolve(outcome.output === undefined ? undefined : JSON.parse(outcome.output));
+        else if (outcome.status === 'failed') reject(runFailedError(runId, outcome.error));
+        else reject(new DurableFlowError('RUN_CANCELLED', `Run ${runId} was cancelled`));
+      };
+      const onLocal = (outcome: Outcome): void => finish(outcome);
+      waiters.add(onLocal);
+      this.#finished.set(runId, waiters);
+      let delay = 10;
+      const poll = async (): Promise<void> => {
+        if (done) return;
+        try {
+          const row = await getRunRow(this.#pool, this.tables, runId);
+          if (!row) {
+            done = true;
+            waiters.delete(onLocal);
+            if (timeoutTimer) clearTimeout(timeoutTimer);
+            reject(new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`));
+            return;
+          }
+          if (TERMINAL_STATUSES.includes(row.status)) {
+            const outcome =
+              row.status === 'cancelled'
+                ? { status: 'cancelled' as const }
+                : row.status === 'completed'
+                  ? { status: 'completed' as const, ...(row.output_text === null ? {} : { output: row.output_text }) }
+                  : { status: 'failed' as const, ...(row.error ? { error: row.error } : {}) };
+            finish(outcome);
+            return;
+          }
+        } catch (error) {
+          if (this.#closed) {
+            done = true;
+            reject(error);
+            return;
+          }
+        }
+        if (done) return;
+        delay = Math.min(1000, delay * 2);
+        pollTimer = setTimeout(() => void poll(), delay);
+      };
+      void poll();
+      if (timeoutMs !== undefined) {
+        timeoutTimer = setTimeout(() => {
+          if (done) return;
+          done = true;
+          waiters.delete(onLocal);
+          if (pollTimer) clearTimeout(pollTimer);
+          reject(new DurableFlowError('INVALID_STATE', `Run ${runId} did not finish within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new DurableFlowError('CLOSED', 'This DurableFlow was closed; create a new one');
+  }
+
+  /** Stops this flow's workers (letting running steps finish), then closes its connections. */
+  async close(options: { timeout?: string | number } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
+    this.#feed.close();
+    await this.#listener.close();
+    await this.#pool.end();
+    if (this.#sequelize && !this.options.sequelize) await this.#sequelize.close();
+  }
+}
+
+function runFailedError(runId: string, stored: StoredError | undefined): DurableFlowError {
+  const cause = stored ? deserializeError(stored) : undefined;
+  const detail = stored ? `: ${stored.class}: ${stored.message}` : '';
+  return new DurableFlowError('RUN_FAILED', `Run ${runId} failed${detail}`, cause ? { cause } : undefined);
+}
+
+function connectionConfig(options: ResolvedOptions): pg.ClientConfig {
+  if (options.databaseUrl) {
+    return { connectionString: options.databaseUrl, application_name: options.applicationName };
+  }
+  const config = (options.sequelize as unknown as { config: Record<string, unknown> }).config;
+  const dialectOptions = (config.dialectOptions ?? {}) as Record<string, unknown>;
+  return {
+    host: config.host as string | undefined,
+    port: config.port === undefined ? undefined : Number(config.port),
+    database: config.database as string | undefined,
+    user: config.username as string | undefined,
+    password: (config.password as string | undefined) ?? undefined,
+    ...(dialectOptions.ssl === undefined ? {} : { ssl: dialectOptions.ssl as pg.ClientConfig['ssl'] }),
+    application_name: options.applicationName,
+  };
+}

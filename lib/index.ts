@@ -1,0 +1,48 @@
+/**
+ * durable-flow: durable workflows for Express apps, with Postgres as the only infrastructure.
+ * This is the package's one entry; the test harness lives in `durable-flow/testing`.
+ */
+export { DurableFlow } from './flow.js';
+export type { Workflow } from './flow.js';
+export {
+  DurableFlowError,
+  NonRetriableError,
+  WaitTimeoutError,
+  ChildWorkflowFailedError,
+  SerializationError,
+  NonDeterminismError,
+  StepTimeoutError,
+  LeaseLostError,
+} from './errors.js';
+export type { DurableFlowErrorCode, StoredError } from './errors.js';
+export type { DurableFlowOptions, Logger } from './config.js';
+export type { MigrateResult } from './db/migrator.js';
+export type { DurableFlowModels } from './db/models.js';
+export type { Change, ChangeType, ChangeSubscriber } from './changes/feed.js';
+export type { Worker, WorkerOptions, StopOptions } from './worker/worker.js';
+export type { Timeline, TimelineItem, TimelineStep, TimelineWait, TimelineEvent, TimelineLog } from './workflow/inspect.js';
+export type {
+  Backoff,
+  BackoffOptions,
+  DurationInput,
+  EventRecord,
+  LogLevel,
+  NotifyOptions,
+  ResultOptions,
+  RunHandle,
+  RunInfo,
+  RunStatus,
+  SentEvent,
+  StartOptions,
+  StepApi,
+  StepContext,
+  StepRunOptions,
+  StepStatus,
+  TimeInput,
+  WaitForEventOptions,
+  WaitStatus,
+  WorkflowContext,
+  WorkflowHandler,
+  WorkflowLog,
+  WorkflowOptions,
+} from './types.js';

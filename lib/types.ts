@@ -1,0 +1,206 @@
+import type { DurationInput, TimeInput } from './duration.js';
+import type { StoredError } from './errors.js';
+
+export type { DurationInput, TimeInput } from './duration.js';
+export type { StoredError } from './errors.js';
+
+/** `completed`, `failed` and `cancelled` are terminal. */
+export type RunStatus =
+  | 'enqueued'
+  | 'running'
+  | 'sleeping'
+  | 'waiting'
+  | 'ready'
+  | 'retrying'
+  | 'completed'
+  | 'failed'
+  | 'cancelled';
+
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'sleeping' | 'waiting' | 'retrying' | 'failed';
+
+export type WaitStatus = 'pending' | 'matched' | 'timed_out' | 'cancelled';
+
+export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled'];
+
+/** Exponential backoff between step attempts. Default: first retry after 1 second, doubling, ±20 % jitter, at most 1 hour. */
+export interface BackoffOptions {
+  /** Delay before the first retry. Default `'1 second'`. */
+  initial?: DurationInput;
+  /** Each retry waits this many times longer than the one before. Default 2. */
+  factor?: number;
+  /** Longest delay. Default `'1 hour'`. */
+  max?: DurationInput;
+  /** Random spread as a fraction of the delay, 0 to 1. Default 0.2. */
+  jitter?: number;
+}
+
+/** Backoff options, or a function from the attempt that failed (1, 2, …) to the delay before the next. */
+export type Backoff = BackoffOptions | ((attempt: number) => DurationInput);
+
+export interface StepRunOptions<C = unknown> {
+  /** Retries after the first attempt fails. Default: the workflow's `retries`, else the flow's (3). */
+  retries?: number;
+  /** Delay between attempts. Default: the workflow's, else the flow's backoff. */
+  backoff?: Backoff;
+  /** Makes this a cursor step: its first attempt starts with `cursor` = `start`. */
+  start?: C;
+  /** An attempt that runs longer fails with `StepTimeoutError` (and is retried like any error). */
+  timeout?: DurationInput;
+}
+
+export interface StepContext<C = unknown> {
+  /** 1 on the first attempt, 2 on the first retry, … */
+  attempt: number;
+  /** `"<runId>:<stepName>"`: the same on every attempt, for the APIs you call to deduplicate on. */
+  idempotencyKey: string;
+  runId: string;
+  stepName: string;
+  /** Aborted when this worker loses the run's lease (or the run is cancelled): stop work that can stop. */
+  signal: AbortSignal;
+  /** Cursor steps: where to resume (the last value passed to `advance`, or `start`). */
+  cursor: C;
+  /** Cursor steps: stores the cursor (and refreshes the lease) so a crash resumes from here. */
+  advance(next: C): Promise<void>;
+}
+
+export interface WaitForEventOptions {
+  /** Event name to wait for. Default: the step name. */
+  event?: string;
+  /** JSON the event's payload must contain (Postgres `@>` containment). Default `{}`: any payload. */
+  match?: Record<string, unknown>;
+  /** Give up after this long: the step throws `WaitTimeoutError`, and every replay throws it again. */
+  timeout?: DurationInput;
+  /** Also accept a matching event recorded before the wait began. Default false. */
+  allowPastEvents?: boolean;
+}
+
+export interface SentEvent {
+  id: string;
+  eventId: string | null;
+  name: string;
+}
+
+export interface StepApi {
+  /** Runs `fn` once and stores its result; every replay returns the stored result instead. */
+  run<T>(name: string, fn: (context: StepContext) => T | Promise<T>): Promise<T>;
+  run<T, C = unknown>(name: string, options: StepRunOptions<C>, fn: (context: StepContext<C>) => T | Promise<T>): Promise<T>;
+  /** Sleeps durably: the run leaves its worker and is claimed again when the time comes. */
+  sleep(name: string, duration: DurationInput): Promise<void>;
+  /** Sleeps durably until `time`; a time in the past passes straight through. */
+  sleepUntil(name: string, time: TimeInput): Promise<void>;
+  /** Waits for an event and returns its payload. */
+  waitForEvent<P = unknown>(name: string, options?: WaitForEventOptions): Promise<P>;
+  /** Emits an event exactly once (memoized; its id is `"<runId>:<name>"`). */
+  sendEvent(name: string, eventName: string, payload?: unknown): Promise<SentEvent>;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface WorkflowLog {
+  debug(message: string, data?: Record<string, unknown>): void;
+  info(message: string, data?: Record<string, unknown>): void;
+  warn(message: string, data?: Record<string, unknown>): void;
+  error(message: string, data?: Record<string, unknown>): void;
+}
+
+export interface WorkflowContext<I = unknown> {
+  input: I;
+  step: StepApi;
+  log: WorkflowLog;
+  runId: string;
+  /** The workflow's name. */
+  workflow: string;
+  /** How many times this run has been claimed by a worker, this time included. */
+  attempt: number;
+}
+
+export type WorkflowHandler<I, O> = (context: WorkflowContext<I>) => O | Promise<O>;
+
+export interface WorkflowOptions {
+  /** Default retries for this workflow's steps. Default: the flow's `retries` (3). */
+  retries?: number;
+  /** Default backoff for this workflow's steps. */
+  backoff?: Backoff;
+  /** Queue its runs go to; workers take the queues they are given. Default `'default'`. */
+  queue?: string;
+  /** Default priority of its runs; lower runs first. Default 0. */
+  priority?: number;
+  /** Claims in a row that may end without the run stopping cleanly (a crashed or frozen worker) before it is failed. Default: the flow's (5). */
+  maxRecoveries?: number;
+}
+
+export interface StartOptions {
+  /** The run's id. Default: a random UUID. Starting the same id twice returns the first run. */
+  runId?: string;
+  /** A second start with the same key returns the first run instead of creating another. */
+  idempotencyKey?: string;
+  /** Start no earlier than this from now. */
+  delay?: DurationInput;
+  /** Lower runs first. Default: the workflow's priority, else 0. */
+  priority?: number;
+  /** Queue to put the run in. Default: the workflow's queue. */
+  queue?: string;
+  /** A Sequelize transaction (or a `pg` client inside a transaction): the run exists exactly when it commits. */
+  transaction?: unknown;
+}
+
+export interface ResultOptions {
+  /** Reject with a `DurableFlowError` (code `'INVALID_STATE'`) if the run has not finished by then. Default: wait forever. */
+  timeout?: DurationInput;
+}
+
+export interface RunHandle<O = unknown> {
+  runId: string;
+  /** Resolves with the run's output once it completes; rejects if it fails or is cancelled. */
+  result(options?: ResultOptions): Promise<O>;
+}
+
+export interface RunInfo<I = unknown, O = unknown> {
+  runId: string;
+  workflow: string;
+  status: RunStatus;
+  input: I;
+  output: O | undefined;
+  error: StoredError | null;
+  queue: string;
+  priority: number;
+  idempotencyKey: string | null;
+  parentRunId: string | null;
+  /** Runs this run started with `step.invoke` / `step.invokeMany`. */
+  childRunIds: string[];
+  /** Times a worker claimed the run. */
+  attempts: number;
+  /** When a suspended, delayed or retrying run is next due; null when only an event can wake it. */
+  wakeAt: Date | null;
+  lease: { owner: string; expiresAt: Date | null } | null;
+  createdAt: Date;
+  updatedAt: Date;
+  startedAt: Date | null;
+  interruptedAt: Date | null;
+  completedAt: Date | null;
+  failedAt: Date | null;
+  cancelledAt: Date | null;
+}
+
+export interface EventRecord {
+  /** The database id of the stored event. */
+  id: string;
+  /** The caller's id, used to deduplicate. */
+  eventId: string | null;
+  name: string;
+  payload: unknown;
+  occurredAt: Date;
+  /** True when an event with this id was already stored: nothing was recorded or woken this time. */
+  duplicate: boolean;
+  /** Waits this notify matched (0 for a duplicate). */
+  matchedWaits: number;
+}
+
+export interface NotifyOptions {
+  /** Makes the notify idempotent: a second one with the same id returns the first event. */
+  id?: string;
+  /** A Sequelize transaction (or `pg` client inside a transaction): the event exists exactly when it commits. */
+  transaction?: unknown;
+  /** Where the event came from, shown in the viewer. Default `'notify'`. */
+  source?: string;
+}

@@ -1,0 +1,337 @@
+import os from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { checkInteger, invalidOption } from '../config.js';
+import type { ResolvedOptions } from '../config.js';
+import type { SqlTexts } from '../db/sql/index.js';
+import { toMilliseconds } from '../duration.js';
+import type { DurationInput } from '../duration.js';
+import { DurableFlowError } from '../errors.js';
+import type { ClaimedRun, HistoryStep, WorkflowDefinition } from '../workflow/definition.js';
+import { Execution } from '../workflow/executor.js';
+import type { ExecutionEnv, ExecutionOutcome } from '../workflow/executor.js';
+import type { Listener } from './listener.js';
+
+export interface WorkerOptions {
+  /** Runs executed at once by this worker. Default 10. */
+  concurrency?: number;
+  /** Queues to take runs from. Default `['default']`. */
+  queues?: string[];
+  /** How often to look for due runs when no NOTIFY arrives (the fallback; NOTIFY wakes it at once). Default `'1 second'`. */
+  pollInterval?: DurationInput;
+}
+
+export interface StopOptions {
+  /** How long to let running steps finish before handing their runs back anyway. Default `'30 seconds'`. */
+  timeout?: DurationInput;
+}
+
+/** What a worker needs from its flow. */
+export interface WorkerHost {
+  pool: pg.Pool;
+  sql: SqlTexts;
+  options: ResolvedOptions;
+  listener: Listener;
+  wakeChannel: string;
+  definitions: Map<string, WorkflowDefinition>;
+  executionEnv: ExecutionEnv;
+  clockOffsetMs(): number;
+  /** Called when the worker starts/stops, so the flow can stop workers on close(). */
+  track(worker: Worker, active: boolean): void;
+}
+
+interface ClaimAnswer {
+  runs: {
+    id: string | number;
+    run_id: string;
+    workflow_name: string;
+    input: string | null;
+    lease_epoch: string | number;
+    claim_count: number;
+    attempts: number;
+    created_snapshot: string;
+    parent_run_id: string | null;
+    queue_name: string;
+    replay: boolean;
+  }[];
+  steps: (Omit<HistoryStep, 'id' | 'waitId'> & { run: string | number; id: string | number; waitId: string | number | null })[];
+  next_wake_ms: number | null;
+  db_now_ms: number;
+  snapshot: string;
+}
+
+/**
+ * Claims due runs and executes them, up to `concurrency` at a time.
+ *
+ * States: idle → running → stopping → stopped. While running it claims when NOTIFY says a run became
+ * due, when its timer for the next known wake-up fires, when a slot frees after a full claim, and
+ * every `pollInterval` regardless (NOTIFY is only a hint). A heartbeat renews the leases of the runs
+ * it executes; a run whose lease is found gone stops writing at once. `stop()` resolves once every
+ * execution has ended and the leases are released.
+ */
+export class Worker {
+  readonly id: string;
+  readonly concurrency: number;
+  readonly queues: string[];
+  readonly pollIntervalMs: number;
+  readonly #host: WorkerHost;
+  readonly #executions = new Map<string, Execution>();
+  #state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
+  #claiming = false;
+  #claimAgain = false;
+  /** A claim may find work: the last one was full, or a wake-up came while all slots were busy. */
+  #wanted = true;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #wakeTimer: NodeJS.Timeout | undefined;
+  #wakeAt = Infinity;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #unlisten: (() => void) | undefined;
+  #unreconnect: (() => void) | undefined;
+  #warnedNoWorkflows = false;
+  #claimFailures = 0;
+  #stopping: Promise<void> | undefined;
+  /** Runs claimed, and how their executions ended (for tests and metrics). */
+  readonly stats = { claimed: 0, completed: 0, failed: 0, suspended: 0, released: 0, lost: 0, errors: 0 };
+
+  constructor(host: WorkerHost, options: WorkerOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw invalidOption('worker options', options, 'an object');
+    this.#host = host;
+    this.concurrency = checkInteger('concurrency', options.concurrency ?? 10, 1, 10_000);
+    const queues = options.queues ?? ['default'];
+    if (!Array.isArray(queues) || queues.length === 0 || queues.some((q) => typeof q !== 'string' || q.length === 0)) {
+      throw invalidOption('queues', queues, 'a non-empty array of queue names');
+    }
+    this.queues = queues;
+    try {
+      this.pollIntervalMs = toMilliseconds(options.pollInterval ?? '1 second', '`pollInterval`');
+    } catch (error) {
+      throw new DurableFlowError('INVALID_OPTION', (error as Error).message);
+    }
+    if (this.pollIntervalMs > 2 ** 31 - 1) throw invalidOption('pollInterval', options.pollInterval, 'at most about 24 days');
+    this.id = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  }
+
+  get state(): string {
+    return this.#state;
+  }
+
+  /** Runs executing now. */
+  get active(): number {
+    return this.#executions.size;
+  }
+
+  async start(): Promise<void> {
+    if (this.#state === 'running') return;
+    if (this.#state !== 'idle') throw new DurableFlowError('INVALID_STATE', `Cannot start a worker that is ${this.#state}; create a new one with flow.worker()`);
+    this.#state = 'running';
+    this.#host.track(this, true);
+    this.#pollTimer = setInterval(() => this.#requestClaim(true), this.pollIntervalMs);
+    this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), this.#host.options.heartbeatIntervalMs);
+    this.#heartbeatTimer.unref();
+    this.#unreconnect = this.#host.listener.onReconnect(() => this.#requestClaim(true));
+    try {
+      this.#unlisten = await this.#host.listener.listen(this.#host.wakeChannel, (queue) => {
+        if (this.queues.includes(queue)) this.#requestClaim(true);
+      });
+    } catch (error) {
+      this.#host.options.logger.warn('Worker could not LISTEN; it polls every pollInterval instead', { error: (error as Error).message });
+    }
+    this.#requestClaim(true);
+  }
+
+  /** Looks for due runs now (also what tests call instead of waiting for a poll). */
+  #requestClaim(wanted: boolean): void {
+    if (wanted) this.#wanted = true;
+    if (this.#state !== 'running') return;
+    if (this.#claiming) {
+      this.#claimAgain = true;
+      return;
+    }
+    void this.#claimLoop();
+  }
+
+  async #claimLoop(): Promise<void> {
+    this.#claiming = true;
+    try {
+      for (;;) {
+        this.#claimAgain = false;
+        const free = this.concurrency - this.#executions.size;
+        if (free <= 0 || this.#state !== 'running' || !this.#wanted) break;
+        const names = [...this.#host.definitions.keys()];
+        if (names.length === 0) {
+          if (!this.#warnedNoWorkflows) {
+            this.#warnedNoWorkflows = true;
+            this.#host.options.logger.warn('Worker started but no workflow is registered in this process; register workflows with flow.workflow() before starting workers');
+          }
+          break;
+        }
+        const claimed = await this.#claim(free, names);
+        this.#claimFailures = 0;
+        this.#wanted = claimed >= free;
+        if (!this.#wanted && !this.#claimAgain) break;
+        if (this.#claimAgain) this.#wanted = true;
+      }
+    } catch (error) {
+      this.#claimFailures++;
+      if (this.#claimFailures === 1 || this.#claimFailures % 30 === 0) {
+        this.#host.options.logger.warn('Worker could not claim runs; retrying at the next poll', { error: (error as Error).message });
+      }
+    } finally {
+      this.#claiming = false;
+    }
+  }
+
+  async #claim(limit: number, names: string[]): Promise<number> {
+    const { rows } = await this.#host.pool.query<ClaimAnswer>(this.#host.sql.claimRuns, [
+      this.queues,
+      names,
+      limit,
+      this.id,
+      this.#host.options.leaseTtlMs,
+      this.#host.clockOffsetMs(),
+    ]);
+    const answer = rows[0]!;
+    if (answer.next_wake_ms !== null) this.#scheduleWake(Number(answer.next_wake_ms));
+    if (answer.runs.length === 0) return 0;
+    const history = new Map<string, HistoryStep[]>();
+    for (const step of answer.steps) {
+      const runId = String(step.run);
+      const list = history.get(runId) ?? [];
+      list.push({ ...step, id: String(step.id), waitId: step.waitId === null ? null : String(step.waitId) });
+      history.set(runId, list);
+    }
+    for (const row of answer.runs) {
+      const run: ClaimedRun = {
+        id: String(row.id),
+        runId: row.run_id,
+        workflow: row.workflow_name,
+        input: row.input,
+        epoch: String(row.lease_epoch),
+        claimCount: row.claim_count,
+        attempts: row.attempts,
+        createdSnapshot: row.created_snapshot,
+        parentRunId: row.parent_run_id,
+        queue: row.queue_name,
+        replay: row.replay,
+      };
+      this.#execute(run, history.get(run.id) ?? [], answer.snapshot, Number(answer.db_now_ms));
+    }
+    return answer.runs.length;
+  }
+
+  #execute(run: ClaimedRun, history: HistoryStep[], snapshot: string, dbNowMs: number): void {
+    const definition = this.#host.definitions.get(run.workflow);
+    if (!definition) return; // cannot happen: the claim filters on registered names
+    this.stats.claimed++;
+    const execution = new Execution(this.#host.executionEnv, definition, run, history, { snapshot, dbNowMs });
+    this.#executions.set(run.id, execution);
+    void execution.start().then((outcome) => this.#ended(execution, outcome));
+  }
+
+  #ended(execution: Execution, outcome: ExecutionOutcome): void {
+    this.#executions.delete(execution.run.id);
+    switch (outcome.kind) {
+      case 'completed': this.stats.completed++; break;
+      case 'failed': this.stats.failed++; break;
+      case 'suspended':
+        this.stats.suspended++;
+        if (outcome.wakeAt !== null) this.#scheduleWake(outcome.wakeAt - execution.dbNow());
+        break;
+      case 'released': this.stats.released++; break;
+      case 'lost': this.stats.lost++; break;
+      case 'error': this.stats.errors++; break;
+    }
+    this.#idleResolve?.();
+    this.#requestClaim(false);
+  }
+
+  /** Claims again when the earliest known run wakes up (if that is sooner than the next poll). */
+  #scheduleWake(inMs: number): void {
+    const delay = Math.max(0, Math.ceil(inMs) + 1);
+    if (delay >= this.pollIntervalMs) return;
+    const at = Date.now() + delay;
+    if (this.#wakeTimer && at >= this.#wakeAt) return;
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeAt = at;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#wakeAt = Infinity;
+      this.#requestClaim(true);
+    }, delay);
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#executions.size === 0) return;
+    const executions = [...this.#executions.values()];
+    try {
+      const { rows } = await this.#host.pool.query<{ id: string | number }>(this.#host.sql.heartbeat, [
+        JSON.stringify(executions.map((e) => ({ id: e.run.id, epoch: e.run.epoch }))),
+        this.id,
+        this.#host.options.leaseTtlMs,
+        this.#host.clockOffsetMs(),
+      ]);
+      const held = new Set(rows.map((row) => String(row.id)));
+      for (const execution of executions) {
+        if (!held.has(execution.run.id) && this.#executions.get(execution.run.id) === execution) {
+          this.#host.options.logger.warn(`Lost the lease of run ${execution.run.runId}; this worker stops executing it`);
+          execution.leaseLost();
+        }
+      }
+    } catch (error) {
+      this.#host.options.logger.warn('Heartbeat failed; leases expire unless the next one succeeds', { error: (error as Error).message });
+    }
+  }
+
+  #idleResolve: (() => void) | undefined;
+
+  /**
+   * Stops claiming, lets the steps now running finish, and hands every run back (due at once, so
+   * another worker continues it). After `timeout` the remaining runs are handed back anyway and their
+   * executions write nothing more.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    if (this.#stopping) return this.#stopping;
+    if (this.#state === 'idle') {
+      this.#state = 'stopped';
+      return Promise.resolve();
+    }
+    const timeoutMs = toMilliseconds(options.timeout ?? '30 seconds', 'the stop `timeout`', { allowZero: true });
+    this.#state = 'stopping';
+    this.#stopping = this.#stop(timeoutMs);
+    return this.#stopping;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
+    if (this.#pollTimer) clearInterval(this.#pollTimer);
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#unlisten?.();
+    this.#unreconnect?.();
+    for (const execution of this.#executions.values()) execution.requestStop();
+    const deadline = Date.now() + timeoutMs;
+    while (this.#executions.size > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        this.#idleResolve = resolve;
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        timer.unref();
+      });
+      this.#idleResolve = undefined;
+    }
+    if (this.#executions.size > 0) {
+      const remaining = [...this.#executions.values()];
+      await this.#host.pool
+        .query(this.#host.sql.releaseRuns, [
+          JSON.stringify(remaining.map((e) => ({ id: e.run.id, epoch: e.run.epoch, delay_ms: 0, clean: false }))),
+          this.#host.clockOffsetMs(),
+        ])
+        .catch((error: unknown) => {
+          this.#host.options.logger.warn('Could not hand back runs on stop; their leases expire instead', { error: (error as Error).message });
+        });
+      for (const execution of remaining) execution.leaseLost();
+      this.#executions.clear();
+    }
+    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
+    while (this.#claiming) await new Promise((resolve) => setTimeout(resolve, 5));
+    this.#state = 'stopped';
+    this.#host.track(this, false);
+  }
+}

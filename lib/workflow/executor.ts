@@ -1,0 +1,929 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { backoffDelay, resolveBackoff } from '../config.js';
+import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
+import type { SqlTexts } from '../db/sql/index.js';
+import { fromPg, withTransaction } from '../db/queryable.js';
+import { toDate, toMilliseconds } from '../duration.js';
+import {
+  DurableFlowError,
+  LeaseLostError,
+  NonDeterminismError,
+  StepTimeoutError,
+  WaitTimeoutError,
+  deserializeError,
+  isNonRetriable,
+  serializeError,
+} from '../errors.js';
+import type { StoredError } from '../errors.js';
+import { encodeJson, isPlainObject } from '../json.js';
+import type {
+  EventRecord,
+  LogLevel,
+  NotifyOptions,
+  SentEvent,
+  StepApi,
+  StepContext,
+  StepRunOptions,
+  WaitForEventOptions,
+  WorkflowLog,
+} from '../types.js';
+import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
+
+/** What an execution needs from the flow that runs it. */
+export interface ExecutionEnv {
+  pool: pg.Pool;
+  sql: SqlTexts;
+  options: ResolvedOptions;
+  lockNamespace: number;
+  clockOffsetMs(): number;
+  notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
+  /** Called once the run's outcome is stored (in this process), for `result()` waiters. */
+  onFinished(runId: string, outcome: { status: 'completed' | 'failed'; output?: string; error?: StoredError }): void;
+  /** Fault-injection hook for tests; a no-op in production. */
+  debugPoint(name: string, data: Record<string, unknown>): Promise<void>;
+}
+
+export type ExecutionOutcome =
+  | { kind: 'completed' }
+  | { kind: 'failed' }
+  | { kind: 'suspended'; wakeAt: number | null }
+  | { kind: 'released' }
+  | { kind: 'lost' }
+  | { kind: 'error'; error: unknown };
+
+/** A step write waiting for the next commit. */
+interface PendingStep {
+  name: string;
+  kind: string;
+  status: string;
+  attempts: number;
+  position: number | null;
+  result?: string | undefined;
+  error?: StoredError | null;
+  cursor?: unknown;
+  metadata?: Record<string, unknown>;
+  started_at?: string | undefined;
+  completed_at?: string | null;
+}
+
+interface PendingLog {
+  step_name: string | null;
+  step_id: string | null;
+  key: string;
+  level: LogLevel;
+  message: string;
+  data: unknown;
+  at: string;
+}
+
+/** A step that cannot finish in this execution yet: a sleep, a wait, or a retry after backoff. */
+interface Suspension {
+  name: string;
+  kind: 'sleep' | 'wait' | 'retry';
+  /** Database-clock ms at which it is due (a wait's timeout); null for a wait without timeout. */
+  wakeAt: number | null;
+  position: number | null;
+  wait?: { event: string; match: unknown; allowPast: boolean; since: string; isNew: boolean };
+  /** A retry: the error of the attempt that failed. */
+  error?: StoredError;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+interface NewStep {
+  name: string;
+  start(): void;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+const MAX_STEP_NAME = 500;
+/** A step body still running after this long gets a `running` row, so the viewer shows it. */
+const RUNNING_MARKER_MS = 250;
+/** Log lines written inside a long step body are stored at most this late. */
+const LOG_FLUSH_MS = 200;
+
+const stepScope = new AsyncLocalStorage<{ name: string; attempt: number }>();
+
+function parseJson(text: string | null | undefined): unknown {
+  return text === null || text === undefined ? undefined : JSON.parse(text);
+}
+
+/**
+ * One execution of a run: replays the workflow function from the top against the run's stored
+ * history, runs the steps that have no stored result, and ends by completing, failing or suspending
+ * the run (or handing it back when its worker stops).
+ *
+ * Writes are batched to the next moment they are needed: a step's result is stored before the next
+ * step body starts (so no side effect ever runs before the previous result is durable), and merged
+ * with the completion, the suspension or the next step's write otherwise. Every write is fenced by the
+ * lease epoch the claim handed out.
+ *
+ * The handler is never interrupted: a step that must wait (sleep, event, retry backoff) returns a
+ * promise that does not settle in this execution. Once no step body is running and the handler has
+ * gone quiet, the execution suspends the run and abandons the handler.
+ */
+export class Execution {
+  readonly run: ClaimedRun;
+  readonly #env: ExecutionEnv;
+  readonly #definition: WorkflowDefinition;
+  readonly #history = new Map<string, HistoryStep>();
+  readonly #stepIds = new Map<string, string>();
+  readonly #requested = new Set<string>();
+  readonly #pendingSteps = new Map<string, PendingStep>();
+  #pendingLogs: PendingLog[] = [];
+  readonly #logCounters = new Map<string, number>();
+  readonly #suspensions = new Map<string, Suspension>();
+  #toStart: NewStep[] = [];
+  #newNames: string[] = [];
+  readonly #errorSteps = new WeakMap<object, string>();
+  readonly #abort = new AbortController();
+  readonly #snapshot: string;
+  readonly #dbNowAtClaim: number;
+  readonly #perfAtClaim: number;
+  #lastStepSnapshot: string;
+  #lastStepName = '^';
+  #position = 0;
+  #running = 0;
+  #settled: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
+  #fatal: Error | undefined;
+  #ended = false;
+  /** Set the moment the execution must write nothing more (lease lost, infrastructure error). */
+  #aborted = false;
+  #ticking = false;
+  #tickAgain = false;
+  #tickScheduled = false;
+  #stopRequested = false;
+  #commitChain: Promise<unknown> = Promise.resolve();
+  #logTimer: NodeJS.Timeout | undefined;
+  #finish!: (outcome: ExecutionOutcome) => void;
+  readonly #done: Promise<ExecutionOutcome>;
+
+  constructor(
+    env: ExecutionEnv,
+    definition: WorkflowDefinition,
+    run: ClaimedRun,
+    history: HistoryStep[],
+    claim: { snapshot: string; dbNowMs: number },
+  ) {
+    this.#env = env;
+    this.#definition = definition;
+    this.run = run;
+    this.#snapshot = claim.snapshot;
+    this.#dbNowAtClaim = claim.dbNowMs;
+    this.#perfAtClaim = performance.now();
+    this.#lastStepSnapshot = run.createdSnapshot;
+    for (const step of history) {
+      this.#history.set(step.name, step);
+      this.#stepIds.set(step.name, step.id);
+    }
+    this.#position = history.reduce((max, step) => Math.max(max, (step.position ?? -1) + 1), 0);
+    this.#done = new Promise((resolve) => {
+      this.#finish = resolve;
+    });
+  }
+
+  /** The database clock, estimated from the claim's reading plus monotonic time since (immune to app clock skew). */
+  dbNow(): number {
+    return this.#dbNowAtClaim + (performance.now() - this.#perfAtClaim);
+  }
+
+  #iso(ms = this.dbNow()): string {
+    return new Date(ms).toISOString();
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Runs the execution to its end. Never rejects. */
+  start(): Promise<ExecutionOutcome> {
+    const limit = 1 + this.#definition.maxRecoveries;
+    if (this.run.claimCount > limit) {
+      const error = new DurableFlowError(
+        'WORKER_CRASHED',
+        `Run ${this.run.runId} of workflow "${this.run.workflow}" was claimed ${this.run.claimCount - 1} times in a row without its execution ending cleanly: the worker crashed, was killed or lost its lease each time (maxRecoveries is ${this.#definition.maxRecoveries}). It is failed so it stops crash-looping; fix the cause, then call flow.retry('${this.run.runId}').`,
+      );
+      this.#guard(this.#end({ kind: 'fail', error }));
+      return this.#done;
+    }
+    let input: unknown;
+    try {
+      input = parseJson(this.run.input);
+    } catch (error) {
+      this.#guard(this.#end({ kind: 'fail', error }));
+      return this.#done;
+    }
+    const context = {
+      input,
+      step: this.#stepApi(),
+      log: this.#logApi(),
+      runId: this.run.runId,
+      workflow: this.run.workflow,
+      attempt: this.run.attempts,
+    };
+    Promise.resolve()
+      .then(() => this.#definition.handler(context))
+      .then(
+        (value) => {
+          this.#settled = { ok: true, value };
+          this.#scheduleTick();
+        },
+        (error: unknown) => {
+          this.#settled = { ok: false, error };
+          this.#scheduleTick();
+        },
+      );
+    return this.#done;
+  }
+
+  /** Graceful stop: finish the step bodies now running, then hand the run back instead of starting more. */
+  requestStop(): void {
+    this.#stopRequested = true;
+    this.#scheduleTick();
+  }
+
+  /** The worker found the lease gone (heartbeat): stop writing, let step bodies know. */
+  leaseLost(): void {
+    if (this.#ended) return;
+    this.#aborted = true;
+    this.#abort.abort(new LeaseLostError(this.run.runId));
+    this.#conclude({ kind: 'lost' });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The step API
+
+  #stepApi(): StepApi {
+    const run = <T>(name: string, a: unknown, b?: unknown): Promise<T> => {
+      const [options, fn] = (typeof a === 'function' ? [{}, a] : [a ?? {}, b]) as [
+        StepRunOptions,
+        (context: StepContext) => T | Promise<T>,
+      ];
+      return this.#runStep<T>(name, options, fn);
+    };
+    return {
+      run: run as StepApi['run'],
+      sleep: (name, duration) => {
+        const ms = toMilliseconds(duration, `the duration of sleep step "${name}"`);
+        return this.#sleep(name, () => this.dbNow() + ms);
+      },
+      sleepUntil: (name, time) => {
+        const at = toDate(time, `the time of sleep step "${name}"`).getTime();
+        return this.#sleep(name, () => at);
+      },
+      waitForEvent: <P>(name: string, options?: WaitForEventOptions) => this.#waitForEvent(name, options ?? {}) as Promise<P>,
+      sendEvent: (name, eventName, payload) => this.#sendEvent(name, eventName, payload),
+    };
+  }
+
+  /** Claims a step name for this execution; a second use is a programming error that fails the run. */
+  #register(name: unknown, kind: string): HistoryStep | undefined {
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_STEP_NAME) {
+      throw this.#setFatal(
+        new DurableFlowError(
+          'INVALID_ARGUMENT',
+          `Expected a step name to be a non-empty string of at most ${MAX_STEP_NAME} characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name} (${kind} step in workflow "${this.run.workflow}")`,
+        ),
+      );
+    }
+    if (this.#requested.has(name)) {
+      throw this.#setFatal(
+        new DurableFlowError(
+          'DUPLICATE_STEP_NAME',
+          `Step name "${name}" was used twice in one run of workflow "${this.run.workflow}". Step names identify stored results, so each must be unique within a run: add a distinguishing part, e.g. \`${name}-\${item.id}\`.`,
+        ),
+      );
+    }
+    this.#requested.add(name);
+    const row = this.#history.get(name);
+    if (!row) this.#newNames.push(name);
+    if (row && row.kind !== kind && row.status === 'succeeded') {
+      throw this.#setFatal(
+        new NonDeterminismError(
+          `Step "${name}" of run ${this.run.runId} is stored as a ${row.kind} step but the workflow now calls it as a ${kind} step: the code changed under a run in flight. Restore the old step, or cancel the run.`,
+        ),
+      );
+    }
+    this.#lastStepName = name;
+    return row;
+  }
+
+  #setFatal(error: Error): Error {
+    this.#fatal ??= error;
+    this.#scheduleTick();
+    return error;
+  }
+
+  /** Advances the "preceding step" of the next wait: its low-water mark is this step's snapshot. */
+  #noteStep(row: HistoryStep | undefined): void {
+    this.#lastStepSnapshot = row?.snapshot ?? this.#snapshot;
+  }
+
+  #memoized(row: HistoryStep | undefined): Promise<unknown> | undefined {
+    if (!row) return undefined;
+    if (row.status === 'succeeded') return Promise.resolve(parseJson(row.result));
+    if (row.status === 'failed' && row.error) {
+      const error = deserializeError(row.error as StoredError);
+      this.#errorSteps.set(error, row.name);
+      return Promise.reject(error);
+    }
+    return undefined;
+  }
+
+  #runStep<T>(name: string, options: StepRunOptions, fn: (context: StepContext) => T | Promise<T>): Promise<T> {
+    const row = this.#register(name, 'run');
+    if (typeof fn !== 'function') {
+      throw this.#setFatal(
+        new DurableFlowError('INVALID_ARGUMENT', `Expected step "${name}" to be given a function, got ${typeof fn}`),
+      );
+    }
+    this.#noteStep(row);
+    const memo = this.#memoized(row);
+    if (memo) return memo as Promise<T>;
+    const retries = options.retries ?? this.#definition.retries;
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw this.#setFatal(
+        new DurableFlowError('INVALID_ARGUMENT', `Expected \`retries\` of step "${name}" to be an integer >= 0, got ${String(retries)}`),
+      );
+    }
+    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `the timeout of step "${name}"`);
+    const backoff =
+      options.backoff === undefined ? this.#definition.backoff : resolveBackoff(`backoff of step "${name}"`, options.backoff, this.#definition.backoff);
+    const position = row?.position ?? this.#position++;
+    return new Promise<T>((resolve, reject) => {
+      this.#toStart.push({
+        name,
+        start: () => void this.#executeBody(name, position, row, options, { retries, timeoutMs, backoff }, fn, resolve, reject),
+      });
+      this.#scheduleTick();
+    });
+  }
+
+  async #executeBody<T>(
+    name: string,
+    position: number,
+    row: HistoryStep | undefined,
+    options: StepRunOptions,
+    policy: { retries: number; timeoutMs: number | undefined; backoff: ResolvedBackoff },
+    fn: (context: StepContext) => T | Promise<T>,
+    resolve: (value: T) => void,
+    reject: (error: unknown) => void,
+  ): Promise<void> {
+    const attempt = (row?.attempts ?? 0) + 1;
+    const startedAt = this.#iso();
+    let cursor = row?.cursor ?? options.start;
+    const isCursor = 'start' in options;
+    const attemptAbort = new AbortController();
+    const context: StepContext = {
+      attempt,
+      idempotencyKey: `${this.run.runId}:${name}`,
+      runId: this.run.runId,
+      stepName: name,
+      signal: AbortSignal.any([this.#abort.signal, attemptAbort.signal]),
+      get cursor() {
+        return cursor;
+      },
+      advance: async (next: unknown) => {
+        if (!isCursor) {
+          throw new DurableFlowError('INVALID_ARGUMENT', `Step "${name}" is not a cursor step: give it a \`start\` option to use advance()`);
+        }
+        const encoded = encodeJson(next, `The cursor of step "${name}"`, this.#env.options.maxPayloadSize);
+        cursor = encoded === undefined ? undefined : JSON.parse(encoded);
+        this.#pendingSteps.set(name, {
+          name, kind: 'run', status: 'running', attempts: attempt - 1, position,
+          cursor: cursor ?? null, started_at: startedAt, completed_at: null, error: null,
+        });
+        await this.#flush();
+      },
+    };
+    this.#running++;
+    const marker = setTimeout(() => {
+      if (this.#pendingSteps.has(name) || this.#ended) return;
+      this.#pendingSteps.set(name, {
+        name, kind: 'run', status: 'running', attempts: attempt - 1, position,
+        started_at: startedAt, completed_at: null, error: row?.error as StoredError | null ?? null,
+        ...(isCursor ? { cursor: cursor ?? null } : {}),
+      });
+      this.#guard(this.#flush());
+    }, RUNNING_MARKER_MS);
+    marker.unref();
+    try {
+      await this.#env.debugPoint('STEP_BEFORE_BODY', { runId: this.run.runId, step: name, attempt });
+      const body = stepScope.run({ name, attempt }, () => Promise.resolve().then(() => fn(context)));
+      const value = await (policy.timeoutMs === undefined ? body : withTimeout(body, policy.timeoutMs, name, attemptAbort));
+      if (this.#ended || this.#aborted) return;
+      const encoded = encodeJson(value, `The result of step "${name}"`, this.#env.options.maxPayloadSize);
+      this.#pendingSteps.set(name, {
+        name, kind: 'run', status: 'succeeded', attempts: attempt, position, result: encoded,
+        error: null, started_at: startedAt, completed_at: this.#iso(),
+        ...(isCursor ? { cursor: cursor ?? null } : {}),
+      });
+      await this.#env.debugPoint('STEP_AFTER_BODY', { runId: this.run.runId, step: name, attempt });
+      resolve(parseJson(encoded) as T);
+    } catch (error) {
+      if (this.#ended || this.#aborted) return;
+      if (error instanceof LeaseLostError) {
+        this.leaseLost();
+        return;
+      }
+      const stored = serializeError(error, name);
+      if (!isNonRetriable(error) && attempt <= policy.retries) {
+        let retryAt: number;
+        try {
+          retryAt = this.dbNow() + backoffDelay(policy.backoff, attempt, `the backoff of step "${name}"`);
+        } catch (backoffError) {
+          this.#setFatal(backoffError as Error);
+          return;
+        }
+        this.#pendingSteps.set(name, {
+          name, kind: 'run', status: 'retrying', attempts: attempt, position, error: stored,
+          metadata: { retryAt: this.#iso(retryAt) }, started_at: startedAt, completed_at: null,
+          ...(isCursor ? { cursor: cursor ?? null } : {}),
+        });
+        this.#suspensions.set(name, {
+          name, kind: 'retry', wakeAt: retryAt, position, error: stored, resolve: () => undefined, reject: () => undefined,
+        });
+      } else {
+        this.#pendingSteps.set(name, {
+          name, kind: 'run', status: 'failed', attempts: attempt, position, error: stored,
+          started_at: startedAt, completed_at: this.#iso(),
+        });
+        if (typeof error === 'object' && error !== null) this.#errorSteps.set(error, name);
+        reject(error);
+      }
+    } finally {
+      clearTimeout(marker);
+      attemptAbort.abort();
+      this.#running--;
+      this.#scheduleTick();
+    }
+  }
+
+  #sleep(name: string, wakeAtIfNew: () => number): Promise<void> {
+    const row = this.#register(name, 'sleep');
+    this.#noteStep(row);
+    const memo = this.#memoized(row);
+    if (memo) return memo as Promise<void>;
+    const stored = row?.metadata.wakeAt;
+    const wakeAt = typeof stored === 'string' ? Date.parse(stored) : wakeAtIfNew();
+    const position = row?.position ?? this.#position++;
+    const base = { name, kind: 'sleep', position, metadata: { wakeAt: this.#iso(wakeAt) }, error: null };
+    if (wakeAt <= this.dbNow()) {
+      this.#pendingSteps.set(name, { ...base, status: 'succeeded', attempts: 1, completed_at: this.#iso(), started_at: this.#iso() });
+      this.#scheduleTick();
+      return Promise.resolve();
+    }
+    if (!row || row.status !== 'sleeping') {
+      this.#pendingSteps.set(name, { ...base, status: 'sleeping', attempts: 0, started_at: this.#iso(), completed_at: null });
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#suspensions.set(name, { name, kind: 'sleep', wakeAt, position, resolve: () => resolve(), reject });
+      this.#scheduleTick();
+    });
+  }
+
+  #waitForEvent(name: string, options: WaitForEventOptions): Promise<unknown> {
+    if (!isPlainObject(options)) {
+      throw this.#setFatal(new DurableFlowError('INVALID_ARGUMENT', `Expected the options of wait step "${name}" to be an object`));
+    }
+    const event = options.event ?? name;
+    if (typeof event !== 'string' || event.length === 0) {
+      throw this.#setFatal(new DurableFlowError('INVALID_ARGUMENT', `Expected \`event\` of wait step "${name}" to be a non-empty string, got ${typeof event}`));
+    }
+    const match = options.match ?? {};
+    if (!isPlainObject(match)) {
+      throw this.#setFatal(
+        new DurableFlowError(
+          'INVALID_ARGUMENT',
+          `Expected \`match\` of wait step "${name}" to be a plain object such as { orderId: 42 } (the event payload must contain it), got ${Array.isArray(match) ? 'an array' : typeof match}`,
+        ),
+      );
+    }
+    const matchJson = encodeJson(match, `The match of wait step "${name}"`, this.#env.options.maxPayloadSize)!;
+    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `the timeout of wait step "${name}"`);
+    const since = this.#lastStepSnapshot;
+    const row = this.#register(name, 'wait');
+    this.#noteStep(row);
+    const memo = this.#memoized(row);
+    if (memo) return memo;
+    const isNew = !row?.waitId;
+    const storedTimeout = row?.metadata.timeoutAt;
+    const timeoutAt =
+      !isNew && typeof storedTimeout === 'string' ? Date.parse(storedTimeout) : timeoutMs === undefined ? null : this.dbNow() + timeoutMs;
+    if (isNew) {
+      this.#pendingSteps.set(name, {
+        name, kind: 'wait', status: 'waiting', attempts: 0, position: row?.position ?? this.#position++,
+        metadata: { eventName: event, ...(timeoutAt === null ? {} : { timeoutAt: this.#iso(timeoutAt) }) },
+        started_at: this.#iso(), completed_at: null, error: null,
+      });
+    }
+    return new Promise((resolve, reject) => {
+      this.#suspensions.set(name, {
+        name,
+        kind: 'wait',
+        wakeAt: timeoutAt,
+        position: null,
+        wait: { event, match: JSON.parse(matchJson), allowPast: options.allowPastEvents === true, since, isNew },
+        resolve,
+        reject,
+      });
+      this.#scheduleTick();
+    });
+  }
+
+  #sendEvent(name: string, eventName: string, payload: unknown): Promise<SentEvent> {
+    if (typeof eventName !== 'string' || eventName.length === 0) {
+      throw this.#setFatal(new DurableFlowError('INVALID_ARGUMENT', `Expected the event name of step "${name}" to be a non-empty string`));
+    }
+    return this.#runStep(name, {}, async () => {
+      const event = await this.#env.notify(eventName, payload ?? {}, { id: `${this.run.runId}:${name}`, source: `run:${this.run.runId}` });
+      return { id: event.id, eventId: event.eventId, name: event.name };
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Logs
+
+  #logApi(): WorkflowLog {
+    const write = (level: LogLevel) => (message: string, data?: Record<string, unknown>) => this.#log(level, message, data);
+    return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+  }
+
+  #log(level: LogLevel, message: unknown, data: unknown): void {
+    if (!LOG_LEVELS.includes(level)) {
+      throw new DurableFlowError('INVALID_ARGUMENT', `Unknown log level "${String(level)}"; use debug, info, warn or error`);
+    }
+    if (data !== undefined && !isPlainObject(data)) {
+      throw new DurableFlowError('INVALID_ARGUMENT', `Expected workflow log data to be a plain object, got ${Array.isArray(data) ? 'an array' : typeof data}`);
+    }
+    const text = typeof message === 'string' ? message : String(message);
+    const encoded = encodeJson(data ?? {}, `The data of log line "${text.slice(0, 60)}"`, this.#env.options.maxPayloadSize);
+    encodeJson(text, 'A log message', this.#env.options.maxPayloadSize);
+    const scope = stepScope.getStore();
+    // The key makes a replay rewrite nothing: the n-th line after the same step (or inside the same attempt of a step).
+    const prefix = scope ? `${scope.name}/${scope.attempt}` : `@${this.#lastStepName}`;
+    const n = this.#logCounters.get(prefix) ?? 0;
+    this.#logCounters.set(prefix, n + 1);
+    this.#pendingLogs.push({
+      step_name: scope?.name ?? null,
+      step_id: scope ? (this.#stepIds.get(scope.name) ?? null) : null,
+      key: `${prefix}#${n}`,
+      level,
+      message: text,
+      data: JSON.parse(encoded!),
+      at: this.#iso(),
+    });
+    if (this.#running > 0 && !this.#logTimer) {
+      this.#logTimer = setTimeout(() => {
+        this.#logTimer = undefined;
+        if (this.#pendingLogs.length > 0 && !this.#ended) this.#guard(this.#flush());
+      }, LOG_FLUSH_MS);
+      this.#logTimer.unref();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The scheduler: decides, after the handler has run as far as it can, what to write and whether
+  // the execution continues, suspends or ends.
+
+  #scheduleTick(): void {
+    if (this.#tickScheduled || this.#ended) return;
+    this.#tickScheduled = true;
+    setImmediate(() => {
+      this.#tickScheduled = false;
+      void this.#tick();
+    });
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#ended) return;
+    if (this.#ticking) {
+      this.#tickAgain = true;
+      return;
+    }
+    this.#ticking = true;
+    try {
+      await this.#step();
+    } catch (error) {
+      await this.#onEngineError(error);
+    } finally {
+      this.#ticking = false;
+      if (this.#tickAgain && !this.#ended) {
+        this.#tickAgain = false;
+        this.#scheduleTick();
+      }
+    }
+  }
+
+  async #step(): Promise<void> {
+    if (this.#fatal) {
+      if (this.#running === 0) await this.#end({ kind: 'fail', error: this.#fatal });
+      return;
+    }
+    if (this.#settled) {
+      if (this.#running > 0) return; // let floating step bodies store their results first
+      if (this.#settled.ok) await this.#end({ kind: 'complete', value: this.#settled.value });
+      else await this.#end({ kind: 'fail', error: this.#settled.error });
+      return;
+    }
+    if (this.#newNames.length > 0) {
+      this.#checkDeterminism();
+      if (this.#fatal) return this.#step();
+    }
+    if (this.#toStart.length > 0) {
+      if (this.#stopRequested) {
+        if (this.#running === 0) await this.#end({ kind: 'release' });
+        return;
+      }
+      await this.#flush();
+      const starting = this.#toStart;
+      this.#toStart = [];
+      for (const step of starting) step.start();
+      return;
+    }
+    if (this.#running === 0 && this.#suspensions.size > 0) {
+      await this.#suspend();
+      return;
+    }
+    if (this.#pendingSteps.size > 0 || (this.#pendingLogs.length > 0 && this.#running === 0)) {
+      // Nothing to merge the write with (other bodies still run, or the handler awaits something else).
+      await this.#flush();
+    }
+  }
+
+  /**
+   * A new step is about to run while stored steps have not been replayed: the code changed under
+   * this run (a step renamed, removed or inserted). Running it could repeat a side effect under a new
+   * name, so the run fails with a clear error instead.
+   */
+  #checkDeterminism(): void {
+    const fresh = this.#newNames;
+    this.#newNames = [];
+    const unvisited = [...this.#history.keys()].filter((name) => !this.#requested.has(name));
+    if (unvisited.length === 0) return;
+    this.#setFatal(
+      new NonDeterminismError(
+        `The code of workflow "${this.run.workflow}" no longer matches the history of run ${this.run.runId}: it calls new step ${fresh.map((n) => `"${n}"`).join(', ')} while stored step ${unvisited.map((n) => `"${n}"`).join(', ')} ${unvisited.length === 1 ? 'was' : 'were'} not reached. A step was renamed, removed or inserted while this run was in flight. Restore the previous step names (or deploy the change only for new runs), then call flow.retry('${this.run.runId}'); or cancel the run.`,
+      ),
+    );
+  }
+
+  #takePending(): { steps: PendingStep[]; logs: PendingLog[] } {
+    const steps = [...this.#pendingSteps.values()];
+    const logs = this.#pendingLogs;
+    this.#pendingSteps.clear();
+    this.#pendingLogs = [];
+    if (this.#logTimer) {
+      clearTimeout(this.#logTimer);
+      this.#logTimer = undefined;
+    }
+    return { steps, logs };
+  }
+
+  #stepsParam(steps: PendingStep[]): string {
+    return JSON.stringify(steps);
+  }
+
+  #recordStepIds(rows: unknown): void {
+    for (const [id, name] of rows as [string | number, string][]) this.#stepIds.set(name, String(id));
+  }
+
+  /**
+   * Stores pending writes now (serialised with any other write of this execution). A failed write
+   * ends the execution: what it held was never durable, so the run must resume from what is.
+   */
+  #flush(): Promise<void> {
+    const next = this.#commitChain.then(async () => {
+      if (this.#ended || this.#aborted) return;
+      const { steps, logs } = this.#takePending();
+      if (steps.length === 0 && logs.length === 0) return;
+      const { rows } = await this.#env.pool.query<{ held: number; steps: unknown }>(this.#env.sql.commitSteps, [
+        this.run.id,
+        this.run.epoch,
+        this.#stepsParam(steps),
+        JSON.stringify(logs),
+        this.#snapshot,
+      ]);
+      const row = rows[0]!;
+      if (row.held === 0) throw new LeaseLostError(this.run.runId);
+      this.#recordStepIds(row.steps);
+    });
+    this.#commitChain = next.catch((error: unknown) => this.#onEngineError(error));
+    return next;
+  }
+
+  /** Runs background work whose failure must end the execution rather than vanish. */
+  #guard(work: Promise<unknown>): void {
+    work.catch((error: unknown) => this.#onEngineError(error));
+  }
+
+  /** Suspends the run until its earliest sleep, timeout or retry, unless something can settle right now. */
+  async #suspend(): Promise<void> {
+    await this.#commitChain;
+    const now = this.dbNow();
+    const due: Suspension[] = [];
+    for (const s of this.#suspensions.values()) {
+      if (s.kind === 'sleep' && s.wakeAt !== null && s.wakeAt <= now) due.push(s);
+    }
+    for (const s of due) {
+      this.#pendingSteps.set(s.name, {
+        name: s.name, kind: 'sleep', status: 'succeeded', attempts: 1, position: s.position,
+        metadata: { wakeAt: this.#iso(s.wakeAt!) }, completed_at: this.#iso(), error: null,
+      });
+    }
+    const waits = [...this.#suspensions.values()].filter((s) => s.kind === 'wait');
+    await this.#env.debugPoint('SUSPEND_BEFORE_COMMIT', { runId: this.run.runId });
+    if (due.length > 0 && waits.length === 0) {
+      await this.#flush();
+      this.#settle(due.map((s) => ({ s, ok: true, value: undefined })));
+      return;
+    }
+    type SuspendOutcome = { settled: { s: Suspension; ok: boolean; value: unknown }[] } | { suspended: number | null };
+    const outcome = await withTransaction<SuspendOutcome>(this.#env.pool, async (client) => {
+      const db = fromPg(client);
+      if (waits.length > 0) {
+        await db.query(this.#env.sql.lockEventNames, [this.#env.lockNamespace, waits.map((s) => s.wait!.event)]);
+      }
+      const { steps, logs } = this.#takePending();
+      const [fence] = await db.query<{ held: number; steps: unknown }>(this.#env.sql.commitSteps, [
+        this.run.id, this.run.epoch, this.#stepsParam(steps), JSON.stringify(logs), this.#snapshot,
+      ]);
+      if (!fence || fence.held === 0) throw new LeaseLostError(this.run.runId);
+      this.#recordStepIds(fence.steps);
+      const settled: { s: Suspension; ok: boolean; value: unknown }[] = due.map((s) => ({ s, ok: true, value: undefined }));
+      if (waits.length > 0) {
+        const fresh = waits.filter((s) => s.wait!.isNew);
+        if (fresh.length > 0) {
+          await db.query(this.#env.sql.insertWaits, [
+            this.run.id,
+            JSON.stringify(
+              fresh.map((s) => ({
+                step_name: s.name,
+                event_name: s.wait!.event,
+                match: s.wait!.match,
+                allow_past_events: s.wait!.allowPast,
+                since_snapshot: s.wait!.since,
+                timeout_at: s.wakeAt === null ? null : this.#iso(s.wakeAt),
+              })),
+            ),
+          ]);
+        }
+        const rows = await db.query<{
+          id: string; step_name: string; status: string; event_name: string; expired: boolean; event_id: string | null; payload: string | null;
+        }>(this.#env.sql.resolveWaits, [this.run.id, waits.map((s) => s.name), this.#env.clockOffsetMs()]);
+        const matched: { wait_id: string; event_id: string }[] = [];
+        const timedOut: { wait_id: string; error: StoredError }[] = [];
+        for (const row of rows) {
+          const s = this.#suspensions.get(row.step_name);
+          if (!s) continue;
+          if (row.event_id !== null && (row.status === 'pending' || row.status === 'matched')) {
+            if (row.status === 'pending') matched.push({ wait_id: row.id, event_id: row.event_id });
+            settled.push({ s, ok: true, value: parseJson(row.payload) });
+          } else if (row.status === 'pending' && row.expired) {
+            const error = new WaitTimeoutError(row.event_name, row.step_name);
+            this.#errorSteps.set(error, row.step_name);
+            timedOut.push({ wait_id: row.id, error: serializeError(error, row.step_name) });
+            settled.push({ s, ok: false, value: error });
+          }
+        }
+        if (matched.length > 0) await db.query(this.#env.sql.markWaitsMatched, [JSON.stringify(matched), this.#env.clockOffsetMs()]);
+        if (timedOut.length > 0) await db.query(this.#env.sql.markWaitsTimedOut, [JSON.stringify(timedOut), this.#env.clockOffsetMs()]);
+      }
+      if (settled.length > 0) return { settled };
+      const { status, wakeAt, error } = this.#suspendState();
+      const [suspended] = await db.query(this.#env.sql.suspendRun, [
+        this.run.id, this.run.epoch, status, wakeAt === null ? null : this.#iso(wakeAt),
+        error ? JSON.stringify(error) : null, this.#env.clockOffsetMs(),
+      ]);
+      if (!suspended) throw new LeaseLostError(this.run.runId);
+      return { suspended: wakeAt };
+    });
+    if ('settled' in outcome) {
+      this.#settle(outcome.settled);
+      return;
+    }
+    this.#conclude({ kind: 'suspended', wakeAt: outcome.suspended });
+  }
+
+  #settle(settled: { s: Suspension; ok: boolean; value: unknown }[]): void {
+    for (const { s, ok, value } of settled) {
+      this.#suspensions.delete(s.name);
+      if (ok) s.resolve(value);
+      else s.reject(value);
+    }
+    this.#scheduleTick();
+  }
+
+  /** The run's status and next wake-up while suspended: a retry shows as `retrying` (with its error), then a wait as `waiting`. */
+  #suspendState(): { status: string; wakeAt: number | null; error: StoredError | undefined } {
+    let wakeAt: number | null = null;
+    let status = 'sleeping';
+    let error: StoredError | undefined;
+    for (const s of this.#suspensions.values()) {
+      if (s.wakeAt !== null) wakeAt = wakeAt === null ? s.wakeAt : Math.min(wakeAt, s.wakeAt);
+      if (s.kind === 'retry') {
+        status = 'retrying';
+        error ??= s.error;
+      } else if (s.kind === 'wait' && status !== 'retrying') {
+        status = 'waiting';
+      }
+    }
+    return { status, wakeAt, error };
+  }
+
+  /** Ends the execution with a final write: complete, fail or hand back the run. */
+  async #end(how: { kind: 'complete'; value: unknown } | { kind: 'fail'; error: unknown } | { kind: 'release' }): Promise<void> {
+    await this.#commitChain;
+    if (this.#ended) return;
+    let status: string;
+    let output: string | undefined;
+    let error: StoredError | undefined;
+    if (how.kind === 'complete') {
+      try {
+        output = encodeJson(how.value, `The output of workflow "${this.run.workflow}"`, this.#env.options.maxPayloadSize);
+        status = 'completed';
+      } catch (encodeError) {
+        status = 'failed';
+        error = serializeError(encodeError);
+      }
+    } else if (how.kind === 'fail') {
+      status = 'failed';
+      const step = typeof how.error === 'object' && how.error !== null ? this.#errorSteps.get(how.error) : undefined;
+      error = serializeError(how.error, step);
+    } else {
+      status = 'ready';
+    }
+    const { steps, logs } = this.#takePending();
+    await this.#env.debugPoint('END_BEFORE_COMMIT', { runId: this.run.runId, status });
+    const { rows } = await this.#env.pool.query<{ held: number }>(this.#env.sql.commitStepsAndTransition, [
+      this.run.id, this.run.epoch, this.#stepsParam(steps), JSON.stringify(logs), this.#snapshot,
+      this.#env.clockOffsetMs(), status, output ?? null, error ? JSON.stringify(error) : null, null, status === 'ready',
+    ]);
+    if (rows[0]!.held === 0) throw new LeaseLostError(this.run.runId);
+    if (status === 'completed') {
+      this.#env.onFinished(this.run.runId, { status, ...(output === undefined ? {} : { output }) });
+      this.#conclude({ kind: 'completed' });
+    } else if (status === 'failed') {
+      this.#env.onFinished(this.run.runId, { status, error: error! });
+      this.#conclude({ kind: 'failed' });
+    } else {
+      this.#conclude({ kind: 'released' });
+    }
+  }
+
+  async #onEngineError(error: unknown): Promise<void> {
+    if (this.#ended || this.#aborted) return;
+    if (error instanceof LeaseLostError) {
+      this.leaseLost();
+      return;
+    }
+    this.#aborted = true;
+    this.#env.options.logger.warn(`Execution of run ${this.run.runId} stopped by an error; the run is handed back to be resumed`, {
+      error: (error as Error)?.message ?? String(error),
+    });
+    // An infrastructure error (connection lost, database restarting): hand the run back so another
+    // attempt resumes it; if even that fails, the lease expiry does it. The claim counter is kept.
+    this.#abort.abort(error);
+    try {
+      await this.#env.pool.query(this.#env.sql.releaseRuns, [
+        JSON.stringify([{ id: this.run.id, epoch: this.run.epoch, delay_ms: 1000, clean: false }]),
+        this.#env.clockOffsetMs(),
+      ]);
+    } catch {
+      // The lease expires on its own.
+    }
+    this.#conclude({ kind: 'error', error });
+  }
+
+  #conclude(outcome: ExecutionOutcome): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#logTimer) clearTimeout(this.#logTimer);
+    if (outcome.kind !== 'suspended' && outcome.kind !== 'completed' && outcome.kind !== 'failed') {
+      if (!this.#abort.signal.aborted) this.#abort.abort(new LeaseLostError(this.run.runId));
+    }
+    this.#finish(outcome);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, name: string, abort: AbortController): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const error = new StepTimeoutError(name, ms);
+      abort.abort(error);
+      reject(error);
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

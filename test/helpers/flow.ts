@@ -1,0 +1,48 @@
+import { DurableFlow } from '../../lib/index.js';
+import type { DurableFlowOptions } from '../../lib/index.js';
+import { createDatabase } from './db.js';
+import type { TestDatabase } from './db.js';
+
+export interface TestContext {
+  db: TestDatabase;
+  flows: DurableFlow[];
+  /** A new flow on the test database (closed by cleanup()). */
+  flow(options?: DurableFlowOptions): DurableFlow;
+  cleanup(): Promise<void>;
+}
+
+export async function setupDatabase(prefix?: string): Promise<TestContext> {
+  const db = await createDatabase(prefix);
+  const flows: DurableFlow[] = [];
+  return {
+    db,
+    flows,
+    flow(options: DurableFlowOptions = {}) {
+      const flow = new DurableFlow({ databaseUrl: db.url, logger: false, ...options });
+      flows.push(flow);
+      return flow;
+    },
+    async cleanup() {
+      await Promise.all(flows.map((flow) => flow.close({ timeout: 1000 }).catch(() => undefined)));
+      await db.drop();
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value (or throws after `timeoutMs`). Never a fixed sleep. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_000, intervalMs = 20): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Condition not met within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
