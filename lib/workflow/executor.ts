@@ -142,7 +142,8 @@ export class Execution {
   readonly #snapshot: string;
   readonly #dbNowAtClaim: number;
   readonly #perfAtClaim: number;
-  #lastStepSnapshot: string;
+  /** Per step: the low-water mark a wait right after it uses (see resolveWaits). */
+  readonly #stepMarks = new Map<string, string>();
   #lastStepName = '^';
   #position = 0;
   #running = 0;
@@ -173,7 +174,6 @@ export class Execution {
     this.#snapshot = claim.snapshot;
     this.#dbNowAtClaim = claim.dbNowMs;
     this.#perfAtClaim = performance.now();
-    this.#lastStepSnapshot = run.createdSnapshot;
     for (const step of history) {
       this.#history.set(step.name, step);
       this.#stepIds.set(step.name, step.id);
@@ -278,8 +278,11 @@ export class Execution {
     };
   }
 
-  /** Claims a step name for this execution; a second use is a programming error that fails the run. */
-  #register(name: unknown, kind: string): HistoryStep | undefined {
+  /**
+   * Claims a step name for this execution (a second use is a programming error that fails the run)
+   * and returns its stored row, with the mark of the step before it.
+   */
+  #register(name: unknown, kind: string): { row: HistoryStep | undefined; since: string } {
     if (typeof name !== 'string' || name.length === 0 || name.length > MAX_STEP_NAME) {
       throw this.#setFatal(
         new DurableFlowError(
@@ -306,19 +309,16 @@ export class Execution {
         ),
       );
     }
+    const since = this.#stepMarks.get(this.#lastStepName) ?? this.run.createdSnapshot;
     this.#lastStepName = name;
-    return row;
+    this.#stepMarks.set(name, row?.snapshot ?? this.#snapshot);
+    return { row, since };
   }
 
   #setFatal(error: Error): Error {
     this.#fatal ??= error;
     this.#scheduleTick();
     return error;
-  }
-
-  /** Advances the "preceding step" of the next wait: its low-water mark is this step's snapshot. */
-  #noteStep(row: HistoryStep | undefined): void {
-    this.#lastStepSnapshot = row?.snapshot ?? this.#snapshot;
   }
 
   #memoized(row: HistoryStep | undefined): Promise<unknown> | undefined {
@@ -333,13 +333,12 @@ export class Execution {
   }
 
   #runStep<T>(name: string, options: StepRunOptions, fn: (context: StepContext) => T | Promise<T>): Promise<T> {
-    const row = this.#register(name, 'run');
+    const { row } = this.#register(name, 'run');
     if (typeof fn !== 'function') {
       throw this.#setFatal(
         new DurableFlowError('INVALID_ARGUMENT', `Expected step "${name}" to be given a function, got ${typeof fn}`),
       );
     }
-    this.#noteStep(row);
     const memo = this.#memoized(row);
     if (memo) return memo as Promise<T>;
     const retries = options.retries ?? this.#definition.retries;
@@ -462,8 +461,7 @@ export class Execution {
   }
 
   #sleep(name: string, wakeAtIfNew: () => number): Promise<void> {
-    const row = this.#register(name, 'sleep');
-    this.#noteStep(row);
+    const { row } = this.#register(name, 'sleep');
     const memo = this.#memoized(row);
     if (memo) return memo as Promise<void>;
     const stored = row?.metadata.wakeAt;
@@ -503,9 +501,7 @@ export class Execution {
     }
     const matchJson = encodeJson(match, `The match of wait step "${name}"`, this.#env.options.maxPayloadSize)!;
     const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `the timeout of wait step "${name}"`);
-    const since = this.#lastStepSnapshot;
-    const row = this.#register(name, 'wait');
-    this.#noteStep(row);
+    const { row, since } = this.#register(name, 'wait');
     const memo = this.#memoized(row);
     if (memo) return memo;
     const isNew = !row?.waitId;
@@ -771,13 +767,16 @@ export class Execution {
           ]);
         }
         const rows = await db.query<{
-          id: string; step_name: string; status: string; event_name: string; expired: boolean; event_id: string | null; payload: string | null;
+          id: string; step_name: string; status: string; event_name: string; expired: boolean; event_id: string | null;
+          payload: string | null; snapshot: string;
         }>(this.#env.sql.resolveWaits, [this.run.id, waits.map((s) => s.name), this.#env.clockOffsetMs()]);
         const matched: { wait_id: string; event_id: string }[] = [];
         const timedOut: { wait_id: string; error: StoredError }[] = [];
+        const mark = rows[0]?.snapshot;
         for (const row of rows) {
           const s = this.#suspensions.get(row.step_name);
           if (!s) continue;
+          if (row.status !== 'pending' || row.event_id !== null || row.expired) this.#stepMarks.set(row.step_name, row.snapshot);
           if (row.event_id !== null && (row.status === 'pending' || row.status === 'matched')) {
             if (row.status === 'pending') matched.push({ wait_id: row.id, event_id: row.event_id });
             settled.push({ s, ok: true, value: parseJson(row.payload) });
@@ -788,8 +787,8 @@ export class Execution {
             settled.push({ s, ok: false, value: error });
           }
         }
-        if (matched.length > 0) await db.query(this.#env.sql.markWaitsMatched, [JSON.stringify(matched), this.#env.clockOffsetMs()]);
-        if (timedOut.length > 0) await db.query(this.#env.sql.markWaitsTimedOut, [JSON.stringify(timedOut), this.#env.clockOffsetMs()]);
+        if (matched.length > 0) await db.query(this.#env.sql.markWaitsMatched, [JSON.stringify(matched), this.#env.clockOffsetMs(), mark]);
+        if (timedOut.length > 0) await db.query(this.#env.sql.markWaitsTimedOut, [JSON.stringify(timedOut), this.#env.clockOffsetMs(), mark]);
       }
       if (settled.length > 0) return { settled };
       const { status, wakeAt, error } = this.#suspendState();

@@ -41,7 +41,9 @@ WITH m AS (
   RETURNING workflow_run_id, workflow_step_id
 ), s AS (
   UPDATE ${t.steps} SET status = 'succeeded', result = $2::jsonb, completed_at = ${now},
-         attempts = attempts + 1, updated_at = clock_timestamp()
+         attempts = attempts + 1, updated_at = clock_timestamp(),
+         -- The mark for the wait after this one: later events, not this one (see resolveWaits).
+         exec_snapshot = pg_current_snapshot()::text || '|' || pg_current_xact_id()::text || '|' || $3::text
   WHERE id IN (SELECT workflow_step_id FROM m)
 ), r AS (
   UPDATE ${t.runs} SET status = 'ready', wake_at = ${now}, updated_at = clock_timestamp()

@@ -6,6 +6,11 @@ import { nowSql } from '../tables.js';
  * already matched, or else the first stored event that matches it now (same name, payload containing
  * `match`, and recorded after the wait's low-water mark unless it allows past events).
  *
+ * A mark is `<pg_snapshot>[|<txid>|<event id>]`: events not yet visible in the snapshot are "after"
+ * it, except, when the mark was left by a `notify` that settled the previous wait, that notify's own
+ * event (and any it stored before it in the same transaction). `snapshot` is this statement's
+ * snapshot: the mark a wait settled here leaves for the wait after it.
+ *
  * Lock: `FOR UPDATE OF w`, so a timeout decided here cannot race a `notify` matching the same wait
  * (the caller also holds the event-name locks).
  */
@@ -13,7 +18,8 @@ export const resolveWaits = (t: Tables): string => `
 SELECT w.id, s.name AS step_name, w.status, w.event_name,
        (w.timeout_at IS NOT NULL AND w.timeout_at <= ${nowSql('$3')}) AS expired,
        coalesce(me.id, fe.id) AS event_id,
-       coalesce(me.payload, fe.payload)::text AS payload
+       coalesce(me.payload, fe.payload)::text AS payload,
+       pg_current_snapshot()::text AS snapshot
 FROM ${t.waits} w
 JOIN ${t.steps} s ON s.id = w.workflow_step_id
 LEFT JOIN ${t.events} me ON me.id = w.workflow_event_id
@@ -24,8 +30,10 @@ LEFT JOIN LATERAL (
     AND e.name = w.event_name
     AND e.payload @> w.match
     AND (w.allow_past_events OR (
-      e.txid >= pg_snapshot_xmin(w.since_snapshot::pg_snapshot)
-      AND NOT pg_visible_in_snapshot(e.txid, w.since_snapshot::pg_snapshot)))
+      e.txid >= pg_snapshot_xmin(split_part(w.since_snapshot, '|', 1)::pg_snapshot)
+      AND NOT pg_visible_in_snapshot(e.txid, split_part(w.since_snapshot, '|', 1)::pg_snapshot)
+      AND NOT coalesce(e.txid = nullif(split_part(w.since_snapshot, '|', 2), '')::xid8
+                       AND e.id <= nullif(split_part(w.since_snapshot, '|', 3), '')::bigint, false)))
   ORDER BY e.id
   LIMIT 1
 ) fe ON true
@@ -42,7 +50,7 @@ WITH x AS (
   RETURNING w.workflow_step_id, w.workflow_event_id
 )
 UPDATE ${t.steps} s SET status = 'succeeded', result = e.payload, completed_at = ${nowSql('$2')},
-       attempts = s.attempts + 1, updated_at = clock_timestamp()
+       attempts = s.attempts + 1, exec_snapshot = $3, updated_at = clock_timestamp()
 FROM w JOIN ${t.events} e ON e.id = w.workflow_event_id
 WHERE s.id = w.workflow_step_id`;
 
@@ -56,7 +64,7 @@ WITH x AS (
   RETURNING w.workflow_step_id, x.error
 )
 UPDATE ${t.steps} s SET status = 'failed', error = w.error, completed_at = ${nowSql('$2')},
-       attempts = s.attempts + 1, metadata = s.metadata || '{"timedOut": true}'::jsonb,
+       attempts = s.attempts + 1, exec_snapshot = $3, metadata = s.metadata || '{"timedOut": true}'::jsonb,
        updated_at = clock_timestamp()
 FROM w
 WHERE s.id = w.workflow_step_id`;
