@@ -9,15 +9,14 @@ import type { MigrateResult } from './db/migrator.js';
 import { defineModels } from './db/models.js';
 import type { DurableFlowModels } from './db/models.js';
 import { buildSql } from './db/sql/index.js';
+import { runSql } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
 import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
-import { DurableFlowError, deserializeError } from './errors.js';
-import type { StoredError } from './errors.js';
+import { DurableFlowError } from './errors.js';
 import { notify } from './events/notify.js';
-import { TERMINAL_STATUSES } from './types.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -32,8 +31,9 @@ import type { WorkflowDefinition } from './workflow/definition.js';
 import type { ExecutionEnv } from './workflow/executor.js';
 import { getRunRow, loadTimeline, toRunInfo } from './workflow/inspect.js';
 import type { Timeline } from './workflow/inspect.js';
+import { ResultWatcher } from './workflow/results.js';
 import { startRun } from './workflow/start.js';
-import type { ParentLink } from './workflow/start.js';
+import type { DispatchTarget, ParentLink } from './workflow/start.js';
 import { Listener } from './worker/listener.js';
 import { Worker } from './worker/worker.js';
 import type { WorkerHost, WorkerOptions } from './worker/worker.js';
@@ -44,8 +44,6 @@ export interface Workflow<I = unknown, O = unknown> {
   /** Creates a run (due at once unless `delay` is given) and returns its handle. */
   start(input: I, options?: StartOptions): Promise<RunHandle<O>>;
 }
-
-type Outcome = { status: 'completed' | 'failed'; output?: string; error?: StoredError };
 
 /**
  * The durable-flow facade: owns the connection pool and the LISTEN connection, registers workflows,
@@ -61,7 +59,7 @@ export class DurableFlow {
   readonly #listener: Listener;
   readonly #feed: ChangeFeed;
   readonly #workers = new Set<Worker>();
-  readonly #finished = new Map<string, Set<(outcome: Outcome) => void>>();
+  readonly #results: ResultWatcher;
   readonly #executionEnv: ExecutionEnv;
   #clockOffsetMs = 0;
   #sequelize: Sequelize | undefined;
@@ -78,6 +76,7 @@ export class DurableFlow {
     this.#pool.on('error', (error) => this.options.logger.warn('A pooled Postgres connection failed', { error: error.message }));
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
     this.#feed = new ChangeFeed(this.#pool, this.tables, this.#listener, this.options.logger);
+    this.#results = new ResultWatcher(this.#pool, this.tables);
     this.#sequelize = this.options.sequelize;
     this.#executionEnv = {
       pool: this.#pool,
@@ -86,7 +85,7 @@ export class DurableFlow {
       lockNamespace: this.tables.lockNamespace,
       clockOffsetMs: () => this.#clockOffsetMs,
       notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
-      onFinished: (runId, outcome) => this.#runFinished(runId, outcome),
+      onFinished: (runId, outcome) => this.#results.finished(runId, outcome),
       debugPoint,
     };
   }
@@ -168,7 +167,13 @@ export class DurableFlow {
   startRun(definition: WorkflowDefinition, input: unknown, options?: StartOptions, parent?: ParentLink): Promise<string> {
     this.#assertOpen();
     return startRun(
-      { pool: this.#pool, sql: this.#sql, maxPayloadSize: this.options.maxPayloadSize, clockOffsetMs: () => this.#clockOffsetMs },
+      {
+        pool: this.#pool,
+        sql: this.#sql,
+        maxPayloadSize: this.options.maxPayloadSize,
+        clockOffsetMs: () => this.#clockOffsetMs,
+        dispatchTarget: (queue) => this.#dispatchTarget(queue),
+      },
       definition,
       input,
       options,
@@ -176,9 +181,30 @@ export class DurableFlow {
     );
   }
 
+  /**
+   * A worker of this process that can start a new run of `queue` at once. The run is then inserted
+   * already claimed by it: no NOTIFY, no claim round trip, and no wait for the next poll.
+   */
+  #dispatchTarget(queue: string): DispatchTarget | undefined {
+    for (const worker of this.#workers) {
+      if (!worker.reserve(queue)) continue;
+      return {
+        owner: worker.id,
+        leaseTtlMs: this.options.leaseTtlMs,
+        adopt: (row) => worker.adopt(row),
+        cancel: () => worker.unreserve(),
+      };
+    }
+    return undefined;
+  }
+
   /** A handle for an existing run id (its result() works from any process). */
   handle<O = unknown>(runId: string): RunHandle<O> {
-    return { runId, result: (options?: ResultOptions) => this.#waitForResult(runId, options) as Promise<O> };
+    return {
+      runId,
+      result: (options: ResultOptions = {}) =>
+        this.#results.wait(runId, options.timeout === undefined ? undefined : toMilliseconds(options.timeout, 'the result `timeout`')) as Promise<O>,
+    };
   }
 
   /** @internal the registered workflows, by name. */
@@ -206,7 +232,7 @@ export class DurableFlow {
    */
   async cancel(runId: string): Promise<boolean> {
     this.#assertOpen();
-    const { rows } = await this.#pool.query<{ cancelled: number }>(this.#sql.cancelRun, [runId, this.#clockOffsetMs]);
+    const { rows } = await runSql<{ cancelled: number }>(this.#pool, this.#sql.cancelRun, [runId, this.#clockOffsetMs]);
     if (rows[0]!.cancelled === 0) {
       const run = await this.getRun(runId);
       if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
@@ -218,7 +244,7 @@ export class DurableFlow {
   /** Resumes a failed run from the step that failed it; completed steps are not run again. */
   async retry(runId: string): Promise<void> {
     this.#assertOpen();
-    const { rows } = await this.#pool.query<{ retried: number }>(this.#sql.retryRun, [runId, this.#clockOffsetMs]);
+    const { rows } = await runSql<{ retried: number }>(this.#pool, this.#sql.retryRun, [runId, this.#clockOffsetMs]);
     if (rows[0]!.retried === 1) return;
     const run = await this.getRun(runId);
     if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
@@ -286,79 +312,6 @@ export class DurableFlow {
     return this.#feed.ready();
   }
 
-  #runFinished(runId: string, outcome: Outcome): void {
-    const waiters = this.#finished.get(runId);
-    if (!waiters) return;
-    this.#finished.delete(runId);
-    for (const waiter of waiters) waiter(outcome);
-  }
-
-  #waitForResult(runId: string, options: ResultOptions = {}): Promise<unknown> {
-    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, 'the result `timeout`');
-    return new Promise((resolve, reject) => {
-      let done = false;
-      let pollTimer: NodeJS.Timeout | undefined;
-      let timeoutTimer: NodeJS.Timeout | undefined;
-      const waiters = this.#finished.get(runId) ?? new Set<(outcome: Outcome) => void>();
-      const finish = (outcome: Outcome | { status: 'cancelled' }): void => {
-        if (done) return;
-        done = true;
-        waiters.delete(onLocal);
-        if (pollTimer) clearTimeout(pollTimer);
-        if (timeoutTimer) clearTimeout(timeoutTimer);
-        if (outcome.status === 'completed') resolve(outcome.output === undefined ? undefined : JSON.parse(outcome.output));
-        else if (outcome.status === 'failed') reject(runFailedError(runId, outcome.error));
-        else reject(new DurableFlowError('RUN_CANCELLED', `Run ${runId} was cancelled`));
-      };
-      const onLocal = (outcome: Outcome): void => finish(outcome);
-      waiters.add(onLocal);
-      this.#finished.set(runId, waiters);
-      let delay = 10;
-      const poll = async (): Promise<void> => {
-        if (done) return;
-        try {
-          const row = await getRunRow(this.#pool, this.tables, runId);
-          if (!row) {
-            done = true;
-            waiters.delete(onLocal);
-            if (timeoutTimer) clearTimeout(timeoutTimer);
-            reject(new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`));
-            return;
-          }
-          if (TERMINAL_STATUSES.includes(row.status)) {
-            const outcome =
-              row.status === 'cancelled'
-                ? { status: 'cancelled' as const }
-                : row.status === 'completed'
-                  ? { status: 'completed' as const, ...(row.output_text === null ? {} : { output: row.output_text }) }
-                  : { status: 'failed' as const, ...(row.error ? { error: row.error } : {}) };
-            finish(outcome);
-            return;
-          }
-        } catch (error) {
-          if (this.#closed) {
-            done = true;
-            reject(error);
-            return;
-          }
-        }
-        if (done) return;
-        delay = Math.min(1000, delay * 2);
-        pollTimer = setTimeout(() => void poll(), delay);
-      };
-      void poll();
-      if (timeoutMs !== undefined) {
-        timeoutTimer = setTimeout(() => {
-          if (done) return;
-          done = true;
-          waiters.delete(onLocal);
-          if (pollTimer) clearTimeout(pollTimer);
-          reject(new DurableFlowError('INVALID_STATE', `Run ${runId} did not finish within ${timeoutMs} ms`));
-        }, timeoutMs);
-      }
-    });
-  }
-
   #assertOpen(): void {
     if (this.#closed) throw new DurableFlowError('CLOSED', 'This DurableFlow was closed; create a new one');
   }
@@ -369,16 +322,11 @@ export class DurableFlow {
     this.#closed = true;
     await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
     this.#feed.close();
+    this.#results.close();
     await this.#listener.close();
     await this.#pool.end();
     if (this.#sequelize && !this.options.sequelize) await this.#sequelize.close();
   }
-}
-
-function runFailedError(runId: string, stored: StoredError | undefined): DurableFlowError {
-  const cause = stored ? deserializeError(stored) : undefined;
-  const detail = stored ? `: ${stored.class}: ${stored.message}` : '';
-  return new DurableFlowError('RUN_FAILED', `Run ${runId} failed${detail}`, cause ? { cause } : undefined);
 }
 
 function connectionConfig(options: ResolvedOptions): pg.ClientConfig {

@@ -126,6 +126,138 @@ CREATE UNIQUE INDEX durable_flow_logs_run_key ON {{schema}}.durable_flow_workflo
 CREATE INDEX durable_flow_logs_step ON {{schema}}.durable_flow_workflow_logs (workflow_step_id, created_at)
   WHERE workflow_step_id IS NOT NULL;
 
+-- A worker's claim, in one round trip: up to p_limit due runs of its queues and workflows, leased to
+-- p_owner, with their step history, the time the next not-yet-due run wakes, the database clock and a
+-- snapshot (the low-water mark of waits created in these executions).
+--
+-- Lock: FOR UPDATE SKIP LOCKED on the due rows, so claimers never wait for each other and never claim
+-- the same run. A run that is executing is due again only when its lease expired (its wake_at is the
+-- lease expiry); the claim bumps lease_epoch, which fences every later write of the worker that lost
+-- it. claim_count counts claims since the run last stopped cleanly (the executor fails a run that
+-- keeps killing its worker).
+--
+-- The planner must drive this from the wake_at index whatever its statistics say (a table that just
+-- grew from empty looks tiny to it): sequential scans are off inside the function, and the workflow
+-- filter is an expression so the (workflow_name, status) index is never chosen instead.
+CREATE FUNCTION {{schema}}.durable_flow_claim(
+  p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8
+) RETURNS TABLE (runs json, steps json, next_wake_ms float8, db_now_ms float8, snapshot text)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+AS $$
+BEGIN
+RETURN QUERY
+WITH now_ AS (
+  SELECT statement_timestamp() + p_offset_ms * interval '1 millisecond' AS t
+), due AS (
+  SELECT r.id, r.started_at AS previous_started_at
+  FROM {{schema}}.durable_flow_workflow_runs r, now_
+  WHERE r.wake_at <= now_.t
+    AND r.queue_name = ANY(p_queues)
+    AND (r.workflow_name || '') = ANY(p_workflows)
+  ORDER BY r.priority, r.wake_at, r.id
+  LIMIT p_limit
+  FOR UPDATE OF r SKIP LOCKED
+), claimed AS (
+  UPDATE {{schema}}.durable_flow_workflow_runs r SET
+    status = 'running',
+    lease_owner = p_owner,
+    lease_epoch = r.lease_epoch + 1,
+    lease_expires_at = now_.t + p_lease_ms * interval '1 millisecond',
+    wake_at = now_.t + p_lease_ms * interval '1 millisecond',
+    claim_count = r.claim_count + 1,
+    attempts = r.attempts + 1,
+    started_at = coalesce(r.started_at, now_.t),
+    updated_at = clock_timestamp()
+  FROM due, now_
+  WHERE r.id = due.id
+  RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
+            r.attempts, r.created_snapshot, r.parent_run_id, r.queue_name,
+            due.previous_started_at IS NOT NULL AS replay
+)
+SELECT
+  coalesce((SELECT json_agg(c) FROM claimed c), '[]'),
+  coalesce((
+    SELECT json_agg(json_build_object(
+      'run', s.workflow_run_id, 'id', s.id, 'name', s.name, 'kind', s.kind, 'status', s.status,
+      'attempts', s.attempts, 'position', s.position, 'result', s.result::text, 'error', s.error,
+      'cursor', s.cursor, 'metadata', s.metadata, 'snapshot', s.exec_snapshot,
+      'waitId', w.id, 'waitStatus', w.status
+    ) ORDER BY s.id)
+    FROM {{schema}}.durable_flow_workflow_steps s
+    LEFT JOIN {{schema}}.durable_flow_workflow_waits w ON w.workflow_step_id = s.id
+    WHERE s.workflow_run_id IN (SELECT id FROM claimed WHERE replay)
+  ), '[]'),
+  (SELECT extract(epoch FROM n.wake_at - (SELECT now_.t FROM now_))::float8 * 1000
+     FROM (SELECT r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
+           WHERE r.wake_at > (SELECT now_.t FROM now_) AND r.queue_name = ANY(p_queues)
+             AND (r.workflow_name || '') = ANY(p_workflows)
+           ORDER BY r.wake_at LIMIT 1) n),
+  (SELECT extract(epoch FROM now_.t)::float8 * 1000 FROM now_),
+  pg_current_snapshot()::text;
+END
+$$;
+
+-- flow.notify in one round trip: store the event (once per event_id), match every pending wait it
+-- satisfies, store its payload as the wait step's result, and make the suspended runs due.
+-- Locks, in the order every other path takes them: the event name's advisory lock (so a wait being
+-- created at this moment either sees this event or is seen by it), then the runs (by id), then the waits.
+CREATE FUNCTION {{schema}}.durable_flow_notify(
+  p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8
+) RETURNS TABLE (
+  event_pk bigint, event_key text, event_name text, event_payload jsonb, event_occurred_at timestamptz,
+  is_duplicate boolean, matched_waits integer
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  v_event {{schema}}.durable_flow_workflow_events%ROWTYPE;
+  v_now timestamptz := clock_timestamp() + p_offset_ms * interval '1 millisecond';
+  v_matched integer := 0;
+BEGIN
+  PERFORM pg_advisory_xact_lock(p_lock_namespace, hashtext(p_name));
+  INSERT INTO {{schema}}.durable_flow_workflow_events (event_id, name, payload, source)
+  VALUES (p_event_id, p_name, p_payload, p_source)
+  ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
+  RETURNING * INTO v_event;
+  IF NOT FOUND THEN
+    SELECT * INTO v_event FROM {{schema}}.durable_flow_workflow_events e WHERE e.event_id = p_event_id;
+    RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, true, 0;
+    RETURN;
+  END IF;
+
+  PERFORM 1 FROM {{schema}}.durable_flow_workflow_runs r
+  WHERE r.id IN (
+    SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
+    WHERE w.status = 'pending' AND w.event_name = p_name AND p_payload @> w.match)
+  ORDER BY r.id
+  FOR NO KEY UPDATE;
+
+  IF FOUND THEN
+    WITH m AS (
+      UPDATE {{schema}}.durable_flow_workflow_waits w
+      SET status = 'matched', workflow_event_id = v_event.id, updated_at = clock_timestamp()
+      WHERE w.status = 'pending' AND w.event_name = p_name AND p_payload @> w.match
+      RETURNING w.workflow_run_id, w.workflow_step_id
+    ), s AS (
+      UPDATE {{schema}}.durable_flow_workflow_steps s
+      SET status = 'succeeded', result = p_payload, completed_at = v_now, attempts = s.attempts + 1,
+          updated_at = clock_timestamp(),
+          -- The low-water mark for the wait after this one: later events, not this one.
+          exec_snapshot = pg_current_snapshot()::text || '|' || pg_current_xact_id()::text || '|' || v_event.id::text
+      WHERE s.id IN (SELECT workflow_step_id FROM m)
+    ), r AS (
+      UPDATE {{schema}}.durable_flow_workflow_runs r
+      SET status = 'ready', wake_at = v_now, updated_at = clock_timestamp()
+      WHERE r.id IN (SELECT workflow_run_id FROM m)
+        AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
+    )
+    SELECT count(*) INTO v_matched FROM m;
+  END IF;
+
+  RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, false, v_matched;
+END
+$$;
+
 -- One row: until when some process wants live changes. While nobody does, writes send no change
 -- NOTIFY at all (a NOTIFY serialises commits on a database-wide lock, so it is not free).
 CREATE TABLE {{schema}}.durable_flow_live (

@@ -1,17 +1,31 @@
 import type pg from 'pg';
+import { DurableFlowError } from '../errors.js';
+import type { Statement } from './sql/index.js';
 
 /**
  * Anything durable-flow can run a statement on: its own pool, a client inside a transaction, or the
  * caller's Sequelize transaction (so a run or an event exists exactly when the caller's work commits).
  */
 export interface Queryable {
-  query<T extends object = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  query<T extends object = Record<string, unknown>>(sql: string | Statement, params?: unknown[]): Promise<T[]>;
+}
+
+/**
+ * Runs a named statement on a pool or client. (A fresh config object every time: pg writes the
+ * values into the config it is given, so a shared one would race between concurrent queries.)
+ */
+export function runSql<T extends pg.QueryResultRow = Record<string, unknown>>(
+  client: pg.Pool | pg.PoolClient | pg.Client,
+  statement: Statement,
+  values: unknown[],
+): Promise<pg.QueryResult<T>> {
+  return client.query<T>({ name: statement.name, text: statement.text, values });
 }
 
 export function fromPg(client: pg.Pool | pg.PoolClient | pg.Client): Queryable {
   return {
-    async query<T extends object>(sql: string, params: unknown[] = []): Promise<T[]> {
-      const result = await client.query(sql, params);
+    async query<T extends object>(sql: string | Statement, params: unknown[] = []): Promise<T[]> {
+      const result = await client.query(typeof sql === 'string' ? sql : { name: sql.name, text: sql.text }, params);
       return result.rows as T[];
     },
   };
@@ -43,9 +57,9 @@ export function isPgClient(value: unknown): value is pg.PoolClient {
 
 export function fromSequelizeTransaction(transaction: SequelizeTransactionLike): Queryable {
   return {
-    async query<T extends object>(sql: string, params: unknown[] = []): Promise<T[]> {
+    async query<T extends object>(sql: string | Statement, params: unknown[] = []): Promise<T[]> {
       // type 'SELECT' makes Sequelize return the rows of any statement with RETURNING as plain objects.
-      const rows = await transaction.sequelize.query(sql, {
+      const rows = await transaction.sequelize.query(typeof sql === 'string' ? sql : sql.text, {
         transaction,
         bind: params,
         type: 'SELECT',
@@ -76,4 +90,12 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   } finally {
     client.release(broken);
   }
+}
+
+/** Where a statement given an optional caller transaction runs: in it, or on the pool. */
+export function queryableFor(pool: pg.Pool, transaction: unknown): Queryable {
+  if (transaction === undefined || transaction === null) return fromPg(pool);
+  if (isSequelizeTransaction(transaction)) return fromSequelizeTransaction(transaction);
+  if (isPgClient(transaction)) return fromPg(transaction);
+  throw new DurableFlowError('INVALID_ARGUMENT', 'Expected `transaction` to be a Sequelize transaction or a pg client inside a transaction');
 }

@@ -48,7 +48,11 @@ export function tablesFor(schema: string): Tables {
 /**
  * The flow's clock in SQL: the database clock plus the offset the test harness controls (always 0 in
  * production). `param` is the placeholder of the offset in milliseconds.
+ *
+ * statement_timestamp(), not clock_timestamp(): it is stable within a statement, so `wake_at <= now`
+ * can use the wake_at index (a volatile function cannot be an index condition), and unlike now() it
+ * is the start of this statement even inside a longer transaction.
  */
 export function nowSql(param: string): string {
-  return `(clock_timestamp() + ${param}::float8 * interval '1 millisecond')`;
+  return `(statement_timestamp() + ${param}::float8 * interval '1 millisecond')`;
 }

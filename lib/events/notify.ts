@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { SqlTexts } from '../db/sql/index.js';
-import { fromPg, fromSequelizeTransaction, isPgClient, isSequelizeTransaction, withTransaction } from '../db/queryable.js';
+import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson } from '../json.js';
@@ -9,12 +9,14 @@ import type { EventRecord, NotifyOptions } from '../types.js';
 export const MAX_EVENT_NAME = 255;
 export const MAX_EVENT_ID = 255;
 
-interface EventRow {
-  id: string | number;
-  event_id: string | null;
-  name: string;
-  payload: unknown;
-  occurred_at: Date | string;
+interface NotifyRow {
+  event_pk: string | number;
+  event_key: string | null;
+  event_name: string;
+  event_payload: unknown;
+  event_occurred_at: Date | string;
+  is_duplicate: boolean;
+  matched_waits: number;
 }
 
 export interface NotifyEnv {
@@ -41,18 +43,6 @@ export function validateEvent(name: unknown, payload: unknown, id: unknown, maxP
   return encodeJson(payload === undefined ? {} : payload, `The payload of event "${name.slice(0, 80)}"`, maxPayloadSize)!;
 }
 
-function toRecord(row: EventRow, duplicate: boolean, matchedWaits: number): EventRecord {
-  return {
-    id: String(row.id),
-    eventId: row.event_id,
-    name: row.name,
-    payload: row.payload,
-    occurredAt: new Date(row.occurred_at),
-    duplicate,
-    matchedWaits,
-  };
-}
-
 /**
  * Records an event and, in the same transaction, matches every pending wait it satisfies and makes
  * their runs due. Inside the caller's transaction when one is given (nothing is woken unless it
@@ -64,25 +54,27 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
   }
   const payloadText = validateEvent(name, payload, options.id, env.maxPayloadSize);
   const run = (db: Queryable) => record(env, db, name as string, payloadText, options);
-  const transaction = options.transaction;
-  if (transaction !== undefined && transaction !== null) {
-    if (isSequelizeTransaction(transaction)) return run(fromSequelizeTransaction(transaction));
-    if (isPgClient(transaction)) return run(fromPg(transaction));
-    throw new DurableFlowError('INVALID_ARGUMENT', 'Expected `transaction` to be a Sequelize transaction or a pg client inside a transaction');
-  }
-  return withTransaction(env.pool, (client) => run(fromPg(client)));
+  // One statement: atomic on its own, or part of the caller's transaction when one is given.
+  return run(queryableFor(env.pool, options.transaction));
 }
 
 async function record(env: NotifyEnv, db: Queryable, name: string, payloadText: string, options: NotifyOptions): Promise<EventRecord> {
-  const id = options.id ?? null;
-  const [inserted] = await db.query<EventRow>(env.sql.insertEvent, [id, name, payloadText, options.source ?? 'notify', env.lockNamespace]);
-  if (!inserted) {
-    const [first] = await db.query<EventRow>(env.sql.findEventById, [id]);
-    if (!first) throw new DurableFlowError('INVALID_STATE', `Event id "${String(id)}" collided with an event that no longer exists; try again`);
-    return toRecord(first, true, 0);
-  }
-  const runs = await db.query(env.sql.lockWaitingRuns, [name, payloadText]);
-  if (runs.length === 0) return toRecord(inserted, false, 0);
-  const [matched] = await db.query<{ matched: number }>(env.sql.matchWaits, [name, payloadText, inserted.id, env.clockOffsetMs()]);
-  return toRecord(inserted, false, matched?.matched ?? 0);
+  const [row] = await db.query<NotifyRow>(env.sql.notifyEvent, [
+    options.id ?? null,
+    name,
+    payloadText,
+    options.source ?? 'notify',
+    env.lockNamespace,
+    env.clockOffsetMs(),
+  ]);
+  if (!row) throw new DurableFlowError('INVALID_STATE', `Storing event "${name}" returned nothing; try again`);
+  return {
+    id: String(row.event_pk),
+    eventId: row.event_key,
+    name: row.event_name,
+    payload: row.event_payload,
+    occurredAt: new Date(row.event_occurred_at),
+    duplicate: row.is_duplicate,
+    matchedWaits: row.matched_waits,
+  };
 }

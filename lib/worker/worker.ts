@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { checkInteger, invalidOption } from '../config.js';
 import type { ResolvedOptions } from '../config.js';
 import type { SqlTexts } from '../db/sql/index.js';
+import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
@@ -60,6 +61,22 @@ interface ClaimAnswer {
   snapshot: string;
 }
 
+function toClaimedRun(row: ClaimAnswer['runs'][number]): ClaimedRun {
+  return {
+    id: String(row.id),
+    runId: row.run_id,
+    workflow: row.workflow_name,
+    input: row.input,
+    epoch: String(row.lease_epoch),
+    claimCount: row.claim_count,
+    attempts: row.attempts,
+    createdSnapshot: row.created_snapshot,
+    parentRunId: row.parent_run_id,
+    queue: row.queue_name,
+    replay: row.replay,
+  };
+}
+
 /**
  * Claims due runs and executes them, up to `concurrency` at a time.
  *
@@ -88,6 +105,8 @@ export class Worker {
   #unlisten: (() => void) | undefined;
   #unreconnect: (() => void) | undefined;
   #warnedNoWorkflows = false;
+  /** Slots promised to runs being started in this process (direct dispatch). */
+  #reserved = 0;
   #claimFailures = 0;
   #stopping: Promise<void> | undefined;
   /** Runs claimed, and how their executions ended (for tests and metrics). */
@@ -155,7 +174,7 @@ export class Worker {
     try {
       for (;;) {
         this.#claimAgain = false;
-        const free = this.concurrency - this.#executions.size;
+        const free = this.concurrency - this.#executions.size - this.#reserved;
         if (free <= 0 || this.#state !== 'running' || !this.#wanted) break;
         const names = [...this.#host.definitions.keys()];
         if (names.length === 0) {
@@ -182,7 +201,7 @@ export class Worker {
   }
 
   async #claim(limit: number, names: string[]): Promise<number> {
-    const { rows } = await this.#host.pool.query<ClaimAnswer>(this.#host.sql.claimRuns, [
+    const { rows } = await runSql<ClaimAnswer>(this.#host.pool, this.#host.sql.claimRuns, [
       this.queues,
       names,
       limit,
@@ -201,22 +220,30 @@ export class Worker {
       history.set(runId, list);
     }
     for (const row of answer.runs) {
-      const run: ClaimedRun = {
-        id: String(row.id),
-        runId: row.run_id,
-        workflow: row.workflow_name,
-        input: row.input,
-        epoch: String(row.lease_epoch),
-        claimCount: row.claim_count,
-        attempts: row.attempts,
-        createdSnapshot: row.created_snapshot,
-        parentRunId: row.parent_run_id,
-        queue: row.queue_name,
-        replay: row.replay,
-      };
+      const run = toClaimedRun(row);
       this.#execute(run, history.get(run.id) ?? [], answer.snapshot, Number(answer.db_now_ms));
     }
     return answer.runs.length;
+  }
+
+  /** @internal Reserves a slot for a run this process is starting, if the worker has one free. */
+  reserve(queue: string): boolean {
+    if (this.#state !== 'running' || !this.queues.includes(queue)) return false;
+    if (this.#executions.size + this.#reserved >= this.concurrency) return false;
+    this.#reserved++;
+    return true;
+  }
+
+  /** @internal Gives a reserved slot back (the start collided with an existing run). */
+  unreserve(): void {
+    this.#reserved--;
+  }
+
+  /** @internal Executes a run that was inserted already claimed by this worker. */
+  adopt(row: Record<string, unknown>): void {
+    this.#reserved--;
+    const run = toClaimedRun(row as unknown as ClaimAnswer['runs'][number]);
+    this.#execute(run, [], row.snapshot as string, Number(row.db_now_ms));
   }
 
   #execute(run: ClaimedRun, history: HistoryStep[], snapshot: string, dbNowMs: number): void {
@@ -264,7 +291,7 @@ export class Worker {
     if (this.#executions.size === 0) return;
     const executions = [...this.#executions.values()];
     try {
-      const { rows } = await this.#host.pool.query<{ id: string | number }>(this.#host.sql.heartbeat, [
+      const { rows } = await runSql<{ id: string | number }>(this.#host.pool, this.#host.sql.heartbeat, [
         JSON.stringify(executions.map((e) => ({ id: e.run.id, epoch: e.run.epoch }))),
         this.id,
         this.#host.options.leaseTtlMs,
@@ -318,8 +345,7 @@ export class Worker {
     }
     if (this.#executions.size > 0) {
       const remaining = [...this.#executions.values()];
-      await this.#host.pool
-        .query(this.#host.sql.releaseRuns, [
+      await runSql(this.#host.pool, this.#host.sql.releaseRuns, [
           JSON.stringify(remaining.map((e) => ({ id: e.run.id, epoch: e.run.epoch, delay_ms: 0, clean: false }))),
           this.#host.clockOffsetMs(),
         ])

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { backoffDelay, resolveBackoff } from '../config.js';
 import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
 import type { SqlTexts } from '../db/sql/index.js';
-import { fromPg, withTransaction } from '../db/queryable.js';
+import { fromPg, runSql, withTransaction } from '../db/queryable.js';
 import { toDate, toMilliseconds } from '../duration.js';
 import {
   DurableFlowError,
@@ -695,7 +695,7 @@ export class Execution {
       if (this.#ended || this.#aborted) return;
       const { steps, logs } = this.#takePending();
       if (steps.length === 0 && logs.length === 0) return;
-      const { rows } = await this.#env.pool.query<{ held: number; steps: unknown }>(this.#env.sql.commitSteps, [
+      const { rows } = await runSql<{ held: number; steps: unknown }>(this.#env.pool, this.#env.sql.commitSteps, [
         this.run.id,
         this.run.epoch,
         this.#stepsParam(steps),
@@ -856,7 +856,7 @@ export class Execution {
     }
     const { steps, logs } = this.#takePending();
     await this.#env.debugPoint('END_BEFORE_COMMIT', { runId: this.run.runId, status });
-    const { rows } = await this.#env.pool.query<{ held: number }>(this.#env.sql.commitStepsAndTransition, [
+    const { rows } = await runSql<{ held: number }>(this.#env.pool, this.#env.sql.commitStepsAndTransition, [
       this.run.id, this.run.epoch, this.#stepsParam(steps), JSON.stringify(logs), this.#snapshot,
       this.#env.clockOffsetMs(), status, output ?? null, error ? JSON.stringify(error) : null, null, status === 'ready',
     ]);
@@ -886,7 +886,7 @@ export class Execution {
     // attempt resumes it; if even that fails, the lease expiry does it. The claim counter is kept.
     this.#abort.abort(error);
     try {
-      await this.#env.pool.query(this.#env.sql.releaseRuns, [
+      await runSql(this.#env.pool, this.#env.sql.releaseRuns, [
         JSON.stringify([{ id: this.run.id, epoch: this.run.epoch, delay_ms: 1000, clean: false }]),
         this.#env.clockOffsetMs(),
       ]);

@@ -1,19 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { SqlTexts } from '../db/sql/index.js';
-import { fromPg, fromSequelizeTransaction, isPgClient, isSequelizeTransaction } from '../db/queryable.js';
-import type { Queryable } from '../db/queryable.js';
+import { queryableFor } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson } from '../json.js';
 import type { StartOptions } from '../types.js';
 import type { WorkflowDefinition } from './definition.js';
 
+/** A local worker with a slot reserved for the run being started (see insertClaimedRun). */
+export interface DispatchTarget {
+  owner: string;
+  leaseTtlMs: number;
+  adopt(row: Record<string, unknown>): void;
+  cancel(): void;
+}
+
 export interface StartEnv {
   pool: pg.Pool;
   sql: SqlTexts;
   maxPayloadSize: number;
   clockOffsetMs(): number;
+  /** A worker of this process that can execute a run of `queue` right now, if any. */
+  dispatchTarget?(queue: string): DispatchTarget | undefined;
 }
 
 /** Extra columns a run started by another run carries. */
@@ -31,13 +40,6 @@ function checkId(value: unknown, what: string): string | null {
   }
   encodeJson(value, `\`${what}\``, MAX_ID * 4);
   return value;
-}
-
-export function queryableFor(pool: pg.Pool, transaction: unknown): Queryable {
-  if (transaction === undefined || transaction === null) return fromPg(pool);
-  if (isSequelizeTransaction(transaction)) return fromSequelizeTransaction(transaction);
-  if (isPgClient(transaction)) return fromPg(transaction);
-  throw new DurableFlowError('INVALID_ARGUMENT', 'Expected `transaction` to be a Sequelize transaction or a pg client inside a transaction');
 }
 
 /**
@@ -64,7 +66,7 @@ export async function startRun(
   }
   const queue = checkId(options.queue, 'queue') ?? definition.queue;
   const db = queryableFor(env.pool, options.transaction);
-  const [row] = await db.query<{ run_id: string }>(env.sql.insertRun, [
+  const values = [
     runId,
     definition.name,
     queue,
@@ -74,10 +76,26 @@ export async function startRun(
     parent?.parentRunId ?? null,
     parent?.parentStepName ?? null,
     null,
-    delayMs,
-    env.clockOffsetMs(),
-  ]);
-  if (row) return row.run_id;
+  ];
+  // Inside the caller's transaction the run must not start before it commits: no direct dispatch.
+  const target = options.transaction === undefined && delayMs === 0 ? env.dispatchTarget?.(queue) : undefined;
+  if (target) {
+    let claimed: Record<string, unknown> | undefined;
+    try {
+      [claimed] = await db.query<Record<string, unknown>>(env.sql.insertClaimedRun, [...values, target.owner, target.leaseTtlMs, env.clockOffsetMs()]);
+    } catch (error) {
+      target.cancel();
+      throw error;
+    }
+    if (claimed) {
+      target.adopt(claimed);
+      return claimed.run_id as string;
+    }
+    target.cancel();
+  } else {
+    const [row] = await db.query<{ run_id: string }>(env.sql.insertRun, [...values, delayMs, env.clockOffsetMs()]);
+    if (row) return row.run_id;
+  }
   const [existing] = await db.query<{ run_id: string }>(env.sql.findRunByKeys, [runId, idempotencyKey]);
   if (!existing) {
     throw new DurableFlowError('INVALID_STATE', `Starting workflow "${definition.name}" collided with a run that no longer exists; try again`);

@@ -1,19 +1,28 @@
 import type { Tables } from '../tables.js';
-import { nowSql } from '../tables.js';
 import { claimRuns } from './claimRuns.js';
 import { commitSteps } from './commitSteps.js';
 import { heartbeat } from './heartbeat.js';
-import { findEventById, insertEvent, lockWaitingRuns, matchWaits } from './insertEvent.js';
-import { findRunByKeys, insertRun } from './insertRun.js';
+import { notifyEvent } from './insertEvent.js';
+import { findRunByKeys, insertClaimedRun, insertRun } from './insertRun.js';
 import { insertWaits } from './insertWaits.js';
 import { lockEventNames } from './lockEventNames.js';
 import { markWaitsMatched, markWaitsTimedOut, resolveWaits } from './resolveWaits.js';
 import { cancelRun, releaseRuns, retryRun, suspendRun } from './runTransitions.js';
 
-/** Every hot-path statement of one flow, rendered once for its schema. */
+/** A statement prepared once per connection (by name), then only bound and executed. */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+/**
+ * Every hot-path statement of one flow, rendered once for its schema. They run as named prepared
+ * statements: Postgres parses and plans each once per connection instead of on every call.
+ */
 export function buildSql(t: Tables) {
-  return {
+  const texts = {
     insertRun: insertRun(t),
+    insertClaimedRun: insertClaimedRun(t),
     findRunByKeys: findRunByKeys(t),
     claimRuns: claimRuns(t),
     commitSteps: commitSteps(t, false),
@@ -26,13 +35,14 @@ export function buildSql(t: Tables) {
     suspendRun: suspendRun(t),
     releaseRuns: releaseRuns(t),
     heartbeat: heartbeat(t),
-    insertEvent: insertEvent(t),
-    findEventById: findEventById(t),
-    lockWaitingRuns: lockWaitingRuns(t),
-    matchWaits: matchWaits(t, nowSql('$4')),
+    notifyEvent: notifyEvent(t),
     cancelRun: cancelRun(t),
     retryRun: retryRun(t),
   };
+  const prefix = `durable_flow_${t.schema}_`;
+  return Object.fromEntries(
+    Object.entries(texts).map(([key, text]) => [key, { name: `${prefix}${key}`, text }]),
+  ) as { [K in keyof typeof texts]: Statement };
 }
 
 export type SqlTexts = ReturnType<typeof buildSql>;
