@@ -89,12 +89,12 @@ async function main(): Promise<void> {
 
     // 1. An idle worker's own background cost (its polls), measured with closed connections so
     //    every backend has reported its counters.
-    let idleStart = await stats(statsPool, db);
+    const idleStart = await stats(statsPool, db);
     let t = performance.now();
     let phase = await open();
     await new Promise((resolve) => setTimeout(resolve, 3000));
     await phase.flow.close();
-    let idleEnd = await stats(statsPool, db);
+    const idleEnd = await stats(statsPool, db);
     const idle = (idleEnd.commits - idleStart.commits - 1) / ((performance.now() - t) / 1000);
 
     // 2. Sequential start → result latency and database cost per workflow.
@@ -136,9 +136,6 @@ async function main(): Promise<void> {
       resume.push(phase.resumed.at - sent);
     }
     await phase.flow.close();
-    void idleStart;
-    void idleEnd;
-    idleStart = idleEnd;
 
     console.log(`\ndurable-flow engine bench (${N} at once, ${SEQ} sequential, worker concurrency ${phase.worker.concurrency})`);
     row('3-step workflows/s, all started at once', throughput.toFixed(0));
