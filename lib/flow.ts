@@ -17,6 +17,7 @@ import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
 import { notify } from './events/notify.js';
+import type { LocalTaker } from './events/notify.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -198,6 +199,24 @@ export class DurableFlow {
     return undefined;
   }
 
+  /** The worker of this process with the most free slots, with some reserved for runs a notify wakes. */
+  #localTaker(): LocalTaker | undefined {
+    let best: Worker | undefined;
+    for (const worker of this.#workers) if (worker.freeSlots > (best?.freeSlots ?? 0)) best = worker;
+    if (!best) return undefined;
+    const worker = best;
+    const limit = worker.reserveUpTo(8);
+    if (limit === 0) return undefined;
+    return {
+      owner: worker.id,
+      leaseTtlMs: this.options.leaseTtlMs,
+      limit,
+      queues: worker.queues,
+      workflows: [...this.#definitions.keys()],
+      adopt: (claimed, history, snapshot, dbNowMs) => worker.adoptClaimed(claimed, history, snapshot, dbNowMs, limit),
+    };
+  }
+
   /** A handle for an existing run id (its result() works from any process). */
   handle<O = unknown>(runId: string): RunHandle<O> {
     return {
@@ -264,6 +283,7 @@ export class DurableFlow {
         lockNamespace: this.tables.lockNamespace,
         maxPayloadSize: this.options.maxPayloadSize,
         clockOffsetMs: () => this.#clockOffsetMs,
+        localTaker: () => this.#localTaker(),
       },
       name,
       payload,

@@ -126,6 +126,20 @@ CREATE UNIQUE INDEX durable_flow_logs_run_key ON {{schema}}.durable_flow_workflo
 CREATE INDEX durable_flow_logs_step ON {{schema}}.durable_flow_workflow_logs (workflow_step_id, created_at)
   WHERE workflow_step_id IS NOT NULL;
 
+-- The step history of the given runs (with each wait step's wait), as the executor replays it.
+CREATE FUNCTION {{schema}}.durable_flow_history(p_run_ids bigint[]) RETURNS json
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(json_agg(json_build_object(
+      'run', s.workflow_run_id, 'id', s.id, 'name', s.name, 'kind', s.kind, 'status', s.status,
+      'attempts', s.attempts, 'position', s.position, 'result', s.result::text, 'error', s.error,
+      'cursor', s.cursor, 'metadata', s.metadata, 'snapshot', s.exec_snapshot,
+      'waitId', w.id, 'waitStatus', w.status
+    ) ORDER BY s.id), '[]')
+  FROM {{schema}}.durable_flow_workflow_steps s
+  LEFT JOIN {{schema}}.durable_flow_workflow_waits w ON w.workflow_step_id = s.id
+  WHERE s.workflow_run_id = ANY(p_run_ids)
+$$;
+
 -- A worker's claim, in one round trip: up to p_limit due runs of its queues and workflows, leased to
 -- p_owner, with their step history, the time the next not-yet-due run wakes, the database clock and a
 -- snapshot (the low-water mark of waits created in these executions).
@@ -177,17 +191,7 @@ WITH now_ AS (
 )
 SELECT
   coalesce((SELECT json_agg(c) FROM claimed c), '[]'),
-  coalesce((
-    SELECT json_agg(json_build_object(
-      'run', s.workflow_run_id, 'id', s.id, 'name', s.name, 'kind', s.kind, 'status', s.status,
-      'attempts', s.attempts, 'position', s.position, 'result', s.result::text, 'error', s.error,
-      'cursor', s.cursor, 'metadata', s.metadata, 'snapshot', s.exec_snapshot,
-      'waitId', w.id, 'waitStatus', w.status
-    ) ORDER BY s.id)
-    FROM {{schema}}.durable_flow_workflow_steps s
-    LEFT JOIN {{schema}}.durable_flow_workflow_waits w ON w.workflow_step_id = s.id
-    WHERE s.workflow_run_id IN (SELECT id FROM claimed WHERE replay)
-  ), '[]'),
+  {{schema}}.durable_flow_history(ARRAY(SELECT id FROM claimed WHERE replay)),
   (SELECT extract(epoch FROM n.wake_at - (SELECT now_.t FROM now_))::float8 * 1000
      FROM (SELECT r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
            WHERE r.wake_at > (SELECT now_.t FROM now_) AND r.queue_name = ANY(p_queues)
@@ -202,17 +206,27 @@ $$;
 -- satisfies, store its payload as the wait step's result, and make the suspended runs due.
 -- Locks, in the order every other path takes them: the event name's advisory lock (so a wait being
 -- created at this moment either sees this event or is seen by it), then the runs (by id), then the waits.
+--
+-- When the calling process has a worker with free slots (p_claim_limit > 0), up to that many woken runs
+-- of its queues and workflows are claimed for it right here (leased to p_owner, as durable_flow_claim
+-- would) and returned with their history: they resume without a NOTIFY, without a claim round trip.
+-- Their executions' snapshot carries this transaction's id and event, so those runs never take this
+-- event for a later one. The other woken runs become due and the wake trigger NOTIFYs the workers.
 CREATE FUNCTION {{schema}}.durable_flow_notify(
-  p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8
+  p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
+  p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[]
 ) RETURNS TABLE (
   event_pk bigint, event_key text, event_name text, event_payload jsonb, event_occurred_at timestamptz,
-  is_duplicate boolean, matched_waits integer
+  is_duplicate boolean, matched_waits integer, claimed json, history json, db_now_ms float8, snapshot text
 ) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
   v_event {{schema}}.durable_flow_workflow_events%ROWTYPE;
   v_now timestamptz := clock_timestamp() + p_offset_ms * interval '1 millisecond';
   v_matched integer := 0;
+  v_runs bigint[];
+  v_claimed json := '[]';
+  v_claimed_ids bigint[] := '{}';
 BEGIN
   PERFORM pg_advisory_xact_lock(p_lock_namespace, hashtext(p_name));
   INSERT INTO {{schema}}.durable_flow_workflow_events (event_id, name, payload, source)
@@ -221,7 +235,8 @@ BEGIN
   RETURNING * INTO v_event;
   IF NOT FOUND THEN
     SELECT * INTO v_event FROM {{schema}}.durable_flow_workflow_events e WHERE e.event_id = p_event_id;
-    RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, true, 0;
+    RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, true, 0,
+      '[]'::json, '[]'::json, NULL::float8, NULL::text;
     RETURN;
   END IF;
 
@@ -245,16 +260,44 @@ BEGIN
           -- The low-water mark for the wait after this one: later events, not this one.
           exec_snapshot = pg_current_snapshot()::text || '|' || pg_current_xact_id()::text || '|' || v_event.id::text
       WHERE s.id IN (SELECT workflow_step_id FROM m)
-    ), r AS (
-      UPDATE {{schema}}.durable_flow_workflow_runs r
-      SET status = 'ready', wake_at = v_now, updated_at = clock_timestamp()
-      WHERE r.id IN (SELECT workflow_run_id FROM m)
-        AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
     )
-    SELECT count(*) INTO v_matched FROM m;
+    SELECT count(*), array_agg(DISTINCT workflow_run_id) INTO v_matched, v_runs FROM m;
+
+    -- Runs for a worker of the calling process: claimed now.
+    IF p_claim_limit > 0 THEN
+      WITH q AS (
+        SELECT r.id, r.started_at AS previous_started_at FROM {{schema}}.durable_flow_workflow_runs r
+        WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
+          AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
+        ORDER BY r.id LIMIT p_claim_limit
+      ), c AS (
+        UPDATE {{schema}}.durable_flow_workflow_runs r SET
+          status = 'running',
+          lease_owner = p_owner,
+          lease_epoch = r.lease_epoch + 1,
+          lease_expires_at = v_now + p_lease_ms * interval '1 millisecond',
+          wake_at = v_now + p_lease_ms * interval '1 millisecond',
+          claim_count = r.claim_count + 1,
+          attempts = r.attempts + 1,
+          started_at = coalesce(r.started_at, v_now),
+          updated_at = clock_timestamp()
+        FROM q WHERE r.id = q.id
+        RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
+                  r.attempts, r.created_snapshot, r.parent_run_id, r.queue_name,
+                  q.previous_started_at IS NOT NULL AS replay
+      )
+      SELECT coalesce(json_agg(c), '[]'), coalesce(array_agg(c.id), '{}') INTO v_claimed, v_claimed_ids FROM c;
+    END IF;
+    -- The others that are suspended become due; a run still executing finds its matched wait when it
+    -- next suspends.
+    UPDATE {{schema}}.durable_flow_workflow_runs r
+    SET status = 'ready', wake_at = v_now, updated_at = clock_timestamp()
+    WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying');
   END IF;
 
-  RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, false, v_matched;
+  RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, false, v_matched,
+    v_claimed, {{schema}}.durable_flow_history(v_claimed_ids), extract(epoch FROM v_now)::float8 * 1000,
+    pg_current_snapshot()::text || '|' || pg_current_xact_id()::text || '|' || v_event.id::text;
 END
 $$;
 

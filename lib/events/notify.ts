@@ -17,6 +17,24 @@ interface NotifyRow {
   event_occurred_at: Date | string;
   is_duplicate: boolean;
   matched_waits: number;
+  claimed: unknown[];
+  history: unknown[];
+  db_now_ms: number | null;
+  snapshot: string | null;
+}
+
+/**
+ * A worker of this process with slots reserved for runs this notify wakes: they are claimed for it
+ * inside the notify transaction and handed over with their history. `adopt` is always called, with
+ * what was claimed (nothing on failure), and gives back the unused slots.
+ */
+export interface LocalTaker {
+  owner: string;
+  leaseTtlMs: number;
+  limit: number;
+  queues: string[];
+  workflows: string[];
+  adopt(claimed: unknown[], history: unknown[], snapshot: string, dbNowMs: number): void;
 }
 
 export interface NotifyEnv {
@@ -25,6 +43,8 @@ export interface NotifyEnv {
   lockNamespace: number;
   maxPayloadSize: number;
   clockOffsetMs(): number;
+  /** A worker of this process that takes woken runs directly, if one has free slots. */
+  localTaker?(): LocalTaker | undefined;
 }
 
 /** Checks an event before anything is stored: a bad one is refused whole. Returns the payload as JSON text. */
@@ -53,12 +73,29 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
     throw new DurableFlowError('INVALID_ARGUMENT', 'Expected the options of notify to be an object');
   }
   const payloadText = validateEvent(name, payload, options.id, env.maxPayloadSize);
-  const run = (db: Queryable) => record(env, db, name as string, payloadText, options);
-  // One statement: atomic on its own, or part of the caller's transaction when one is given.
-  return run(queryableFor(env.pool, options.transaction));
+  const run = (db: Queryable, taker: LocalTaker | undefined) => storeEvent(env, db, name as string, payloadText, options, taker);
+  // One statement: atomic on its own, or part of the caller's transaction when one is given (then the
+  // runs are woken by NOTIFY at its commit, never taken directly: we cannot tell when it commits).
+  const inTransaction = options.transaction !== undefined && options.transaction !== null;
+  const taker = inTransaction ? undefined : env.localTaker?.();
+  let claimed: NotifyRow | undefined;
+  try {
+    const stored = await run(queryableFor(env.pool, options.transaction), taker);
+    claimed = stored.row;
+    return stored.event;
+  } finally {
+    taker?.adopt(claimed?.claimed ?? [], claimed?.history ?? [], claimed?.snapshot ?? '', Number(claimed?.db_now_ms ?? 0));
+  }
 }
 
-async function record(env: NotifyEnv, db: Queryable, name: string, payloadText: string, options: NotifyOptions): Promise<EventRecord> {
+async function storeEvent(
+  env: NotifyEnv,
+  db: Queryable,
+  name: string,
+  payloadText: string,
+  options: NotifyOptions,
+  taker: LocalTaker | undefined,
+): Promise<{ event: EventRecord; row: NotifyRow }> {
   const [row] = await db.query<NotifyRow>(env.sql.notifyEvent, [
     options.id ?? null,
     name,
@@ -66,9 +103,14 @@ async function record(env: NotifyEnv, db: Queryable, name: string, payloadText: 
     options.source ?? 'notify',
     env.lockNamespace,
     env.clockOffsetMs(),
+    taker?.owner ?? null,
+    taker?.leaseTtlMs ?? 0,
+    taker?.limit ?? 0,
+    taker?.queues ?? [],
+    taker?.workflows ?? [],
   ]);
   if (!row) throw new DurableFlowError('INVALID_STATE', `Storing event "${name}" returned nothing; try again`);
-  return {
+  const event: EventRecord = {
     id: String(row.event_pk),
     eventId: row.event_key,
     name: row.event_name,
@@ -77,4 +119,5 @@ async function record(env: NotifyEnv, db: Queryable, name: string, payloadText: 
     duplicate: row.is_duplicate,
     matchedWaits: row.matched_waits,
   };
+  return { event, row };
 }

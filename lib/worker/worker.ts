@@ -108,6 +108,7 @@ export class Worker {
   /** Slots promised to runs being started in this process (direct dispatch). */
   #reserved = 0;
   #claimFailures = 0;
+  #orphanCheckAt = 0;
   #stopping: Promise<void> | undefined;
   /** Runs claimed, and how their executions ended (for tests and metrics). */
   readonly stats = { claimed: 0, completed: 0, failed: 0, suspended: 0, released: 0, lost: 0, errors: 0 };
@@ -187,6 +188,7 @@ export class Worker {
         const claimed = await this.#claim(free, names);
         this.#claimFailures = 0;
         this.#wanted = claimed >= free;
+        if (claimed === 0 && Date.now() >= this.#orphanCheckAt) await this.#checkOrphans(names);
         if (!this.#wanted && !this.#claimAgain) break;
         if (this.#claimAgain) this.#wanted = true;
       }
@@ -211,7 +213,12 @@ export class Worker {
     ]);
     const answer = rows[0]!;
     if (answer.next_wake_ms !== null) this.#scheduleWake(Number(answer.next_wake_ms));
-    if (answer.runs.length === 0) return 0;
+    this.#startClaimed(answer);
+    return answer.runs.length;
+  }
+
+  #startClaimed(answer: ClaimAnswer): void {
+    if (answer.runs.length === 0) return;
     const history = new Map<string, HistoryStep[]>();
     for (const step of answer.steps) {
       const runId = String(step.run);
@@ -223,7 +230,25 @@ export class Worker {
       const run = toClaimedRun(row);
       this.#execute(run, history.get(run.id) ?? [], answer.snapshot, Number(answer.db_now_ms));
     }
-    return answer.runs.length;
+  }
+
+  /** Slots free for new runs (0 unless running). */
+  get freeSlots(): number {
+    return this.#state === 'running' ? this.concurrency - this.#executions.size - this.#reserved : 0;
+  }
+
+  /** @internal Reserves up to `max` free slots (for runs a notify of this process may hand over). */
+  reserveUpTo(max: number): number {
+    const n = Math.min(max, this.freeSlots);
+    this.#reserved += n;
+    return n;
+  }
+
+  /** @internal Executes runs a notify claimed for this worker, and frees the rest of the `reserved` slots. */
+  adoptClaimed(claimed: unknown[], history: unknown[], snapshot: string, dbNowMs: number, reserved: number): void {
+    this.#reserved -= reserved;
+    if (claimed.length === 0) return;
+    this.#startClaimed({ runs: claimed, steps: history, snapshot, db_now_ms: dbNowMs } as unknown as ClaimAnswer);
   }
 
   /** @internal Reserves a slot for a run this process is starting, if the worker has one free. */
@@ -244,6 +269,25 @@ export class Worker {
     this.#reserved--;
     const run = toClaimedRun(row as unknown as ClaimAnswer['runs'][number]);
     this.#execute(run, [], row.snapshot as string, Number(row.db_now_ms));
+  }
+
+  /**
+   * While idle, at most once a minute: are runs of workflows this process does not register piling
+   * up? Then say so, since nothing else will (their status stays `enqueued`/`ready`).
+   */
+  async #checkOrphans(names: string[]): Promise<void> {
+    this.#orphanCheckAt = Date.now() + 60_000;
+    const { rows } = await runSql<{ workflow_name: string; runs: number }>(this.#host.pool, this.#host.sql.orphanedWorkflows, [
+      this.queues,
+      names,
+      this.#host.clockOffsetMs(),
+    ]);
+    for (const row of rows) {
+      this.#host.options.logger.warn(
+        `${row.runs} run(s) of workflow "${row.workflow_name}" have been due for over a minute and no worker claims them: no running process registers that workflow for queue(s) ${this.queues.join(', ')}. Register it with flow.workflow('${row.workflow_name}', …) in your worker processes, or cancel those runs.`,
+        { workflow: row.workflow_name, runs: row.runs },
+      );
+    }
   }
 
   #execute(run: ClaimedRun, history: HistoryStep[], snapshot: string, dbNowMs: number): void {

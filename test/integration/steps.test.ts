@@ -309,6 +309,30 @@ describe('step.run', () => {
   });
 });
 
+describe('step.sendEvent', () => {
+  it('emits an event exactly once, even when the run replays, and wakes its waiters', async () => {
+    let flaky = 0;
+    const sender = flow.workflow('sender', async ({ step }: WorkflowContext) => {
+      const sent = await step.sendEvent('announce', 'order_packed', { orderId: 9 });
+      await step.run('flaky', () => {
+        if (++flaky === 1) throw new Error('replay');
+      });
+      return sent;
+    });
+    const receiver = flow.workflow('receiver', async ({ step }: WorkflowContext) => step.waitForEvent('order_packed', { match: { orderId: 9 } }));
+    await withWorker(async () => {
+      const waiting = await receiver.start({});
+      await eventually(async () => (await flow.getRun(waiting.runId))!.status === 'waiting');
+      const run = await sender.start({});
+      const sent = await run.result();
+      expect(sent).toMatchObject({ eventId: `${run.runId}:announce`, name: 'order_packed' });
+      expect(await waiting.result()).toEqual({ orderId: 9 });
+      const { rows } = await flow.pool.query(`SELECT count(*)::int AS n, min(source) AS source FROM durable_flow_workflow_events WHERE name = 'order_packed'`);
+      expect(rows[0]).toEqual({ n: 1, source: `run:${run.runId}` });
+    });
+  });
+});
+
 describe('bad input', () => {
   it('refuses a workflow without a handler, and a duplicate name', () => {
     expect(() => flow.workflow('no-handler', undefined as any)).toThrow(/Expected workflow "no-handler" to be given a handler function, got undefined/);

@@ -220,6 +220,28 @@ describe('claims and leases', () => {
   });
 });
 
+describe('runs nobody can execute', () => {
+  it('warns, naming the workflow and the fix, when due runs of an unregistered workflow pile up', async () => {
+    const other = ctx.flow();
+    const ghost = other.workflow('ghost', async () => 1);
+    const run = await ghost.start({});
+    await flow.pool.query(`UPDATE durable_flow_workflow_runs SET wake_at = now() - interval '2 minutes' WHERE run_id = $1`, [run.runId]);
+    const warnings: string[] = [];
+    const watcher = ctx.flow({ logger: { warn: (message) => warnings.push(message), error: () => undefined } });
+    watcher.workflow('something-else', async () => 1);
+    const worker = watcher.worker({ pollInterval: 100 });
+    await worker.start();
+    try {
+      await eventually(() => warnings.length > 0);
+      expect(warnings[0]).toMatch(/1 run\(s\) of workflow "ghost" have been due for over a minute and no worker claims them/);
+      expect(warnings[0]).toMatch(/Register it with flow.workflow\('ghost', …\)/);
+      expect((await flow.getRun(run.runId))!.status).toBe('enqueued');
+    } finally {
+      await worker.stop();
+    }
+  });
+});
+
 describe('LISTEN/NOTIFY', () => {
   it('wakes an idle worker at once, and again after its LISTEN connection is killed', async () => {
     const wf = flow.workflow('wake', async ({ input }: WorkflowContext<number>) => input);
@@ -235,6 +257,16 @@ describe('LISTEN/NOTIFY', () => {
     } finally {
       await worker.stop();
     }
+  });
+
+  it('wakes a run waiting in another process when this one notifies', async () => {
+    const worker = child();
+    await worker.waitFor(/^READY/);
+    const runId = await flow.startRun(flow.definitions.get('waiter')!, { k: 5 });
+    await eventually(async () => (await flow.getRun(runId))!.status === 'waiting');
+    const event = await flow.notify('go', { k: 5, note: 'from the parent' });
+    expect(event.matchedWaits).toBe(1);
+    expect(await flow.handle(runId).result({ timeout: '10 seconds' })).toEqual({ note: 'from the parent', pid: worker.pid });
   });
 
   it('still completes runs by polling when NOTIFY never arrives', async () => {

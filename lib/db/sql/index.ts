@@ -1,5 +1,5 @@
 import type { Tables } from '../tables.js';
-import { claimRuns } from './claimRuns.js';
+import { claimRuns, orphanedWorkflows } from './claimRuns.js';
 import { commitSteps } from './commitSteps.js';
 import { heartbeat } from './heartbeat.js';
 import { notifyEvent } from './insertEvent.js';
@@ -25,6 +25,7 @@ export function buildSql(t: Tables) {
     insertClaimedRun: insertClaimedRun(t),
     findRunByKeys: findRunByKeys(t),
     claimRuns: claimRuns(t),
+    orphanedWorkflows: orphanedWorkflows(t),
     commitSteps: commitSteps(t, false),
     commitStepsAndTransition: commitSteps(t, true),
     lockEventNames: lockEventNames(t),
