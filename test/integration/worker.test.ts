@@ -78,6 +78,29 @@ describe('crashes (real child processes)', () => {
     }
   });
 
+  it('resumes a cursor step from its last advanced cursor after a SIGKILL', async () => {
+    const worker = child({ HANG_AT_ITEM: '3' });
+    await worker.waitFor(/^READY/);
+    const runId = await flow.startRun(flow.definitions.get('cursor')!, { items: 5 });
+    await worker.waitFor(new RegExp(`^HANG ${runId} 3`));
+    worker.child.kill('SIGKILL');
+    await worker.exited;
+    const local = flow.worker({ pollInterval: 100 });
+    await local.start();
+    try {
+      expect(await flow.handle(runId).result({ timeout: '20 seconds' })).toBe(5);
+      expect(await effects(runId)).toEqual([
+        { step: 'item-0', pid: worker.pid },
+        { step: 'item-1', pid: worker.pid },
+        { step: 'item-2', pid: worker.pid },
+        { step: 'item-3', pid: process.pid },
+        { step: 'item-4', pid: process.pid },
+      ]);
+    } finally {
+      await local.stop();
+    }
+  });
+
   it('fails a run whose step kills its process every time, instead of crash-looping', async () => {
     const runId = await flow.startRun(flow.definitions.get('poison')!, {});
     for (let i = 0; i < 2; i++) {
