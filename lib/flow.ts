@@ -16,6 +16,7 @@ import type { Tables } from './db/tables.js';
 import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
+import { isPlainObject } from './json.js';
 import { notify } from './events/notify.js';
 import type { LocalTaker } from './events/notify.js';
 import type {
@@ -87,6 +88,8 @@ export class DurableFlow {
       clockOffsetMs: () => this.#clockOffsetMs,
       notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
       onFinished: (runId, outcome) => this.#results.finished(runId, outcome),
+      startChild: (workflow, input, idempotencyKey, parent) =>
+        this.startRun(this.#definitions.get(workflow) ?? this.#unregistered(workflow), input, { idempotencyKey }, parent),
       debugPoint,
     };
   }
@@ -131,9 +134,9 @@ export class DurableFlow {
 
   /** Registers a workflow. `name` identifies its runs in the database: keep it stable across deploys. */
   workflow<I = unknown, O = unknown>(name: string, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
-  workflow<I = unknown, O = unknown>(name: string, options: WorkflowOptions, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
-  workflow<I, O>(name: string, a: WorkflowOptions | WorkflowHandler<I, O>, b?: WorkflowHandler<I, O>): Workflow<I, Awaited<O>> {
-    const [options, handler] = typeof a === 'function' ? [{} as WorkflowOptions, a] : [a, b];
+  workflow<I = unknown, O = unknown>(name: string, options: WorkflowOptions<I>, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
+  workflow<I, O>(name: string, a: WorkflowOptions<I> | WorkflowHandler<I, O>, b?: WorkflowHandler<I, O>): Workflow<I, Awaited<O>> {
+    const [options, handler] = typeof a === 'function' ? [{} as WorkflowOptions<I>, a] : [a, b];
     if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
       throw new DurableFlowError('INVALID_ARGUMENT', `Expected a workflow name to be a non-empty string of at most 255 characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name}`);
     }
@@ -152,6 +155,8 @@ export class DurableFlow {
       queue: options.queue ?? 'default',
       priority: options.priority === undefined ? 0 : checkInteger('priority', options.priority, -(2 ** 31) + 1, 2 ** 31 - 1),
       maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? this.options.maxRecoveries, 0, 1000),
+      concurrency: resolveConcurrency(options.concurrency),
+      cancelOn: resolveCancelOn(options.cancelOn),
     };
     if (typeof definition.queue !== 'string' || definition.queue.length === 0) throw invalidOption('queue', options.queue, 'a non-empty string');
     this.#definitions.set(name, definition);
@@ -161,6 +166,21 @@ export class DurableFlow {
         const runId = await this.startRun(definition, input, startOptions);
         return this.handle<Awaited<O>>(runId);
       },
+    };
+  }
+
+  /** A workflow registered only in other processes: its runs get the defaults (queue, priority). */
+  #unregistered(name: string): WorkflowDefinition {
+    return {
+      name,
+      handler: () => undefined,
+      retries: this.options.retries,
+      backoff: this.options.backoff,
+      queue: 'default',
+      priority: 0,
+      maxRecoveries: this.options.maxRecoveries,
+      concurrency: undefined,
+      cancelOn: [],
     };
   }
 
@@ -246,12 +266,14 @@ export class DurableFlow {
   }
 
   /**
-   * Cancels a run that has not finished: it runs no further step (a step already running finishes,
-   * but its result is not stored). Returns false if the run had already finished.
+   * Cancels a run that has not finished, and every run it started that has not either: it runs no
+   * further step (a step already running finishes, but its result is not stored). `reason` is stored
+   * as its error. Returns false if the run had already finished.
    */
-  async cancel(runId: string): Promise<boolean> {
+  async cancel(runId: string, options: { reason?: string } = {}): Promise<boolean> {
     this.#assertOpen();
-    const { rows } = await runSql<{ cancelled: number }>(this.#pool, this.#sql.cancelRun, [runId, this.#clockOffsetMs]);
+    const reason = options.reason ?? 'Cancelled with flow.cancel()';
+    const { rows } = await runSql<{ cancelled: number }>(this.#pool, this.#sql.cancelRun, [runId, this.#clockOffsetMs, reason]);
     if (rows[0]!.cancelled === 0) {
       const run = await this.getRun(runId);
       if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
@@ -347,6 +369,28 @@ export class DurableFlow {
     await this.#pool.end();
     if (this.#sequelize && !this.options.sequelize) await this.#sequelize.close();
   }
+}
+
+function resolveConcurrency(value: WorkflowOptions['concurrency']): WorkflowDefinition['concurrency'] {
+  if (value === undefined) return undefined;
+  if (typeof value === 'number') return { limit: checkInteger('concurrency', value, 1, 100_000), key: undefined };
+  if (typeof value !== 'object' || value === null) throw invalidOption('concurrency', value, 'a number or { limit, key?: (input) => key }');
+  if (value.key !== undefined && typeof value.key !== 'function') throw invalidOption('concurrency.key', value.key, 'a function of the input');
+  return { limit: checkInteger('concurrency.limit', value.limit, 1, 100_000), key: value.key };
+}
+
+function resolveCancelOn(value: WorkflowOptions['cancelOn']): WorkflowDefinition['cancelOn'] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalidOption('cancelOn', value, 'an array of { event, match? }');
+  return value.map((entry, i) => {
+    if (typeof entry !== 'object' || entry === null || typeof entry.event !== 'string' || entry.event.length === 0) {
+      throw invalidOption(`cancelOn[${i}]`, entry, 'an object { event: string, match?: object | (input) => object }');
+    }
+    if (entry.match !== undefined && typeof entry.match !== 'function' && !isPlainObject(entry.match)) {
+      throw invalidOption(`cancelOn[${i}].match`, entry.match, 'a plain object or a function of the input');
+    }
+    return entry;
+  });
 }
 
 function connectionConfig(options: ResolvedOptions): pg.ClientConfig {

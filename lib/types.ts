@@ -80,6 +80,34 @@ export interface SentEvent {
   name: string;
 }
 
+/** A workflow to start as a child: its handle (from `flow.workflow`) or its name. */
+export type WorkflowRef = string | { readonly name: string };
+
+export interface InvokeOptions {
+  /** Stop waiting after this long: the wait step throws `WaitTimeoutError` (the child keeps running). */
+  timeout?: DurationInput;
+  /** `'raise'` (default): a failed or cancelled child throws `ChildWorkflowFailedError`; `'return'`: its outcome is returned. */
+  onFailure?: 'raise' | 'return';
+}
+
+export interface InvokeManyOptions<T> extends InvokeOptions {
+  /** A stable key per item: a property name or a function. It names the item's steps (`<name>_<key>_start|wait`). Default: the item's index. */
+  key?: string | ((item: T, index: number) => string | number);
+  /** At most this many children in flight; a finished child frees its slot at once. Default: all at once. */
+  concurrency?: number;
+}
+
+/** How a child run (or any watched run) ended. */
+export interface ChildOutcome<O = unknown> {
+  runId: string;
+  workflow: string;
+  status: 'completed' | 'failed' | 'cancelled';
+  /** The child's output, when it completed. */
+  result?: O;
+  /** The child's error, when it failed or was cancelled. */
+  error?: StoredError | null;
+}
+
 export interface StepApi {
   /** Runs `fn` once and stores its result; every replay returns the stored result instead. */
   run<T>(name: string, fn: (context: StepContext) => T | Promise<T>): Promise<T>;
@@ -92,6 +120,17 @@ export interface StepApi {
   waitForEvent<P = unknown>(name: string, options?: WaitForEventOptions): Promise<P>;
   /** Emits an event exactly once (memoized; its id is `"<runId>:<name>"`). */
   sendEvent(name: string, eventName: string, payload?: unknown): Promise<SentEvent>;
+  /** Starts a child run once (step `<name>_start`) and waits for it (step `<name>_wait`). */
+  invoke<O = unknown>(name: string, workflow: WorkflowRef, input: unknown, options?: InvokeOptions): Promise<ChildOutcome<O>>;
+  /** Starts one child per item, at most `concurrency` at a time; outcomes in input order, each with its `key`. */
+  invokeMany<T, O = unknown>(
+    name: string,
+    items: readonly T[],
+    options: InvokeManyOptions<T>,
+    build: (item: T, index: number) => { workflow: WorkflowRef; input: unknown },
+  ): Promise<(ChildOutcome<O> & { key: string })[]>;
+  /** Waits for any run to finish (completed, failed or cancelled) and returns how it ended. */
+  waitForWorkflow<O = unknown>(name: string, runId: string, options?: { timeout?: DurationInput }): Promise<ChildOutcome<O>>;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -116,7 +155,21 @@ export interface WorkflowContext<I = unknown> {
 
 export type WorkflowHandler<I, O> = (context: WorkflowContext<I>) => O | Promise<O>;
 
-export interface WorkflowOptions {
+/** At most `limit` runs executing at once: of the whole workflow, or per value of `key(input)`. */
+export interface ConcurrencyOptions<I = any> {
+  limit: number;
+  /** Runs with the same key share the limit (e.g. `(input) => input.accountId`). Default: one limit for the workflow. */
+  key?: (input: I) => string | number;
+}
+
+/** An event that cancels the run: one named `event` whose payload contains `match`. */
+export interface CancelOn<I = any> {
+  event: string;
+  /** The JSON the payload must contain, or a function of the run's input giving it. Default `{}`: any such event. */
+  match?: Record<string, unknown> | ((input: I) => Record<string, unknown>);
+}
+
+export interface WorkflowOptions<I = any> {
   /** Default retries for this workflow's steps. Default: the flow's `retries` (3). */
   retries?: number;
   /** Default backoff for this workflow's steps. */
@@ -127,6 +180,10 @@ export interface WorkflowOptions {
   priority?: number;
   /** Claims in a row that may end without the run stopping cleanly (a crashed or frozen worker) before it is failed. Default: the flow's (5). */
   maxRecoveries?: number;
+  /** At most this many runs executing at once (a number), or per key computed from the input. Default: no limit. */
+  concurrency?: number | ConcurrencyOptions<I>;
+  /** Events that cancel a run (and the runs it started). */
+  cancelOn?: CancelOn<I>[];
 }
 
 export interface StartOptions {

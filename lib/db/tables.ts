@@ -9,6 +9,7 @@ export interface Tables {
   events: string;
   waits: string;
   logs: string;
+  cancelTriggers: string;
   live: string;
   migrations: string;
   /** NOTIFY channel names. */
@@ -36,6 +37,7 @@ export function tablesFor(schema: string): Tables {
     events: `${s}.durable_flow_workflow_events`,
     waits: `${s}.durable_flow_workflow_waits`,
     logs: `${s}.durable_flow_workflow_logs`,
+    cancelTriggers: `${s}.durable_flow_cancel_triggers`,
     live: `${s}.durable_flow_live`,
     migrations: `${s}.durable_flow_migrations`,
     wakeChannel: `${channelPrefix}wake`,

@@ -1,5 +1,5 @@
 import type { ResolvedBackoff } from '../config.js';
-import type { WorkflowHandler } from '../types.js';
+import type { CancelOn, WorkflowHandler } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
 export interface WorkflowDefinition {
@@ -10,6 +10,8 @@ export interface WorkflowDefinition {
   queue: string;
   priority: number;
   maxRecoveries: number;
+  concurrency: { limit: number; key: ((input: any) => string | number) | undefined } | undefined;
+  cancelOn: CancelOn[];
 }
 
 /** A step as the claim loaded it from the database. */

@@ -4,14 +4,13 @@ import type pg from 'pg';
 import { backoffDelay, resolveBackoff } from '../config.js';
 import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
 import type { SqlTexts } from '../db/sql/index.js';
-import { fromPg, runSql, withTransaction } from '../db/queryable.js';
-import { toDate, toMilliseconds } from '../duration.js';
+import { runSql } from '../db/queryable.js';
+import { toMilliseconds } from '../duration.js';
 import {
   DurableFlowError,
   LeaseLostError,
   NonDeterminismError,
   StepTimeoutError,
-  WaitTimeoutError,
   deserializeError,
   isNonRetriable,
   serializeError,
@@ -22,14 +21,14 @@ import type {
   EventRecord,
   LogLevel,
   NotifyOptions,
-  SentEvent,
-  StepApi,
   StepContext,
   StepRunOptions,
-  WaitForEventOptions,
   WorkflowLog,
 } from '../types.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
+import { createStepApi } from './step-api.js';
+import { suspendTransaction } from './suspend.js';
+import type { WaitSpec } from './suspend.js';
 
 /** What an execution needs from the flow that runs it. */
 export interface ExecutionEnv {
@@ -39,6 +38,8 @@ export interface ExecutionEnv {
   lockNamespace: number;
   clockOffsetMs(): number;
   notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
+  /** Starts a run started by this one (step.invoke); idempotent on `idempotencyKey`. Returns its id. */
+  startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }): Promise<string>;
   /** Called once the run's outcome is stored (in this process), for `result()` waiters. */
   onFinished(runId: string, outcome: { status: 'completed' | 'failed'; output?: string; error?: StoredError }): void;
   /** Fault-injection hook for tests; a no-op in production. */
@@ -85,7 +86,7 @@ interface Suspension {
   /** Database-clock ms at which it is due (a wait's timeout); null for a wait without timeout. */
   wakeAt: number | null;
   position: number | null;
-  wait?: { event: string; match: unknown; allowPast: boolean; since: string; isNew: boolean };
+  wait?: Omit<WaitSpec, 'name' | 'timeoutAt'>;
   /** A retry: the error of the attempt that failed. */
   error?: StoredError;
   resolve(value: unknown): void;
@@ -217,8 +218,8 @@ export class Execution {
     }
     const context = {
       input,
-      step: this.#stepApi(),
-      log: this.#logApi(),
+      step: createStepApi(this, this.#env),
+      log: this.logApi(),
       runId: this.run.runId,
       workflow: this.run.workflow,
       attempt: this.run.attempts,
@@ -255,36 +256,13 @@ export class Execution {
   // ---------------------------------------------------------------------------------------------
   // The step API
 
-  #stepApi(): StepApi {
-    const run = <T>(name: string, a: unknown, b?: unknown): Promise<T> => {
-      const [options, fn] = (typeof a === 'function' ? [{}, a] : [a ?? {}, b]) as [
-        StepRunOptions,
-        (context: StepContext) => T | Promise<T>,
-      ];
-      return this.#runStep<T>(name, options, fn);
-    };
-    return {
-      run: run as StepApi['run'],
-      sleep: (name, duration) => {
-        const ms = toMilliseconds(duration, `the duration of sleep step "${name}"`);
-        return this.#sleep(name, () => this.dbNow() + ms);
-      },
-      sleepUntil: (name, time) => {
-        const at = toDate(time, `the time of sleep step "${name}"`).getTime();
-        return this.#sleep(name, () => at);
-      },
-      waitForEvent: <P>(name: string, options?: WaitForEventOptions) => this.#waitForEvent(name, options ?? {}) as Promise<P>,
-      sendEvent: (name, eventName, payload) => this.#sendEvent(name, eventName, payload),
-    };
-  }
-
   /**
    * Claims a step name for this execution (a second use is a programming error that fails the run)
    * and returns its stored row, with the mark of the step before it.
    */
   #register(name: unknown, kind: string): { row: HistoryStep | undefined; since: string } {
     if (typeof name !== 'string' || name.length === 0 || name.length > MAX_STEP_NAME) {
-      throw this.#setFatal(
+      throw this.fail(
         new DurableFlowError(
           'INVALID_ARGUMENT',
           `Expected a step name to be a non-empty string of at most ${MAX_STEP_NAME} characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name} (${kind} step in workflow "${this.run.workflow}")`,
@@ -292,7 +270,7 @@ export class Execution {
       );
     }
     if (this.#requested.has(name)) {
-      throw this.#setFatal(
+      throw this.fail(
         new DurableFlowError(
           'DUPLICATE_STEP_NAME',
           `Step name "${name}" was used twice in one run of workflow "${this.run.workflow}". Step names identify stored results, so each must be unique within a run: add a distinguishing part, e.g. \`${name}-\${item.id}\`.`,
@@ -303,7 +281,7 @@ export class Execution {
     const row = this.#history.get(name);
     if (!row) this.#newNames.push(name);
     if (row && row.kind !== kind && row.status === 'succeeded') {
-      throw this.#setFatal(
+      throw this.fail(
         new NonDeterminismError(
           `Step "${name}" of run ${this.run.runId} is stored as a ${row.kind} step but the workflow now calls it as a ${kind} step: the code changed under a run in flight. Restore the old step, or cancel the run.`,
         ),
@@ -315,7 +293,8 @@ export class Execution {
     return { row, since };
   }
 
-  #setFatal(error: Error): Error {
+  /** @internal A programming error in the workflow: the run fails once running bodies finish. */
+  fail(error: Error): Error {
     this.#fatal ??= error;
     this.#scheduleTick();
     return error;
@@ -332,10 +311,11 @@ export class Execution {
     return undefined;
   }
 
-  #runStep<T>(name: string, options: StepRunOptions, fn: (context: StepContext) => T | Promise<T>): Promise<T> {
+  /** @internal step.run: memoized, or queued to run once pending writes are stored. */
+  runStep<T>(name: string, options: StepRunOptions, fn: (context: StepContext) => T | Promise<T>): Promise<T> {
     const { row } = this.#register(name, 'run');
     if (typeof fn !== 'function') {
-      throw this.#setFatal(
+      throw this.fail(
         new DurableFlowError('INVALID_ARGUMENT', `Expected step "${name}" to be given a function, got ${typeof fn}`),
       );
     }
@@ -343,7 +323,7 @@ export class Execution {
     if (memo) return memo as Promise<T>;
     const retries = options.retries ?? this.#definition.retries;
     if (!Number.isInteger(retries) || retries < 0) {
-      throw this.#setFatal(
+      throw this.fail(
         new DurableFlowError('INVALID_ARGUMENT', `Expected \`retries\` of step "${name}" to be an integer >= 0, got ${String(retries)}`),
       );
     }
@@ -433,7 +413,7 @@ export class Execution {
         try {
           retryAt = this.dbNow() + backoffDelay(policy.backoff, attempt, `the backoff of step "${name}"`);
         } catch (backoffError) {
-          this.#setFatal(backoffError as Error);
+          this.fail(backoffError as Error);
           return;
         }
         this.#pendingSteps.set(name, {
@@ -460,7 +440,8 @@ export class Execution {
     }
   }
 
-  #sleep(name: string, wakeAtIfNew: () => number): Promise<void> {
+  /** @internal step.sleep / sleepUntil: `wakeAtIfNew` gives the wake time the first time only. */
+  sleepStep(name: string, wakeAtIfNew: () => number): Promise<void> {
     const { row } = this.#register(name, 'sleep');
     const memo = this.#memoized(row);
     if (memo) return memo as Promise<void>;
@@ -482,25 +463,15 @@ export class Execution {
     });
   }
 
-  #waitForEvent(name: string, options: WaitForEventOptions): Promise<unknown> {
-    if (!isPlainObject(options)) {
-      throw this.#setFatal(new DurableFlowError('INVALID_ARGUMENT', `Expected the options of wait step "${name}" to be an object`));
-    }
-    const event = options.event ?? name;
-    if (typeof event !== 'string' || event.length === 0) {
-      throw this.#setFatal(new DurableFlowError('INVALID_ARGUMENT', `Expected \`event\` of wait step "${name}" to be a non-empty string, got ${typeof event}`));
-    }
-    const match = options.match ?? {};
-    if (!isPlainObject(match)) {
-      throw this.#setFatal(
-        new DurableFlowError(
-          'INVALID_ARGUMENT',
-          `Expected \`match\` of wait step "${name}" to be a plain object such as { orderId: 42 } (the event payload must contain it), got ${Array.isArray(match) ? 'an array' : typeof match}`,
-        ),
-      );
-    }
-    const matchJson = encodeJson(match, `The match of wait step "${name}"`, this.#env.options.maxPayloadSize)!;
-    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, `the timeout of wait step "${name}"`);
+  /**
+   * @internal A wait step: for an event (`event`, `match`) or, with `watch`, for that run to finish.
+   * Arguments are validated by the step API.
+   */
+  waitStep(
+    name: string,
+    spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string },
+  ): Promise<unknown> {
+    const { event, match, timeoutMs } = spec;
     const { row, since } = this.#register(name, 'wait');
     const memo = this.#memoized(row);
     if (memo) return memo;
@@ -511,7 +482,11 @@ export class Execution {
     if (isNew) {
       this.#pendingSteps.set(name, {
         name, kind: 'wait', status: 'waiting', attempts: 0, position: row?.position ?? this.#position++,
-        metadata: { eventName: event, ...(timeoutAt === null ? {} : { timeoutAt: this.#iso(timeoutAt) }) },
+        metadata: {
+          eventName: event,
+          ...(spec.watch ? { watchedRunId: spec.watch } : {}),
+          ...(timeoutAt === null ? {} : { timeoutAt: this.#iso(timeoutAt) }),
+        },
         started_at: this.#iso(), completed_at: null, error: null,
       });
     }
@@ -521,7 +496,7 @@ export class Execution {
         kind: 'wait',
         wakeAt: timeoutAt,
         position: null,
-        wait: { event, match: JSON.parse(matchJson), allowPast: options.allowPastEvents === true, since, isNew },
+        wait: { event, match, allowPast: spec.allowPast, since, isNew, watch: spec.watch },
         resolve,
         reject,
       });
@@ -529,20 +504,11 @@ export class Execution {
     });
   }
 
-  #sendEvent(name: string, eventName: string, payload: unknown): Promise<SentEvent> {
-    if (typeof eventName !== 'string' || eventName.length === 0) {
-      throw this.#setFatal(new DurableFlowError('INVALID_ARGUMENT', `Expected the event name of step "${name}" to be a non-empty string`));
-    }
-    return this.#runStep(name, {}, async () => {
-      const event = await this.#env.notify(eventName, payload ?? {}, { id: `${this.run.runId}:${name}`, source: `run:${this.run.runId}` });
-      return { id: event.id, eventId: event.eventId, name: event.name };
-    });
-  }
-
   // ---------------------------------------------------------------------------------------------
   // Logs
 
-  #logApi(): WorkflowLog {
+  /** @internal */
+  logApi(): WorkflowLog {
     const write = (level: LogLevel) => (message: string, data?: Record<string, unknown>) => this.#log(level, message, data);
     return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
   }
@@ -659,7 +625,7 @@ export class Execution {
     this.#newNames = [];
     const unvisited = [...this.#history.keys()].filter((name) => !this.#requested.has(name));
     if (unvisited.length === 0) return;
-    this.#setFatal(
+    this.fail(
       new NonDeterminismError(
         `The code of workflow "${this.run.workflow}" no longer matches the history of run ${this.run.runId}: it calls new step ${fresh.map((n) => `"${n}"`).join(', ')} while stored step ${unvisited.map((n) => `"${n}"`).join(', ')} ${unvisited.length === 1 ? 'was' : 'were'} not reached. A step was renamed, removed or inserted while this run was in flight. Restore the previous step names (or deploy the change only for new runs), then call flow.retry('${this.run.runId}'); or cancel the run.`,
       ),
@@ -729,81 +695,39 @@ export class Execution {
         metadata: { wakeAt: this.#iso(s.wakeAt!) }, completed_at: this.#iso(), error: null,
       });
     }
-    const waits = [...this.#suspensions.values()].filter((s) => s.kind === 'wait');
+    const waits: WaitSpec[] = [...this.#suspensions.values()].flatMap((s) =>
+      s.kind === 'wait' ? [{ name: s.name, ...s.wait!, timeoutAt: s.wakeAt }] : [],
+    );
     await this.#env.debugPoint('SUSPEND_BEFORE_COMMIT', { runId: this.run.runId });
-    if (due.length > 0 && waits.length === 0) {
-      await this.#flush();
-      this.#settle(due.map((s) => ({ s, ok: true, value: undefined })));
-      return;
-    }
-    type SuspendOutcome = { settled: { s: Suspension; ok: boolean; value: unknown }[] } | { suspended: number | null };
-    const outcome = await withTransaction<SuspendOutcome>(this.#env.pool, async (client) => {
-      const db = fromPg(client);
-      if (waits.length > 0) {
-        await db.query(this.#env.sql.lockEventNames, [this.#env.lockNamespace, waits.map((s) => s.wait!.event)]);
-      }
-      const { steps, logs } = this.#takePending();
-      const [fence] = await db.query<{ held: number; steps: unknown }>(this.#env.sql.commitSteps, [
-        this.run.id, this.run.epoch, this.#stepsParam(steps), JSON.stringify(logs), this.#snapshot,
-      ]);
-      if (!fence || fence.held === 0) throw new LeaseLostError(this.run.runId);
-      this.#recordStepIds(fence.steps);
-      const settled: { s: Suspension; ok: boolean; value: unknown }[] = due.map((s) => ({ s, ok: true, value: undefined }));
-      if (waits.length > 0) {
-        const fresh = waits.filter((s) => s.wait!.isNew);
-        if (fresh.length > 0) {
-          await db.query(this.#env.sql.insertWaits, [
-            this.run.id,
-            JSON.stringify(
-              fresh.map((s) => ({
-                step_name: s.name,
-                event_name: s.wait!.event,
-                match: s.wait!.match,
-                allow_past_events: s.wait!.allowPast,
-                since_snapshot: s.wait!.since,
-                timeout_at: s.wakeAt === null ? null : this.#iso(s.wakeAt),
-              })),
-            ),
-          ]);
-        }
-        const rows = await db.query<{
-          id: string; step_name: string; status: string; event_name: string; expired: boolean; event_id: string | null;
-          payload: string | null; snapshot: string;
-        }>(this.#env.sql.resolveWaits, [this.run.id, waits.map((s) => s.name), this.#env.clockOffsetMs()]);
-        const matched: { wait_id: string; event_id: string }[] = [];
-        const timedOut: { wait_id: string; error: StoredError }[] = [];
-        const mark = rows[0]?.snapshot;
-        for (const row of rows) {
-          const s = this.#suspensions.get(row.step_name);
-          if (!s) continue;
-          if (row.status !== 'pending' || row.event_id !== null || row.expired) this.#stepMarks.set(row.step_name, row.snapshot);
-          if (row.event_id !== null && (row.status === 'pending' || row.status === 'matched')) {
-            if (row.status === 'pending') matched.push({ wait_id: row.id, event_id: row.event_id });
-            settled.push({ s, ok: true, value: parseJson(row.payload) });
-          } else if (row.status === 'pending' && row.expired) {
-            const error = new WaitTimeoutError(row.event_name, row.step_name);
-            this.#errorSteps.set(error, row.step_name);
-            timedOut.push({ wait_id: row.id, error: serializeError(error, row.step_name) });
-            settled.push({ s, ok: false, value: error });
-          }
-        }
-        if (matched.length > 0) await db.query(this.#env.sql.markWaitsMatched, [JSON.stringify(matched), this.#env.clockOffsetMs(), mark]);
-        if (timedOut.length > 0) await db.query(this.#env.sql.markWaitsTimedOut, [JSON.stringify(timedOut), this.#env.clockOffsetMs(), mark]);
-      }
-      if (settled.length > 0) return { settled };
-      const { status, wakeAt, error } = this.#suspendState();
-      const [suspended] = await db.query(this.#env.sql.suspendRun, [
-        this.run.id, this.run.epoch, status, wakeAt === null ? null : this.#iso(wakeAt),
-        error ? JSON.stringify(error) : null, this.#env.clockOffsetMs(),
-      ]);
-      if (!suspended) throw new LeaseLostError(this.run.runId);
-      return { suspended: wakeAt };
+    const { steps, logs } = this.#takePending();
+    const result = await suspendTransaction({
+      pool: this.#env.pool,
+      sql: this.#env.sql,
+      lockNamespace: this.#env.lockNamespace,
+      offsetMs: this.#env.clockOffsetMs(),
+      run: this.run,
+      snapshot: this.#snapshot,
+      steps: this.#stepsParam(steps),
+      logs: JSON.stringify(logs),
+      waits,
+      iso: (ms) => this.#iso(ms),
+      mustContinue: due.length > 0,
+      suspendState: () => this.#suspendState(),
     });
-    if ('settled' in outcome) {
-      this.#settle(outcome.settled);
+    this.#recordStepIds(result.stepIds);
+    if (result.kind === 'suspended') {
+      this.#conclude({ kind: 'suspended', wakeAt: result.wakeAt });
       return;
     }
-    this.#conclude({ kind: 'suspended', wakeAt: outcome.suspended });
+    const settled = due.map((s) => ({ s, ok: true, value: undefined as unknown }));
+    for (const { name, ok, value, mark } of result.settled) {
+      const s = this.#suspensions.get(name);
+      if (!s) continue;
+      this.#stepMarks.set(name, mark);
+      if (!ok && typeof value === 'object' && value !== null) this.#errorSteps.set(value, name);
+      settled.push({ s, ok, value });
+    }
+    this.#settle(settled);
   }
 
   #settle(settled: { s: Suspension; ok: boolean; value: unknown }[]): void {

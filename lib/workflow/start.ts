@@ -4,7 +4,7 @@ import type { SqlTexts } from '../db/sql/index.js';
 import { queryableFor } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
-import { encodeJson } from '../json.js';
+import { encodeJson, isPlainObject } from '../json.js';
 import type { StartOptions } from '../types.js';
 import type { WorkflowDefinition } from './definition.js';
 
@@ -42,6 +42,40 @@ function checkId(value: unknown, what: string): string | null {
   return value;
 }
 
+/** The run's concurrency key (`<workflow>` or `<workflow>:<key(input)>`) and limit, if the workflow has one. */
+function concurrencyOf(definition: WorkflowDefinition, input: unknown): { key: string; limit: number } | undefined {
+  const concurrency = definition.concurrency;
+  if (!concurrency) return undefined;
+  if (!concurrency.key) return { key: definition.name, limit: concurrency.limit };
+  let value: unknown;
+  try {
+    value = concurrency.key(input);
+  } catch (error) {
+    throw new DurableFlowError('INVALID_ARGUMENT', `The concurrency key function of workflow "${definition.name}" threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+  if ((typeof value !== 'string' && typeof value !== 'number') || value === '') {
+    throw new DurableFlowError('INVALID_ARGUMENT', `Expected the concurrency key function of workflow "${definition.name}" to return a non-empty string or a number, got ${typeof value}`);
+  }
+  return { key: `${definition.name}:${String(value)}`, limit: concurrency.limit };
+}
+
+function cancelTriggersOf(definition: WorkflowDefinition, input: unknown): { event: string; match: unknown }[] {
+  return definition.cancelOn.map(({ event, match }) => {
+    let value: unknown = match ?? {};
+    if (typeof match === 'function') {
+      try {
+        value = match(input);
+      } catch (error) {
+        throw new DurableFlowError('INVALID_ARGUMENT', `The cancelOn match function of workflow "${definition.name}" threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+      }
+    }
+    if (!isPlainObject(value)) {
+      throw new DurableFlowError('INVALID_ARGUMENT', `Expected the cancelOn match of workflow "${definition.name}" (event "${event}") to be a plain object`);
+    }
+    return { event, match: JSON.parse(encodeJson(value, `The cancelOn match of workflow "${definition.name}"`, 64 * 1024)!) };
+  });
+}
+
 /**
  * Creates a run of `definition` (or returns the existing one for a repeated run id or idempotency
  * key) and returns its id. Everything is validated before anything is written.
@@ -65,6 +99,8 @@ export async function startRun(
     throw new DurableFlowError('INVALID_ARGUMENT', `Expected \`priority\` to be an integer (lower runs first), got ${String(priority)}`);
   }
   const queue = checkId(options.queue, 'queue') ?? definition.queue;
+  const concurrency = concurrencyOf(definition, input);
+  const cancelTriggers = JSON.stringify(cancelTriggersOf(definition, input));
   const db = queryableFor(env.pool, options.transaction);
   const values = [
     runId,
@@ -75,10 +111,14 @@ export async function startRun(
     idempotencyKey,
     parent?.parentRunId ?? null,
     parent?.parentStepName ?? null,
-    null,
+    concurrency?.key ?? null,
+    concurrency?.limit ?? null,
+    cancelTriggers,
   ];
-  // Inside the caller's transaction the run must not start before it commits: no direct dispatch.
-  const target = options.transaction === undefined && delayMs === 0 ? env.dispatchTarget?.(queue) : undefined;
+  // Inside the caller's transaction the run must not start before it commits, and a run with a
+  // concurrency limit must be admitted by a claim: no direct dispatch for those.
+  const dispatchable = options.transaction === undefined && delayMs === 0 && !concurrency;
+  const target = dispatchable ? env.dispatchTarget?.(queue) : undefined;
   if (target) {
     let claimed: Record<string, unknown> | undefined;
     try {

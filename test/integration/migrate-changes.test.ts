@@ -27,6 +27,7 @@ describe('migrate()', () => {
         `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'durable_flow%' ORDER BY 1`,
       );
       expect(rows.map((r) => r.table_name)).toEqual([
+        'durable_flow_cancel_triggers',
         'durable_flow_live',
         'durable_flow_migrations',
         'durable_flow_workflow_events',

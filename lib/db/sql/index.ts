@@ -4,9 +4,9 @@ import { commitSteps } from './commitSteps.js';
 import { heartbeat } from './heartbeat.js';
 import { notifyEvent } from './insertEvent.js';
 import { findRunByKeys, insertClaimedRun, insertRun } from './insertRun.js';
-import { insertWaits } from './insertWaits.js';
+import { insertWaits, lockWatchedRuns } from './insertWaits.js';
 import { lockEventNames } from './lockEventNames.js';
-import { markWaitsMatched, markWaitsTimedOut, resolveWaits } from './resolveWaits.js';
+import { markWaitsMatched, markWaitsTimedOut, markWatchedWaits, resolveWaits } from './resolveWaits.js';
 import { cancelRun, releaseRuns, retryRun, suspendRun } from './runTransitions.js';
 
 /** A statement prepared once per connection (by name), then only bound and executed. */
@@ -30,9 +30,11 @@ export function buildSql(t: Tables) {
     commitStepsAndTransition: commitSteps(t, true),
     lockEventNames: lockEventNames(t),
     insertWaits: insertWaits(t),
+    lockWatchedRuns: lockWatchedRuns(t),
     resolveWaits: resolveWaits(t),
     markWaitsMatched: markWaitsMatched(t),
     markWaitsTimedOut: markWaitsTimedOut(t),
+    markWatchedWaits: markWatchedWaits(t),
     suspendRun: suspendRun(t),
     releaseRuns: releaseRuns(t),
     heartbeat: heartbeat(t),

@@ -3,12 +3,26 @@ import type { Tables } from '../tables.js';
 /**
  * Records new waits of run `$1` (their step rows were stored just before, in the same transaction).
  * `since_snapshot` is the low-water mark: events not yet visible in it count as "after the wait began".
+ * `watched_run_id` makes it a wait for that run to finish instead of for an event.
  */
 export const insertWaits = (t: Tables): string => `
 INSERT INTO ${t.waits}
-  (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, since_snapshot, timeout_at)
-SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.since_snapshot, x.timeout_at
+  (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, watched_run_id, since_snapshot, timeout_at)
+SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.watched_run_id, x.since_snapshot, x.timeout_at
 FROM jsonb_to_recordset($2::jsonb) AS x(
-  step_name text, event_name text, match jsonb, allow_past_events boolean, since_snapshot text, timeout_at timestamptz)
+  step_name text, event_name text, match jsonb, allow_past_events boolean, watched_run_id text, since_snapshot text,
+  timeout_at timestamptz)
 JOIN ${t.steps} s ON s.workflow_run_id = $1 AND s.name = x.step_name
 ON CONFLICT (workflow_run_id, workflow_step_id) DO NOTHING`;
+
+/**
+ * The runs some waits of this suspension watch, locked FOR SHARE (before the waiting run itself, the
+ * order in which a finishing run locks its parent): a run that has not finished cannot finish before
+ * the new waits commit, and its finish trigger then sees them; one that has finished is read here.
+ */
+export const lockWatchedRuns = (t: Tables): string => `
+SELECT run_id, workflow_name, status, output::text AS output, error
+FROM ${t.runs}
+WHERE run_id = ANY($1::text[])
+ORDER BY id
+FOR SHARE`;

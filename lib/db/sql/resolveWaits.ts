@@ -18,7 +18,8 @@ export const resolveWaits = (t: Tables): string => `
 SELECT w.id, s.name AS step_name, w.status, w.event_name,
        (w.timeout_at IS NOT NULL AND w.timeout_at <= ${nowSql('$3')}) AS expired,
        coalesce(me.id, fe.id) AS event_id,
-       coalesce(me.payload, fe.payload)::text AS payload,
+       coalesce(me.payload, fe.payload, CASE WHEN w.watched_run_id IS NOT NULL AND w.status = 'matched' THEN s.result END)::text AS payload,
+       w.watched_run_id,
        pg_current_snapshot()::text AS snapshot
 FROM ${t.waits} w
 JOIN ${t.steps} s ON s.id = w.workflow_step_id
@@ -27,6 +28,7 @@ LEFT JOIN LATERAL (
   SELECT e.id, e.payload
   FROM ${t.events} e
   WHERE w.status = 'pending'
+    AND w.watched_run_id IS NULL
     AND e.name = w.event_name
     AND e.payload @> w.match
     AND (w.allow_past_events OR (
@@ -66,5 +68,19 @@ WITH x AS (
 UPDATE ${t.steps} s SET status = 'failed', error = w.error, completed_at = ${nowSql('$2')},
        attempts = s.attempts + 1, exec_snapshot = $3, metadata = s.metadata || '{"timedOut": true}'::jsonb,
        updated_at = clock_timestamp()
+FROM w
+WHERE s.id = w.workflow_step_id`;
+
+/** Settles waits for runs that finished before the wait could be matched by their finish trigger. */
+export const markWatchedWaits = (t: Tables): string => `
+WITH x AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, outcome jsonb)
+), w AS (
+  UPDATE ${t.waits} w SET status = 'matched', updated_at = clock_timestamp()
+  FROM x WHERE w.id = x.wait_id
+  RETURNING w.workflow_step_id, x.outcome
+)
+UPDATE ${t.steps} s SET status = 'succeeded', result = w.outcome, completed_at = ${nowSql('$2')},
+       attempts = s.attempts + 1, exec_snapshot = $3, updated_at = clock_timestamp()
 FROM w
 WHERE s.id = w.workflow_step_id`;

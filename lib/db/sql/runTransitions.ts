@@ -1,5 +1,5 @@
 import type { Tables } from '../tables.js';
-import { nowSql } from '../tables.js';
+import { nowSql, quoteIdent } from '../tables.js';
 
 /**
  * Suspends run `$1` (still fenced by its lease epoch `$2`): sets its status and the time it is next
@@ -37,26 +37,11 @@ WHERE r.id = x.id AND r.lease_epoch = x.epoch AND r.lease_owner IS NOT NULL
 RETURNING r.id`;
 
 /**
- * Cancels a run that has not finished. Bumping the epoch fences its executor, whose next write finds
- * the lease gone; its pending waits are cancelled with it. Lock order: run, then its waits.
+ * Cancels a run that has not finished, and the runs it started (durable_flow_cancel in
+ * migrations/001_initial.sql, where its locks are explained). $3 is the reason stored as its error.
  */
 export const cancelRun = (t: Tables): string => `
-WITH r AS (
-  UPDATE ${t.runs} SET
-    status = 'cancelled',
-    cancelled_at = ${nowSql('$2')},
-    wake_at = NULL,
-    lease_owner = NULL,
-    lease_expires_at = NULL,
-    lease_epoch = lease_epoch + 1,
-    updated_at = clock_timestamp()
-  WHERE run_id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
-  RETURNING id
-), w AS (
-  UPDATE ${t.waits} SET status = 'cancelled', updated_at = clock_timestamp()
-  WHERE workflow_run_id IN (SELECT id FROM r) AND status = 'pending'
-)
-SELECT (SELECT count(*) FROM r)::int AS cancelled`;
+SELECT ${quoteIdent(t.schema)}.durable_flow_cancel(ARRAY(SELECT id FROM ${t.runs} WHERE run_id = $1), $3, $2) AS cancelled`;
 
 /**
  * Puts a failed run back in the queue. The step whose error failed the run is reset (and its wait

@@ -1,0 +1,181 @@
+import { toDate, toMilliseconds } from '../duration.js';
+import { ChildWorkflowFailedError, DurableFlowError } from '../errors.js';
+import type { StoredError } from '../errors.js';
+import { encodeJson, isPlainObject } from '../json.js';
+import type {
+  ChildOutcome,
+  InvokeManyOptions,
+  InvokeOptions,
+  StepApi,
+  StepContext,
+  StepRunOptions,
+  WaitForEventOptions,
+  WorkflowRef,
+} from '../types.js';
+import type { Execution, ExecutionEnv } from './executor.js';
+import { WORKFLOW_FINISHED_EVENT } from './suspend.js';
+
+/** Longest invokeMany key (it becomes part of two step names). */
+const MAX_KEY = 200;
+
+function invalid(execution: Execution, message: string): Error {
+  return execution.fail(new DurableFlowError('INVALID_ARGUMENT', message));
+}
+
+function workflowName(execution: Execution, name: string, workflow: WorkflowRef): string {
+  const value = typeof workflow === 'string' ? workflow : workflow?.name;
+  if (typeof value !== 'string' || value.length === 0) {
+    throw invalid(execution, `Expected the workflow of step "${name}" to be a workflow (from flow.workflow) or its name`);
+  }
+  return value;
+}
+
+function checkOnFailure(execution: Execution, name: string, onFailure: unknown): 'raise' | 'return' {
+  if (onFailure === undefined) return 'raise';
+  if (onFailure !== 'raise' && onFailure !== 'return') {
+    throw invalid(execution, `Expected \`onFailure\` of step "${name}" to be 'raise' or 'return', got ${JSON.stringify(onFailure)}`);
+  }
+  return onFailure;
+}
+
+function timeoutOf(name: string, timeout: unknown): number | undefined {
+  return timeout === undefined ? undefined : toMilliseconds(timeout, `the timeout of step "${name}"`);
+}
+
+/** The `step` object a workflow receives: thin argument checking over the execution's step primitives. */
+export function createStepApi(execution: Execution, env: ExecutionEnv): StepApi {
+  const runId = execution.run.runId;
+
+  const watch = (name: string, watchedRunId: string, timeoutMs: number | undefined) =>
+    execution.waitStep(name, { event: WORKFLOW_FINISHED_EVENT, match: { runId: watchedRunId }, allowPast: false, timeoutMs, watch: watchedRunId }) as Promise<ChildOutcome>;
+
+  /** Starts the child once, waits for it, and applies the failure policy (derived from the stored outcome, so replays agree). */
+  const invokeOne = async (name: string, workflow: string, input: unknown, timeoutMs: number | undefined): Promise<ChildOutcome> => {
+    const started = await execution.runStep(`${name}_start`, {}, async () => {
+      const childRunId = await env.startChild(workflow, input, `${runId}:${name}`, { parentRunId: runId, parentStepName: name });
+      return { runId: childRunId, workflow };
+    });
+    return watch(`${name}_wait`, started.runId, timeoutMs);
+  };
+
+  const failureOf = (outcome: ChildOutcome): ChildWorkflowFailedError => {
+    const error = (outcome.error ?? {}) as Partial<StoredError>;
+    return new ChildWorkflowFailedError(outcome.runId, outcome.workflow, error.class, error.message);
+  };
+
+  const api: StepApi = {
+    run: (<T>(name: string, a: unknown, b?: unknown): Promise<T> => {
+      const [options, fn] = (typeof a === 'function' ? [{}, a] : [a ?? {}, b]) as [StepRunOptions, (context: StepContext) => T | Promise<T>];
+      return execution.runStep<T>(name, options, fn);
+    }) as StepApi['run'],
+
+    sleep: (name, duration) => {
+      const ms = toMilliseconds(duration, `the duration of sleep step "${name}"`);
+      return execution.sleepStep(name, () => execution.dbNow() + ms);
+    },
+
+    sleepUntil: (name, time) => {
+      const at = toDate(time, `the time of sleep step "${name}"`).getTime();
+      return execution.sleepStep(name, () => at);
+    },
+
+    waitForEvent: <P>(name: string, options: WaitForEventOptions = {}) => {
+      if (!isPlainObject(options)) throw invalid(execution, `Expected the options of wait step "${name}" to be an object`);
+      const event = options.event ?? name;
+      if (typeof event !== 'string' || event.length === 0) {
+        throw invalid(execution, `Expected \`event\` of wait step "${name}" to be a non-empty string, got ${typeof event}`);
+      }
+      const match = options.match ?? {};
+      if (!isPlainObject(match)) {
+        throw invalid(
+          execution,
+          `Expected \`match\` of wait step "${name}" to be a plain object such as { orderId: 42 } (the event payload must contain it), got ${Array.isArray(match) ? 'an array' : typeof match}`,
+        );
+      }
+      const matchJson = encodeJson(match, `The match of wait step "${name}"`, env.options.maxPayloadSize)!;
+      return execution.waitStep(name, {
+        event,
+        match: JSON.parse(matchJson) as Record<string, unknown>,
+        allowPast: options.allowPastEvents === true,
+        timeoutMs: timeoutOf(name, options.timeout),
+      }) as Promise<P>;
+    },
+
+    sendEvent: (name, eventName, payload) => {
+      if (typeof eventName !== 'string' || eventName.length === 0) {
+        throw invalid(execution, `Expected the event name of step "${name}" to be a non-empty string`);
+      }
+      return execution.runStep(name, {}, async () => {
+        const event = await env.notify(eventName, payload ?? {}, { id: `${runId}:${name}`, source: `run:${runId}` });
+        return { id: event.id, eventId: event.eventId, name: event.name };
+      });
+    },
+
+    invoke: async <O>(name: string, workflow: WorkflowRef, input: unknown, options: InvokeOptions = {}) => {
+      const onFailure = checkOnFailure(execution, name, options.onFailure);
+      const outcome = await invokeOne(name, workflowName(execution, name, workflow), input, timeoutOf(name, options.timeout));
+      if (outcome.status !== 'completed' && onFailure === 'raise') throw failureOf(outcome);
+      return outcome as ChildOutcome<O>;
+    },
+
+    invokeMany: async <T, O>(
+      name: string,
+      items: readonly T[],
+      options: InvokeManyOptions<T>,
+      build: (item: T, index: number) => { workflow: WorkflowRef; input: unknown },
+    ) => {
+      if (!Array.isArray(items)) throw invalid(execution, `Expected the items of step "${name}" to be an array`);
+      if (typeof build !== 'function') throw invalid(execution, `Expected step "${name}" to be given a function (item) => ({ workflow, input })`);
+      const onFailure = checkOnFailure(execution, name, options?.onFailure);
+      const limit = options?.concurrency ?? items.length;
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw invalid(execution, `Expected \`concurrency\` of step "${name}" to be an integer >= 1, got ${String(options?.concurrency)}`);
+      }
+      const keyOf = options?.key;
+      const keys = items.map((item, index) => {
+        const value =
+          keyOf === undefined ? index : typeof keyOf === 'function' ? keyOf(item, index) : (item as Record<string, unknown>)?.[keyOf];
+        if ((typeof value !== 'string' && typeof value !== 'number') || String(value).length === 0 || String(value).length > MAX_KEY) {
+          throw invalid(execution, `Expected the key of item ${index} of step "${name}" to be a non-empty string (at most ${MAX_KEY} characters) or a number, got ${typeof value}`);
+        }
+        return String(value);
+      });
+      const seen = new Map<string, number>();
+      keys.forEach((key, index) => {
+        if (seen.has(key)) {
+          throw invalid(execution, `Items ${seen.get(key)} and ${index} of step "${name}" have the same key "${key}": each item needs its own key, since it names the item's steps`);
+        }
+        seen.set(key, index);
+      });
+      const timeoutMs = timeoutOf(name, options?.timeout);
+      const outcomes: (ChildOutcome<O> & { key: string })[] = new Array(items.length);
+      // A sliding window: a finished child frees its slot at once. Every item is started whatever
+      // happens to the others, so a replay requests exactly the steps the first execution did.
+      const inFlight = new Set<Promise<void>>();
+      for (let index = 0; index < items.length; index++) {
+        const request = build(items[index]!, index);
+        const child = workflowName(execution, `${name}_${keys[index]}`, request?.workflow);
+        const task = invokeOne(`${name}_${keys[index]}`, child, request.input, timeoutMs).then((outcome) => {
+          outcomes[index] = { ...(outcome as ChildOutcome<O>), key: keys[index]! };
+        });
+        inFlight.add(task);
+        void task.finally(() => inFlight.delete(task)).catch(() => undefined);
+        if (inFlight.size >= limit) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      if (onFailure === 'raise') {
+        const failed = outcomes.find((outcome) => outcome.status !== 'completed');
+        if (failed) throw failureOf(failed);
+      }
+      return outcomes;
+    },
+
+    waitForWorkflow: <O>(name: string, watchedRunId: string, options: { timeout?: unknown } = {}) => {
+      if (typeof watchedRunId !== 'string' || watchedRunId.length === 0) {
+        throw invalid(execution, `Expected the run id of step "${name}" to be a non-empty string`);
+      }
+      return watch(name, watchedRunId, timeoutOf(name, options.timeout)) as Promise<ChildOutcome<O>>;
+    },
+  };
+  return api;
+}

@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import { fromPg, runSql, withTransaction } from '../db/queryable.js';
+import type { SqlTexts } from '../db/sql/index.js';
+import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
+import type { StoredError } from '../errors.js';
+
+/** The event name recorded on waits for a run to finish (step.invoke, step.waitForWorkflow). */
+export const WORKFLOW_FINISHED_EVENT = 'durable_flow.workflow.finished';
+
+/** A wait of the suspending execution, new or stored earlier. */
+export interface WaitSpec {
+  name: string;
+  event: string;
+  match: unknown;
+  allowPast: boolean;
+  /** Low-water mark: the preceding step's snapshot. */
+  since: string;
+  isNew: boolean;
+  timeoutAt: number | null;
+  /** Set for a wait on a run to finish: that run's id. */
+  watch?: string | undefined;
+}
+
+export interface SuspendRequest {
+  pool: pg.Pool;
+  sql: SqlTexts;
+  lockNamespace: number;
+  offsetMs: number;
+  run: { id: string; runId: string; epoch: string };
+  snapshot: string;
+  /** Pending step and log writes (JSON for commitSteps). */
+  steps: string;
+  logs: string;
+  waits: WaitSpec[];
+  iso(ms: number): string;
+  /** Something already settled (a sleep that is over): store everything, but do not suspend. */
+  mustContinue: boolean;
+  /** The run's status, next wake-up and error if nothing settles (computed only then). */
+  suspendState(): { status: string; wakeAt: number | null; error: StoredError | undefined };
+}
+
+export interface Settled {
+  name: string;
+  ok: boolean;
+  value: unknown;
+  /** The mark a wait right after this one uses. */
+  mark: string;
+}
+
+export type SuspendResult =
+  | { kind: 'settled'; settled: Settled[]; stepIds: unknown }
+  | { kind: 'suspended'; wakeAt: number | null; stepIds: unknown };
+
+interface WaitRow {
+  id: string;
+  step_name: string;
+  status: string;
+  event_name: string;
+  expired: boolean;
+  event_id: string | null;
+  payload: string | null;
+  watched_run_id: string | null;
+  snapshot: string;
+}
+
+interface WatchedRun {
+  run_id: string;
+  workflow_name: string;
+  status: string;
+  output: string | null;
+  error: StoredError | null;
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/** What a wait on a run returns: the same shape the finish trigger stores. */
+function outcomeOf(run: WatchedRun): Record<string, unknown> {
+  const outcome: Record<string, unknown> = { runId: run.run_id, workflow: run.workflow_name, status: run.status };
+  if (run.status === 'completed') {
+    if (run.output !== null) outcome.result = JSON.parse(run.output);
+  } else {
+    outcome.error = run.error;
+  }
+  return outcome;
+}
+
+/**
+ * The suspension transaction: stores the pending writes and new waits, then settles every wait it
+ * can right now (a matching stored event, a finished run, a passed timeout). If one settled, the run
+ * keeps its lease and the execution continues in memory; otherwise the run is suspended (its status,
+ * its next wake-up) and its lease released.
+ *
+ * Lock order, as everywhere: event-name advisory locks (sorted) → watched runs (FOR SHARE, by id; a
+ * child before its parent) → this run (the fence of commitSteps) → its waits (FOR UPDATE in resolveWaits).
+ */
+export async function suspendTransaction(request: SuspendRequest): Promise<SuspendResult> {
+  const { sql, run, waits } = request;
+  if (waits.length === 0 && !request.mustContinue) {
+    // Only sleeps and retries: one statement stores the writes and suspends the run.
+    const { status, wakeAt, error } = request.suspendState();
+    const { rows } = await runSql<{ held: number; steps: unknown }>(request.pool, sql.commitStepsAndTransition, [
+      run.id, run.epoch, request.steps, request.logs, request.snapshot, request.offsetMs,
+      status, null, error ? JSON.stringify(error) : null, wakeAt === null ? null : request.iso(wakeAt), false,
+    ]);
+    if (rows[0]!.held === 0) throw new LeaseLostError(run.runId);
+    return { kind: 'suspended', wakeAt, stepIds: rows[0]!.steps };
+  }
+  return withTransaction(request.pool, async (client) => {
+    const db = fromPg(client);
+    const eventWaits = waits.filter((w) => !w.watch);
+    if (eventWaits.length > 0) {
+      await db.query(sql.lockEventNames, [request.lockNamespace, eventWaits.map((w) => w.event)]);
+    }
+    const watched = new Map<string, WatchedRun>();
+    const watchIds = [...new Set(waits.flatMap((w) => (w.watch ? [w.watch] : [])))];
+    if (watchIds.length > 0) {
+      for (const row of await db.query<WatchedRun>(sql.lockWatchedRuns, [watchIds])) watched.set(row.run_id, row);
+    }
+    const [fence] = await db.query<{ held: number; steps: unknown }>(sql.commitSteps, [run.id, run.epoch, request.steps, request.logs, request.snapshot]);
+    if (!fence || fence.held === 0) throw new LeaseLostError(run.runId);
+    if (waits.length === 0) return { kind: 'settled' as const, settled: [], stepIds: fence.steps };
+
+    const fresh = waits.filter((w) => w.isNew);
+    if (fresh.length > 0) {
+      await db.query(sql.insertWaits, [
+        run.id,
+        JSON.stringify(
+          fresh.map((w) => ({
+            step_name: w.name,
+            event_name: w.event,
+            match: w.match,
+            allow_past_events: w.allowPast,
+            watched_run_id: w.watch ?? null,
+            since_snapshot: w.since,
+            timeout_at: w.timeoutAt === null ? null : request.iso(w.timeoutAt),
+          })),
+        ),
+      ]);
+    }
+    const rows = await db.query<WaitRow>(sql.resolveWaits, [run.id, waits.map((w) => w.name), request.offsetMs]);
+    const mark = rows[0]?.snapshot ?? request.snapshot;
+    const settled: Settled[] = [];
+    const matched: { wait_id: string; event_id: string }[] = [];
+    const finished: { wait_id: string; outcome: Record<string, unknown> }[] = [];
+    const timedOut: { wait_id: string; error: StoredError }[] = [];
+    for (const row of rows) {
+      const watchedRun = row.watched_run_id ? watched.get(row.watched_run_id) : undefined;
+      if (row.status === 'matched' && row.payload !== null) {
+        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload), mark });
+      } else if (row.status !== 'pending') {
+        continue;
+      } else if (row.event_id !== null) {
+        matched.push({ wait_id: row.id, event_id: row.event_id });
+        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload!), mark });
+      } else if (watchedRun && TERMINAL.has(watchedRun.status)) {
+        const outcome = outcomeOf(watchedRun);
+        finished.push({ wait_id: row.id, outcome });
+        settled.push({ name: row.step_name, ok: true, value: outcome, mark });
+      } else if (row.expired) {
+        const error = new WaitTimeoutError(row.event_name, row.step_name);
+        timedOut.push({ wait_id: row.id, error: serializeError(error, row.step_name) });
+        settled.push({ name: row.step_name, ok: false, value: error, mark });
+      }
+    }
+    if (matched.length > 0) await db.query(sql.markWaitsMatched, [JSON.stringify(matched), request.offsetMs, mark]);
+    if (finished.length > 0) await db.query(sql.markWatchedWaits, [JSON.stringify(finished), request.offsetMs, mark]);
+    if (timedOut.length > 0) await db.query(sql.markWaitsTimedOut, [JSON.stringify(timedOut), request.offsetMs, mark]);
+    if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps };
+
+    const { status, wakeAt, error } = request.suspendState();
+    const [suspended] = await db.query(sql.suspendRun, [
+      run.id,
+      run.epoch,
+      status,
+      wakeAt === null ? null : request.iso(wakeAt),
+      error ? JSON.stringify(error) : null,
+      request.offsetMs,
+    ]);
+    if (!suspended) throw new LeaseLostError(run.runId);
+    return { kind: 'suspended' as const, wakeAt, stepIds: fence.steps };
+  });
+}
