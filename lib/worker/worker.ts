@@ -318,6 +318,7 @@ export class Worker {
 
   /** Claims again when the earliest known run wakes up (if that is sooner than the next poll). */
   #scheduleWake(inMs: number): void {
+    if (this.#state !== 'running') return;
     const delay = Math.max(0, Math.ceil(inMs) + 1);
     if (delay >= this.pollIntervalMs) return;
     const at = Date.now() + delay;
@@ -354,6 +355,25 @@ export class Worker {
   }
 
   #idleResolve: (() => void) | undefined;
+
+  /**
+   * @internal For the test harness: claims and executes due runs in this process until none is due
+   * and none is executing, without timers, LISTEN or heartbeats. Returns how many executions ran.
+   */
+  async drain(limit = 10_000): Promise<number> {
+    if (this.#state !== 'idle') throw new DurableFlowError('INVALID_STATE', 'drain() needs a worker that was never started');
+    const names = [...this.#host.definitions.keys()];
+    let executions = 0;
+    for (;;) {
+      const claimed = await this.#claim(this.concurrency, names);
+      executions += claimed;
+      if (claimed === 0 && this.#executions.size === 0) return executions;
+      if (executions > limit) {
+        throw new DurableFlowError('INVALID_STATE', `Runs did not become idle after ${limit} executions; a workflow may be looping (retrying or waking itself forever)`);
+      }
+      await Promise.all([...this.#executions.values()].map((execution) => execution.done));
+    }
+  }
 
   /**
    * Stops claiming, lets the steps now running finish, and hands every run back (due at once, so

@@ -194,6 +194,11 @@ export class Execution {
     return new Date(ms).toISOString();
   }
 
+  /** Resolves with how the execution ended. */
+  get done(): Promise<ExecutionOutcome> {
+    return this.#done;
+  }
+
   get signal(): AbortSignal {
     return this.#abort.signal;
   }
