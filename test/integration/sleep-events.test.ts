@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WaitTimeoutError } from '../../lib/index.js';
 import type { DurableFlow, Worker, WorkflowContext } from '../../lib/index.js';
+import { createTestHarness } from '../../lib/testing/index.js';
 import { eventually, setupDatabase } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 
@@ -31,30 +32,31 @@ async function stepOf(runId: string, name: string) {
 
 describe('step.sleep', () => {
   it('sleeps durably, stores the wake time once and wakes when the clock reaches it', async () => {
+    // Driven by the test harness on its own flow: no worker, no waiting for time to pass.
+    const own = ctx.flow();
+    const harness = createTestHarness(own);
     let after = 0;
-    const wf = flow.workflow('nap', async ({ step }: WorkflowContext) => {
+    const wf = own.workflow('nap', async ({ step }: WorkflowContext) => {
       await step.sleep('trial', '3 days');
       return step.run('after', () => ++after);
     });
     const run = await wf.start({});
-    await eventually(async () => (await statusOf(run.runId)) === 'sleeping');
-    const sleeping = await stepOf(run.runId, 'trial');
-    expect(sleeping!.step.status).toBe('sleeping');
-    const wakeAt = Date.parse(sleeping!.step.metadata.wakeAt as string);
-    const info = await flow.getRun(run.runId);
-    expect(info!.wakeAt!.getTime()).toBe(wakeAt);
-    expect(wakeAt - Date.now()).toBeGreaterThan(3 * DAY - 60_000);
+    await harness.drain();
+    const wakeAt = await harness.assertSleeping(run, { step: 'trial' });
+    const info = await own.getRun(run.runId);
+    expect(info!.wakeAt!.getTime()).toBe(wakeAt.getTime());
+    expect(wakeAt.getTime() - Date.now()).toBeGreaterThan(3 * DAY - 60_000);
     expect(info!.lease).toBeNull();
 
-    flow.setClockOffset(DAY); // one day later: still asleep, wake time unchanged
-    await new Promise((r) => setTimeout(r, 150));
-    expect(await statusOf(run.runId)).toBe('sleeping');
+    await harness.travel('1 day'); // still asleep, wake time unchanged
+    expect(await harness.drain()).toBe(0);
+    await harness.assertSleeping(run, { step: 'trial' });
     expect(after).toBe(0);
 
-    flow.setClockOffset(3 * DAY + 1000);
-    expect(await run.result()).toBe(1);
-    expect((await stepOf(run.runId, 'trial'))!.step.metadata.wakeAt).toBe(sleeping!.step.metadata.wakeAt);
-    flow.setClockOffset(0);
+    await harness.travel('2 days');
+    expect(await harness.drain()).toBe(1);
+    await harness.assertCompleted(run, 1);
+    expect((await stepOf(run.runId, 'trial'))!.step.metadata.wakeAt).toBe(wakeAt.toISOString());
   });
 
   it('passes straight through a sleepUntil in the past, and sleeps until a future time', async () => {
@@ -93,9 +95,11 @@ describe('step.waitForEvent', () => {
   });
 
   it('times out with WaitTimeoutError, and the outcome is memoized', async () => {
+    const own = ctx.flow({ backoff: { initial: 10 } });
+    const harness = createTestHarness(own);
     let branches = 0;
     let flaky = 0;
-    const wf = flow.workflow('timeout', async ({ step }: WorkflowContext) => {
+    const wf = own.workflow('timeout', async ({ step }: WorkflowContext) => {
       let outcome: string;
       try {
         await step.waitForEvent('confirm', { timeout: '2 hours' });
@@ -105,23 +109,26 @@ describe('step.waitForEvent', () => {
         outcome = `timed out: ${error.message}`;
       }
       await step.run('branch', () => ++branches);
-      await step.run('flaky', { retries: 1, backoff: { initial: 10 } }, () => {
+      await step.run('flaky', { retries: 1 }, () => {
         if (++flaky === 1) throw new Error('replay please');
       });
       return outcome;
     });
     const run = await wf.start({});
-    await eventually(async () => (await statusOf(run.runId)) === 'waiting');
-    flow.setClockOffset(2 * 3600 * 1000 + 1000);
-    const result = await run.result();
-    flow.setClockOffset(0);
-    expect(result).toBe('timed out: Timed out waiting for event "confirm" in step "confirm"');
+    await harness.drain();
+    await harness.assertWaitingFor(run, 'confirm');
+    await harness.travel('2 hours');
+    await harness.drain(); // times out, then the flaky step fails once and waits 10 ms to retry
+    await harness.travel('1 second');
+    await harness.drain();
+    await harness.assertCompleted(run, 'timed out: Timed out waiting for event "confirm" in step "confirm"');
     // A late event must not change the memoized branch.
-    expect((await flow.notify('confirm', {})).matchedWaits).toBe(0);
+    expect((await own.notify('confirm', {})).matchedWaits).toBe(0);
     expect(branches).toBe(1);
-    const wait = await stepOf(run.runId, 'confirm');
-    expect(wait!.step.status).toBe('failed');
-    expect(wait!.waits[0]!.status).toBe('timed_out');
+    const timeline = await harness.timeline(run);
+    const wait = timeline.steps.find((s) => s.step.name === 'confirm')!;
+    expect(wait.step.status).toBe('failed');
+    expect(wait.waits[0]!.status).toBe('timed_out');
   });
 
   it('does not see events from before the wait began unless allowPastEvents', async () => {
