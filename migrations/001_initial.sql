@@ -277,8 +277,9 @@ BEGIN
       FOR UPDATE SKIP LOCKED
     ), busy AS (
       SELECT r.concurrency_key, count(*) AS n FROM {{schema}}.durable_flow_workflow_runs r
+      -- Every run of the key holding a live lease, candidates included: one may have been claimed by
+      -- another worker between choosing the candidates and taking the key lock.
       WHERE r.concurrency_key = ANY(v_keys) AND r.status = 'running' AND r.lease_expires_at > v_now
-        AND NOT (r.id = ANY(v_candidates))
       GROUP BY r.concurrency_key
     ), ranked AS (
       SELECT l.id, l.priority, l.wake_at,

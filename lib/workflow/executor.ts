@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { backoffDelay, resolveBackoff } from '../config.js';
@@ -10,13 +9,12 @@ import {
   DurableFlowError,
   LeaseLostError,
   NonDeterminismError,
-  StepTimeoutError,
   deserializeError,
   isNonRetriable,
   serializeError,
 } from '../errors.js';
 import type { StoredError } from '../errors.js';
-import { encodeJson, isPlainObject } from '../json.js';
+import { encodeJson } from '../json.js';
 import type {
   EventRecord,
   LogLevel,
@@ -28,6 +26,8 @@ import type {
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
 import { createStepApi } from './step-api.js';
 import { suspendTransaction } from './suspend.js';
+import { LogBuffer, parseJson, stepScope, withTimeout } from './writes.js';
+import type { PendingLog, PendingStep } from './writes.js';
 import type { WaitSpec } from './suspend.js';
 
 /** What an execution needs from the flow that runs it. */
@@ -54,31 +54,6 @@ export type ExecutionOutcome =
   | { kind: 'lost' }
   | { kind: 'error'; error: unknown };
 
-/** A step write waiting for the next commit. */
-interface PendingStep {
-  name: string;
-  kind: string;
-  status: string;
-  attempts: number;
-  position: number | null;
-  result?: string | undefined;
-  error?: StoredError | null;
-  cursor?: unknown;
-  metadata?: Record<string, unknown>;
-  started_at?: string | undefined;
-  completed_at?: string | null;
-}
-
-interface PendingLog {
-  step_name: string | null;
-  step_id: string | null;
-  key: string;
-  level: LogLevel;
-  message: string;
-  data: unknown;
-  at: string;
-}
-
 /** A step that cannot finish in this execution yet: a sleep, a wait, or a retry after backoff. */
 interface Suspension {
   name: string;
@@ -98,18 +73,11 @@ interface NewStep {
   start(): void;
 }
 
-const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const MAX_STEP_NAME = 500;
 /** A step body still running after this long gets a `running` row, so the viewer shows it. */
 const RUNNING_MARKER_MS = 250;
 /** Log lines written inside a long step body are stored at most this late. */
 const LOG_FLUSH_MS = 200;
-
-const stepScope = new AsyncLocalStorage<{ name: string; attempt: number }>();
-
-function parseJson(text: string | null | undefined): unknown {
-  return text === null || text === undefined ? undefined : JSON.parse(text);
-}
 
 /**
  * One execution of a run: replays the workflow function from the top against the run's stored
@@ -133,8 +101,7 @@ export class Execution {
   readonly #stepIds = new Map<string, string>();
   readonly #requested = new Set<string>();
   readonly #pendingSteps = new Map<string, PendingStep>();
-  #pendingLogs: PendingLog[] = [];
-  readonly #logCounters = new Map<string, number>();
+  readonly #logs: LogBuffer;
   readonly #suspensions = new Map<string, Suspension>();
   #toStart: NewStep[] = [];
   #newNames: string[] = [];
@@ -175,6 +142,7 @@ export class Execution {
     this.#snapshot = claim.snapshot;
     this.#dbNowAtClaim = claim.dbNowMs;
     this.#perfAtClaim = performance.now();
+    this.#logs = new LogBuffer(env.options.maxPayloadSize);
     for (const step of history) {
       this.#history.set(step.name, step);
       this.#stepIds.set(step.name, step.id);
@@ -519,33 +487,15 @@ export class Execution {
   }
 
   #log(level: LogLevel, message: unknown, data: unknown): void {
-    if (!LOG_LEVELS.includes(level)) {
-      throw new DurableFlowError('INVALID_ARGUMENT', `Unknown log level "${String(level)}"; use debug, info, warn or error`);
-    }
-    if (data !== undefined && !isPlainObject(data)) {
-      throw new DurableFlowError('INVALID_ARGUMENT', `Expected workflow log data to be a plain object, got ${Array.isArray(data) ? 'an array' : typeof data}`);
-    }
-    const text = typeof message === 'string' ? message : String(message);
-    const encoded = encodeJson(data ?? {}, `The data of log line "${text.slice(0, 60)}"`, this.#env.options.maxPayloadSize);
-    encodeJson(text, 'A log message', this.#env.options.maxPayloadSize);
-    const scope = stepScope.getStore();
-    // The key makes a replay rewrite nothing: the n-th line after the same step (or inside the same attempt of a step).
-    const prefix = scope ? `${scope.name}/${scope.attempt}` : `@${this.#lastStepName}`;
-    const n = this.#logCounters.get(prefix) ?? 0;
-    this.#logCounters.set(prefix, n + 1);
-    this.#pendingLogs.push({
-      step_name: scope?.name ?? null,
-      step_id: scope ? (this.#stepIds.get(scope.name) ?? null) : null,
-      key: `${prefix}#${n}`,
-      level,
-      message: text,
-      data: JSON.parse(encoded!),
+    this.#logs.write(level, message, data, {
+      lastStep: this.#lastStepName,
+      stepId: (name) => this.#stepIds.get(name) ?? null,
       at: this.#iso(),
     });
     if (this.#running > 0 && !this.#logTimer) {
       this.#logTimer = setTimeout(() => {
         this.#logTimer = undefined;
-        if (this.#pendingLogs.length > 0 && !this.#ended) this.#guard(this.#flush());
+        if (this.#logs.size > 0 && !this.#ended) this.#guard(this.#flush());
       }, LOG_FLUSH_MS);
       this.#logTimer.unref();
     }
@@ -614,7 +564,7 @@ export class Execution {
       await this.#suspend();
       return;
     }
-    if (this.#pendingSteps.size > 0 || (this.#pendingLogs.length > 0 && this.#running === 0)) {
+    if (this.#pendingSteps.size > 0 || (this.#logs.size > 0 && this.#running === 0)) {
       // Nothing to merge the write with (other bodies still run, or the handler awaits something else).
       await this.#flush();
     }
@@ -639,9 +589,8 @@ export class Execution {
 
   #takePending(): { steps: PendingStep[]; logs: PendingLog[] } {
     const steps = [...this.#pendingSteps.values()];
-    const logs = this.#pendingLogs;
+    const logs = this.#logs.take();
     this.#pendingSteps.clear();
-    this.#pendingLogs = [];
     if (this.#logTimer) {
       clearTimeout(this.#logTimer);
       this.#logTimer = undefined;
@@ -834,24 +783,4 @@ export class Execution {
     }
     this.#finish(outcome);
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, name: string, abort: AbortController): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      const error = new StepTimeoutError(name, ms);
-      abort.abort(error);
-      reject(error);
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
