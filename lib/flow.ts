@@ -1,4 +1,7 @@
+import type http from 'node:http';
+import type { Router } from 'express';
 import pg from 'pg';
+import type { Server as SocketIOServer } from 'socket.io';
 import { Sequelize } from 'sequelize';
 import { ChangeFeed } from './changes/feed.js';
 import type { ChangeSubscriber } from './changes/feed.js';
@@ -18,6 +21,12 @@ import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
 import { isPlainObject } from './json.js';
 import { notify } from './events/notify.js';
+import { attachLive } from './http/live.js';
+import type { LiveHandle, LiveOptions } from './http/live.js';
+import { resolveRouterOptions } from './http/options.js';
+import type { ResolvedRouterOptions, RouterOptions } from './http/options.js';
+import { ViewerQueries } from './http/queries.js';
+import { createRouter } from './http/router.js';
 import type { LocalTaker } from './events/notify.js';
 import type {
   EventRecord,
@@ -67,6 +76,10 @@ export class DurableFlow {
   #sequelize: Sequelize | undefined;
   #models: DurableFlowModels | undefined;
   #closed = false;
+  #viewerPool: pg.Pool | undefined;
+  #viewerQueries: ViewerQueries | undefined;
+  #routerOptions: ResolvedRouterOptions | undefined;
+  #live: LiveHandle | undefined;
 
   constructor(options: DurableFlowOptions = {}) {
     this.options = resolveOptions(options);
@@ -349,6 +362,33 @@ export class DurableFlow {
     return this.#feed.subscribe(fn);
   }
 
+  /**
+   * The viewer and event-ingest router to mount in an Express app:
+   * `app.use('/durable_flow', flow.router({ basicAuth: { username, password } }))`. Denied to everyone
+   * until one of `authorize`, `basicAuth` or `allowUnauthenticated` is set.
+   */
+  router(options?: RouterOptions): Router {
+    this.#assertOpen();
+    const resolved = resolveRouterOptions(options);
+    this.#routerOptions = resolved;
+    this.#viewerPool ??= new pg.Pool({ ...this.#connection, max: 3, statement_timeout: 10_000, application_name: `${this.options.applicationName}-viewer` });
+    this.#viewerPool.on('error', (error) => this.options.logger.warn('A viewer Postgres connection failed', { error: error.message }));
+    this.#viewerQueries ??= new ViewerQueries(this.#viewerPool, this.tables);
+    return createRouter(this, resolved, this.#viewerQueries, () => (this.#live ? { path: this.#live.path, namespace: this.#live.namespace.name } : null));
+  }
+
+  /**
+   * Live updates for the viewer: a socket.io server on `httpServer` (or a namespace on your own
+   * socket.io server). Uses the access rules of the last `router()` unless given its own.
+   */
+  attachLive(target: http.Server | SocketIOServer, options: LiveOptions & RouterOptions = {}): LiveHandle {
+    this.#assertOpen();
+    const hasOwnAccess = options.authorize !== undefined || options.basicAuth !== undefined || options.allowUnauthenticated !== undefined;
+    const access = hasOwnAccess ? resolveRouterOptions(options) : (this.#routerOptions ?? resolveRouterOptions({}));
+    this.#live = attachLive(this, target, access, options);
+    return this.#live;
+  }
+
   /** @internal resolves once change notifications flow for the current subscribers. */
   changesReady(): Promise<void> {
     return this.#feed.ready();
@@ -363,8 +403,10 @@ export class DurableFlow {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
+    await this.#live?.close();
     this.#feed.close();
     this.#results.close();
+    await this.#viewerPool?.end();
     await this.#listener.close();
     await this.#pool.end();
     if (this.#sequelize && !this.options.sequelize) await this.#sequelize.close();

@@ -47,6 +47,7 @@ CREATE INDEX durable_flow_runs_due ON {{schema}}.durable_flow_workflow_runs (wak
 -- The viewer: newest first, optionally by workflow and status.
 CREATE INDEX durable_flow_runs_created ON {{schema}}.durable_flow_workflow_runs (created_at DESC, id DESC);
 CREATE INDEX durable_flow_runs_workflow_status ON {{schema}}.durable_flow_workflow_runs (workflow_name, status);
+CREATE INDEX durable_flow_runs_workflow_created ON {{schema}}.durable_flow_workflow_runs (workflow_name, created_at DESC, id DESC);
 CREATE INDEX durable_flow_runs_status ON {{schema}}.durable_flow_workflow_runs (status, created_at DESC, id DESC);
 CREATE INDEX durable_flow_runs_parent ON {{schema}}.durable_flow_workflow_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 -- Concurrency limits: due runs that have a key, runs of a key executing now, and runs waiting for a slot.

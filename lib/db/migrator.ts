@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { packageDir } from '../paths.js';
 import type { Tables } from './tables.js';
 import { quoteIdent } from './tables.js';
 
@@ -11,22 +11,11 @@ export interface Migration {
   sql: string;
 }
 
-/** Finds the package's `migrations/` folder from wherever this file runs (source or build output). */
-function migrationsDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = path.join(dir, 'migrations');
-    if (fs.existsSync(path.join(candidate, '001_initial.sql'))) return candidate;
-    dir = path.dirname(dir);
-  }
-  throw new Error('durable-flow: cannot find its migrations/ folder; is the package installed completely?');
-}
-
 let cached: Migration[] | undefined;
 
 export function loadMigrations(): Migration[] {
   if (cached) return cached;
-  const dir = migrationsDir();
+  const dir = packageDir('migrations', '001_initial.sql');
   cached = fs
     .readdirSync(dir)
     .filter((file) => /^\d+_.+\.sql$/.test(file))

@@ -1,0 +1,65 @@
+import type { IncomingMessage } from 'node:http';
+import { invalidOption } from '../config.js';
+
+/** Options of `flow.router()`. Without `authorize`, `basicAuth` or `allowUnauthenticated`, the viewer denies everyone. */
+export interface RouterOptions {
+  /** Decides who may use the viewer (pages, JSON, live updates, actions). May be async. Also called with the socket.io handshake request. */
+  authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
+  /** HTTP basic credentials for the viewer (compared in constant time). */
+  basicAuth?: { username: string; password: string };
+  /** Lets anyone use the viewer. Only for local development. Default false. */
+  allowUnauthenticated?: boolean;
+  /** Secret(s) for the signed event-ingest endpoint (`POST <mount>/events`). Several during rotation. Without one the endpoint answers 404. */
+  eventSecret?: string | string[];
+  /** Largest ingest body in bytes. Default 1 MiB. */
+  ingestLimit?: number;
+  /** How far a signature timestamp may be from now, in seconds, either way. Default 300. */
+  signatureTolerance?: number;
+  /** Runs per page in the run list. Default 50. */
+  pageSize?: number;
+  /** Title shown in the viewer's header. Default `'durable-flow'`. */
+  title?: string;
+}
+
+export interface ResolvedRouterOptions {
+  authorize: ((req: IncomingMessage) => boolean | Promise<boolean>) | undefined;
+  basicAuth: { username: string; password: string } | undefined;
+  allowUnauthenticated: boolean;
+  eventSecrets: string[];
+  ingestLimit: number;
+  signatureTolerance: number;
+  pageSize: number;
+  title: string;
+}
+
+export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRouterOptions {
+  if (typeof options !== 'object' || options === null) throw invalidOption('router options', options, 'an object');
+  if (options.authorize !== undefined && typeof options.authorize !== 'function') {
+    throw invalidOption('authorize', options.authorize, 'a function (req) => boolean | Promise<boolean>');
+  }
+  const basic = options.basicAuth;
+  if (basic !== undefined && (typeof basic?.username !== 'string' || typeof basic?.password !== 'string' || basic.password.length === 0)) {
+    throw invalidOption('basicAuth', basic ? '{ … }' : basic, 'an object { username: string, password: non-empty string }');
+  }
+  const secrets = options.eventSecret === undefined ? [] : Array.isArray(options.eventSecret) ? options.eventSecret : [options.eventSecret];
+  for (const secret of secrets) {
+    if (typeof secret !== 'string' || secret.length < 16) {
+      throw invalidOption('eventSecret', typeof secret === 'string' ? `a ${secret.length}-character string` : secret, 'a string of at least 16 characters (or an array of them)');
+    }
+  }
+  const integer = (name: string, value: unknown, fallback: number, min: number, max: number) => {
+    const v = value ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalidOption(name, v, `an integer from ${min} to ${max}`);
+    return v;
+  };
+  return {
+    authorize: options.authorize,
+    basicAuth: basic,
+    allowUnauthenticated: options.allowUnauthenticated === true,
+    eventSecrets: secrets,
+    ingestLimit: integer('ingestLimit', options.ingestLimit, 1024 * 1024, 1024, 64 * 1024 * 1024),
+    signatureTolerance: integer('signatureTolerance', options.signatureTolerance, 300, 1, 86_400),
+    pageSize: integer('pageSize', options.pageSize, 50, 1, 500),
+    title: typeof options.title === 'string' && options.title.length > 0 ? options.title : 'durable-flow',
+  };
+}

@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import type { Tables } from '../db/tables.js';
+import type { RunStatus } from '../types.js';
+
+export const RUN_STATUSES: readonly RunStatus[] = [
+  'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
+];
+
+export interface RunFilter {
+  status: RunStatus | null;
+  workflow: string | null;
+  q: string | null;
+  /** Keyset cursor: rows strictly older than (createdAt, id). */
+  before: { createdAt: string; id: string } | null;
+  limit: number;
+}
+
+export interface RunRow {
+  id: string;
+  runId: string;
+  workflow: string;
+  status: RunStatus;
+  createdAt: Date;
+  startedAt: Date | null;
+  updatedAt: Date;
+  finishedAt: Date | null;
+}
+
+export interface RunPage {
+  runs: RunRow[];
+  /** Cursor of the next (older) page, or null on the last one. */
+  next: string | null;
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+export function encodeCursor(row: { createdAt: Date; id: string }): string {
+  return `${row.createdAt.toISOString()}_${row.id}`;
+}
+
+/** Parses a cursor; null when it is not one (the caller answers 400). */
+export function decodeCursor(text: string): { createdAt: string; id: string } | null {
+  const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)_(\d{1,19})$/.exec(text);
+  if (!match || Number.isNaN(Date.parse(match[1]!))) return null;
+  return { createdAt: match[1]!, id: match[2]! };
+}
+
+/**
+ * The viewer's reads. They run on a pool of their own (small, with a statement timeout), so a heavy
+ * page can neither starve the engine's connections nor run for ever. Every value is bound.
+ */
+export class ViewerQueries {
+  readonly #pool: pg.Pool;
+  readonly #t: Tables;
+  /** Counts that were slow to compute, with the time until which they are reused. */
+  readonly #countCache = new Map<string, { at: number; counts: Record<string, number> }>();
+
+  constructor(pool: pg.Pool, tables: Tables) {
+    this.#pool = pool;
+    this.#t = tables;
+  }
+
+  /** Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. */
+  async listRuns(filter: RunFilter): Promise<RunPage> {
+    const { rows } = await this.#pool.query(
+      `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at,
+              coalesce(completed_at, failed_at, cancelled_at) AS finished_at
+       FROM ${this.#t.runs}
+       WHERE ($1::text IS NULL OR status = $1)
+         AND ($2::text IS NULL OR workflow_name = $2)
+         AND ($3::text IS NULL OR run_id = $3 OR input::text ILIKE '%' || $4 || '%')
+         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::bigint))
+       ORDER BY created_at DESC, id DESC
+       LIMIT $7`,
+      [
+        filter.status,
+        filter.workflow,
+        filter.q,
+        filter.q === null ? null : escapeLike(filter.q),
+        filter.before?.createdAt ?? null,
+        filter.before?.id ?? null,
+        filter.limit + 1,
+      ],
+    );
+    const runs: RunRow[] = rows.slice(0, filter.limit).map((r) => ({
+      id: String(r.id),
+      runId: r.run_id,
+      workflow: r.workflow_name,
+      status: r.status,
+      createdAt: r.created_at,
+      startedAt: r.started_at,
+      updatedAt: r.updated_at,
+      finishedAt: r.finished_at,
+    }));
+    const last = runs[runs.length - 1];
+    return { runs, next: rows.length > filter.limit && last ? encodeCursor(last) : null };
+  }
+
+  /**
+   * Runs by status over all runs (of one workflow when given). Exact and uncached while counting is
+   * cheap; once a count takes over 100 ms (a million runs), reused for five seconds so live pages do
+   * not keep the database counting.
+   */
+  async countByStatus(workflow: string | null): Promise<Record<string, number>> {
+    const key = workflow ?? '';
+    const cached = this.#countCache.get(key);
+    if (cached && Date.now() < cached.at) return cached.counts;
+    const started = Date.now();
+    const { rows } = await this.#pool.query<{ status: string; n: number }>(
+      `SELECT status, count(*)::int AS n FROM ${this.#t.runs} WHERE ($1::text IS NULL OR workflow_name = $1) GROUP BY status`,
+      [workflow],
+    );
+    const counts: Record<string, number> = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0]));
+    for (const row of rows) counts[row.status] = row.n;
+    const took = Date.now() - started;
+    if (took > 100) this.#countCache.set(key, { at: Date.now() + 5000, counts });
+    else this.#countCache.delete(key);
+    return counts;
+  }
+
+  /** Run counts by workflow and status. */
+  async workflowStats(): Promise<Map<string, Record<string, number>>> {
+    const { rows } = await this.#pool.query<{ workflow_name: string; status: string; n: number }>(
+      `SELECT workflow_name, status, count(*)::int AS n FROM ${this.#t.runs} GROUP BY workflow_name, status`,
+    );
+    const stats = new Map<string, Record<string, number>>();
+    for (const row of rows) {
+      const entry = stats.get(row.workflow_name) ?? Object.fromEntries(RUN_STATUSES.map((s) => [s, 0]));
+      entry[row.status] = row.n;
+      stats.set(row.workflow_name, entry);
+    }
+    return stats;
+  }
+
+  /** Every workflow name that has runs (for the filter). */
+  async workflowNames(): Promise<string[]> {
+    const { rows } = await this.#pool.query<{ workflow_name: string }>(
+      `SELECT DISTINCT workflow_name FROM ${this.#t.runs} ORDER BY workflow_name LIMIT 500`,
+    );
+    return rows.map((r) => r.workflow_name);
+  }
+
+  /** Recent events (newest first, keyset on id), each with the waits it matched. */
+  async listEvents(filter: { name: string | null; beforeId: string | null; limit: number }) {
+    const { rows } = await this.#pool.query(
+      `SELECT e.id, e.event_id, e.name, e.payload, e.source, e.occurred_at,
+              coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
+                        FROM ${this.#t.waits} w
+                        JOIN ${this.#t.runs} r ON r.id = w.workflow_run_id
+                        JOIN ${this.#t.steps} s ON s.id = w.workflow_step_id
+                        WHERE w.workflow_event_id = e.id), '[]') AS matched
+       FROM ${this.#t.events} e
+       WHERE ($1::text IS NULL OR e.name = $1) AND ($2::bigint IS NULL OR e.id < $2::bigint)
+       ORDER BY e.id DESC
+       LIMIT $3`,
+      [filter.name, filter.beforeId, filter.limit + 1],
+    );
+    const events = rows.slice(0, filter.limit).map((e) => ({
+      id: String(e.id),
+      eventId: e.event_id as string | null,
+      name: e.name as string,
+      payload: e.payload as unknown,
+      source: e.source as string | null,
+      occurredAt: e.occurred_at as Date,
+      matched: e.matched as { runId: string; workflow: string; step: string }[],
+    }));
+    const last = events[events.length - 1];
+    return { events, next: rows.length > filter.limit && last ? last.id : null };
+  }
+
+  /** Status and workflow of some runs (the parent and children shown on a run page). */
+  async runSummaries(runIds: string[]): Promise<Map<string, { workflow: string; status: RunStatus }>> {
+    if (runIds.length === 0) return new Map();
+    const { rows } = await this.#pool.query(
+      `SELECT run_id, workflow_name, status FROM ${this.#t.runs} WHERE run_id = ANY($1::text[])`,
+      [runIds],
+    );
+    return new Map(rows.map((r) => [r.run_id as string, { workflow: r.workflow_name as string, status: r.status as RunStatus }]));
+  }
+}

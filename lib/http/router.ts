@@ -1,0 +1,260 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import express from 'express';
+import type { NextFunction, Request, Response, Router } from 'express';
+import { DurableFlowError } from '../errors.js';
+import type { DurableFlow } from '../flow.js';
+import { packageDir } from '../paths.js';
+import type { RunStatus } from '../types.js';
+import { checkAccess } from './auth.js';
+import { csrfToken, csrfValid } from './csrf.js';
+import { ingestHandlers } from './ingest.js';
+import type { ResolvedRouterOptions } from './options.js';
+import { RUN_STATUSES, decodeCursor } from './queries.js';
+import type { RunFilter, ViewerQueries } from './queries.js';
+import { render, timelineChart } from './render.js';
+
+/** Where the browser finds the live channel (set by flow.attachLive). */
+export interface LiveInfo {
+  path: string;
+  namespace: string;
+}
+
+const CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "font-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function wantsJson(req: Request): boolean {
+  return req.path.startsWith('/api/') || req.get('accept')?.includes('application/json') === true;
+}
+
+function text(value: unknown, what: string, max: number): string | null {
+  if (value === undefined || value === '') return null;
+  if (typeof value !== 'string' || value.length > max) throw new HttpError(400, `Invalid ${what}: expected a string of at most ${max} characters`);
+  return value;
+}
+
+function runFilter(query: Request['query'], pageSize: number): RunFilter {
+  const status = text(query.status, 'status', 20);
+  if (status !== null && !RUN_STATUSES.includes(status as RunStatus)) {
+    throw new HttpError(400, `Invalid status: expected one of ${RUN_STATUSES.join(', ')}`);
+  }
+  const before = text(query.before, 'cursor', 80);
+  const cursor = before === null ? null : decodeCursor(before);
+  if (before !== null && !cursor) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
+  const limitText = text(query.limit, 'limit', 4);
+  const limit = limitText === null ? pageSize : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new HttpError(400, 'Invalid limit: expected an integer from 1 to 500');
+  return {
+    status: status as RunStatus | null,
+    workflow: text(query.workflow, 'workflow', 255),
+    q: text(query.q, 'search text', 200),
+    before: cursor,
+    limit,
+  };
+}
+
+/**
+ * The viewer and event-ingest router. Every route but the signed ingest goes through the access check
+ * first (so a route added later is protected too); actions are POST only, CSRF-checked and same-origin.
+ */
+export function createRouter(
+  flow: DurableFlow,
+  options: ResolvedRouterOptions,
+  queries: ViewerQueries,
+  live: () => LiveInfo | null,
+): Router {
+  const router = express.Router();
+  const publicDir = packageDir('public', 'viewer.js');
+  // The browser client ships inside the socket.io package (client-dist/), served from here: no CDN.
+  const socketClient = path.join(path.dirname(createRequire(import.meta.url).resolve('socket.io/package.json')), 'client-dist', 'socket.io.min.js');
+
+  router.use((_req, res, next) => {
+    res.set({
+      'Content-Security-Policy': CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'same-origin',
+      'X-Frame-Options': 'DENY',
+      'Cache-Control': 'no-store',
+    });
+    next();
+  });
+
+  router.post('/events', ...ingestHandlers(flow, options));
+
+  router.use((req, res, next) => {
+    checkAccess(req, options).then((decision) => {
+      if (decision.ok) return next();
+      if (decision.headers) res.set(decision.headers);
+      if (wantsJson(req)) res.status(decision.status).json({ error: decision.message });
+      else res.status(decision.status).type('text/plain').send(decision.message);
+    }, next);
+  });
+
+  router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));
+  router.get('/assets/socket.io.min.js', (_req, res) => res.type('application/javascript').sendFile(socketClient));
+
+  const page = async (req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string) => {
+    const base = req.baseUrl;
+    const info = live();
+    const common = { base, title: options.title, csrf: csrfToken(req, res), socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '' };
+    const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
+    res.type('html').send(html);
+  };
+
+  const handle =
+    (fn: (req: Request, res: Response) => Promise<void>) =>
+    (req: Request, res: Response, next: NextFunction): void => {
+      fn(req, res).catch(next);
+    };
+
+  // ---- Runs -------------------------------------------------------------------------------------
+  const runsData = async (req: Request) => {
+    const filter = runFilter(req.query, options.pageSize);
+    const [page, counts, names] = await Promise.all([
+      queries.listRuns(filter),
+      queries.countByStatus(filter.workflow),
+      queries.workflowNames(),
+    ]);
+    const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
+    return { filter, page, counts, workflows, statuses: RUN_STATUSES };
+  };
+  router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
+  router.get('/api/runs', handle(async (req, res) => {
+    const { page: runs, counts } = await runsData(req);
+    res.json({ runs: runs.runs, next: runs.next, counts });
+  }));
+
+  // ---- One run ----------------------------------------------------------------------------------
+  const runData = async (req: Request) => {
+    const runId = String(req.params.runId);
+    const timeline = await flow.timeline(runId);
+    if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
+    const related = await queries.runSummaries([...(timeline.run.parentRunId ? [timeline.run.parentRunId] : []), ...timeline.run.childRunIds]);
+    return { timeline, related, chart: timelineChart(timeline) };
+  };
+  router.get('/runs/:runId', handle(async (req, res) => {
+    const data = await runData(req);
+    await page(req, res, 'run', { ...data, live: `run:${data.timeline.run.runId}` }, 'run-body');
+  }));
+  router.get('/api/runs/:runId', handle(async (req, res) => {
+    const { timeline } = await runData(req);
+    res.json(timeline);
+  }));
+
+  // ---- Actions (POST only, CSRF) ----------------------------------------------------------------
+  const form = express.urlencoded({ extended: false, limit: '200kb' });
+  const action =
+    (fn: (req: Request) => Promise<string>) =>
+    (req: Request, res: Response, next: NextFunction): void => {
+      if (!csrfValid(req)) {
+        const message = 'Forbidden: missing or invalid CSRF token, or a request from another origin';
+        if (wantsJson(req)) res.status(403).json({ error: message });
+        else res.status(403).type('text/plain').send(message);
+        return;
+      }
+      fn(req).then((location) => {
+        if (wantsJson(req)) res.json({ ok: true });
+        else res.redirect(303, `${req.baseUrl}${location}`);
+      }, next);
+    };
+  router.post('/runs/:runId/cancel', form, action(async (req) => {
+    await flow.cancel(String(req.params.runId), { reason: 'Cancelled from the viewer' });
+    return `/runs/${encodeURIComponent(String(req.params.runId))}`;
+  }));
+  router.post('/runs/:runId/retry', form, action(async (req) => {
+    await flow.retry(String(req.params.runId));
+    return `/runs/${encodeURIComponent(String(req.params.runId))}`;
+  }));
+  router.post('/actions/send-event', form, action(async (req) => {
+    const body = req.body as Record<string, unknown>;
+    const name = text(body.name, 'event name', 255);
+    if (!name) throw new HttpError(400, 'An event needs a name');
+    const payloadText = text(body.payload, 'payload', 100_000) ?? '{}';
+    let payload: unknown;
+    try {
+      payload = JSON.parse(payloadText);
+    } catch {
+      throw new HttpError(400, 'The payload is not valid JSON');
+    }
+    const id = text(body.id, 'event id', 255);
+    await flow.notify(name, payload, { ...(id ? { id } : {}), source: 'viewer' });
+    return '/events';
+  }));
+  router.all(['/runs/:runId/cancel', '/runs/:runId/retry', '/actions/send-event'], (_req, res) => {
+    res.set('Allow', 'POST').status(405).type('text/plain').send('Method not allowed: actions are POST forms with a CSRF token');
+  });
+
+  // ---- Workflows --------------------------------------------------------------------------------
+  const workflowsData = async () => {
+    const stats = await queries.workflowStats();
+    const names = [...new Set([...flow.definitions.keys(), ...stats.keys()])].sort();
+    return names.map((name) => ({
+      name,
+      registered: flow.definitions.has(name),
+      queue: flow.definitions.get(name)?.queue ?? null,
+      counts: stats.get(name) ?? Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])),
+      total: Object.values(stats.get(name) ?? {}).reduce((a, b) => a + b, 0),
+    }));
+  };
+  router.get('/workflows', handle(async (req, res) => page(req, res, 'workflows', { workflows: await workflowsData(), statuses: RUN_STATUSES, live: 'workflows' }, 'workflows-list')));
+  router.get('/api/workflows', handle(async (_req, res) => {
+    res.json({ workflows: await workflowsData() });
+  }));
+
+  // ---- Events -----------------------------------------------------------------------------------
+  const eventsData = async (req: Request) => {
+    const name = text(req.query.name, 'event name', 255);
+    const before = text(req.query.before, 'cursor', 20);
+    if (before !== null && !/^\d{1,19}$/.test(before)) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
+    return { name, ...(await queries.listEvents({ name, beforeId: before, limit: options.pageSize })) };
+  };
+  router.get('/events', handle(async (req, res) => page(req, res, 'events', { ...(await eventsData(req)), live: 'events' }, 'events-list')));
+  router.get('/api/events', handle(async (req, res) => {
+    const { events, next } = await eventsData(req);
+    res.json({ events, next });
+  }));
+
+  // ---- Errors -----------------------------------------------------------------------------------
+  router.use((req, res) => {
+    if (wantsJson(req)) res.status(404).json({ error: 'Not found' });
+    else res.status(404).type('text/plain').send('Not found');
+  });
+  router.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let status = 500;
+    let message = 'Internal error';
+    if (error instanceof HttpError) {
+      status = error.status;
+      message = error.message;
+    } else if (error instanceof DurableFlowError) {
+      status = error.code === 'RUN_NOT_FOUND' ? 404 : error.code === 'INVALID_STATE' ? 409 : error.code === 'INVALID_ARGUMENT' || error.code === 'NOT_SERIALIZABLE' ? 400 : 500;
+      if (status !== 500) message = error.message;
+    } else if (typeof (error as { status?: number }).status === 'number' && (error as { status: number }).status < 500) {
+      status = (error as { status: number }).status;
+      message = 'Bad request';
+    }
+    if (status === 500) flow.options.logger.error('Viewer request failed', { path: req.path, error: (error as Error)?.message });
+    if (res.headersSent) return;
+    if (wantsJson(req)) res.status(status).json({ error: message });
+    else res.status(status).type('text/plain').send(message);
+  });
+  return router;
+}

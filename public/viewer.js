@@ -1,0 +1,98 @@
+// durable-flow viewer: live updates and small conveniences. No inline scripts (the
+// Content-Security-Policy forbids them); the page works without this file.
+(function () {
+  'use strict';
+  var body = document.body;
+  var base = body.getAttribute('data-base') || '';
+  var room = body.getAttribute('data-live');
+  var socketPath = body.getAttribute('data-socket-path');
+  var namespace = body.getAttribute('data-socket-namespace') || '/durable_flow';
+  var indicator = document.querySelector('[data-live-indicator]');
+
+  // Forms that change something ask first.
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute('data-confirm');
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  function setIndicator(state) {
+    if (!indicator) return;
+    indicator.textContent = state;
+    indicator.setAttribute('data-state', state);
+  }
+
+  // Re-fetch each live fragment of this page (server-rendered, escaped HTML) and swap it in.
+  var refreshing = false;
+  var again = false;
+  function refresh() {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = true;
+    var fragments = document.querySelectorAll('[data-fragment]');
+    var jobs = [];
+    fragments.forEach(function (element) {
+      var url = new URL(window.location.href);
+      url.searchParams.set('fragment', element.getAttribute('data-fragment'));
+      jobs.push(
+        fetch(url.toString(), { credentials: 'same-origin', headers: { Accept: 'text/html' } })
+          .then(function (response) {
+            if (!response.ok) throw new Error('HTTP ' + response.status);
+            return response.text();
+          })
+          .then(function (html) {
+            var open = Array.prototype.map.call(element.querySelectorAll('details[open]'), function (d) {
+              return d.parentElement && d.parentElement.id;
+            });
+            element.innerHTML = html;
+            open.forEach(function (id) {
+              if (!id) return;
+              var d = document.getElementById(id);
+              var details = d && d.querySelector('details');
+              if (details) details.open = true;
+            });
+            body.setAttribute('data-refreshed', String(Date.now()));
+          })
+      );
+    });
+    Promise.all(jobs)
+      .catch(function () {})
+      .then(function () {
+        refreshing = false;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      });
+  }
+
+  var timer = null;
+  function schedule() {
+    if (timer) return;
+    timer = setTimeout(function () {
+      timer = null;
+      refresh();
+    }, 150);
+  }
+
+  if (room && socketPath && typeof io === 'function') {
+    var socket = io(namespace, { path: socketPath, transports: ['websocket', 'polling'] });
+    socket.on('connect', function () {
+      setIndicator('live');
+      socket.emit('subscribe', room);
+    });
+    socket.on('disconnect', function () {
+      setIndicator('offline');
+    });
+    socket.on('connect_error', function () {
+      setIndicator('offline');
+    });
+    socket.on('change', schedule);
+    window.addEventListener('beforeunload', function () {
+      socket.close();
+    });
+  }
+  void base;
+})();

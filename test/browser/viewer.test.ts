@@ -1,0 +1,173 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Browser } from 'playwright-core';
+import { io as ioClient } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NonRetriableError } from '../../lib/index.js';
+import type { DurableFlow, Worker, WorkflowContext } from '../../lib/index.js';
+import { launchBrowser, openPage } from '../helpers/browser.js';
+import { eventually, setupDatabase } from '../helpers/flow.js';
+import type { TestContext } from '../helpers/flow.js';
+import { startViewer } from '../helpers/viewer.js';
+import type { ViewerServer } from '../helpers/viewer.js';
+
+/** Strings that must show as text everywhere and never run. */
+const HOSTILE = [
+  '<img src=x onerror=alert(1)>',
+  '</script><script>alert(2)</script>',
+  '"><svg onload=alert(3)>',
+  "javascript:alert(4)",
+  'line\u2028separator',
+];
+const CREDENTIALS = { username: 'ops', password: 'correct horse battery staple' };
+const CANCEL_QUESTION = 'Cancel this run (and the runs it started)?';
+
+let ctx: TestContext;
+let flow: DurableFlow;
+let worker: Worker;
+let viewer: ViewerServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  ctx = await setupDatabase('browser');
+  flow = ctx.flow();
+  worker = flow.worker({ pollInterval: 100 });
+  await worker.start();
+  viewer = await startViewer(flow, { basicAuth: CREDENTIALS });
+  browser = await launchBrowser();
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await viewer?.close();
+  await ctx.cleanup();
+});
+
+const auth = { httpCredentials: CREDENTIALS };
+const screenshotsDir = process.env.SCREENSHOTS ? path.resolve(import.meta.dirname, '../../docs/screenshots') : undefined;
+
+describe('the viewer in Chromium', () => {
+  it('shows hostile strings in every field as text and opens no dialog', async () => {
+    const name = HOSTILE.join(' ');
+    const hostile = flow.workflow(HOSTILE[0]!, async ({ step, log }: WorkflowContext) => {
+      log.error(HOSTILE[1]!, { html: HOSTILE[2] });
+      await step.run(HOSTILE[3]!, () => ({ out: name }));
+      await step.run(HOSTILE[4]!, { retries: 0 }, () => {
+        throw new NonRetriableError(name);
+      });
+    });
+    const failing = await hostile.start({ input: name }, { runId: `run-${HOSTILE[2]}` });
+    await expect(failing.result()).rejects.toThrow();
+    const waiter = flow.workflow('hostile-waiter', async ({ step }: WorkflowContext) =>
+      step.waitForEvent('w', { event: HOSTILE[1]!, match: { k: HOSTILE[0] } }),
+    );
+    const waiting = await waiter.start({});
+    await eventually(async () => (await flow.getRun(waiting.runId))!.status === 'waiting');
+    await flow.notify(HOSTILE[0]!, { payload: name });
+
+    const { page, dialogs, context } = await openPage(browser, auth);
+    try {
+      for (const url of ['/', `/runs/${encodeURIComponent(failing.runId)}`, `/runs/${waiting.runId}`, '/workflows', '/events', `/?q=${encodeURIComponent(HOSTILE[0]!)}`]) {
+        const response = await page.goto(viewer.base + url);
+        expect(response!.status(), url).toBeLessThan(400);
+        await page.waitForLoadState('networkidle');
+      }
+      await page.goto(`${viewer.base}/runs/${encodeURIComponent(failing.runId)}`);
+      const text = await page.locator('main').innerText();
+      for (const s of HOSTILE.slice(0, 4)) expect(text).toContain(s);
+      // No element was injected.
+      expect(await page.locator('main img, main svg[onload], main script').count()).toBe(0);
+      await page.goto(`${viewer.base}/events`);
+      expect(await page.locator('main').innerText()).toContain(HOSTILE[0]);
+      expect(dialogs).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('updates the run list and a run page live, without a reload', async () => {
+    const approval = flow.workflow('live-approval', async ({ step, log }: WorkflowContext<{ id: string }>) => {
+      await step.run('create_request', () => ({ requested: true }));
+      log.info('Waiting for approval');
+      const decision = await step.waitForEvent<{ approved: boolean }>('decision', { match: { id: 'x' } });
+      await step.run('apply', () => decision.approved);
+      return decision;
+    });
+    const { page, dialogs, errors, context } = await openPage(browser, auth);
+    try {
+      await page.goto(`${viewer.base}/`);
+      await expect.poll(() => page.locator('[data-live-indicator]').textContent(), { timeout: 10_000 }).toBe('live');
+      await page.evaluate(() => {
+        (window as unknown as { marker: number }).marker = 42;
+      });
+      const run = await approval.start({ id: 'x' });
+      await page.locator(`tr[data-run-id="${run.runId}"]`).waitFor({ timeout: 10_000 });
+      await expect.poll(() => page.locator(`tr[data-run-id="${run.runId}"] .badge`).textContent(), { timeout: 10_000 }).toBe('waiting');
+      if (screenshotsDir) {
+        fs.mkdirSync(screenshotsDir, { recursive: true });
+        await page.screenshot({ path: path.join(screenshotsDir, 'runs.png'), fullPage: true });
+      }
+
+      await page.goto(`${viewer.base}/runs/${run.runId}`);
+      await expect.poll(() => page.locator('[data-live-indicator]').textContent(), { timeout: 10_000 }).toBe('live');
+      await page.evaluate(() => {
+        (window as unknown as { marker: number }).marker = 43;
+      });
+      expect(await page.locator('h1 .badge').textContent()).toBe('waiting');
+      await flow.notify('decision', { id: 'x', approved: true });
+      await expect.poll(() => page.locator('h1 .badge').textContent(), { timeout: 10_000 }).toBe('completed');
+      await page.locator('[data-step="apply"]').waitFor();
+      // Same page, no reload.
+      expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(43);
+      if (screenshotsDir) await page.screenshot({ path: path.join(screenshotsDir, 'run.png'), fullPage: true });
+      expect(dialogs).toEqual([]);
+      expect(errors.filter((e) => /Content Security Policy|Refused/.test(e))).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('cancels a run with the button (after confirming), and refuses the form without its CSRF token', async () => {
+    const sleeper = flow.workflow('browser-sleeper', async ({ step }: WorkflowContext) => step.sleep('nap', '1 day'));
+    const first = await sleeper.start({});
+    const second = await sleeper.start({});
+    await eventually(async () => (await flow.getRun(second.runId))!.status === 'sleeping');
+    const { page, dialogs, context } = await openPage(browser, auth, [CANCEL_QUESTION]);
+    try {
+      await page.goto(`${viewer.base}/runs/${first.runId}`);
+      await page.getByRole('button', { name: 'Cancel run' }).click();
+      await page.waitForURL(`${viewer.base}/runs/${first.runId}`);
+      await expect.poll(() => page.locator('h1 .badge').textContent()).toBe('cancelled');
+      expect((await flow.getRun(first.runId))!.status).toBe('cancelled');
+
+      await page.goto(`${viewer.base}/runs/${second.runId}`);
+      await page.locator('input[name="_csrf"]').first().evaluate((input) => input.remove());
+      const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/cancel')), page.getByRole('button', { name: 'Cancel run' }).click()]);
+      expect(response.status()).toBe(403);
+      expect(await page.locator('body').innerText()).toContain('missing or invalid CSRF token');
+      expect((await flow.getRun(second.runId))!.status).toBe('sleeping');
+      expect(dialogs).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('denies the pages and the live channel without credentials, and the live channel from another origin', async () => {
+    expect((await fetch(`${viewer.base}/`)).status).toBe(401);
+    const connect = (headers: Record<string, string>) =>
+      new Promise<string>((resolve) => {
+        const socket = ioClient(`${viewer.url}/durable_flow`, { path: '/durable_flow/socket.io', transports: ['polling'], extraHeaders: headers, reconnection: false });
+        socket.on('connect', () => {
+          socket.close();
+          resolve('connected');
+        });
+        socket.on('connect_error', (error) => {
+          socket.close();
+          resolve(error.message);
+        });
+      });
+    const basic = `Basic ${Buffer.from(`${CREDENTIALS.username}:${CREDENTIALS.password}`).toString('base64')}`;
+    expect(await connect({})).toMatch(/Authentication required/);
+    expect(await connect({ Authorization: basic, Origin: 'https://evil.example' })).toMatch(/own origin/);
+    expect(await connect({ Authorization: basic })).toBe('connected');
+  });
+});
