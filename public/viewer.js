@@ -82,6 +82,8 @@
     socket.on('connect', function () {
       setIndicator('live');
       socket.emit('subscribe', room);
+      // Catch up on what changed between rendering the page and joining the room (or while offline).
+      schedule();
     });
     socket.on('disconnect', function () {
       setIndicator('offline');

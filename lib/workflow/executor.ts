@@ -381,6 +381,11 @@ export class Execution {
         return;
       }
       const stored = serializeError(error, name);
+      // Every failed attempt stays visible (the last ten), even once a later attempt succeeds.
+      const failures = [
+        ...((row?.metadata.failures as unknown[] | undefined) ?? []),
+        { attempt, class: stored.class, message: stored.message.slice(0, 500), at: this.#iso() },
+      ].slice(-10);
       if (!isNonRetriable(error) && attempt <= policy.retries) {
         let retryAt: number;
         try {
@@ -391,7 +396,7 @@ export class Execution {
         }
         this.#pendingSteps.set(name, {
           name, kind: 'run', status: 'retrying', attempts: attempt, position, error: stored,
-          metadata: { retryAt: this.#iso(retryAt) }, started_at: startedAt, completed_at: null,
+          metadata: { retryAt: this.#iso(retryAt), failures }, started_at: startedAt, completed_at: null,
           ...(isCursor ? { cursor: cursor ?? null } : {}),
         });
         this.#suspensions.set(name, {
@@ -400,7 +405,7 @@ export class Execution {
       } else {
         this.#pendingSteps.set(name, {
           name, kind: 'run', status: 'failed', attempts: attempt, position, error: stored,
-          started_at: startedAt, completed_at: this.#iso(),
+          metadata: { failures }, started_at: startedAt, completed_at: this.#iso(),
         });
         if (typeof error === 'object' && error !== null) this.#errorSteps.set(error, name);
         reject(error);
