@@ -1,8 +1,18 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const lib = (file: string) => fileURLToPath(new URL(`./lib/${file}`, import.meta.url));
+
 export default defineConfig({
+  resolve: {
+    // The README's examples import the package by its name; in this repository that is lib/.
+    alias: [
+      { find: /^durable-flow\/testing$/, replacement: lib('testing/index.ts') },
+      { find: /^durable-flow$/, replacement: lib('index.ts') },
+    ],
+  },
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',
     // Two cores shared with Postgres: more parallel files only add noise.

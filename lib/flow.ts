@@ -145,9 +145,13 @@ export class DurableFlow {
     return migrate(this.#pool, this.tables);
   }
 
-  /** Registers a workflow. `name` identifies its runs in the database: keep it stable across deploys. */
-  workflow<I = unknown, O = unknown>(name: string, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
-  workflow<I = unknown, O = unknown>(name: string, options: WorkflowOptions<I>, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
+  /**
+   * Registers a workflow. `name` identifies its runs in the database: keep it stable across deploys.
+   * Type the input with `flow.workflow<Input>(…)` or by annotating the handler's context
+   * (`WorkflowContext<Input>`); the output type is inferred.
+   */
+  workflow<I = any, O = unknown>(name: string, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
+  workflow<I = any, O = unknown>(name: string, options: WorkflowOptions<I>, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
   workflow<I, O>(name: string, a: WorkflowOptions<I> | WorkflowHandler<I, O>, b?: WorkflowHandler<I, O>): Workflow<I, Awaited<O>> {
     const [options, handler] = typeof a === 'function' ? [{} as WorkflowOptions<I>, a] : [a, b];
     if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
@@ -265,7 +269,7 @@ export class DurableFlow {
   }
 
   /** The run with this id, or null. */
-  async getRun<I = unknown, O = unknown>(runId: string): Promise<RunInfo<I, O> | null> {
+  async getRun<I = any, O = any>(runId: string): Promise<RunInfo<I, O> | null> {
     this.#assertOpen();
     if (typeof runId !== 'string') return null;
     const row = await getRunRow(this.#pool, this.tables, runId);

@@ -117,20 +117,20 @@ export interface StepApi {
   /** Sleeps durably until `time`; a time in the past passes straight through. */
   sleepUntil(name: string, time: TimeInput): Promise<void>;
   /** Waits for an event and returns its payload. */
-  waitForEvent<P = unknown>(name: string, options?: WaitForEventOptions): Promise<P>;
+  waitForEvent<P = any>(name: string, options?: WaitForEventOptions): Promise<P>;
   /** Emits an event exactly once (memoized; its id is `"<runId>:<name>"`). */
   sendEvent(name: string, eventName: string, payload?: unknown): Promise<SentEvent>;
   /** Starts a child run once (step `<name>_start`) and waits for it (step `<name>_wait`). */
-  invoke<O = unknown>(name: string, workflow: WorkflowRef, input: unknown, options?: InvokeOptions): Promise<ChildOutcome<O>>;
+  invoke<O = any>(name: string, workflow: WorkflowRef, input: unknown, options?: InvokeOptions): Promise<ChildOutcome<O>>;
   /** Starts one child per item, at most `concurrency` at a time; outcomes in input order, each with its `key`. */
-  invokeMany<T, O = unknown>(
+  invokeMany<T, O = any>(
     name: string,
     items: readonly T[],
     options: InvokeManyOptions<T>,
     build: (item: T, index: number) => { workflow: WorkflowRef; input: unknown },
   ): Promise<(ChildOutcome<O> & { key: string })[]>;
   /** Waits for any run to finish (completed, failed or cancelled) and returns how it ended. */
-  waitForWorkflow<O = unknown>(name: string, runId: string, options?: { timeout?: DurationInput }): Promise<ChildOutcome<O>>;
+  waitForWorkflow<O = any>(name: string, runId: string, options?: { timeout?: DurationInput }): Promise<ChildOutcome<O>>;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -142,7 +142,7 @@ export interface WorkflowLog {
   error(message: string, data?: Record<string, unknown>): void;
 }
 
-export interface WorkflowContext<I = unknown> {
+export interface WorkflowContext<I = any> {
   input: I;
   step: StepApi;
   log: WorkflowLog;
@@ -212,7 +212,7 @@ export interface RunHandle<O = unknown> {
   result(options?: ResultOptions): Promise<O>;
 }
 
-export interface RunInfo<I = unknown, O = unknown> {
+export interface RunInfo<I = any, O = any> {
   runId: string;
   workflow: string;
   status: RunStatus;

@@ -139,7 +139,9 @@ export class Execution {
     this.#env = env;
     this.#definition = definition;
     this.run = run;
-    this.#snapshot = claim.snapshot;
+    // The low-water mark of waits in this execution: until the run has stored a step, the run's
+    // creation, so an event sent right after start() is seen by a first wait; afterwards the claim.
+    this.#snapshot = history.length === 0 ? run.createdSnapshot : claim.snapshot;
     this.#dbNowAtClaim = claim.dbNowMs;
     this.#perfAtClaim = performance.now();
     this.#logs = new LogBuffer(env.options.maxPayloadSize);

@@ -1,0 +1,24 @@
+// The README's "The viewer", run by test/docs/readme.test.ts.
+import { DurableFlow } from 'durable-flow';
+
+const flow = new DurableFlow({ databaseUrl: process.env.DATABASE_URL });
+await flow.migrate();
+
+// #region readme
+import http from 'node:http';
+import express from 'express';
+
+const app = express();
+app.use(
+  '/durable_flow',
+  flow.router({
+    basicAuth: { username: 'ops', password: process.env.VIEWER_PASSWORD! }, // or authorize: (req) => …
+    eventSecret: process.env.DURABLE_FLOW_EVENT_SECRET, // enables POST /durable_flow/events
+  }),
+);
+const server = http.createServer(app);
+flow.attachLive(server); // socket.io at /durable_flow/socket.io: open pages update as runs change
+server.listen(process.env.PORT ?? 3000);
+// #endregion readme
+
+export { flow, server };

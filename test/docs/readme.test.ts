@@ -1,0 +1,252 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import express from 'express';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DurableFlow, signatureHeader } from '../../lib/index.js';
+import { createTestHarness } from '../../lib/testing/index.js';
+import { renderReadme } from '../../scripts/readme.js';
+import { createDatabase } from '../helpers/db.js';
+import type { TestDatabase } from '../helpers/db.js';
+import { eventually } from '../helpers/flow.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+const databases: TestDatabase[] = [];
+const closers: (() => Promise<unknown>)[] = [];
+
+afterAll(async () => {
+  for (const close of closers.reverse()) await close().catch(() => undefined);
+  for (const db of databases) await db.drop();
+});
+
+/** A fresh database in DATABASE_URL, then the example module (its top-level code runs on import). */
+async function runExample<T>(file: string, env: Record<string, string> = {}): Promise<T> {
+  const db = await createDatabase('rdme');
+  databases.push(db);
+  process.env.DATABASE_URL = db.url;
+  Object.assign(process.env, env);
+  return (await import(path.join(root, 'examples/readme', file))) as T;
+}
+
+function listen(server: http.Server): Promise<string> {
+  return new Promise((resolve) => {
+    const done = () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    if (server.listening) done();
+    else server.once('listening', done);
+  });
+}
+
+interface Block {
+  check: string | undefined;
+  lang: string;
+  code: string;
+}
+
+function blocks(markdown: string): Block[] {
+  const found: Block[] = [];
+  const lines = markdown.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^```(\w*)$/.exec(lines[i]!);
+    if (!open) continue;
+    const marker = /^<!-- check: (\S+) -->$/.exec(lines[i - 1] ?? '');
+    const start = i;
+    i++;
+    while (i < lines.length && lines[i] !== '```') i++;
+    found.push({ check: marker?.[1], lang: open[1]!, code: lines.slice(start + 1, i).join('\n') });
+  }
+  return found;
+}
+
+describe('the README', () => {
+  it('is rendered from README.template.md and the example files (run `npm run readme` after editing them)', () => {
+    expect(readme).toBe(renderReadme());
+  });
+
+  it('ties every code block to a check that exists', () => {
+    const all = blocks(readme);
+    expect(all.length).toBeGreaterThan(15);
+    const kinds = new Set(['ci', 'package', 'signature-format', 'curl', 'prompt']);
+    for (const block of all) {
+      expect(block.check, `a ${block.lang} block without a <!-- check: … --> line:\n${block.code.slice(0, 200)}`).toBeDefined();
+      if (!kinds.has(block.check!)) expect(fs.existsSync(path.join(root, block.check!)), block.check).toBe(true);
+    }
+  });
+
+  it('the quick-start and development commands are what CI runs', () => {
+    const ci = fs.readFileSync(path.join(root, '.ci/run'), 'utf8');
+    expect(ci).toContain('npm ci');
+    expect(ci).toContain('npm test');
+    expect(ci).toMatch(/npm start/);
+    const commands = blocks(readme).filter((b) => b.check === 'ci').flatMap((b) => b.code.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean));
+    expect(new Set(commands)).toEqual(new Set(['npm install', 'npm start', 'npm test']));
+    const scripts = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts;
+    expect(scripts.start).toBeDefined();
+    expect(scripts.test).toBeDefined();
+  });
+
+  it('`npm install durable-flow` installs this package: its name and entry points', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    expect(pkg.name).toBe('durable-flow');
+    expect(Object.keys(pkg.exports)).toEqual(['.', './testing']);
+    expect(pkg.files).toEqual(expect.arrayContaining(['dist/lib', 'migrations', 'views', 'public']));
+  });
+
+  it('documents the signature header exactly as signatureHeader() builds it', () => {
+    const format = blocks(readme).find((b) => b.check === 'signature-format')!.code;
+    expect(format).toBe('DurableFlow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>');
+    expect(signatureHeader('s'.repeat(16), 'body', 1700000000)).toMatch(/^t=1700000000,v1=[0-9a-f]{64}$/);
+  });
+
+  it('the agent prompt and llms.txt name only APIs that exist', () => {
+    const flowApi = new Set(Object.getOwnPropertyNames(DurableFlow.prototype));
+    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow'];
+    const harnessApi = Object.getOwnPropertyNames(createTestHarness.prototype ?? {}).concat(
+      Object.getOwnPropertyNames(Object.getPrototypeOf(createTestHarness({} as DurableFlow))),
+    );
+    for (const text of [blocks(readme).find((b) => b.check === 'prompt')!.code, fs.readFileSync(path.join(root, 'llms.txt'), 'utf8')]) {
+      for (const [, name] of text.matchAll(/\bflow\.(\w+)\(/g)) expect(flowApi.has(name!), `flow.${name}`).toBe(true);
+      for (const [, name] of text.matchAll(/\bstep\.(\w+)\(/g)) expect(stepApi, `step.${name}`).toContain(name);
+      for (const [, name] of text.matchAll(/\bharness\.(\w+)\(/g)) expect(harnessApi, `harness.${name}`).toContain(name);
+    }
+  });
+});
+
+describe('the README examples run', () => {
+  it('the opening example', async () => {
+    const { result } = await runExample<{ result: unknown }>('opening.ts');
+    expect(result).toEqual({ refunded: true, paymentId: 'pay_ord_42' });
+  });
+
+  it('installing into an Express app', async () => {
+    const example = await runExample<{ server: http.Server; flow: DurableFlow }>('express-app.ts', { PORT: '0', VIEWER_PASSWORD: 'pw' });
+    closers.push(async () => {
+      example.server.closeAllConnections();
+      example.server.close();
+      await example.flow.close();
+    });
+    const url = await listen(example.server);
+    const created = await fetch(`${url}/refunds`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': 'k1' }, body: '{"orderId":"o1"}' });
+    expect(created.status).toBe(202);
+    const { runId } = (await created.json()) as { runId: string };
+    expect(await example.flow.handle(runId).result({ timeout: '10 seconds' })).toEqual({ id: 'pay_o1' });
+    expect((await fetch(`${url}/durable_flow/`)).status).toBe(401);
+    expect((await fetch(`${url}/durable_flow/`, { headers: { Authorization: `Basic ${Buffer.from('ops:pw').toString('base64')}` } })).status).toBe(200);
+  });
+
+  it('workflows and runs', async () => {
+    const { observed } = await runExample<{ observed: Record<string, unknown> }>('runs.ts');
+    expect(observed).toMatchObject({ same: true, status: 'completed', steps: 1 });
+    expect(observed.output).toMatchObject({ pdf: 'invoice-42.pdf', attempt: 1 });
+  });
+
+  it('steps', async () => {
+    const { flow, showcase } = await runExample<{ flow: DurableFlow; showcase: { start(input: unknown): Promise<{ runId: string }> } }>('steps.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    const run = await showcase.start({ userId: 1, items: [{ sku: 'a' }, { sku: 'b' }], renewsAt: '2020-01-01T00:00:00Z', orderId: 9 });
+    await harness.drain();
+    await harness.assertSleeping(run.runId, { step: 'cool_off' });
+    await harness.travel('2 hours');
+    await harness.drain();
+    await harness.assertWaitingFor(run.runId, 'payment_succeeded', { match: { orderId: 9 } });
+    await harness.resumeWorkflowsFor('payment_succeeded', { orderId: 9, amount: 30 });
+    await harness.assertCompleted(run.runId, { user: 1, paid: 30, pages: [0, 1, 2] });
+    await harness.assertLog(run.runId, { level: 'info', message: 'Order paid', data: { orderId: 9 } });
+  });
+
+  it('child workflows', async () => {
+    const { flow, order } = await runExample<{ flow: DurableFlow; order: { start(input: unknown): Promise<{ runId: string }> } }>('children.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    const audit = await flow.startRun(flow.definitions.get('audit')!, {});
+    const run = await order.start({ total: 25, lines: [{ sku: 'mug' }, { sku: 'tee' }], auditRunId: audit });
+    await harness.drain();
+    await harness.assertCompleted(run.runId, { payment: { chargeId: 'ch_25' }, lines: 2, audit: 'completed' });
+  });
+
+  it('flow control', async () => {
+    const { flow, shipping } = await runExample<{ flow: DurableFlow; shipping: { runId: string } }>('flow-control.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    await harness.drain();
+    await harness.assertCancelled(shipping.runId);
+    expect((await flow.getRun(shipping.runId))!.error).toMatchObject({ message: 'Cancelled by event "order_cancelled"' });
+  });
+
+  it('events', async () => {
+    const { observed } = await runExample<{ observed: { first: { id: string }; again: { id: string; duplicate: boolean } } }>('events.ts');
+    expect(observed.again).toMatchObject({ id: observed.first.id, duplicate: true });
+  });
+
+  it('workers', async () => {
+    const { state } = await runExample<{ state: string }>('workers.ts');
+    expect(state).toBe('stopped');
+  });
+
+  it('live changes', async () => {
+    const { flow, seen, unsubscribe } = await runExample<{ flow: DurableFlow; seen: { type: string }[]; unsubscribe: () => void }>('live-changes.ts');
+    closers.push(() => flow.close());
+    await flow.changesReady();
+    await flow.notify('something', {});
+    await eventually(() => seen.some((c) => c.type === 'workflow_event.created'));
+    unsubscribe();
+  });
+
+  it('the viewer', async () => {
+    const example = await runExample<{ server: http.Server; flow: DurableFlow }>('viewer.ts', { PORT: '0', VIEWER_PASSWORD: 'pw', DURABLE_FLOW_EVENT_SECRET: 'secret_of_at_least_16_chars' });
+    closers.push(async () => {
+      example.server.closeAllConnections();
+      example.server.close();
+      await example.flow.close();
+    });
+    const url = await listen(example.server);
+    expect((await fetch(`${url}/durable_flow/workflows`)).status).toBe(401);
+    expect((await fetch(`${url}/durable_flow/workflows`, { headers: { Authorization: `Basic ${Buffer.from('ops:pw').toString('base64')}` } })).status).toBe(200);
+  });
+
+  it('signing an event from Node, and with curl', async () => {
+    const db = await createDatabase('rdme');
+    databases.push(db);
+    const flow = new DurableFlow({ databaseUrl: db.url, logger: false });
+    await flow.migrate();
+    const app = express();
+    app.use('/durable_flow', flow.router({ allowUnauthenticated: true, eventSecret: 'demo_event_secret_change_me' }));
+    const server = http.createServer(app).listen(0, '127.0.0.1');
+    const url = await listen(server);
+    closers.push(async () => {
+      server.closeAllConnections();
+      server.close();
+      await flow.close();
+    });
+    const { status } = await runExample<{ status: number }>('sign.ts', {
+      DURABLE_FLOW_URL: `${url}/durable_flow`,
+      DURABLE_FLOW_EVENT_SECRET: 'demo_event_secret_change_me',
+    });
+    expect(status).toBe(202);
+    // The curl block, as printed, pointed at this server instead of the demo's port.
+    const script = blocks(readme).find((b) => b.check === 'curl')!.code.replace('http://127.0.0.1:4568', url);
+    const { stdout } = await promisify(execFile)('bash', ['-c', script]);
+    expect(JSON.parse(stdout)).toMatchObject({ events: [{ eventId: 'evt_42', name: 'order_paid', duplicate: true }] });
+  });
+
+  it('accepting a provider webhook', async () => {
+    const { app, flow } = await runExample<{ app: express.Express; flow: DurableFlow }>('webhook.ts', { PAYMENTS_WEBHOOK_SECRET: 'whsec_provider' });
+    const server = http.createServer(app).listen(0, '127.0.0.1');
+    const url = await listen(server);
+    closers.push(async () => {
+      server.closeAllConnections();
+      server.close();
+      await flow.close();
+    });
+    const body = JSON.stringify({ id: 'evt_p1', type: 'charge.succeeded', data: { amount: 10 } });
+    const post = (header: string) => fetch(`${url}/webhooks/payments`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Provider-Signature': header }, body });
+    expect((await post(signatureHeader('wrong_secret_value', body))).status).toBe(400);
+    expect((await post(signatureHeader('whsec_provider', body))).status).toBe(200);
+    const { rows } = await flow.pool.query(`SELECT name, payload FROM durable_flow_workflow_events WHERE event_id = 'evt_p1'`);
+    expect(rows).toEqual([{ name: 'charge.succeeded', payload: { amount: 10 } }]);
+  });
+});
