@@ -12,7 +12,8 @@ import type { MigrateResult } from './db/migrator.js';
 import { defineModels } from './db/models.js';
 import type { DurableFlowModels } from './db/models.js';
 import { buildSql } from './db/sql/index.js';
-import { runSql } from './db/queryable.js';
+import { Batcher } from './db/batcher.js';
+import { fromPg, runSql } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
@@ -42,9 +43,10 @@ import type { WorkflowDefinition } from './workflow/definition.js';
 import type { ExecutionEnv } from './workflow/executor.js';
 import { getRunRow, loadTimeline, toRunInfo } from './workflow/inspect.js';
 import type { Timeline } from './workflow/inspect.js';
+import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
-import { startRun } from './workflow/start.js';
-import type { DispatchTarget, ParentLink } from './workflow/start.js';
+import { insertRows, startRun } from './workflow/start.js';
+import type { DispatchTarget, InsertResult, ParentLink, RunRow } from './workflow/start.js';
 import { Listener } from './worker/listener.js';
 import { Worker } from './worker/worker.js';
 import type { WorkerHost, WorkerOptions } from './worker/worker.js';
@@ -71,6 +73,8 @@ export class DurableFlow {
   readonly #feed: ChangeFeed;
   readonly #workers = new Set<Worker>();
   readonly #results: ResultWatcher;
+  readonly #batcher: CommitBatcher;
+  readonly #starts: Batcher<RunRow, InsertResult>;
   readonly #executionEnv: ExecutionEnv;
   #clockOffsetMs = 0;
   #sequelize: Sequelize | undefined;
@@ -92,6 +96,8 @@ export class DurableFlow {
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
     this.#feed = new ChangeFeed(this.#pool, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher(this.#pool, this.tables);
+    this.#batcher = new CommitBatcher(this.#pool, this.#sql, () => this.#clockOffsetMs);
+    this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#sql, this.#clockOffsetMs, rows), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
     this.#executionEnv = {
       pool: this.#pool,
@@ -100,6 +106,7 @@ export class DurableFlow {
       lockNamespace: this.tables.lockNamespace,
       clockOffsetMs: () => this.#clockOffsetMs,
       notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
+      commit: (request) => this.#batcher.commit(request),
       onFinished: (runId, outcome) => this.#results.finished(runId, outcome),
       startChild: (workflow, input, idempotencyKey, parent) =>
         this.startRun(this.#definitions.get(workflow) ?? this.#unregistered(workflow), input, { idempotencyKey }, parent),
@@ -211,6 +218,7 @@ export class DurableFlow {
         maxPayloadSize: this.options.maxPayloadSize,
         clockOffsetMs: () => this.#clockOffsetMs,
         dispatchTarget: (queue) => this.#dispatchTarget(queue),
+        insert: (row) => this.#starts.submit(row),
       },
       definition,
       input,

@@ -21,6 +21,8 @@ CREATE TABLE {{schema}}.durable_flow_workflow_runs (
   concurrency_limit integer,
   -- Blocked by its concurrency limit: no wake_at until a run of its key frees a slot.
   concurrency_waiting boolean NOT NULL DEFAULT false,
+  -- Some wait watches this run (step.invoke, step.waitForWorkflow): its finish trigger has work to do.
+  watched           boolean NOT NULL DEFAULT false,
   wake_at           timestamptz,
   lease_owner       text,
   lease_epoch       bigint NOT NULL DEFAULT 0,
@@ -493,10 +495,11 @@ END
 $$;
 
 
--- A run finished (completed, failed or cancelled): every wait watching it (step.invoke,
+-- A watched run finished (completed, failed or cancelled): every wait watching it (step.invoke,
 -- step.waitForWorkflow) is matched, its step stores the outcome, and runs suspended on it become due.
--- Runs on the row lock of the finishing run; a wait being created on it takes that row FOR SHARE
--- after inserting itself, so either this sees the wait or the wait sees the finished run.
+-- It runs on the row lock of the finishing run. A suspension creating a wait on a run sets that run's
+-- `watched` flag (taking its row lock) in the transaction that inserts the wait, so either the finish
+-- sees the flag and the wait, or the suspension sees the finished run. Unwatched runs skip all this.
 CREATE FUNCTION {{schema}}.durable_flow_run_finished() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   v_outcome jsonb := jsonb_build_object('runId', NEW.run_id, 'workflow', NEW.workflow_name, 'status', NEW.status);
@@ -528,7 +531,8 @@ $$;
 
 CREATE TRIGGER durable_flow_runs_finished
   AFTER UPDATE OF status ON {{schema}}.durable_flow_workflow_runs
-  FOR EACH ROW WHEN (NEW.status IN ('completed', 'failed', 'cancelled') AND OLD.status NOT IN ('completed', 'failed', 'cancelled'))
+  FOR EACH ROW WHEN (NEW.watched AND NEW.status IN ('completed', 'failed', 'cancelled')
+                     AND OLD.status NOT IN ('completed', 'failed', 'cancelled'))
   EXECUTE FUNCTION {{schema}}.durable_flow_run_finished();
 
 -- A run with a concurrency key stopped executing (suspended, finished, handed back): its slot is free.

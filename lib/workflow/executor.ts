@@ -24,6 +24,7 @@ import type {
   WorkflowLog,
 } from '../types.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
+import type { CommitRequest, CommitResult } from './batcher.js';
 import { createStepApi } from './step-api.js';
 import { suspendTransaction } from './suspend.js';
 import { LogBuffer, parseJson, stepScope, withTimeout } from './writes.js';
@@ -40,6 +41,8 @@ export interface ExecutionEnv {
   notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
   /** Starts a run started by this one (step.invoke); idempotent on `idempotencyKey`. Returns its id. */
   startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }): Promise<string>;
+  /** Stores writes of this execution (batched with other executions of this process). */
+  commit(request: CommitRequest): Promise<CommitResult>;
   /** Called once the run's outcome is stored (in this process), for `result()` waiters. */
   onFinished(runId: string, outcome: { status: 'completed' | 'failed'; output?: string; error?: StoredError }): void;
   /** Fault-injection hook for tests; a no-op in production. */
@@ -605,10 +608,6 @@ export class Execution {
     return { steps, logs };
   }
 
-  #stepsParam(steps: PendingStep[]): string {
-    return JSON.stringify(steps);
-  }
-
   #recordStepIds(rows: unknown): void {
     for (const [id, name] of rows as [string | number, string][]) this.#stepIds.set(name, String(id));
   }
@@ -622,16 +621,9 @@ export class Execution {
       if (this.#ended || this.#aborted) return;
       const { steps, logs } = this.#takePending();
       if (steps.length === 0 && logs.length === 0) return;
-      const { rows } = await runSql<{ held: number; steps: unknown }>(this.#env.pool, this.#env.sql.commitSteps, [
-        this.run.id,
-        this.run.epoch,
-        this.#stepsParam(steps),
-        JSON.stringify(logs),
-        this.#snapshot,
-      ]);
-      const row = rows[0]!;
-      if (row.held === 0) throw new LeaseLostError(this.run.runId);
-      this.#recordStepIds(row.steps);
+      const result = await this.#env.commit({ run: this.run.id, epoch: this.run.epoch, snapshot: this.#snapshot, steps, logs });
+      if (!result.held) throw new LeaseLostError(this.run.runId);
+      this.#recordStepIds(result.steps);
     });
     this.#commitChain = next.catch((error: unknown) => this.#onEngineError(error));
     return next;
@@ -663,12 +655,14 @@ export class Execution {
     const { steps, logs } = this.#takePending();
     const result = await suspendTransaction({
       pool: this.#env.pool,
+      commit: (request) => this.#env.commit(request),
+      pending: { steps, logs },
       sql: this.#env.sql,
       lockNamespace: this.#env.lockNamespace,
       offsetMs: this.#env.clockOffsetMs(),
       run: this.run,
       snapshot: this.#snapshot,
-      steps: this.#stepsParam(steps),
+      steps: JSON.stringify(steps),
       logs: JSON.stringify(logs),
       waits,
       iso: (ms) => this.#iso(ms),
@@ -741,11 +735,15 @@ export class Execution {
     }
     const { steps, logs } = this.#takePending();
     await this.#env.debugPoint('END_BEFORE_COMMIT', { runId: this.run.runId, status });
-    const { rows } = await runSql<{ held: number }>(this.#env.pool, this.#env.sql.commitStepsAndTransition, [
-      this.run.id, this.run.epoch, this.#stepsParam(steps), JSON.stringify(logs), this.#snapshot,
-      this.#env.clockOffsetMs(), status, output ?? null, error ? JSON.stringify(error) : null, null, status === 'ready',
-    ]);
-    if (rows[0]!.held === 0) throw new LeaseLostError(this.run.runId);
+    const result = await this.#env.commit({
+      run: this.run.id,
+      epoch: this.run.epoch,
+      snapshot: this.#snapshot,
+      steps,
+      logs,
+      transition: { status, output, error, wakeNow: status === 'ready' },
+    });
+    if (!result.held) throw new LeaseLostError(this.run.runId);
     if (status === 'completed') {
       this.#env.onFinished(this.run.runId, { status, ...(output === undefined ? {} : { output }) });
       this.#conclude({ kind: 'completed' });

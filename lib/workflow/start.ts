@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { SqlTexts } from '../db/sql/index.js';
 import { queryableFor } from '../db/queryable.js';
+import type { Queryable } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
@@ -23,6 +24,8 @@ export interface StartEnv {
   clockOffsetMs(): number;
   /** A worker of this process that can execute a run of `queue` right now, if any. */
   dispatchTarget?(queue: string): DispatchTarget | undefined;
+  /** Inserts a run outside any caller transaction (group-committed with other starts). */
+  insert(row: RunRow): Promise<InsertResult>;
 }
 
 /** Extra columns a run started by another run carries. */
@@ -100,45 +103,105 @@ export async function startRun(
   }
   const queue = checkId(options.queue, 'queue') ?? definition.queue;
   const concurrency = concurrencyOf(definition, input);
-  const cancelTriggers = JSON.stringify(cancelTriggersOf(definition, input));
-  const db = queryableFor(env.pool, options.transaction);
-  const values = [
-    runId,
-    definition.name,
-    queue,
-    priority,
-    inputText ?? null,
-    idempotencyKey,
-    parent?.parentRunId ?? null,
-    parent?.parentStepName ?? null,
-    concurrency?.key ?? null,
-    concurrency?.limit ?? null,
-    cancelTriggers,
-  ];
+  const triggers = cancelTriggersOf(definition, input);
   // Inside the caller's transaction the run must not start before it commits, and a run with a
   // concurrency limit must be admitted by a claim: no direct dispatch for those.
   const dispatchable = options.transaction === undefined && delayMs === 0 && !concurrency;
   const target = dispatchable ? env.dispatchTarget?.(queue) : undefined;
-  if (target) {
-    let claimed: Record<string, unknown> | undefined;
-    try {
-      [claimed] = await db.query<Record<string, unknown>>(env.sql.insertClaimedRun, [...values, target.owner, target.leaseTtlMs, env.clockOffsetMs()]);
-    } catch (error) {
-      target.cancel();
-      throw error;
-    }
-    if (claimed) {
-      target.adopt(claimed);
-      return claimed.run_id as string;
-    }
-    target.cancel();
+  const row: RunRow = {
+    i: 0,
+    run_id: runId,
+    workflow_name: definition.name,
+    queue_name: queue,
+    priority,
+    input: inputText ?? null,
+    idempotency_key: idempotencyKey,
+    parent_run_id: parent?.parentRunId ?? null,
+    parent_step_name: parent?.parentStepName ?? null,
+    concurrency_key: concurrency?.key ?? null,
+    concurrency_limit: concurrency?.limit ?? null,
+    delay_ms: delayMs,
+    owner: target?.owner ?? null,
+    lease_ms: target?.leaseTtlMs ?? null,
+    triggers,
+  };
+  let inserted: InsertResult;
+  try {
+    inserted =
+      options.transaction === undefined
+        ? await env.insert(row)
+        : (await insertRows(queryableFor(env.pool, options.transaction), env.sql, env.clockOffsetMs(), [row]))[0]!;
+  } catch (error) {
+    target?.cancel();
+    throw error;
+  }
+  if (inserted.claimed) {
+    if (target) target.adopt(inserted.claimed);
   } else {
-    const [row] = await db.query<{ run_id: string }>(env.sql.insertRun, [...values, delayMs, env.clockOffsetMs()]);
-    if (row) return row.run_id;
+    target?.cancel();
   }
-  const [existing] = await db.query<{ run_id: string }>(env.sql.findRunByKeys, [runId, idempotencyKey]);
-  if (!existing) {
-    throw new DurableFlowError('INVALID_STATE', `Starting workflow "${definition.name}" collided with a run that no longer exists; try again`);
+  return inserted.runId;
+}
+
+/** One row of insertRuns. */
+export interface RunRow {
+  i: number;
+  run_id: string;
+  workflow_name: string;
+  queue_name: string;
+  priority: number;
+  input: string | null;
+  idempotency_key: string | null;
+  parent_run_id: string | null;
+  parent_step_name: string | null;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  delay_ms: number;
+  owner: string | null;
+  lease_ms: number | null;
+  triggers: { event: string; match: unknown }[];
+}
+
+export interface InsertResult {
+  /** The run's id: the new run's, or the existing run's a repeated id or idempotency key points to. */
+  runId: string;
+  /** Set when the row was inserted already claimed by a local worker: what that worker executes. */
+  claimed?: Record<string, unknown>;
+}
+
+/**
+ * Inserts runs in one statement and resolves each row to its run: inserted, or the existing run its
+ * id or idempotency key collided with (an idempotency key wins over a run id).
+ */
+export async function insertRows(db: Queryable, sql: SqlTexts, offsetMs: number, rows: RunRow[]): Promise<InsertResult[]> {
+  const numbered = rows.map((row, i) => ({ ...row, i }));
+  const [answer] = await db.query<{ runs: (Record<string, unknown> & { run_id: string; lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
+    sql.insertRuns,
+    [JSON.stringify(numbered), offsetMs],
+  );
+  const inserted = new Map(answer!.runs.map((run) => [run.run_id, run]));
+  const results: (InsertResult | undefined)[] = numbered.map((row) => {
+    const run = inserted.get(row.run_id);
+    if (!run) return undefined;
+    // Two rows of one batch with the same run id: only the first was inserted (and claimed).
+    inserted.delete(row.run_id);
+    return { runId: row.run_id, ...(run.lease_owner ? { claimed: { ...run, snapshot: answer!.snapshot, db_now_ms: answer!.db_now_ms } } : {}) };
+  });
+  const missing = numbered.filter((_, i) => !results[i]);
+  if (missing.length > 0) {
+    const existing = await db.query<{ run_id: string; idempotency_key: string | null }>(sql.findRunsByKeys, [
+      missing.map((row) => row.run_id),
+      missing.flatMap((row) => (row.idempotency_key ? [row.idempotency_key] : [])),
+    ]);
+    for (const row of missing) {
+      const match =
+        (row.idempotency_key ? existing.find((e) => e.idempotency_key === row.idempotency_key) : undefined) ??
+        existing.find((e) => e.run_id === row.run_id);
+      if (!match) {
+        throw new DurableFlowError('INVALID_STATE', `Starting workflow "${row.workflow_name}" collided with a run that no longer exists; try again`);
+      }
+      results[row.i] = { runId: match.run_id };
+    }
   }
-  return existing.run_id;
+  return results as InsertResult[];
 }

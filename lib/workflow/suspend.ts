@@ -1,8 +1,10 @@
 import type pg from 'pg';
-import { fromPg, runSql, withTransaction } from '../db/queryable.js';
+import { fromPg, withTransaction } from '../db/queryable.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
+import type { CommitRequest, CommitResult } from './batcher.js';
+import type { PendingLog, PendingStep } from './writes.js';
 
 /** The event name recorded on waits for a run to finish (step.invoke, step.waitForWorkflow). */
 export const WORKFLOW_FINISHED_EVENT = 'durable_flow.workflow.finished';
@@ -23,6 +25,9 @@ export interface WaitSpec {
 
 export interface SuspendRequest {
   pool: pg.Pool;
+  /** The batched commit, for a suspension without waits (one statement). */
+  commit(request: CommitRequest): Promise<CommitResult>;
+  pending: { steps: PendingStep[]; logs: PendingLog[] };
   sql: SqlTexts;
   lockNamespace: number;
   offsetMs: number;
@@ -90,20 +95,23 @@ function outcomeOf(run: WatchedRun): Record<string, unknown> {
  * keeps its lease and the execution continues in memory; otherwise the run is suspended (its status,
  * its next wake-up) and its lease released.
  *
- * Lock order, as everywhere: event-name advisory locks (sorted) → watched runs (FOR SHARE, by id; a
+ * Lock order, as everywhere: event-name advisory locks (sorted) → watched runs (marked `watched`, by id; a
  * child before its parent) → this run (the fence of commitSteps) → its waits (FOR UPDATE in resolveWaits).
  */
 export async function suspendTransaction(request: SuspendRequest): Promise<SuspendResult> {
   const { sql, run, waits } = request;
   if (waits.length === 0 && !request.mustContinue) {
-    // Only sleeps and retries: one statement stores the writes and suspends the run.
+    // Only sleeps and retries: one (batched) statement stores the writes and suspends the run.
     const { status, wakeAt, error } = request.suspendState();
-    const { rows } = await runSql<{ held: number; steps: unknown }>(request.pool, sql.commitStepsAndTransition, [
-      run.id, run.epoch, request.steps, request.logs, request.snapshot, request.offsetMs,
-      status, null, error ? JSON.stringify(error) : null, wakeAt === null ? null : request.iso(wakeAt), false,
-    ]);
-    if (rows[0]!.held === 0) throw new LeaseLostError(run.runId);
-    return { kind: 'suspended', wakeAt, stepIds: rows[0]!.steps };
+    const result = await request.commit({
+      run: run.id,
+      epoch: run.epoch,
+      snapshot: request.snapshot,
+      ...request.pending,
+      transition: { status, error, wakeAt: wakeAt === null ? null : request.iso(wakeAt) },
+    });
+    if (!result.held) throw new LeaseLostError(run.runId);
+    return { kind: 'suspended', wakeAt, stepIds: result.steps };
   }
   return withTransaction(request.pool, async (client) => {
     const db = fromPg(client);

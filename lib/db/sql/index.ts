@@ -1,9 +1,10 @@
 import type { Tables } from '../tables.js';
 import { claimRuns, orphanedWorkflows } from './claimRuns.js';
+import { commitBatch } from './commitBatch.js';
 import { commitSteps } from './commitSteps.js';
 import { heartbeat } from './heartbeat.js';
 import { notifyEvent } from './insertEvent.js';
-import { findRunByKeys, insertClaimedRun, insertRun } from './insertRun.js';
+import { findRunsByKeys, insertRuns } from './insertRun.js';
 import { insertWaits, lockWatchedRuns } from './insertWaits.js';
 import { lockEventNames } from './lockEventNames.js';
 import { markWaitsMatched, markWaitsTimedOut, markWatchedWaits, resolveWaits } from './resolveWaits.js';
@@ -21,13 +22,13 @@ export interface Statement {
  */
 export function buildSql(t: Tables) {
   const texts = {
-    insertRun: insertRun(t),
-    insertClaimedRun: insertClaimedRun(t),
-    findRunByKeys: findRunByKeys(t),
+    insertRuns: insertRuns(t),
+    findRunsByKeys: findRunsByKeys(t),
     claimRuns: claimRuns(t),
     orphanedWorkflows: orphanedWorkflows(t),
     commitSteps: commitSteps(t, false),
     commitStepsAndTransition: commitSteps(t, true),
+    commitBatch: commitBatch(t),
     lockEventNames: lockEventNames(t),
     insertWaits: insertWaits(t),
     lockWatchedRuns: lockWatchedRuns(t),

@@ -1,55 +1,57 @@
 import type { Tables } from '../tables.js';
 import { nowSql } from '../tables.js';
 
-/** The columns and values both inserts share ($1–$10), plus the cancelOn triggers of the run ($11). */
-const COLUMNS = `run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
-   parent_step_name, concurrency_key, concurrency_limit`;
-const VALUES = `$1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10`;
-
-const withCancelTriggers = (t: Tables, insert: string, returning: string): string => `
-WITH run AS (
-  ${insert}
+/**
+ * Creates runs, many in one statement (the starts of a process are group-committed, see Batcher).
+ * A row with an `owner` is inserted already claimed by that worker of this process (running, leased,
+ * epoch 1: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id or
+ * idempotency key that exists already inserts nothing (both are unique indexes): the caller reads
+ * those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
+ *
+ * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
+ *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers }]
+ * $2 clock offset (ms)
+ */
+export const insertRuns = (t: Tables): string => {
+  const now = nowSql('$2');
+  return `
+WITH x AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+    i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
+    idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
+    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb)
+), ins AS (
+  INSERT INTO ${t.runs}
+    (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
+     concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
+     claim_count, attempts, started_at)
+  SELECT run_id, workflow_name, queue_name, priority, input::jsonb, idempotency_key, parent_run_id,
+         parent_step_name, concurrency_key, concurrency_limit,
+         CASE WHEN owner IS NULL THEN 'enqueued' ELSE 'running' END,
+         ${now} + coalesce(CASE WHEN owner IS NULL THEN delay_ms ELSE lease_ms END, 0) * interval '1 millisecond',
+         owner,
+         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
+         CASE WHEN owner IS NULL THEN NULL ELSE ${now} + lease_ms * interval '1 millisecond' END,
+         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
+         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
+         CASE WHEN owner IS NULL THEN NULL ELSE ${now} END
+  FROM x
+  ORDER BY i
   ON CONFLICT DO NOTHING
-  RETURNING ${returning}
+  RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
+            parent_run_id, queue_name, lease_owner, false AS replay
 ), triggers AS (
   INSERT INTO ${t.cancelTriggers} (workflow_run_id, event_name, match)
-  SELECT run.id, x.event, x.match FROM run, jsonb_to_recordset($11::jsonb) AS x(event text, match jsonb)
+  SELECT DISTINCT ins.id, tr.event, tr.match
+  FROM ins JOIN x ON x.run_id = ins.run_id
+  CROSS JOIN jsonb_to_recordset(x.triggers) AS tr(event text, match jsonb)
 )
-SELECT * FROM run`;
-
-/**
- * Creates a run, due after `$12` ms. A second start with the same run id or idempotency key inserts
- * nothing (and the caller reads the first run back): both are unique indexes.
- */
-export const insertRun = (t: Tables): string =>
-  withCancelTriggers(
-    t,
-    `INSERT INTO ${t.runs} (${COLUMNS}, status, wake_at)
-     VALUES (${VALUES}, 'enqueued', ${nowSql('$13')} + $12::float8 * interval '1 millisecond')`,
-    'id, run_id',
-  );
-
-/** The run a conflicting start collided with: same idempotency key first, then same run id. */
-export const findRunByKeys = (t: Tables): string => `
-SELECT run_id FROM ${t.runs}
-WHERE ($2::text IS NOT NULL AND idempotency_key = $2) OR run_id = $1
-ORDER BY (idempotency_key IS NOT DISTINCT FROM $2) DESC
-LIMIT 1`;
-
-/**
- * Creates a run already claimed by a worker of this process that has a free slot (`$12` owner, `$13`
- * lease ms): it starts at once, without a NOTIFY or a claim round trip. Same conflict rules as
- * insertRun; returns what a claim returns. Never used for runs with a concurrency limit.
- */
-export const insertClaimedRun = (t: Tables): string => {
-  const now = nowSql('$14');
-  return withCancelTriggers(
-    t,
-    `INSERT INTO ${t.runs} (${COLUMNS}, status, wake_at, lease_owner, lease_epoch, lease_expires_at, claim_count, attempts, started_at)
-     VALUES (${VALUES}, 'running', ${now} + $13::float8 * interval '1 millisecond', $12, 1,
-             ${now} + $13::float8 * interval '1 millisecond', 1, 1, ${now})`,
-    `id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
-     parent_run_id, queue_name, false AS replay, extract(epoch FROM ${now}) * 1000 AS db_now_ms,
-     pg_current_snapshot()::text AS snapshot`,
-  );
+SELECT coalesce((SELECT json_agg(ins) FROM ins), '[]') AS runs,
+       extract(epoch FROM ${now}) * 1000 AS db_now_ms,
+       pg_current_snapshot()::text AS snapshot`;
 };
+
+/** The runs that conflicting starts collided with: by idempotency key or by run id. */
+export const findRunsByKeys = (t: Tables): string => `
+SELECT run_id, idempotency_key FROM ${t.runs}
+WHERE run_id = ANY($1::text[]) OR idempotency_key = ANY($2::text[])`;

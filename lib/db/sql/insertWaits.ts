@@ -16,13 +16,15 @@ JOIN ${t.steps} s ON s.workflow_run_id = $1 AND s.name = x.step_name
 ON CONFLICT (workflow_run_id, workflow_step_id) DO NOTHING`;
 
 /**
- * The runs some waits of this suspension watch, locked FOR SHARE (before the waiting run itself, the
- * order in which a finishing run locks its parent): a run that has not finished cannot finish before
- * the new waits commit, and its finish trigger then sees them; one that has finished is read here.
+ * Marks the runs some waits of this suspension watch (so their finish trigger matches the waits) and
+ * reads their state. The UPDATE takes their row locks before the waiting run's own (the order in which a
+ * finishing run locks its parent): a run that has not finished cannot finish before the new waits
+ * commit, and then its trigger sees them; one that has finished is read here.
  */
 export const lockWatchedRuns = (t: Tables): string => `
-SELECT run_id, workflow_name, status, output::text AS output, error
-FROM ${t.runs}
-WHERE run_id = ANY($1::text[])
-ORDER BY id
-FOR SHARE`;
+WITH marked AS (
+  UPDATE ${t.runs} SET watched = true
+  WHERE id IN (SELECT id FROM ${t.runs} WHERE run_id = ANY($1::text[]) ORDER BY id DESC FOR NO KEY UPDATE)
+  RETURNING run_id, workflow_name, status, output::text AS output, error
+)
+SELECT * FROM marked`;

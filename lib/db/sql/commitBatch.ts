@@ -1,0 +1,81 @@
+import type { Tables } from '../tables.js';
+import { nowSql } from '../tables.js';
+
+/**
+ * The writes of many executions in one statement: one round trip and one commit for all of them
+ * (application-level group commit). Each execution's writes are fenced by its own lease: its run
+ * matches only while `lease_epoch` is the one it claimed, and its steps and logs are inserted only for
+ * runs that matched. `held` lists the runs that did; the others lost their lease and wrote nothing.
+ *
+ * A request without a transition locks its run `FOR NO KEY UPDATE` (a claim cannot take it over
+ * mid-commit); one with a transition (complete, fail, suspend, hand back) is fenced by that UPDATE.
+ *
+ * $1 requests: [{ run, epoch, snapshot, status?, output?, error?, wake_at?, wake_now? }]
+ * $2 steps:    [{ run, name, kind, status, attempts, position, result, error, cursor, metadata, started_at, completed_at }]
+ * $3 logs:     [{ run, step_name, step_id, key, level, message, data, at }]
+ * $4 clock offset (ms)
+ */
+export const commitBatch = (t: Tables): string => {
+  const now = nowSql('$4');
+  return `
+WITH req AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
+    run bigint, epoch bigint, snapshot text, status text, output text, error jsonb, wake_at timestamptz, wake_now boolean)
+), fenced AS (
+  SELECT r.id, req.snapshot FROM ${t.runs} r
+  JOIN req ON r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL AND req.status IS NULL
+  ORDER BY r.id DESC
+  FOR NO KEY UPDATE OF r
+), moved AS (
+  UPDATE ${t.runs} r SET
+    status = req.status,
+    output = CASE WHEN req.status = 'completed' THEN req.output::jsonb ELSE r.output END,
+    error = CASE WHEN req.status = 'completed' THEN NULL ELSE coalesce(req.error, r.error) END,
+    wake_at = CASE WHEN req.wake_now THEN ${now} ELSE req.wake_at END,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    claim_count = 0,
+    completed_at = CASE WHEN req.status = 'completed' THEN ${now} ELSE r.completed_at END,
+    failed_at = CASE WHEN req.status = 'failed' THEN ${now} ELSE r.failed_at END,
+    interrupted_at = CASE WHEN req.status IN ('sleeping', 'waiting', 'retrying', 'ready') THEN ${now} ELSE r.interrupted_at END,
+    updated_at = clock_timestamp()
+  FROM req
+  WHERE r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL AND req.status IS NOT NULL
+  RETURNING r.id, req.snapshot
+), held AS (
+  SELECT id, snapshot FROM fenced UNION ALL SELECT id, snapshot FROM moved
+), st AS (
+  INSERT INTO ${t.steps} AS s
+    (workflow_run_id, name, kind, status, attempts, position, result, error, cursor, metadata,
+     exec_snapshot, started_at, completed_at, updated_at)
+  SELECT held.id, x.name, coalesce(x.kind, 'run'), x.status, coalesce(x.attempts, 0), x.position,
+         x.result::jsonb, x.error, x.cursor, coalesce(x.metadata, '{}'::jsonb), held.snapshot, x.started_at,
+         x.completed_at, clock_timestamp()
+  FROM jsonb_to_recordset($2::jsonb) AS x(
+    run bigint, name text, kind text, status text, attempts integer, position integer, result text, error jsonb,
+    cursor jsonb, metadata jsonb, started_at timestamptz, completed_at timestamptz)
+  JOIN held ON held.id = x.run
+  ON CONFLICT (workflow_run_id, name) DO UPDATE SET
+    status = EXCLUDED.status,
+    attempts = greatest(s.attempts, EXCLUDED.attempts),
+    result = EXCLUDED.result,
+    error = EXCLUDED.error,
+    cursor = coalesce(EXCLUDED.cursor, s.cursor),
+    metadata = s.metadata || EXCLUDED.metadata,
+    exec_snapshot = EXCLUDED.exec_snapshot,
+    started_at = coalesce(s.started_at, EXCLUDED.started_at),
+    completed_at = EXCLUDED.completed_at,
+    updated_at = EXCLUDED.updated_at
+  RETURNING s.id, s.workflow_run_id, s.name
+), lg AS (
+  INSERT INTO ${t.logs} (workflow_run_id, workflow_step_id, key, level, message, data, created_at, updated_at)
+  SELECT held.id, coalesce(st.id, x.step_id), x.key, x.level, x.message, coalesce(x.data, '{}'::jsonb), x.at, x.at
+  FROM jsonb_to_recordset($3::jsonb) AS x(
+    run bigint, step_name text, step_id bigint, key text, level text, message text, data jsonb, at timestamptz)
+  JOIN held ON held.id = x.run
+  LEFT JOIN st ON st.workflow_run_id = x.run AND st.name = x.step_name
+  ON CONFLICT (workflow_run_id, key) DO NOTHING
+)
+SELECT coalesce((SELECT json_agg(id) FROM held), '[]') AS held,
+       coalesce((SELECT json_agg(json_build_array(st.workflow_run_id, st.id, st.name)) FROM st), '[]') AS steps`;
+};
