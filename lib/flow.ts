@@ -81,6 +81,7 @@ export class DurableFlow {
   #models: DurableFlowModels | undefined;
   #closed = false;
   #viewerPool: pg.Pool | undefined;
+  #controlPool: pg.Pool | undefined;
   #viewerQueries: ViewerQueries | undefined;
   #routerOptions: ResolvedRouterOptions | undefined;
   #live: LiveHandle | undefined;
@@ -343,6 +344,7 @@ export class DurableFlow {
     this.#assertOpen();
     const host: WorkerHost = {
       pool: this.#pool,
+      controlPool: () => this.#control(),
       sql: this.#sql,
       options: this.options,
       listener: this.#listener,
@@ -353,6 +355,16 @@ export class DurableFlow {
       track: (worker, active) => (active ? this.#workers.add(worker) : this.#workers.delete(worker)),
     };
     return new Worker(host, options);
+  }
+
+  /**
+   * Workers' heartbeats run on connections of their own, so that steps holding every connection of
+   * the main pool (or a burst of commits queued for it) cannot starve them into losing their leases.
+   */
+  #control(): pg.Pool {
+    this.#controlPool ??= new pg.Pool({ ...this.#connection, max: 2, application_name: `${this.options.applicationName}-control` });
+    this.#controlPool.on('error', (error) => this.options.logger.warn('A heartbeat Postgres connection failed', { error: error.message }));
+    return this.#controlPool;
   }
 
   /** @internal the environment executions run in (the test harness drives executions itself). */
@@ -419,6 +431,7 @@ export class DurableFlow {
     this.#feed.close();
     this.#results.close();
     await this.#viewerPool?.end();
+    await this.#controlPool?.end();
     await this.#listener.close();
     await this.#pool.end();
     if (this.#sequelize && !this.options.sequelize) await this.#sequelize.close();

@@ -164,8 +164,8 @@ INSERT INTO {{schema}}.durable_flow_live (id, live_until) VALUES (1, NULL);
 
 -- ============================================================================================
 -- Functions. Hot paths that need several statements in a fixed lock order run here, in one round trip.
--- Lock order everywhere: advisory locks (event names, sorted; concurrency keys, sorted) → runs (a child
--- before its parent; otherwise by id) → waits.
+-- Lock order everywhere: advisory locks (event names, sorted; concurrency keys, sorted) → runs, by id
+-- descending (a child is newer than its parent, so children come before parents) → waits.
 -- ============================================================================================
 
 -- The step history of the given runs (with each wait step's wait), as the executor replays it.
@@ -436,7 +436,7 @@ BEGIN
   WHERE r.id IN (
     SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
     WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.event_name = p_name AND p_payload @> w.match)
-  ORDER BY r.id
+  ORDER BY r.id DESC
   FOR NO KEY UPDATE;
 
   IF FOUND THEN

@@ -30,6 +30,8 @@ export interface StopOptions {
 /** What a worker needs from its flow. */
 export interface WorkerHost {
   pool: pg.Pool;
+  /** A small pool of its own for heartbeats (never starved by the main pool). */
+  controlPool(): pg.Pool;
   sql: SqlTexts;
   options: ResolvedOptions;
   listener: Listener;
@@ -336,7 +338,7 @@ export class Worker {
     if (this.#executions.size === 0) return;
     const executions = [...this.#executions.values()];
     try {
-      const { rows } = await runSql<{ id: string | number }>(this.#host.pool, this.#host.sql.heartbeat, [
+      const { rows } = await runSql<{ id: string | number }>(this.#host.controlPool(), this.#host.sql.heartbeat, [
         JSON.stringify(executions.map((e) => ({ id: e.run.id, epoch: e.run.epoch }))),
         this.id,
         this.#host.options.leaseTtlMs,

@@ -7,8 +7,9 @@ import { nowSql } from '../tables.js';
  * matches only while `lease_epoch` is the one it claimed, and its steps and logs are inserted only for
  * runs that matched. `held` lists the runs that did; the others lost their lease and wrote nothing.
  *
- * A request without a transition locks its run `FOR NO KEY UPDATE` (a claim cannot take it over
- * mid-commit); one with a transition (complete, fail, suspend, hand back) is fenced by that UPDATE.
+ * Every run of the batch is locked `FOR NO KEY UPDATE` first, in id-descending order (a claim cannot
+ * take it over mid-commit); requests with a transition (complete, fail, suspend, hand back) then
+ * update their locked rows.
  *
  * $1 requests: [{ run, epoch, snapshot, status?, output?, error?, wake_at?, wake_now? }]
  * $2 steps:    [{ run, name, kind, status, attempts, position, result, error, cursor, metadata, started_at, completed_at }]
@@ -21,29 +22,32 @@ export const commitBatch = (t: Tables): string => {
 WITH req AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
     run bigint, epoch bigint, snapshot text, status text, output text, error jsonb, wake_at timestamptz, wake_now boolean)
-), fenced AS (
-  SELECT r.id, req.snapshot FROM ${t.runs} r
-  JOIN req ON r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL AND req.status IS NULL
+), locked AS (
+  -- Every run of the batch still leased with the claimed epoch, locked in the one order every
+  -- multi-run statement uses (id descending), so that this batch, a heartbeat of the same worker and
+  -- a cancel or notify of another process never wait on each other in a cycle.
+  SELECT r.id, req.snapshot, req.status, req.output, req.error, req.wake_at, req.wake_now FROM ${t.runs} r
+  JOIN req ON r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL
   ORDER BY r.id DESC
   FOR NO KEY UPDATE OF r
 ), moved AS (
   UPDATE ${t.runs} r SET
-    status = req.status,
-    output = CASE WHEN req.status = 'completed' THEN req.output::jsonb ELSE r.output END,
-    error = CASE WHEN req.status = 'completed' THEN NULL ELSE coalesce(req.error, r.error) END,
-    wake_at = CASE WHEN req.wake_now THEN ${now} ELSE req.wake_at END,
+    status = l.status,
+    output = CASE WHEN l.status = 'completed' THEN l.output::jsonb ELSE r.output END,
+    error = CASE WHEN l.status = 'completed' THEN NULL ELSE coalesce(l.error, r.error) END,
+    wake_at = CASE WHEN l.wake_now THEN ${now} ELSE l.wake_at END,
     lease_owner = NULL,
     lease_expires_at = NULL,
     claim_count = 0,
-    completed_at = CASE WHEN req.status = 'completed' THEN ${now} ELSE r.completed_at END,
-    failed_at = CASE WHEN req.status = 'failed' THEN ${now} ELSE r.failed_at END,
-    interrupted_at = CASE WHEN req.status IN ('sleeping', 'waiting', 'retrying', 'ready') THEN ${now} ELSE r.interrupted_at END,
+    completed_at = CASE WHEN l.status = 'completed' THEN ${now} ELSE r.completed_at END,
+    failed_at = CASE WHEN l.status = 'failed' THEN ${now} ELSE r.failed_at END,
+    interrupted_at = CASE WHEN l.status IN ('sleeping', 'waiting', 'retrying', 'ready') THEN ${now} ELSE r.interrupted_at END,
     updated_at = clock_timestamp()
-  FROM req
-  WHERE r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL AND req.status IS NOT NULL
-  RETURNING r.id, req.snapshot
+  FROM locked l
+  WHERE r.id = l.id AND l.status IS NOT NULL
+  RETURNING r.id, l.snapshot
 ), held AS (
-  SELECT id, snapshot FROM fenced UNION ALL SELECT id, snapshot FROM moved
+  SELECT id, snapshot FROM locked WHERE status IS NULL UNION ALL SELECT id, snapshot FROM moved
 ), st AS (
   INSERT INTO ${t.steps} AS s
     (workflow_run_id, name, kind, status, attempts, position, result, error, cursor, metadata,

@@ -4,14 +4,15 @@ import { nowSql } from '../tables.js';
 /**
  * Extends the leases this worker still holds and returns them; a run missing from the answer was lost
  * (taken over after expiry, or cancelled). It leaves updated_at alone, so it sends no live change.
- * Lock: the row locks of the UPDATE, taken in id order so two heartbeats never deadlock.
+ * Lock: the row locks of the UPDATE, taken in id-descending order, the order of every
+ * multi-run lock (see migrations/001_initial.sql), so a heartbeat never deadlocks with its worker's commits.
  */
 export const heartbeat = (t: Tables): string => `
 WITH mine AS (
   SELECT r.id FROM ${t.runs} r
   JOIN jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint) ON r.id = x.id AND r.lease_epoch = x.epoch
   WHERE r.lease_owner = $2
-  ORDER BY r.id
+  ORDER BY r.id DESC
   FOR NO KEY UPDATE OF r
 )
 UPDATE ${t.runs} r SET
