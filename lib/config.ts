@@ -2,6 +2,7 @@ import type { Sequelize } from 'sequelize';
 import { toMilliseconds } from './duration.js';
 import type { DurationInput } from './duration.js';
 import { DurableFlowError } from './errors.js';
+import { MAX_TIMER_MS } from './timers.js';
 import type { Backoff, BackoffOptions } from './types.js';
 
 /** Where durable-flow reports what goes wrong outside a workflow (a lost connection, a failed heartbeat). */
@@ -61,9 +62,6 @@ export interface ResolvedOptions {
   logger: Logger;
   applicationName: string;
 }
-
-/** setTimeout cannot wait longer than 2^31-1 ms; leases and heartbeats are timers. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function describeValue(value: unknown): string {
   if (typeof value === 'string') return `\`${JSON.stringify(value)}\` (string)`;

@@ -20,6 +20,9 @@ const UNITS: Record<string, string> = {
   h: 'hours', hr: 'hours', hrs: 'hours', hour: 'hours', hours: 'hours',
   d: 'days', day: 'days', days: 'days',
   w: 'weeks', week: 'weeks', weeks: 'weeks',
+  // luxon's casual conversion: a month is 30 days, a year 365 days.
+  mo: 'months', month: 'months', months: 'months',
+  y: 'years', yr: 'years', yrs: 'years', year: 'years', years: 'years',
 };
 
 function describe(value: unknown): string {

@@ -183,7 +183,9 @@ export class DurableFlow {
       concurrency: resolveConcurrency(options.concurrency),
       cancelOn: resolveCancelOn(options.cancelOn),
     };
-    if (typeof definition.queue !== 'string' || definition.queue.length === 0) throw invalidOption('queue', options.queue, 'a non-empty string');
+    if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
+      throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
+    }
     this.#definitions.set(name, definition);
     return {
       name,

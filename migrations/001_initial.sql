@@ -549,10 +549,11 @@ CREATE TRIGGER durable_flow_runs_release_slot
   EXECUTE FUNCTION {{schema}}.durable_flow_release_slot();
 
 -- Wake idle workers the moment a run becomes due without a lease: a new run, an event that matched a
--- wait, a run released by a stopping worker. The payload is the queue name; NOTIFY is only a hint.
+-- wait, a run released by a stopping worker. The payload is the queue name ('*', any queue, for a name
+-- too long for a NOTIFY payload, which must stay under 8000 bytes); NOTIFY is only a hint.
 CREATE FUNCTION {{schema}}.durable_flow_notify_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('{{channel}}wake', NEW.queue_name);
+  PERFORM pg_notify('{{channel}}wake', CASE WHEN octet_length(NEW.queue_name) <= 1000 THEN NEW.queue_name ELSE '*' END);
   RETURN NULL;
 END
 $$;

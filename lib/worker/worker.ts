@@ -8,6 +8,7 @@ import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from '../workflow/definition.js';
 import { Execution } from '../workflow/executor.js';
 import type { ExecutionEnv, ExecutionOutcome } from '../workflow/executor.js';
@@ -153,7 +154,7 @@ export class Worker {
     this.#unreconnect = this.#host.listener.onReconnect(() => this.#requestClaim(true));
     try {
       this.#unlisten = await this.#host.listener.listen(this.#host.wakeChannel, (queue) => {
-        if (this.queues.includes(queue)) this.#requestClaim(true);
+        if (queue === '*' || this.queues.includes(queue)) this.#requestClaim(true);
       });
     } catch (error) {
       this.#host.options.logger.warn('Worker could not LISTEN; it polls every pollInterval instead', { error: (error as Error).message });
@@ -404,7 +405,7 @@ export class Worker {
     while (this.#executions.size > 0 && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         this.#idleResolve = resolve;
-        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        const timer = setTimeout(resolve, Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())));
         timer.unref();
       });
       this.#idleResolve = undefined;

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Tables } from '../db/tables.js';
 import { DurableFlowError, deserializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
+import { longTimeout } from '../timers.js';
 
 export type Outcome =
   | { status: 'completed'; output?: string }
@@ -39,9 +40,9 @@ export class ResultWatcher {
   /** Resolves with the run's output, or rejects when it fails, is cancelled or does not exist. */
   wait(runId: string, timeoutMs?: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimer: (() => void) | undefined;
       const waiter: Waiter = (outcome) => {
-        if (timer) clearTimeout(timer);
+        cancelTimer?.();
         switch (outcome.status) {
           case 'completed':
             resolve(outcome.output === undefined ? undefined : JSON.parse(outcome.output));
@@ -63,7 +64,7 @@ export class ResultWatcher {
       set.add(waiter);
       this.#waiters.set(runId, set);
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
+        cancelTimer = longTimeout(() => {
           this.#remove(runId, waiter);
           reject(new DurableFlowError('INVALID_STATE', `Run ${runId} did not finish within ${timeoutMs} ms`));
         }, timeoutMs);

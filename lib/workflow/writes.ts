@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { DurableFlowError, StepTimeoutError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
+import { longTimeout } from '../timers.js';
 import type { LogLevel } from '../types.js';
 
 /** A step write waiting for the next commit (the JSON commitSteps reads). */
@@ -93,18 +94,18 @@ export function parseJson(text: string | null | undefined): unknown {
 /** Rejects with StepTimeoutError after `ms` (and aborts the attempt's signal); the body keeps running. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, name: string, abort: AbortController): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const cancel = longTimeout(() => {
       const error = new StepTimeoutError(name, ms);
       abort.abort(error);
       reject(error);
     }, ms);
     promise.then(
       (value) => {
-        clearTimeout(timer);
+        cancel();
         resolve(value);
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        cancel();
         reject(error);
       },
     );

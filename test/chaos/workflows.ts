@@ -55,5 +55,20 @@ export function registerChaosWorkflows(flow: DurableFlow, say: (line: string) =>
     });
   });
 
-  return { pipeline, waiter, hog };
+  /** A step whose result cannot be stored (E5–E7): a BigInt, a `\u0000`, a lone surrogate, 5 MB. */
+  const badResult = flow.workflow('bad-result', async ({ step, runId, input }: WorkflowContext<{ kind: string }>) => {
+    return step.run('produce', async ({ attempt }) => {
+      await enter(runId, 'produce', attempt);
+      switch (input.kind) {
+        case 'bigint': return { amount: 10n } as unknown as string;
+        case 'circular': { const o: Record<string, unknown> = {}; o.self = o; return o as unknown as string; }
+        case 'nul': return 'a\u0000b';
+        case 'surrogate': return 'x\uD800y';
+        case 'huge': return 'x'.repeat(5 * 1024 * 1024);
+        default: return 'fine';
+      }
+    });
+  });
+
+  return { pipeline, waiter, hog, badResult };
 }

@@ -36,9 +36,20 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/** `df_<prefix>_<creation time, base 36>_<random>`: global setup drops only test databases old enough to be leftovers. */
+function databaseName(prefix: string): string {
+  return `df_${prefix}_${Date.now().toString(36)}_${crypto.randomBytes(4).toString('hex')}`;
+}
+
+/** When a test database named by `databaseName` was created (epoch ms), or null for another name. */
+export function createdAt(name: string): number | null {
+  const match = /^df_.*_([0-9a-z]{8,9})_[0-9a-f]{8}$/.exec(name);
+  return match ? parseInt(match[1]!, 36) : null;
+}
+
 /** A fresh, migrated database for one test file (a copy of the template), dropped by `drop()`. */
 export async function createDatabase(prefix = 't'): Promise<TestDatabase> {
-  const name = `df_${prefix}_${crypto.randomBytes(5).toString('hex')}`;
+  const name = databaseName(prefix);
   const template = templateName();
   await admin(async (client) => {
     await client.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
@@ -55,7 +66,7 @@ export async function createDatabase(prefix = 't'): Promise<TestDatabase> {
 
 /** An empty database (not migrated), for migration tests. */
 export async function createEmptyDatabase(prefix = 'e'): Promise<TestDatabase> {
-  const name = `df_${prefix}_${crypto.randomBytes(5).toString('hex')}`;
+  const name = databaseName(prefix);
   await admin((client) => client.query(`CREATE DATABASE ${name}`));
   return {
     name,

@@ -1,17 +1,27 @@
 import { DurableFlow } from '../../lib/index.js';
-import { admin, templateName, urlFor } from './db.js';
+import { admin, createdAt, templateName, urlFor } from './db.js';
+
+/** A test database older than this is a leftover of an interrupted run (no test file runs this long). */
+const LEFTOVER_AGE_MS = 60 * 60 * 1000;
 
 /**
  * Builds the migrated template database every test file copies (CREATE DATABASE … TEMPLATE), and
- * drops test databases left behind by an interrupted earlier run.
+ * drops test databases left behind by an interrupted earlier run — only old ones, so that two test
+ * runs on one server (the suite and the fault suite, or two developers) never drop each other's.
  */
 export default async function setup(): Promise<void> {
   const template = templateName();
   await admin(async (client) => {
-    const { rows: stale } = await client.query<{ datname: string }>(
-      `SELECT datname FROM pg_database WHERE datname LIKE 'df\\_%' OR (datname LIKE 'durable\\_flow\\_tmpl\\_%' AND datname <> $1)`,
+    const { rows: candidates } = await client.query<{ datname: string; connections: number }>(
+      `SELECT datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)::int AS connections
+         FROM pg_database d WHERE datname LIKE 'df\\_%' OR (datname LIKE 'durable\\_flow\\_tmpl\\_%' AND datname <> $1)`,
       [template],
     );
+    const stale = candidates.filter(({ datname, connections }) => {
+      if (datname.startsWith('durable_flow_tmpl_')) return connections === 0;
+      const created = createdAt(datname);
+      return created === null ? connections === 0 : Date.now() - created > LEFTOVER_AGE_MS;
+    });
     for (const row of stale) await client.query(`DROP DATABASE IF EXISTS ${row.datname} WITH (FORCE)`);
     const { rows } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [template]);
     if (rows.length > 0) return;
