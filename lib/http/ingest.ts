@@ -1,7 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import express from 'express';
-import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
-import { withTransaction } from '../db/queryable.js';
+import type { Request, RequestHandler, Response } from 'express';
+import { runSql, withTransaction } from '../db/queryable.js';
 import type { DurableFlow } from '../flow.js';
 import { MAX_JSON_DEPTH, isPlainObject } from '../json.js';
 import { validateEvent } from '../events/notify.js';
@@ -67,68 +66,158 @@ class IngestError extends Error {
   }
 }
 
+/** `application/json` or `application/<anything>+json`, in UTF-8 (the only charset JSON allows on the wire). */
+function isJsonContentType(header: string | undefined): boolean {
+  if (!header) return false;
+  const [type, ...parameters] = header.split(';');
+  if (!/^application\/(?:[\w.-]+\+)?json$/i.test(type!.trim())) return false;
+  return parameters.every((parameter) => {
+    const [key, value = ''] = parameter.split('=').map((s) => s.trim().toLowerCase());
+    return key !== 'charset' || ['utf-8', 'utf8'].includes(value.replace(/^"|"$/g, ''));
+  });
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function tooLarge(limit: number): IngestError {
+  return new IngestError(413, `Body over the ingest limit of ${limit} bytes: send fewer or smaller events per request (or raise the router's \`ingestLimit\`)`);
+}
+
+/**
+ * Reads the raw body (the signature covers its exact bytes), refusing it as soon as it grows past
+ * `limit`: a body declared too large is refused before a byte is read, and a chunked one the moment it
+ * crosses the limit, so an endless upload costs `limit` bytes of memory and no more. (express.raw()
+ * would read the rest of an oversized body to its end before answering.)
+ */
+function readBody(req: Request, limit: number): Promise<Buffer> {
+  const encoding = (req.get('content-encoding') ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity') {
+    return Promise.reject(new IngestError(415, `Content-Encoding "${encoding.slice(0, 40)}" is not accepted: send the body uncompressed (the signature covers the bytes as sent)`));
+  }
+  const declared = req.get('content-length');
+  if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const settle = (error: IngestError | null) => {
+      if (settled) return;
+      settled = true;
+      req.off('data', onData).off('end', onEnd).off('error', onAbort).off('close', onAbort);
+      if (error) {
+        req.pause();
+        reject(error);
+      } else resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) settle(tooLarge(limit));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => settle(null);
+    const onAbort = () => settle(new IngestError(400, 'The request ended before its body was complete; send it again'));
+    req.on('data', onData).on('end', onEnd).on('error', onAbort).on('close', onAbort);
+  });
+}
+
+/** Postgres breaks a lock cycle by failing one of its transactions; nothing of it was stored. */
+const DEADLOCK_DETECTED = '40P01';
+
 /**
  * `POST <mount>/events`: signed event ingest for webhooks and other services. The body is read raw
  * (the signature covers its exact bytes), checked whole, then every event is stored in one transaction:
- * a bad request stores nothing.
+ * a bad request stores nothing. Every refusal is a JSON `{ error }` that says what to fix.
  */
-export function ingestHandlers(flow: DurableFlow, options: ResolvedRouterOptions): (RequestHandler | ErrorRequestHandler)[] {
-  const raw = express.raw({ type: () => true, limit: options.ingestLimit, inflate: false });
+export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions): RequestHandler {
   const handle = async (req: Request, res: Response): Promise<void> => {
     if (options.eventSecrets.length === 0) {
-      res.status(404).json({ error: 'Event ingest is disabled: configure flow.router({ eventSecret }) to enable it' });
-      return;
+      throw new IngestError(404, 'Event ingest is disabled: configure flow.router({ eventSecret }) to enable it');
     }
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    let body: Buffer;
+    if (Buffer.isBuffer(req.body)) {
+      // An app-level express.raw() leaves the exact bytes, which is all the signature needs.
+      if (req.body.length > options.ingestLimit) throw tooLarge(options.ingestLimit);
+      body = req.body;
+    } else if (req.body !== undefined || req.readableEnded) {
+      // A body parser of the app (express.json(), …) mounted before the router consumed the stream:
+      // the exact bytes the signature covers are gone. Not the sender's fault, nor a forgery: 503, so
+      // the sender retries (and succeeds once the router is mounted first), never a misleading 401.
+      flow.options.logger.error('Event ingest cannot check signatures: mount flow.router() before express.json() and other body parsers');
+      throw new IngestError(503, 'Event ingest is misconfigured on this server (a body parser runs before it); nothing was stored, try again later');
+    } else {
+      body = await readBody(req, options.ingestLimit);
+    }
     if (!verifySignature(req.get(SIGNATURE_HEADER), body, options.eventSecrets, options.signatureTolerance)) {
-      res.status(401).json({ error: `Invalid or missing ${SIGNATURE_HEADER} header` });
-      return;
+      throw new IngestError(401, `Invalid or missing ${SIGNATURE_HEADER} header`);
+    }
+    if (!isJsonContentType(req.get('content-type'))) {
+      throw new IngestError(415, 'Unsupported Content-Type: send the events as JSON with `Content-Type: application/json` (UTF-8)');
     }
     const events = parseEvents(body, flow.options.maxPayloadSize);
-    const stored = await withTransaction(flow.pool, async (client) => {
-      const records = [];
-      for (const event of events) {
-        records.push(await flow.notify(event.name, event.payload, { ...(event.id === undefined ? {} : { id: event.id }), transaction: client, source: 'ingest' }));
-      }
-      return records;
-    });
+    const stored = await storeEvents(flow, events);
     res.status(202).json({
       events: stored.map((e) => ({ id: e.id, eventId: e.eventId, name: e.name, duplicate: e.duplicate })),
     });
   };
-  return [
-    raw,
-    (req: Request, res: Response, next: NextFunction) => {
-      handle(req, res).catch(next);
-    },
-    // Errors of this route answer in JSON, without internals.
-    (error: unknown, _req: Request, res: Response, next: NextFunction) => {
-      if (res.headersSent) return next(error);
-      const status = (error as { status?: number; statusCode?: number }).status ?? (error as { statusCode?: number }).statusCode;
-      if (error instanceof IngestError) res.status(error.status).json({ error: error.message });
-      else if (status === 413) res.status(413).json({ error: `Body over the ingest limit of ${options.ingestLimit} bytes` });
-      else if (status && status >= 400 && status < 500) res.status(status).json({ error: 'Bad request' });
-      else if ((error as { code?: string }).code === 'INVALID_ARGUMENT' || (error as { code?: string }).code === 'NOT_SERIALIZABLE') {
-        res.status(400).json({ error: (error as Error).message });
-      } else {
-        flow.options.logger.error('Event ingest failed', { error: (error as Error)?.message });
-        res.status(500).json({ error: 'Internal error; nothing was stored' });
+  return (req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) return;
+      if (error instanceof IngestError) {
+        // An oversized body is not read further: the connection closes after this answer.
+        if (error.status === 413) res.set('Connection', 'close');
+        res.status(error.status).json({ error: error.message });
+        return;
       }
-    },
-  ];
+      flow.options.logger.error('Event ingest failed', { error: (error as Error)?.message });
+      res.status(500).json({ error: 'Internal error; nothing was stored' });
+    });
+  };
 }
 
-function parseEvents(body: Buffer, maxPayloadSize: number): { name: string; payload: unknown; id?: string }[] {
+type IngestEvent = { name: string; payload: unknown; id?: string };
+
+/**
+ * All events in one transaction. The advisory locks of their names are taken first, sorted (the lock
+ * order of the whole engine): two requests naming the same events in different orders would otherwise
+ * each hold one name and wait for the other's. A deadlock on run rows (runs waiting for several events
+ * at once) can still be chosen by Postgres to break a cycle; that transaction stored nothing and is
+ * tried again.
+ */
+async function storeEvents(flow: DurableFlow, events: IngestEvent[]) {
+  const names = [...new Set(events.map((e) => e.name))];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withTransaction(flow.pool, async (client) => {
+        await runSql(client, flow.sql.lockEventNames, [flow.tables.lockNamespace, names]);
+        const records = [];
+        for (const event of events) {
+          records.push(await flow.notify(event.name, event.payload, { ...(event.id === undefined ? {} : { id: event.id }), transaction: client, source: 'ingest' }));
+        }
+        return records;
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code !== DEADLOCK_DETECTED || attempt >= 5) throw error;
+    }
+  }
+}
+
+function parseEvents(body: Buffer, maxPayloadSize: number): IngestEvent[] {
   if (body.length === 0) throw new IngestError(400, 'Empty body: send an event { "name", "payload", "id" } or an array of them as JSON');
+  let text: string;
+  try {
+    text = UTF8.decode(body);
+  } catch {
+    throw new IngestError(400, 'The body is not valid UTF-8: encode the JSON text as UTF-8');
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch {
-    throw new IngestError(400, 'Malformed JSON body');
+    throw new IngestError(400, 'Malformed JSON body: send an event { "name", "payload", "id" } or an array of them');
   }
   // The payload may nest 64 levels, inside its event object, inside the array.
   if (deeperThan(parsed, MAX_JSON_DEPTH + 2)) {
-    throw new IngestError(400, `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+    throw new IngestError(400, `JSON nested deeper than ${MAX_JSON_DEPTH} levels: flatten the payload`);
   }
   const list = Array.isArray(parsed) ? parsed : [parsed];
   if (list.length === 0) throw new IngestError(400, 'No events: the array is empty');

@@ -22,7 +22,8 @@ export interface LiveHandle {
   close(): Promise<void>;
 }
 
-const ROOM = /^(runs|workflows|events|run:[^\s]{1,255})$/;
+// Any run id may be followed, spaces and all (run ids are any text of up to 255 characters).
+const ROOM = /^(?:runs|workflows|events|run:[\s\S]{1,255})$/;
 
 /**
  * Pushes committed changes to viewer pages over socket.io: a page joins its room (`runs`, `workflows`,

@@ -40,10 +40,18 @@ export function encodeCursor(row: { createdAt: Date; id: string }): string {
   return `${row.createdAt.toISOString()}_${row.id}`;
 }
 
+/** Whether `text` is a decimal id Postgres can hold in a `bigint` (a larger one would be an SQL error). */
+export function isBigintId(text: string): boolean {
+  return /^\d{1,19}$/.test(text) && BigInt(text) <= 9_223_372_036_854_775_807n;
+}
+
 /** Parses a cursor; null when it is not one (the caller answers 400). */
 export function decodeCursor(text: string): { createdAt: string; id: string } | null {
   const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)_(\d{1,19})$/.exec(text);
-  if (!match || Number.isNaN(Date.parse(match[1]!))) return null;
+  if (!match || !isBigintId(match[2]!)) return null;
+  // Only a real instant that Postgres accepts: no February 30th (Date.parse rolls it over), no year 0.
+  const time = Date.parse(match[1]!);
+  if (Number.isNaN(time) || new Date(time).toISOString() !== match[1] || match[1]!.startsWith('0000')) return null;
   return { createdAt: match[1]!, id: match[2]! };
 }
 

@@ -8,9 +8,9 @@ import { packageDir } from '../paths.js';
 import type { RunStatus } from '../types.js';
 import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
-import { ingestHandlers } from './ingest.js';
+import { ingestHandler } from './ingest.js';
 import type { ResolvedRouterOptions } from './options.js';
-import { RUN_STATUSES, decodeCursor } from './queries.js';
+import { RUN_STATUSES, decodeCursor, isBigintId } from './queries.js';
 import type { RunFilter, ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
 
@@ -48,11 +48,36 @@ function wantsJson(req: Request): boolean {
 
 function text(value: unknown, what: string, max: number): string | null {
   if (value === undefined || value === '') return null;
-  if (typeof value !== 'string' || value.length > max) throw new HttpError(400, `Invalid ${what}: expected a string of at most ${max} characters`);
+  if (typeof value !== 'string' || value.length > max) throw new HttpError(400, `Invalid ${what}: expected one string of at most ${max} characters`);
+  // Postgres text cannot hold U+0000: bound as a parameter it would be an SQL error, not a filter.
+  if (value.includes('\u0000')) throw new HttpError(400, `Invalid ${what}: it contains the character U+0000`);
   return value;
 }
 
+/**
+ * Refuses query parameters a list does not know (`sort`, `order`, a misspelt filter): silently ignoring
+ * them would show an unfiltered list as if it were the filtered one.
+ */
+function onlyParameters(query: Request['query'], allowed: readonly string[]): void {
+  for (const key of Object.keys(query)) {
+    if (!allowed.includes(key)) {
+      throw new HttpError(400, `Unknown query parameter "${key.slice(0, 40)}": this list accepts ${allowed.join(', ')}`);
+    }
+  }
+}
+
+const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'before', 'limit', 'fragment'];
+const EVENT_LIST_PARAMETERS = ['name', 'before', 'fragment'];
+
+/** The run id of a URL; one that no run can have (too long, U+0000) is a 404 without asking Postgres. */
+function runIdParam(req: Request): string {
+  const runId = String(req.params.runId);
+  if (runId.length > 255 || runId.includes('\u0000')) throw new HttpError(404, 'No run with this id: run ids are at most 255 characters, without U+0000');
+  return runId;
+}
+
 function runFilter(query: Request['query'], pageSize: number): RunFilter {
+  onlyParameters(query, RUN_LIST_PARAMETERS);
   const status = text(query.status, 'status', 20);
   if (status !== null && !RUN_STATUSES.includes(status as RunStatus)) {
     throw new HttpError(400, `Invalid status: expected one of ${RUN_STATUSES.join(', ')}`);
@@ -60,9 +85,9 @@ function runFilter(query: Request['query'], pageSize: number): RunFilter {
   const before = text(query.before, 'cursor', 80);
   const cursor = before === null ? null : decodeCursor(before);
   if (before !== null && !cursor) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
-  const limitText = text(query.limit, 'limit', 4);
-  const limit = limitText === null ? pageSize : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new HttpError(400, 'Invalid limit: expected an integer from 1 to 500');
+  const limitText = query.limit;
+  const limit = limitText === undefined || limitText === '' ? pageSize : typeof limitText === 'string' && /^\d{1,3}$/.test(limitText) ? Number(limitText) : NaN;
+  if (!(limit >= 1 && limit <= 500)) throw new HttpError(400, 'Invalid limit: expected an integer from 1 to 500');
   return {
     status: status as RunStatus | null,
     workflow: text(query.workflow, 'workflow', 255),
@@ -70,6 +95,26 @@ function runFilter(query: Request['query'], pageSize: number): RunFilter {
     before: cursor,
     limit,
   };
+}
+
+/** What a 4xx error of Express or its body parser means, in words that say what to change. */
+function clientError(error: { status: number; type?: string }): { status: number; message: string } {
+  switch (error.type) {
+    case 'entity.too.large':
+      return { status: 413, message: 'The form is over the 200 kB limit of viewer actions: send a smaller payload' };
+    case 'parameters.too.many':
+      return { status: 413, message: 'The form has too many fields' };
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return { status: 415, message: 'Unsupported form encoding: send the form uncompressed, in UTF-8' };
+    case 'request.aborted':
+      return { status: 400, message: 'The request ended before its body was complete; send it again' };
+    default:
+      // Express answers 400 itself for a URL whose percent-encoding does not decode.
+      return error.status === 400
+        ? { status: 400, message: 'Bad request: the URL or form is malformed (check its percent-encoding)' }
+        : { status: error.status, message: 'Bad request' };
+  }
 }
 
 /**
@@ -98,7 +143,7 @@ export function createRouter(
     next();
   });
 
-  router.post('/events', ...ingestHandlers(flow, options));
+  router.post('/events', ingestHandler(flow, options));
 
   router.use((req, res, next) => {
     checkAccess(req, options).then((decision) => {
@@ -145,7 +190,7 @@ export function createRouter(
 
   // ---- One run ----------------------------------------------------------------------------------
   const runData = async (req: Request) => {
-    const runId = String(req.params.runId);
+    const runId = runIdParam(req);
     const timeline = await flow.timeline(runId);
     if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
     const related = await queries.runSummaries([...(timeline.run.parentRunId ? [timeline.run.parentRunId] : []), ...timeline.run.childRunIds]);
@@ -177,12 +222,14 @@ export function createRouter(
       }, next);
     };
   router.post('/runs/:runId/cancel', form, action(async (req) => {
-    await flow.cancel(String(req.params.runId), { reason: 'Cancelled from the viewer' });
-    return `/runs/${encodeURIComponent(String(req.params.runId))}`;
+    const runId = runIdParam(req);
+    await flow.cancel(runId, { reason: 'Cancelled from the viewer' });
+    return `/runs/${encodeURIComponent(runId)}`;
   }));
   router.post('/runs/:runId/retry', form, action(async (req) => {
-    await flow.retry(String(req.params.runId));
-    return `/runs/${encodeURIComponent(String(req.params.runId))}`;
+    const runId = runIdParam(req);
+    await flow.retry(runId);
+    return `/runs/${encodeURIComponent(runId)}`;
   }));
   router.post('/actions/send-event', form, action(async (req) => {
     const body = req.body as Record<string, unknown>;
@@ -222,9 +269,10 @@ export function createRouter(
 
   // ---- Events -----------------------------------------------------------------------------------
   const eventsData = async (req: Request) => {
+    onlyParameters(req.query, EVENT_LIST_PARAMETERS);
     const name = text(req.query.name, 'event name', 255);
     const before = text(req.query.before, 'cursor', 20);
-    if (before !== null && !/^\d{1,19}$/.test(before)) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
+    if (before !== null && !isBigintId(before)) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
     return { name, ...(await queries.listEvents({ name, beforeId: before, limit: options.pageSize })) };
   };
   router.get('/events', handle(async (req, res) => page(req, res, 'events', { ...(await eventsData(req)), live: 'events' }, 'events-list')));
@@ -248,8 +296,7 @@ export function createRouter(
       status = error.code === 'RUN_NOT_FOUND' ? 404 : error.code === 'INVALID_STATE' ? 409 : error.code === 'INVALID_ARGUMENT' || error.code === 'NOT_SERIALIZABLE' ? 400 : 500;
       if (status !== 500) message = error.message;
     } else if (typeof (error as { status?: number }).status === 'number' && (error as { status: number }).status < 500) {
-      status = (error as { status: number }).status;
-      message = 'Bad request';
+      ({ status, message } = clientError(error as { status: number; type?: string }));
     }
     if (status === 500) flow.options.logger.error('Viewer request failed', { path: req.path, error: (error as Error)?.message });
     if (res.headersSent) return;

@@ -3,7 +3,6 @@ import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NonRetriableError } from '../../lib/index.js';
 import type { DurableFlow, Worker, WorkflowContext } from '../../lib/index.js';
 import { launchBrowser, openPage } from '../helpers/browser.js';
 import { eventually, setupDatabase } from '../helpers/flow.js';
@@ -11,14 +10,6 @@ import type { TestContext } from '../helpers/flow.js';
 import { startViewer } from '../helpers/viewer.js';
 import type { ViewerServer } from '../helpers/viewer.js';
 
-/** Strings that must show as text everywhere and never run. */
-const HOSTILE = [
-  '<img src=x onerror=alert(1)>',
-  '</script><script>alert(2)</script>',
-  '"><svg onload=alert(3)>',
-  "javascript:alert(4)",
-  'line\u2028separator',
-];
 const CREDENTIALS = { username: 'ops', password: 'correct horse battery staple' };
 const CANCEL_QUESTION = 'Cancel this run (and the runs it started)?';
 
@@ -45,45 +36,8 @@ afterAll(async () => {
 const auth = { httpCredentials: CREDENTIALS };
 const screenshotsDir = process.env.SCREENSHOTS ? path.resolve(import.meta.dirname, '../../docs/screenshots') : undefined;
 
+// Hostile strings on every page, denied routes and CSRF: test/chaos/viewer.test.ts.
 describe('the viewer in Chromium', () => {
-  it('shows hostile strings in every field as text and opens no dialog', async () => {
-    const name = HOSTILE.join(' ');
-    const hostile = flow.workflow(HOSTILE[0]!, async ({ step, log }: WorkflowContext) => {
-      log.error(HOSTILE[1]!, { html: HOSTILE[2] });
-      await step.run(HOSTILE[3]!, () => ({ out: name }));
-      await step.run(HOSTILE[4]!, { retries: 0 }, () => {
-        throw new NonRetriableError(name);
-      });
-    });
-    const failing = await hostile.start({ input: name }, { runId: `run-${HOSTILE[2]}` });
-    await expect(failing.result()).rejects.toThrow();
-    const waiter = flow.workflow('hostile-waiter', async ({ step }: WorkflowContext) =>
-      step.waitForEvent('w', { event: HOSTILE[1]!, match: { k: HOSTILE[0] } }),
-    );
-    const waiting = await waiter.start({});
-    await eventually(async () => (await flow.getRun(waiting.runId))!.status === 'waiting');
-    await flow.notify(HOSTILE[0]!, { payload: name });
-
-    const { page, dialogs, context } = await openPage(browser, auth);
-    try {
-      for (const url of ['/', `/runs/${encodeURIComponent(failing.runId)}`, `/runs/${waiting.runId}`, '/workflows', '/events', `/?q=${encodeURIComponent(HOSTILE[0]!)}`]) {
-        const response = await page.goto(viewer.base + url);
-        expect(response!.status(), url).toBeLessThan(400);
-        await page.waitForLoadState('networkidle');
-      }
-      await page.goto(`${viewer.base}/runs/${encodeURIComponent(failing.runId)}`);
-      const text = await page.locator('main').innerText();
-      for (const s of HOSTILE.slice(0, 4)) expect(text).toContain(s);
-      // No element was injected.
-      expect(await page.locator('main img, main svg[onload], main script').count()).toBe(0);
-      await page.goto(`${viewer.base}/events`);
-      expect(await page.locator('main').innerText()).toContain(HOSTILE[0]);
-      expect(dialogs).toEqual([]);
-    } finally {
-      await context.close();
-    }
-  });
-
   it('updates the run list and a run page live, without a reload', async () => {
     const approval = flow.workflow('live-approval', async ({ step, log }: WorkflowContext<{ id: string }>) => {
       await step.run('create_request', () => ({ requested: true }));
@@ -151,8 +105,7 @@ describe('the viewer in Chromium', () => {
     }
   });
 
-  it('denies the pages and the live channel without credentials, and the live channel from another origin', async () => {
-    expect((await fetch(`${viewer.base}/`)).status).toBe(401);
+  it('denies the live channel without credentials and from another origin', async () => {
     const connect = (headers: Record<string, string>) =>
       new Promise<string>((resolve) => {
         const socket = ioClient(`${viewer.url}/durable_flow`, { path: '/durable_flow/socket.io', transports: ['polling'], extraHeaders: headers, reconnection: false });
