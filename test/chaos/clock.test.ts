@@ -6,21 +6,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
 import { DurableFlow as Flow } from '../../lib/index.js';
 import { killAllChildren, spawnFixture } from '../helpers/child.js';
-import { eventually, setupDatabase } from '../helpers/flow.js';
+import { eventually } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
-import { assertHistory, checkHistory, installHistory } from './history.js';
-import { registerChaosWorkflows } from './workflows.js';
+import { assertHistory, checkHistory } from './history.js';
+import type { registerChaosWorkflows } from './workflows.js';
+import { chaosSetup } from './setup.js';
 
 let ctx: TestContext;
 let flow: DurableFlow;
 let workflows: ReturnType<typeof registerChaosWorkflows>;
 
-beforeAll(async () => {
-  ctx = await setupDatabase('clock');
-  flow = ctx.flow({ leaseTtl: '2 seconds' });
-  workflows = registerChaosWorkflows(flow);
-  await installHistory(flow.pool);
-});
+beforeAll(async () => ({ ctx, flow, workflows } = await chaosSetup('clock')));
 afterEach(() => killAllChildren());
 afterAll(async () => {
   killAllChildren();

@@ -9,10 +9,11 @@ import { DurableFlow } from '../../lib/index.js';
 import { admin } from '../helpers/db.js';
 import { killAllChildren, spawnFixture } from '../helpers/child.js';
 import type { ChildWorker } from '../helpers/child.js';
-import { eventually, setupDatabase } from '../helpers/flow.js';
+import { eventually } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 import { assertHistory, checkHistory, installHistory, reportFigures } from './history.js';
 import { startOwnPostgres } from './own-postgres.js';
+import { chaosSetup } from './setup.js';
 import type { OwnPostgres } from './own-postgres.js';
 import { registerChaosWorkflows } from './workflows.js';
 
@@ -43,12 +44,7 @@ describe('on the shared server', () => {
   let flow: DurableFlow;
   let workflows: ReturnType<typeof registerChaosWorkflows>;
 
-  beforeAll(async () => {
-    ctx = await setupDatabase('dbfault');
-    flow = ctx.flow({ leaseTtl: '2 seconds' });
-    workflows = registerChaosWorkflows(flow);
-    await installHistory(flow.pool);
-  });
+  beforeAll(async () => ({ ctx, flow, workflows } = await chaosSetup('dbfault')));
   afterAll(async () => {
     killAllChildren();
     await ctx.cleanup();

@@ -4,30 +4,23 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
-import { createEffectsTable, registerCrashWorkflows } from '../fixtures/crash-workflows.js';
-import { killAllChildren, spawnFixture } from '../helpers/child.js';
+import { killAllChildren } from '../helpers/child.js';
+import { crashSetup, crashWorker } from '../helpers/crash.js';
 import { admin } from '../helpers/db.js';
-import { eventually, setupDatabase } from '../helpers/flow.js';
+import { eventually } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 
 let ctx: TestContext;
 let flow: DurableFlow;
 
-beforeAll(async () => {
-  ctx = await setupDatabase('notify');
-  flow = ctx.flow({ leaseTtl: '2 seconds', maxRecoveries: 1 });
-  registerCrashWorkflows(flow);
-  await createEffectsTable(flow);
-});
+beforeAll(async () => ({ ctx, flow } = await crashSetup('notify')));
 afterEach(() => killAllChildren());
 afterAll(async () => {
   killAllChildren();
   await ctx.cleanup();
 });
 
-function child(env: Record<string, string> = {}) {
-  return spawnFixture('worker-process.ts', { DATABASE_URL: ctx.db.url, LEASE_TTL_MS: '2000', MAX_RECOVERIES: '1', ...env });
-}
+const child = (env: Record<string, string> = {}) => crashWorker(ctx.db.url, env);
 
 describe('LISTEN/NOTIFY', () => {
   it('C1: wakes an idle worker at once, and again after its LISTEN connection is killed', async () => {

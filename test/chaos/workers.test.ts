@@ -5,29 +5,21 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { DurableFlow } from '../../lib/index.js';
-import { createEffectsTable, registerCrashWorkflows } from '../fixtures/crash-workflows.js';
-import { killAllChildren, spawnFixture } from '../helpers/child.js';
-import { setupDatabase } from '../helpers/flow.js';
+import { killAllChildren } from '../helpers/child.js';
+import { crashSetup, crashWorker } from '../helpers/crash.js';
 import type { TestContext } from '../helpers/flow.js';
 
 let ctx: TestContext;
 let flow: DurableFlow;
 
-beforeAll(async () => {
-  ctx = await setupDatabase('worker');
-  flow = ctx.flow({ leaseTtl: '2 seconds', maxRecoveries: 1 });
-  registerCrashWorkflows(flow);
-  await createEffectsTable(flow);
-});
+beforeAll(async () => ({ ctx, flow } = await crashSetup('worker')));
 afterEach(() => killAllChildren());
 afterAll(async () => {
   killAllChildren();
   await ctx.cleanup();
 });
 
-function child(env: Record<string, string> = {}) {
-  return spawnFixture('worker-process.ts', { DATABASE_URL: ctx.db.url, LEASE_TTL_MS: '2000', MAX_RECOVERIES: '1', ...env });
-}
+const child = (env: Record<string, string> = {}) => crashWorker(ctx.db.url, env);
 
 async function effects(runId: string): Promise<{ step: string; pid: number }[]> {
   const { rows } = await flow.pool.query('SELECT step, pid FROM test_effects WHERE run_id = $1 ORDER BY id', [runId]);

@@ -1,7 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
-import { createEffectsTable, registerCrashWorkflows } from '../fixtures/crash-workflows.js';
-import { killAllChildren } from '../helpers/child.js';
 import { eventually, setupDatabase } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 
@@ -10,15 +8,9 @@ let flow: DurableFlow;
 
 beforeAll(async () => {
   ctx = await setupDatabase('worker');
-  flow = ctx.flow({ leaseTtl: '2 seconds', maxRecoveries: 1 });
-  registerCrashWorkflows(flow);
-  await createEffectsTable(flow);
+  flow = ctx.flow({ leaseTtl: '2 seconds' });
 });
-afterEach(() => killAllChildren());
-afterAll(async () => {
-  killAllChildren();
-  await ctx.cleanup();
-});
+afterAll(() => ctx.cleanup());
 
 describe('claims and leases', () => {
 
