@@ -40,7 +40,7 @@ import type {
   WorkflowOptions,
 } from './types.js';
 import type { WorkflowDefinition } from './workflow/definition.js';
-import type { ExecutionEnv } from './workflow/executor.js';
+import type { ExecutionEnv } from './workflow/env.js';
 import { getRunRow, loadTimeline, toRunInfo } from './workflow/inspect.js';
 import type { Timeline } from './workflow/inspect.js';
 import { CommitBatcher } from './workflow/batcher.js';

@@ -11,7 +11,7 @@ import { DurableFlowError } from '../errors.js';
 import { MAX_TIMER_MS } from '../timers.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from '../workflow/definition.js';
 import { Execution } from '../workflow/executor.js';
-import type { ExecutionEnv, ExecutionOutcome } from '../workflow/executor.js';
+import type { ExecutionEnv, ExecutionOutcome } from '../workflow/env.js';
 import type { Listener } from './listener.js';
 
 export interface WorkerOptions {

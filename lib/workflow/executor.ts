@@ -1,75 +1,21 @@
 import { performance } from 'node:perf_hooks';
-import type pg from 'pg';
-import { backoffDelay, resolveBackoff } from '../config.js';
-import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
-import type { SqlTexts } from '../db/sql/index.js';
+import { resolveBackoff } from '../config.js';
 import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
-import {
-  DurableFlowError,
-  LeaseLostError,
-  NonDeterminismError,
-  deserializeError,
-  isNonRetriable,
-  serializeError,
-} from '../errors.js';
+import { DurableFlowError, LeaseLostError, deserializeError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson } from '../json.js';
-import type {
-  EventRecord,
-  LogLevel,
-  NotifyOptions,
-  StepContext,
-  StepRunOptions,
-  WorkflowLog,
-} from '../types.js';
+import type { LogLevel, StepContext, StepRunOptions, WorkflowLog } from '../types.js';
+import { runAttempt } from './attempt.js';
+import type { AttemptHost } from './attempt.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
-import type { CommitRequest, CommitResult } from './batcher.js';
+import type { ExecutionEnv, ExecutionOutcome } from './env.js';
+import { codeChanged, duplicateStepName, invalidStepName, stepKindChanged, workerCrashed } from './replay-errors.js';
 import { createStepApi } from './step-api.js';
-import { suspendTransaction } from './suspend.js';
-import { LogBuffer, parseJson, stepScope, withTimeout } from './writes.js';
+import { suspendStateOf, suspendTransaction } from './suspend.js';
+import type { Suspension, WaitSpec } from './suspend.js';
+import { LogBuffer, parseJson } from './writes.js';
 import type { PendingLog, PendingStep } from './writes.js';
-import type { WaitSpec } from './suspend.js';
-
-/** What an execution needs from the flow that runs it. */
-export interface ExecutionEnv {
-  pool: pg.Pool;
-  sql: SqlTexts;
-  options: ResolvedOptions;
-  lockNamespace: number;
-  clockOffsetMs(): number;
-  notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
-  /** Starts a run started by this one (step.invoke); idempotent on `idempotencyKey`. Returns its id. */
-  startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }): Promise<string>;
-  /** Stores writes of this execution (batched with other executions of this process). */
-  commit(request: CommitRequest): Promise<CommitResult>;
-  /** Called once the run's outcome is stored (in this process), for `result()` waiters. */
-  onFinished(runId: string, outcome: { status: 'completed' | 'failed'; output?: string; error?: StoredError }): void;
-  /** Fault-injection hook for tests; a no-op in production. */
-  debugPoint(name: string, data: Record<string, unknown>): Promise<void>;
-}
-
-export type ExecutionOutcome =
-  | { kind: 'completed' }
-  | { kind: 'failed' }
-  | { kind: 'suspended'; wakeAt: number | null }
-  | { kind: 'released' }
-  | { kind: 'lost' }
-  | { kind: 'error'; error: unknown };
-
-/** A step that cannot finish in this execution yet: a sleep, a wait, or a retry after backoff. */
-interface Suspension {
-  name: string;
-  kind: 'sleep' | 'wait' | 'retry';
-  /** Database-clock ms at which it is due (a wait's timeout); null for a wait without timeout. */
-  wakeAt: number | null;
-  position: number | null;
-  wait?: Omit<WaitSpec, 'name' | 'timeoutAt'>;
-  /** A retry: the error of the attempt that failed. */
-  error?: StoredError;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-}
 
 interface NewStep {
   name: string;
@@ -77,8 +23,6 @@ interface NewStep {
 }
 
 const MAX_STEP_NAME = 500;
-/** A step body still running after this long gets a `running` row, so the viewer shows it. */
-const RUNNING_MARKER_MS = 250;
 /** Log lines written inside a long step body are stored at most this late. */
 const LOG_FLUSH_MS = 200;
 
@@ -128,9 +72,9 @@ export class Execution {
   #tickScheduled = false;
   #stopRequested = false;
   #commitChain: Promise<unknown> = Promise.resolve();
-  #logTimer: NodeJS.Timeout | undefined;
   #finish!: (outcome: ExecutionOutcome) => void;
   readonly #done: Promise<ExecutionOutcome>;
+  readonly #attemptHost: AttemptHost;
 
   constructor(
     env: ExecutionEnv,
@@ -156,6 +100,30 @@ export class Execution {
     this.#done = new Promise((resolve) => {
       this.#finish = resolve;
     });
+    this.#attemptHost = {
+      runId: run.runId,
+      env,
+      signal: this.#abort.signal,
+      isOver: () => this.#ended || this.#aborted,
+      dbNow: () => this.dbNow(),
+      iso: (ms) => this.#iso(ms),
+      setPending: (row) => void this.#pendingSteps.set(row.name, row),
+      hasPending: (name) => this.#pendingSteps.has(name),
+      flush: () => this.#flush(),
+      guard: (work) => this.#guard(work),
+      retryAt: (name, wakeAt, position, error) =>
+        void this.#suspensions.set(name, { name, kind: 'retry', wakeAt, position, error, resolve: () => undefined, reject: () => undefined }),
+      failedFor: (error, name) => {
+        if (typeof error === 'object' && error !== null) this.#errorSteps.set(error, name);
+      },
+      leaseLost: () => this.leaseLost(),
+      fail: (error) => this.fail(error),
+      bodyStarted: () => void this.#running++,
+      bodyEnded: () => {
+        this.#running--;
+        this.#scheduleTick();
+      },
+    };
   }
 
   /** The database clock, estimated from the claim's reading plus monotonic time since (immune to app clock skew). */
@@ -172,18 +140,11 @@ export class Execution {
     return this.#done;
   }
 
-  get signal(): AbortSignal {
-    return this.#abort.signal;
-  }
-
   /** Runs the execution to its end. Never rejects. */
   start(): Promise<ExecutionOutcome> {
     const limit = 1 + this.#definition.maxRecoveries;
     if (this.run.claimCount > limit) {
-      const error = new DurableFlowError(
-        'WORKER_CRASHED',
-        `Run ${this.run.runId} of workflow "${this.run.workflow}" was claimed ${this.run.claimCount - 1} times in a row without its execution ending cleanly: the worker crashed, was killed or lost its lease each time (maxRecoveries is ${this.#definition.maxRecoveries}). It is failed so it stops crash-looping; fix the cause, then call flow.retry('${this.run.runId}').`,
-      );
+      const error = workerCrashed(this.run.runId, this.run.workflow, this.run.claimCount, this.#definition.maxRecoveries);
       this.#guard(this.#end({ kind: 'fail', error }));
       return this.#done;
     }
@@ -240,30 +201,16 @@ export class Execution {
    */
   #register(name: unknown, kind: string): { row: HistoryStep | undefined; since: string } {
     if (typeof name !== 'string' || name.length === 0 || name.length > MAX_STEP_NAME) {
-      throw this.fail(
-        new DurableFlowError(
-          'INVALID_ARGUMENT',
-          `Expected a step name to be a non-empty string of at most ${MAX_STEP_NAME} characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name} (${kind} step in workflow "${this.run.workflow}")`,
-        ),
-      );
+      throw this.fail(invalidStepName(name, kind, this.run.workflow, MAX_STEP_NAME));
     }
     if (this.#requested.has(name)) {
-      throw this.fail(
-        new DurableFlowError(
-          'DUPLICATE_STEP_NAME',
-          `Step name "${name}" was used twice in one run of workflow "${this.run.workflow}". Step names identify stored results, so each must be unique within a run: add a distinguishing part, e.g. \`${name}-\${item.id}\`.`,
-        ),
-      );
+      throw this.fail(duplicateStepName(name, this.run.workflow));
     }
     this.#requested.add(name);
     const row = this.#history.get(name);
     if (!row) this.#newNames.push(name);
     if (row && row.kind !== kind && row.status === 'succeeded') {
-      throw this.fail(
-        new NonDeterminismError(
-          `Step "${name}" of run ${this.run.runId} is stored as a ${row.kind} step but the workflow now calls it as a ${kind} step: the code changed under a run in flight. Restore the old step, or cancel the run.`,
-        ),
-      );
+      throw this.fail(stepKindChanged(name, this.run.runId, row.kind, kind));
     }
     const since = this.#stepMarks.get(this.#lastStepName) ?? this.run.createdSnapshot;
     this.#lastStepName = name;
@@ -312,115 +259,10 @@ export class Execution {
     return new Promise<T>((resolve, reject) => {
       this.#toStart.push({
         name,
-        start: () => void this.#executeBody(name, position, row, options, { retries, timeoutMs, backoff }, fn, resolve, reject),
+        start: () => void runAttempt(this.#attemptHost, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject }),
       });
       this.#scheduleTick();
     });
-  }
-
-  async #executeBody<T>(
-    name: string,
-    position: number,
-    row: HistoryStep | undefined,
-    options: StepRunOptions,
-    policy: { retries: number; timeoutMs: number | undefined; backoff: ResolvedBackoff },
-    fn: (context: StepContext) => T | Promise<T>,
-    resolve: (value: T) => void,
-    reject: (error: unknown) => void,
-  ): Promise<void> {
-    const attempt = (row?.attempts ?? 0) + 1;
-    const startedAt = this.#iso();
-    let cursor = row?.cursor ?? options.start;
-    const isCursor = 'start' in options;
-    const attemptAbort = new AbortController();
-    const context: StepContext = {
-      attempt,
-      idempotencyKey: `${this.run.runId}:${name}`,
-      runId: this.run.runId,
-      stepName: name,
-      signal: AbortSignal.any([this.#abort.signal, attemptAbort.signal]),
-      get cursor() {
-        return cursor;
-      },
-      advance: async (next: unknown) => {
-        if (!isCursor) {
-          throw new DurableFlowError('INVALID_ARGUMENT', `Step "${name}" is not a cursor step: give it a \`start\` option to use advance()`);
-        }
-        const encoded = encodeJson(next, `The cursor of step "${name}"`, this.#env.options.maxPayloadSize);
-        cursor = encoded === undefined ? undefined : JSON.parse(encoded);
-        this.#pendingSteps.set(name, {
-          name, kind: 'run', status: 'running', attempts: attempt - 1, position,
-          cursor: cursor ?? null, started_at: startedAt, completed_at: null, error: null,
-        });
-        await this.#flush();
-      },
-    };
-    this.#running++;
-    const marker = setTimeout(() => {
-      if (this.#pendingSteps.has(name) || this.#ended) return;
-      this.#pendingSteps.set(name, {
-        name, kind: 'run', status: 'running', attempts: attempt - 1, position,
-        started_at: startedAt, completed_at: null, error: row?.error as StoredError | null ?? null,
-        ...(isCursor ? { cursor: cursor ?? null } : {}),
-      });
-      this.#guard(this.#flush());
-    }, RUNNING_MARKER_MS);
-    marker.unref();
-    try {
-      await this.#env.debugPoint('STEP_BEFORE_BODY', { runId: this.run.runId, step: name, attempt });
-      const body = stepScope.run({ name, attempt }, () => Promise.resolve().then(() => fn(context)));
-      const value = await (policy.timeoutMs === undefined ? body : withTimeout(body, policy.timeoutMs, name, attemptAbort));
-      if (this.#ended || this.#aborted) return;
-      const encoded = encodeJson(value, `The result of step "${name}"`, this.#env.options.maxPayloadSize);
-      this.#pendingSteps.set(name, {
-        name, kind: 'run', status: 'succeeded', attempts: attempt, position, result: encoded,
-        error: null, started_at: startedAt, completed_at: this.#iso(),
-        ...(isCursor ? { cursor: cursor ?? null } : {}),
-      });
-      await this.#env.debugPoint('STEP_AFTER_BODY', { runId: this.run.runId, step: name, attempt });
-      resolve(parseJson(encoded) as T);
-    } catch (error) {
-      if (this.#ended || this.#aborted) return;
-      if (error instanceof LeaseLostError) {
-        this.leaseLost();
-        return;
-      }
-      const stored = serializeError(error, name);
-      // Every failed attempt stays visible (the last ten), even once a later attempt succeeds.
-      const failures = [
-        ...((row?.metadata.failures as unknown[] | undefined) ?? []),
-        { attempt, class: stored.class, message: stored.message.slice(0, 500), at: this.#iso() },
-      ].slice(-10);
-      if (!isNonRetriable(error) && attempt <= policy.retries) {
-        let retryAt: number;
-        try {
-          retryAt = this.dbNow() + backoffDelay(policy.backoff, attempt, `the backoff of step "${name}"`);
-        } catch (backoffError) {
-          this.fail(backoffError as Error);
-          return;
-        }
-        this.#pendingSteps.set(name, {
-          name, kind: 'run', status: 'retrying', attempts: attempt, position, error: stored,
-          metadata: { retryAt: this.#iso(retryAt), failures }, started_at: startedAt, completed_at: null,
-          ...(isCursor ? { cursor: cursor ?? null } : {}),
-        });
-        this.#suspensions.set(name, {
-          name, kind: 'retry', wakeAt: retryAt, position, error: stored, resolve: () => undefined, reject: () => undefined,
-        });
-      } else {
-        this.#pendingSteps.set(name, {
-          name, kind: 'run', status: 'failed', attempts: attempt, position, error: stored,
-          metadata: { failures }, started_at: startedAt, completed_at: this.#iso(),
-        });
-        if (typeof error === 'object' && error !== null) this.#errorSteps.set(error, name);
-        reject(error);
-      }
-    } finally {
-      clearTimeout(marker);
-      attemptAbort.abort();
-      this.#running--;
-      this.#scheduleTick();
-    }
   }
 
   /** @internal step.sleep / sleepUntil: `wakeAtIfNew` gives the wake time the first time only. */
@@ -502,13 +344,7 @@ export class Execution {
       stepId: (name) => this.#stepIds.get(name) ?? null,
       at: this.#iso(),
     });
-    if (this.#running > 0 && !this.#logTimer) {
-      this.#logTimer = setTimeout(() => {
-        this.#logTimer = undefined;
-        if (this.#logs.size > 0 && !this.#ended) this.#guard(this.#flush());
-      }, LOG_FLUSH_MS);
-      this.#logTimer.unref();
-    }
+    if (this.#running > 0) this.#logs.flushWithin(LOG_FLUSH_MS, () => this.#ended || this.#guard(this.#flush()));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -590,21 +426,13 @@ export class Execution {
     this.#newNames = [];
     const unvisited = [...this.#history.keys()].filter((name) => !this.#requested.has(name));
     if (unvisited.length === 0) return;
-    this.fail(
-      new NonDeterminismError(
-        `The code of workflow "${this.run.workflow}" no longer matches the history of run ${this.run.runId}: it calls new step ${fresh.map((n) => `"${n}"`).join(', ')} while stored step ${unvisited.map((n) => `"${n}"`).join(', ')} ${unvisited.length === 1 ? 'was' : 'were'} not reached. A step was renamed, removed or inserted while this run was in flight. Restore the previous step names (or deploy the change only for new runs), then call flow.retry('${this.run.runId}'); or cancel the run.`,
-      ),
-    );
+    this.fail(codeChanged(this.run.workflow, this.run.runId, fresh, unvisited));
   }
 
   #takePending(): { steps: PendingStep[]; logs: PendingLog[] } {
     const steps = [...this.#pendingSteps.values()];
     const logs = this.#logs.take();
     this.#pendingSteps.clear();
-    if (this.#logTimer) {
-      clearTimeout(this.#logTimer);
-      this.#logTimer = undefined;
-    }
     return { steps, logs };
   }
 
@@ -667,7 +495,7 @@ export class Execution {
       waits,
       iso: (ms) => this.#iso(ms),
       mustContinue: due.length > 0,
-      suspendState: () => this.#suspendState(),
+      suspendState: () => suspendStateOf(this.#suspensions.values()),
     });
     this.#recordStepIds(result.stepIds);
     if (result.kind === 'suspended') {
@@ -694,44 +522,21 @@ export class Execution {
     this.#scheduleTick();
   }
 
-  /** The run's status and next wake-up while suspended: a retry shows as `retrying` (with its error), then a wait as `waiting`. */
-  #suspendState(): { status: string; wakeAt: number | null; error: StoredError | undefined } {
-    let wakeAt: number | null = null;
-    let status = 'sleeping';
-    let error: StoredError | undefined;
-    for (const s of this.#suspensions.values()) {
-      if (s.wakeAt !== null) wakeAt = wakeAt === null ? s.wakeAt : Math.min(wakeAt, s.wakeAt);
-      if (s.kind === 'retry') {
-        status = 'retrying';
-        error ??= s.error;
-      } else if (s.kind === 'wait' && status !== 'retrying') {
-        status = 'waiting';
-      }
-    }
-    return { status, wakeAt, error };
-  }
-
   /** Ends the execution with a final write: complete, fail or hand back the run. */
   async #end(how: { kind: 'complete'; value: unknown } | { kind: 'fail'; error: unknown } | { kind: 'release' }): Promise<void> {
     await this.#commitChain;
     if (this.#ended) return;
-    let status: string;
+    let status = how.kind === 'complete' ? 'completed' : how.kind === 'fail' ? 'failed' : 'ready';
     let output: string | undefined;
     let error: StoredError | undefined;
-    if (how.kind === 'complete') {
-      try {
-        output = encodeJson(how.value, `The output of workflow "${this.run.workflow}"`, this.#env.options.maxPayloadSize);
-        status = 'completed';
-      } catch (encodeError) {
-        status = 'failed';
-        error = serializeError(encodeError);
-      }
-    } else if (how.kind === 'fail') {
+    try {
+      if (how.kind === 'complete') output = encodeJson(how.value, `The output of workflow "${this.run.workflow}"`, this.#env.options.maxPayloadSize);
+    } catch (encodeError) {
       status = 'failed';
-      const step = typeof how.error === 'object' && how.error !== null ? this.#errorSteps.get(how.error) : undefined;
-      error = serializeError(how.error, step);
-    } else {
-      status = 'ready';
+      error = serializeError(encodeError);
+    }
+    if (how.kind === 'fail') {
+      error = serializeError(how.error, typeof how.error === 'object' && how.error !== null ? this.#errorSteps.get(how.error) : undefined);
     }
     const { steps, logs } = this.#takePending();
     await this.#env.debugPoint('END_BEFORE_COMMIT', { runId: this.run.runId, status });
@@ -782,7 +587,7 @@ export class Execution {
   #conclude(outcome: ExecutionOutcome): void {
     if (this.#ended) return;
     this.#ended = true;
-    if (this.#logTimer) clearTimeout(this.#logTimer);
+    this.#logs.cancelFlush();
     if (outcome.kind !== 'suspended' && outcome.kind !== 'completed' && outcome.kind !== 'failed') {
       if (!this.#abort.signal.aborted) this.#abort.abort(new LeaseLostError(this.run.runId));
     }

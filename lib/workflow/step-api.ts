@@ -12,7 +12,8 @@ import type {
   WaitForEventOptions,
   WorkflowRef,
 } from '../types.js';
-import type { Execution, ExecutionEnv } from './executor.js';
+import type { ExecutionEnv } from './env.js';
+import type { Execution } from './executor.js';
 import { WORKFLOW_FINISHED_EVENT } from './suspend.js';
 
 /** Longest invokeMany key (it becomes part of two step names). */

@@ -23,6 +23,37 @@ export interface WaitSpec {
   watch?: string | undefined;
 }
 
+/** A step that cannot finish in this execution yet: a sleep, a wait, or a retry after backoff. */
+export interface Suspension {
+  name: string;
+  kind: 'sleep' | 'wait' | 'retry';
+  /** Database-clock ms at which it is due (a wait's timeout); null for a wait without timeout. */
+  wakeAt: number | null;
+  position: number | null;
+  wait?: Omit<WaitSpec, 'name' | 'timeoutAt'>;
+  /** A retry: the error of the attempt that failed. */
+  error?: StoredError;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** The run's status and next wake-up while suspended: a retry shows as `retrying` (with its error), then a wait as `waiting`. */
+export function suspendStateOf(suspensions: Iterable<Suspension>): { status: string; wakeAt: number | null; error: StoredError | undefined } {
+  let wakeAt: number | null = null;
+  let status = 'sleeping';
+  let error: StoredError | undefined;
+  for (const s of suspensions) {
+    if (s.wakeAt !== null) wakeAt = wakeAt === null ? s.wakeAt : Math.min(wakeAt, s.wakeAt);
+    if (s.kind === 'retry') {
+      status = 'retrying';
+      error ??= s.error;
+    } else if (s.kind === 'wait' && status !== 'retrying') {
+      status = 'waiting';
+    }
+  }
+  return { status, wakeAt, error };
+}
+
 export interface SuspendRequest {
   pool: pg.Pool;
   /** The batched commit, for a suspension without waits (one statement). */

@@ -43,6 +43,7 @@ export const stepScope = new AsyncLocalStorage<{ name: string; attempt: number }
  */
 export class LogBuffer {
   #pending: PendingLog[] = [];
+  #timer: NodeJS.Timeout | undefined;
   readonly #counters = new Map<string, number>();
   readonly #maxPayloadSize: number;
 
@@ -80,10 +81,26 @@ export class LogBuffer {
     });
   }
 
+  /** Calls `flush` within `ms` unless the lines are taken before (lines written inside a long step body). */
+  flushWithin(ms: number, flush: () => void): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#pending.length > 0) flush();
+    }, ms);
+    this.#timer.unref();
+  }
+
   take(): PendingLog[] {
+    this.cancelFlush();
     const logs = this.#pending;
     this.#pending = [];
     return logs;
+  }
+
+  cancelFlush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }
 

@@ -1,0 +1,32 @@
+import type pg from 'pg';
+import type { ResolvedOptions } from '../config.js';
+import type { SqlTexts } from '../db/sql/index.js';
+import type { StoredError } from '../errors.js';
+import type { EventRecord, NotifyOptions } from '../types.js';
+import type { CommitRequest, CommitResult } from './batcher.js';
+
+/** What an execution needs from the flow that runs it. */
+export interface ExecutionEnv {
+  pool: pg.Pool;
+  sql: SqlTexts;
+  options: ResolvedOptions;
+  lockNamespace: number;
+  clockOffsetMs(): number;
+  notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
+  /** Starts a run started by this one (step.invoke); idempotent on `idempotencyKey`. Returns its id. */
+  startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }): Promise<string>;
+  /** Stores writes of this execution (batched with other executions of this process). */
+  commit(request: CommitRequest): Promise<CommitResult>;
+  /** Called once the run's outcome is stored (in this process), for `result()` waiters. */
+  onFinished(runId: string, outcome: { status: 'completed' | 'failed'; output?: string; error?: StoredError }): void;
+  /** Fault-injection hook for tests; a no-op in production. */
+  debugPoint(name: string, data: Record<string, unknown>): Promise<void>;
+}
+
+export type ExecutionOutcome =
+  | { kind: 'completed' }
+  | { kind: 'failed' }
+  | { kind: 'suspended'; wakeAt: number | null }
+  | { kind: 'released' }
+  | { kind: 'lost' }
+  | { kind: 'error'; error: unknown };
