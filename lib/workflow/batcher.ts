@@ -45,7 +45,8 @@ export class CommitBatcher {
   }
 }
 
-async function sendCommits(pool: pg.Pool, sql: SqlTexts, offsetMs: number, batch: CommitRequest[]): Promise<CommitResult[]> {
+/** Sends commit requests as one commitBatch statement (on the pool, or on a transaction's client). */
+export async function sendCommits(db: pg.Pool | pg.PoolClient, sql: SqlTexts, offsetMs: number, batch: CommitRequest[]): Promise<CommitResult[]> {
   const requests = [];
   const steps = [];
   const logs = [];
@@ -62,7 +63,7 @@ async function sendCommits(pool: pg.Pool, sql: SqlTexts, offsetMs: number, batch
     for (const step of request.steps) steps.push({ run: request.run, ...step });
     for (const log of request.logs) logs.push({ run: request.run, ...log });
   }
-  const { rows } = await runSql<{ held: (string | number)[]; steps: [string | number, string | number, string][] }>(pool, sql.commitBatch, [
+  const { rows } = await runSql<{ held: (string | number)[]; steps: [string | number, string | number, string][] }>(db, sql.commitBatch, [
     JSON.stringify(requests),
     JSON.stringify(steps),
     JSON.stringify(logs),

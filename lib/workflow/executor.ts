@@ -490,8 +490,6 @@ export class Execution {
       offsetMs: this.#env.clockOffsetMs(),
       run: this.run,
       snapshot: this.#snapshot,
-      steps: JSON.stringify(steps),
-      logs: JSON.stringify(logs),
       waits,
       iso: (ms) => this.#iso(ms),
       mustContinue: due.length > 0,

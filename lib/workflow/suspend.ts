@@ -3,6 +3,7 @@ import { fromPg, withTransaction } from '../db/queryable.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
+import { sendCommits } from './batcher.js';
 import type { CommitRequest, CommitResult } from './batcher.js';
 import type { PendingLog, PendingStep } from './writes.js';
 
@@ -64,9 +65,6 @@ export interface SuspendRequest {
   offsetMs: number;
   run: { id: string; runId: string; epoch: string };
   snapshot: string;
-  /** Pending step and log writes (JSON for commitSteps). */
-  steps: string;
-  logs: string;
   waits: WaitSpec[];
   iso(ms: number): string;
   /** Something already settled (a sleep that is over): store everything, but do not suspend. */
@@ -127,7 +125,7 @@ function outcomeOf(run: WatchedRun): Record<string, unknown> {
  * its next wake-up) and its lease released.
  *
  * Lock order, as everywhere: event-name advisory locks (sorted) → watched runs (marked `watched`, by id; a
- * child before its parent) → this run (the fence of commitSteps) → its waits (FOR UPDATE in resolveWaits).
+ * child before its parent) → this run (the fence of commitBatch) → its waits (FOR UPDATE in resolveWaits).
  */
 export async function suspendTransaction(request: SuspendRequest): Promise<SuspendResult> {
   const { sql, run, waits } = request;
@@ -155,8 +153,8 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     if (watchIds.length > 0) {
       for (const row of await db.query<WatchedRun>(sql.lockWatchedRuns, [watchIds])) watched.set(row.run_id, row);
     }
-    const [fence] = await db.query<{ held: number; steps: unknown }>(sql.commitSteps, [run.id, run.epoch, request.steps, request.logs, request.snapshot]);
-    if (!fence || fence.held === 0) throw new LeaseLostError(run.runId);
+    const [fence] = await sendCommits(client, sql, request.offsetMs, [{ run: run.id, epoch: run.epoch, snapshot: request.snapshot, ...request.pending }]);
+    if (!fence?.held) throw new LeaseLostError(run.runId);
     if (waits.length === 0) return { kind: 'settled' as const, settled: [], stepIds: fence.steps };
 
     const fresh = waits.filter((w) => w.isNew);

@@ -5,7 +5,7 @@ import { encodeJson, isPlainObject } from '../json.js';
 import { longTimeout } from '../timers.js';
 import type { LogLevel } from '../types.js';
 
-/** A step write waiting for the next commit (the JSON commitSteps reads). */
+/** A step write waiting for the next commit (the JSON commitBatch reads). */
 export interface PendingStep {
   name: string;
   kind: string;

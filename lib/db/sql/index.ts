@@ -1,7 +1,6 @@
 import type { Tables } from '../tables.js';
 import { claimRuns, orphanedWorkflows } from './claimRuns.js';
 import { commitBatch } from './commitBatch.js';
-import { commitSteps } from './commitSteps.js';
 import { heartbeat } from './heartbeat.js';
 import { notifyEvent } from './insertEvent.js';
 import { findRunsByKeys, insertRuns } from './insertRun.js';
@@ -26,8 +25,6 @@ export function buildSql(t: Tables) {
     findRunsByKeys: findRunsByKeys(t),
     claimRuns: claimRuns(t),
     orphanedWorkflows: orphanedWorkflows(t),
-    commitSteps: commitSteps(t, false),
-    commitStepsAndTransition: commitSteps(t, true),
     commitBatch: commitBatch(t),
     lockEventNames: lockEventNames(t),
     insertWaits: insertWaits(t),
