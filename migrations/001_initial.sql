@@ -197,6 +197,28 @@ BEGIN
 END
 $$;
 
+-- Leases runs the caller has locked to p_owner until p_lease: what every claim writes (durable_flow_claim,
+-- and durable_flow_notify for runs it wakes for a local worker). Returns the claimed runs as the
+-- worker reads them, and the ids of those that ran before (their history is replayed).
+CREATE FUNCTION {{schema}}.durable_flow_lease(
+  p_ids bigint[], p_owner text, p_now timestamptz, p_lease timestamptz, OUT runs jsonb, OUT replay bigint[]
+) LANGUAGE sql AS $$
+  WITH previous AS (
+    SELECT id, started_at FROM {{schema}}.durable_flow_workflow_runs WHERE id = ANY(p_ids)
+  ), claimed AS (
+    UPDATE {{schema}}.durable_flow_workflow_runs r SET
+      status = 'running', lease_owner = p_owner, lease_epoch = r.lease_epoch + 1,
+      lease_expires_at = p_lease, wake_at = p_lease, claim_count = r.claim_count + 1,
+      attempts = r.attempts + 1, started_at = coalesce(r.started_at, p_now), updated_at = clock_timestamp()
+    FROM previous
+    WHERE r.id = previous.id
+    RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
+              r.attempts, r.created_snapshot, r.parent_run_id, r.queue_name,
+              previous.started_at IS NOT NULL AS replay
+  )
+  SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}') FROM claimed c
+$$;
+
 -- A worker's claim, in one round trip: up to p_limit due runs of its queues and workflows, leased to
 -- p_owner, with their step history, the time the next not-yet-due run wakes, the database clock and a
 -- snapshot (the low-water mark of waits created in these executions).
@@ -228,34 +250,25 @@ DECLARE
   v_replay bigint[] := '{}';
   v_more_replay bigint[];
   v_count integer := 0;
+  v_due bigint[];
   v_candidates bigint[];
   v_keys text[];
   v_admit bigint[];
   v_block bigint[];
 BEGIN
-  -- Runs without a concurrency limit: lock and lease in one statement.
-  WITH due AS (
-    SELECT r.id, r.started_at AS previous_started_at
-    FROM {{schema}}.durable_flow_workflow_runs r
+  -- Runs without a concurrency limit: lock the due ones, lease them.
+  SELECT coalesce(array_agg(d.id), '{}'), count(*) INTO v_due, v_count
+  FROM (
+    SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
       AND r.concurrency_key IS NULL
     ORDER BY r.priority, r.wake_at, r.id
     LIMIT p_limit
     FOR UPDATE OF r SKIP LOCKED
-  ), claimed AS (
-    UPDATE {{schema}}.durable_flow_workflow_runs r SET
-      status = 'running', lease_owner = p_owner, lease_epoch = r.lease_epoch + 1,
-      lease_expires_at = v_lease, wake_at = v_lease, claim_count = r.claim_count + 1,
-      attempts = r.attempts + 1, started_at = coalesce(r.started_at, v_now), updated_at = clock_timestamp()
-    FROM due
-    WHERE r.id = due.id
-    RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
-              r.attempts, r.created_snapshot, r.parent_run_id, r.queue_name,
-              due.previous_started_at IS NOT NULL AS replay
-  )
-  SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}'), count(*)
-    INTO v_runs, v_replay, v_count
-  FROM claimed c;
+  ) d;
+  IF v_count > 0 THEN
+    SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease) l;
+  END IF;
 
   -- Runs with a concurrency limit, when slots remain and some are due.
   IF v_count < p_limit AND EXISTS (
@@ -302,22 +315,7 @@ BEGIN
            updated_at = clock_timestamp()
     WHERE id = ANY(v_block);
 
-    WITH previous AS (
-      SELECT id, started_at FROM {{schema}}.durable_flow_workflow_runs WHERE id = ANY(v_admit)
-    ), claimed AS (
-      UPDATE {{schema}}.durable_flow_workflow_runs r SET
-        status = 'running', lease_owner = p_owner, lease_epoch = r.lease_epoch + 1,
-        lease_expires_at = v_lease, wake_at = v_lease, claim_count = r.claim_count + 1,
-        attempts = r.attempts + 1, started_at = coalesce(r.started_at, v_now), updated_at = clock_timestamp()
-      FROM previous
-      WHERE r.id = previous.id
-      RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
-                r.attempts, r.created_snapshot, r.parent_run_id, r.queue_name,
-                previous.started_at IS NOT NULL AS replay
-    )
-    SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}')
-      INTO v_more, v_more_replay
-    FROM claimed c;
+    SELECT l.runs, l.replay INTO v_more, v_more_replay FROM {{schema}}.durable_flow_lease(v_admit, p_owner, v_now, v_lease) l;
     v_runs := v_runs || v_more;
     v_replay := v_replay || v_more_replay;
   END IF;
@@ -457,29 +455,14 @@ BEGIN
 
     -- Runs for a worker of the calling process: claimed now.
     IF p_claim_limit > 0 THEN
-      WITH q AS (
-        SELECT r.id, r.started_at AS previous_started_at FROM {{schema}}.durable_flow_workflow_runs r
-        WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
-          AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
-          AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
-        ORDER BY r.id LIMIT p_claim_limit
-      ), c AS (
-        UPDATE {{schema}}.durable_flow_workflow_runs r SET
-          status = 'running',
-          lease_owner = p_owner,
-          lease_epoch = r.lease_epoch + 1,
-          lease_expires_at = v_now + p_lease_ms * interval '1 millisecond',
-          wake_at = v_now + p_lease_ms * interval '1 millisecond',
-          claim_count = r.claim_count + 1,
-          attempts = r.attempts + 1,
-          started_at = coalesce(r.started_at, v_now),
-          updated_at = clock_timestamp()
-        FROM q WHERE r.id = q.id
-        RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
-                  r.attempts, r.created_snapshot, r.parent_run_id, r.queue_name,
-                  q.previous_started_at IS NOT NULL AS replay
-      )
-      SELECT coalesce(json_agg(c), '[]'), coalesce(array_agg(c.id), '{}') INTO v_claimed, v_claimed_ids FROM c;
+      SELECT l.runs, l.replay INTO v_claimed, v_claimed_ids
+      FROM {{schema}}.durable_flow_lease(
+        ARRAY(SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
+              WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
+                AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
+                AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
+              ORDER BY r.id LIMIT p_claim_limit),
+        p_owner, v_now, v_now + p_lease_ms * interval '1 millisecond') l;
     END IF;
     -- The others that are suspended become due; a run still executing finds its matched wait when it
     -- next suspends.
