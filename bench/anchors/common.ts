@@ -333,3 +333,87 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
     clearTimeout(timer);
   }
 }
+
+/** Chains run before each measured phase, so no figure includes a cold start. */
+const CHAIN_WARMUP = 20;
+
+/** A job queue measured with 3-job chains (graphile-worker, pg-boss): how to drive it. */
+export interface ChainQueue {
+  system: string;
+  version: string;
+  db: BenchDb;
+  /** Chains end through this (the queue's last job calls `ends.end(id)`). */
+  ends: ChainEnds;
+  /** Starts the queue's workers. */
+  start(): Promise<void>;
+  /** Adds the first job of chain `id`. */
+  addFirst(id: string): Promise<void>;
+  /** Stops the workers and closes every connection; safe to call when stopped. */
+  stop(): Promise<void>;
+  /** What the throughput and latency notes say about the setup. */
+  describe: { add: string; setup: string; end: string };
+  throughputTimeoutMs: number;
+}
+
+/**
+ * The queue anchors' figures: throughput of `n` chains whose first jobs are all added at once (from
+ * the first add to the last chain end), then, after a VACUUM (ANALYZE), sequential chains measured by
+ * measureSequential (latency, commits and WAL flushes per chain). Each start is warmed up by WARMUP
+ * chains. The caller creates and drops the database and stops the queue in the end.
+ */
+export async function measureChains(queue: ChainQueue, options: { n: number; seq: number }): Promise<AnchorResult[]> {
+  const { system, version, ends } = queue;
+  const { n, seq } = options;
+  const oneChain = async (id: string): Promise<number> => {
+    const t = performance.now();
+    const end = ends.expect(id);
+    await queue.addFirst(id);
+    return (await withTimeout(end, 30_000, `${system} chain ${id}`)) - t;
+  };
+  const startWarm = async (tag: string) => {
+    await queue.start();
+    for (let i = 0; i < CHAIN_WARMUP; i++) await oneChain(`${tag}-warm-${i}`);
+  };
+  const results: AnchorResult[] = [];
+
+  await startWarm('a');
+  const ids = Array.from({ length: n }, (_, i) => `tp-${i}`);
+  const endPromises = ids.map((id) => ends.expect(id));
+  const t0 = performance.now();
+  await Promise.all(ids.map((id) => queue.addFirst(id)));
+  const addedMs = performance.now() - t0;
+  const endTimes = await withTimeout(Promise.all(endPromises), queue.throughputTimeoutMs, `${system} throughput`);
+  const elapsed = Math.max(...endTimes) - t0;
+  results.push({
+    system,
+    version,
+    figure: 'throughput_1',
+    value: round(n / (elapsed / 1000), 1),
+    unit: 'chains/s',
+    notes: `${n} 3-job chains, first jobs added by ${n} concurrent ${queue.describe.add} calls (${round(addedMs / 1000, 2)} s); ${queue.describe.setup}; ${round(elapsed / 1000, 2)} s to the last chain end`,
+  });
+  await queue.stop();
+
+  await vacuumAnalyze(queue.db.url);
+  let phase = 0;
+  const sequential = await measureSequential(
+    {
+      start: () => startWarm(`p${++phase}`),
+      run: async (count) => {
+        const latencies: number[] = [];
+        for (let i = 0; i < count; i++) latencies.push(await oneChain(`p${phase}-seq-${i}`));
+        return latencies;
+      },
+      stop: () => queue.stop(),
+    },
+    { system, version, dbName: queue.db.name, seq, unit: 'chain' },
+  );
+  const latNote = `${seq} sequential chains (each start warmed up by ${CHAIN_WARMUP} chains): ${queue.describe.add} of the first job → ${queue.describe.end}; ${queue.describe.setup}`;
+  results.push(
+    { system, version, figure: 'latency_median', value: round(percentile(sequential.latencies, 50)), unit: 'ms', notes: latNote },
+    { system, version, figure: 'latency_p99', value: round(percentile(sequential.latencies, 99)), unit: 'ms', notes: latNote },
+    ...sequential.results,
+  );
+  if (ends.unexpected > 0) throw new Error(`${system} anchor: ${ends.unexpected} chains ended twice or unexpectedly`);
+  return results;
+}

@@ -12,24 +12,13 @@
  * one chain at a time; commits and WAL flushes per chain over those sequential chains, measured
  * against idle control phases of the same shape (see common.ts measureSequential).
  */
-import { performance } from 'node:perf_hooks';
 import { Logger, run } from 'graphile-worker';
 import type { Runner, TaskList } from 'graphile-worker';
 import type { AnchorResult } from './common.js';
-import {
-  ChainEnds,
-  createDb,
-  installedVersion,
-  measureSequential,
-  percentile,
-  round,
-  vacuumAnalyze,
-  withTimeout,
-} from './common.js';
+import { ChainEnds, createDb, installedVersion, measureChains } from './common.js';
 
 const SYSTEM = 'graphile-worker';
 const CONCURRENCY = 10;
-const WARMUP = 20;
 
 interface ChainPayload {
   id: string;
@@ -69,27 +58,12 @@ async function start(url: string, ends: ChainEnds): Promise<Runner> {
   });
 }
 
-async function oneChain(runner: Runner, ends: ChainEnds, id: string): Promise<number> {
-  const t = performance.now();
-  const end = ends.expect(id);
-  await runner.addJob('anchor_step1', { id });
-  const at = await withTimeout(end, 30_000, `graphile chain ${id}`);
-  return at - t;
-}
-
-async function warmUp(runner: Runner, ends: ChainEnds, tag: string): Promise<void> {
-  for (let i = 0; i < WARMUP; i++) await oneChain(runner, ends, `${tag}-warm-${i}`);
-}
-
 export interface GraphileOptions {
   n: number;
   seq: number;
 }
 
 export async function runGraphile(options: GraphileOptions): Promise<AnchorResult[]> {
-  const { n, seq } = options;
-  const version = installedVersion('graphile-worker');
-  const results: AnchorResult[] = [];
   const ends = new ChainEnds();
   const db = await createDb('anchor_graphile');
   let runner: Runner | undefined;
@@ -99,70 +73,26 @@ export async function runGraphile(options: GraphileOptions): Promise<AnchorResul
     if (r) await r.stop();
   };
   try {
-    // ---- Phase A: throughput ----
-    runner = await start(db.url, ends);
-    await warmUp(runner, ends, 'a');
-    const ids = Array.from({ length: n }, (_, i) => `tp-${i}`);
-    const endPromises = ids.map((id) => ends.expect(id));
-    const t0 = performance.now();
-    const r = runner;
-    await Promise.all(ids.map((id) => r.addJob('anchor_step1', { id })));
-    const addedMs = performance.now() - t0;
-    const endTimes = await withTimeout(Promise.all(endPromises), 300_000, 'graphile throughput');
-    const elapsed = Math.max(...endTimes) - t0;
-    results.push({
-      system: SYSTEM,
-      version,
-      figure: 'throughput_1',
-      value: round(n / (elapsed / 1000), 1),
-      unit: 'chains/s',
-      notes: `${n} 3-job chains, first jobs added by ${n} concurrent runner.addJob calls (${round(addedMs / 1000, 2)} s), one runner, concurrency ${CONCURRENCY}; ${round(elapsed / 1000, 2)} s to the last chain end`,
-    });
-    await stop();
-
-    // ---- Sequential chains: latency, commits and WAL flushes per chain ----
-    await vacuumAnalyze(db.url);
-    let phase = 0;
-    const sequential = await measureSequential(
+    return await measureChains(
       {
+        system: SYSTEM,
+        version: installedVersion('graphile-worker'),
+        db,
+        ends,
         start: async () => {
-          phase++;
           runner = await start(db.url, ends);
-          await warmUp(runner, ends, `p${phase}`);
         },
-        run: async (count) => {
-          const latencies: number[] = [];
-          for (let i = 0; i < count; i++) latencies.push(await oneChain(runner!, ends, `p${phase}-seq-${i}`));
-          return latencies;
+        addFirst: async (id) => {
+          await runner!.addJob('anchor_step1', { id });
         },
         stop,
+        describe: { add: 'runner.addJob', setup: `one runner, concurrency ${CONCURRENCY}`, end: 'third task function returns' },
+        throughputTimeoutMs: 300_000,
       },
-      { system: SYSTEM, version, dbName: db.name, seq, unit: 'chain' },
+      options,
     );
-    const latNote = `${seq} sequential chains (each runner start warmed up by ${WARMUP} chains): runner.addJob of the first job → third task function returns`;
-    results.push(
-      {
-        system: SYSTEM,
-        version,
-        figure: 'latency_median',
-        value: round(percentile(sequential.latencies, 50)),
-        unit: 'ms',
-        notes: latNote,
-      },
-      {
-        system: SYSTEM,
-        version,
-        figure: 'latency_p99',
-        value: round(percentile(sequential.latencies, 99)),
-        unit: 'ms',
-        notes: latNote,
-      },
-      ...sequential.results,
-    );
-    if (ends.unexpected > 0) throw new Error(`graphile anchor: ${ends.unexpected} chains ended twice or unexpectedly`);
   } finally {
     await stop().catch((err: unknown) => console.error('graphile anchor: stop failed', err));
     await db.drop();
   }
-  return results;
 }

@@ -18,25 +18,14 @@
  * calls), from the first send to the last chain end; sequential send → end latency of one chain at
  * a time; commits and WAL flushes per chain against idle control phases (common.ts measureSequential).
  */
-import { performance } from 'node:perf_hooks';
 import { PgBoss } from 'pg-boss';
 import type { AnchorResult } from './common.js';
-import {
-  ChainEnds,
-  createDb,
-  installedVersion,
-  measureSequential,
-  percentile,
-  round,
-  vacuumAnalyze,
-  withTimeout,
-} from './common.js';
+import { ChainEnds, createDb, installedVersion, measureChains } from './common.js';
 
 const SYSTEM = 'pg-boss';
 const QUEUE = 'anchor_chain';
 const LOCAL_CONCURRENCY = 10;
 const POLLING_INTERVAL_SECONDS = 0.5;
-const WARMUP = 20;
 
 interface ChainJob {
   id: string;
@@ -61,18 +50,15 @@ function optionsNote(notify: boolean): string {
 }
 
 export async function runPgBoss(options: PgBossOptions): Promise<AnchorResult[]> {
-  const { n, seq } = options;
   const notify = options.notify ?? true;
-  const version = installedVersion('pg-boss');
   const system = notify ? SYSTEM : `${SYSTEM} (polling)`;
-  const results: AnchorResult[] = [];
   const ends = new ChainEnds();
   const errors: unknown[] = [];
   const warnings = new Set<string>();
   const db = await createDb('anchor_pgboss');
   let boss: PgBoss | undefined;
 
-  const start = async (): Promise<PgBoss> => {
+  const start = async (): Promise<void> => {
     const b = new PgBoss({ connectionString: db.url, useListenNotify: notify });
     b.on('error', (err: unknown) => errors.push(err));
     b.on('warning', (warning: { message?: string }) => warnings.add(String(warning.message)));
@@ -96,85 +82,38 @@ export async function runPgBoss(options: PgBossOptions): Promise<AnchorResult[]>
         }
       },
     );
-    return b;
   };
   const stop = async () => {
     const b = boss;
     boss = undefined;
     if (b) await b.stop({ graceful: true, close: true });
   };
-  const oneChain = async (b: PgBoss, id: string): Promise<number> => {
-    const t = performance.now();
-    const end = ends.expect(id);
-    await b.send(QUEUE, { id, step: 1 });
-    const at = await withTimeout(end, 30_000, `pg-boss chain ${id}`);
-    return at - t;
-  };
-  const warmUp = async (b: PgBoss, tag: string) => {
-    for (let i = 0; i < WARMUP; i++) await oneChain(b, `${tag}-warm-${i}`);
-  };
 
   try {
-    // ---- Throughput ----
-    const b = await start();
-    await warmUp(b, 'a');
-    const ids = Array.from({ length: n }, (_, i) => `tp-${i}`);
-    const endPromises = ids.map((id) => ends.expect(id));
-    const t0 = performance.now();
-    await Promise.all(ids.map((id) => b.send(QUEUE, { id, step: 1 })));
-    const sentMs = performance.now() - t0;
-    const endTimes = await withTimeout(Promise.all(endPromises), 600_000, 'pg-boss throughput');
-    const elapsed = Math.max(...endTimes) - t0;
-    results.push({
-      system,
-      version,
-      figure: 'throughput_1',
-      value: round(n / (elapsed / 1000), 1),
-      unit: 'chains/s',
-      notes: `${n} 3-job chains, first jobs sent by ${n} concurrent boss.send calls (${round(sentMs / 1000, 2)} s), one instance; ${optionsNote(notify)}; ${round(elapsed / 1000, 2)} s to the last chain end`,
-    });
-    await stop();
-
-    // ---- Sequential chains: latency, commits and WAL flushes per chain ----
-    await vacuumAnalyze(db.url);
-    let phase = 0;
-    const sequential = await measureSequential(
-      {
-        start: async () => {
-          phase++;
-          await warmUp(await start(), `p${phase}`);
-        },
-        run: async (count) => {
-          const latencies: number[] = [];
-          for (let i = 0; i < count; i++) latencies.push(await oneChain(boss!, `p${phase}-seq-${i}`));
-          return latencies;
-        },
-        stop,
-      },
-      { system, version, dbName: db.name, seq, unit: 'chain' },
-    );
-    const latNote = `${seq} sequential chains (each start warmed up by ${WARMUP} chains): boss.send of the first job → step 3's handler returns; ${optionsNote(notify)}`;
-    results.push(
+    const results = await measureChains(
       {
         system,
-        version,
-        figure: 'latency_median',
-        value: round(percentile(sequential.latencies, 50)),
-        unit: 'ms',
-        notes: latNote,
+        version: installedVersion('pg-boss'),
+        db,
+        ends,
+        start,
+        addFirst: async (id) => {
+          await boss!.send(QUEUE, { id, step: 1 });
+        },
+        stop,
+        describe: { add: 'boss.send', setup: `one instance; ${optionsNote(notify)}`, end: "step 3's handler returns" },
+        throughputTimeoutMs: 600_000,
       },
-      { system, version, figure: 'latency_p99', value: round(percentile(sequential.latencies, 99)), unit: 'ms', notes: latNote },
-      ...sequential.results,
+      options,
     );
     if (warnings.size > 0) {
       const text = `pg-boss warnings during the run: ${[...warnings].join(' | ')}`;
       for (const r of results) r.notes = r.notes ? `${r.notes}; ${text}` : text;
     }
-    if (ends.unexpected > 0) throw new Error(`pg-boss anchor: ${ends.unexpected} chains ended twice or unexpectedly`);
     if (errors.length > 0) throw new Error(`pg-boss anchor: ${errors.length} error events, first: ${String(errors[0])}`);
+    return results;
   } finally {
     await stop().catch((err: unknown) => console.error('pg-boss anchor: stop failed', err));
     await db.drop();
   }
-  return results;
 }
