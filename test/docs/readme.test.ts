@@ -32,7 +32,13 @@ async function runExample<T>(file: string, env: Record<string, string> = {}): Pr
   return (await import(path.join(root, 'examples/readme', file))) as T;
 }
 
-function listen(server: http.Server): Promise<string> {
+/** The base URL of `server` once it listens; the server and `flow` are closed after the test. */
+function serve(server: http.Server, flow: DurableFlow): Promise<string> {
+  closers.push(async () => {
+    server.closeAllConnections();
+    server.close();
+    await flow.close();
+  });
   return new Promise((resolve) => {
     const done = () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     if (server.listening) done();
@@ -128,12 +134,7 @@ describe('the README examples run', () => {
 
   it('installing into an Express app', async () => {
     const example = await runExample<{ server: http.Server; flow: DurableFlow }>('express-app.ts', { PORT: '0', VIEWER_PASSWORD: 'pw' });
-    closers.push(async () => {
-      example.server.closeAllConnections();
-      example.server.close();
-      await example.flow.close();
-    });
-    const url = await listen(example.server);
+    const url = await serve(example.server, example.flow);
     const created = await fetch(`${url}/refunds`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': 'k1' }, body: '{"orderId":"o1"}' });
     expect(created.status).toBe(202);
     const { runId } = (await created.json()) as { runId: string };
@@ -203,12 +204,7 @@ describe('the README examples run', () => {
 
   it('the viewer', async () => {
     const example = await runExample<{ server: http.Server; flow: DurableFlow }>('viewer.ts', { PORT: '0', VIEWER_PASSWORD: 'pw', DURABLE_FLOW_EVENT_SECRET: 'secret_of_at_least_16_chars' });
-    closers.push(async () => {
-      example.server.closeAllConnections();
-      example.server.close();
-      await example.flow.close();
-    });
-    const url = await listen(example.server);
+    const url = await serve(example.server, example.flow);
     expect((await fetch(`${url}/durable_flow/workflows`)).status).toBe(401);
     expect((await fetch(`${url}/durable_flow/workflows`, { headers: { Authorization: `Basic ${Buffer.from('ops:pw').toString('base64')}` } })).status).toBe(200);
   });
@@ -220,13 +216,7 @@ describe('the README examples run', () => {
     await flow.migrate();
     const app = express();
     app.use('/durable_flow', flow.router({ allowUnauthenticated: true, eventSecret: 'demo_event_secret_change_me' }));
-    const server = http.createServer(app).listen(0, '127.0.0.1');
-    const url = await listen(server);
-    closers.push(async () => {
-      server.closeAllConnections();
-      server.close();
-      await flow.close();
-    });
+    const url = await serve(http.createServer(app).listen(0, '127.0.0.1'), flow);
     const { status } = await runExample<{ status: number }>('sign.ts', {
       DURABLE_FLOW_URL: `${url}/durable_flow`,
       DURABLE_FLOW_EVENT_SECRET: 'demo_event_secret_change_me',
@@ -240,13 +230,7 @@ describe('the README examples run', () => {
 
   it('accepting a provider webhook', async () => {
     const { app, flow } = await runExample<{ app: express.Express; flow: DurableFlow }>('webhook.ts', { PAYMENTS_WEBHOOK_SECRET: 'whsec_provider' });
-    const server = http.createServer(app).listen(0, '127.0.0.1');
-    const url = await listen(server);
-    closers.push(async () => {
-      server.closeAllConnections();
-      server.close();
-      await flow.close();
-    });
+    const url = await serve(http.createServer(app).listen(0, '127.0.0.1'), flow);
     const body = JSON.stringify({ id: 'evt_p1', type: 'charge.succeeded', data: { amount: 10 } });
     const post = (header: string) => fetch(`${url}/webhooks/payments`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Provider-Signature': header }, body });
     expect((await post(signatureHeader('wrong_secret_value', body))).status).toBe(400);
