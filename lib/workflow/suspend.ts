@@ -177,9 +177,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     const rows = await db.query<WaitRow>(sql.resolveWaits, [run.id, waits.map((w) => w.name), request.offsetMs]);
     const mark = rows[0]?.snapshot ?? request.snapshot;
     const settled: Settled[] = [];
-    const matched: { wait_id: string; event_id: string }[] = [];
-    const finished: { wait_id: string; outcome: Record<string, unknown> }[] = [];
-    const timedOut: { wait_id: string; error: StoredError }[] = [];
+    const settlements: { wait_id: string; status: 'matched' | 'timed_out'; event_id?: string; outcome?: Record<string, unknown>; error?: StoredError }[] = [];
     for (const row of rows) {
       const watchedRun = row.watched_run_id ? watched.get(row.watched_run_id) : undefined;
       if (row.status === 'matched' && row.payload !== null) {
@@ -187,21 +185,19 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
       } else if (row.status !== 'pending') {
         continue;
       } else if (row.event_id !== null) {
-        matched.push({ wait_id: row.id, event_id: row.event_id });
+        settlements.push({ wait_id: row.id, status: 'matched', event_id: row.event_id });
         settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload!), mark });
       } else if (watchedRun && TERMINAL.has(watchedRun.status)) {
         const outcome = outcomeOf(watchedRun);
-        finished.push({ wait_id: row.id, outcome });
+        settlements.push({ wait_id: row.id, status: 'matched', outcome });
         settled.push({ name: row.step_name, ok: true, value: outcome, mark });
       } else if (row.expired) {
         const error = new WaitTimeoutError(row.event_name, row.step_name);
-        timedOut.push({ wait_id: row.id, error: serializeError(error, row.step_name) });
+        settlements.push({ wait_id: row.id, status: 'timed_out', error: serializeError(error, row.step_name) });
         settled.push({ name: row.step_name, ok: false, value: error, mark });
       }
     }
-    if (matched.length > 0) await db.query(sql.markWaitsMatched, [JSON.stringify(matched), request.offsetMs, mark]);
-    if (finished.length > 0) await db.query(sql.markWatchedWaits, [JSON.stringify(finished), request.offsetMs, mark]);
-    if (timedOut.length > 0) await db.query(sql.markWaitsTimedOut, [JSON.stringify(timedOut), request.offsetMs, mark]);
+    if (settlements.length > 0) await db.query(sql.settleWaits, [JSON.stringify(settlements), request.offsetMs, mark]);
     if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps };
 
     const { status, wakeAt, error } = request.suspendState();

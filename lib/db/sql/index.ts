@@ -6,7 +6,7 @@ import { notifyEvent } from './insertEvent.js';
 import { findRunsByKeys, insertRuns } from './insertRun.js';
 import { insertWaits, lockWatchedRuns } from './insertWaits.js';
 import { lockEventNames } from './lockEventNames.js';
-import { markWaitsMatched, markWaitsTimedOut, markWatchedWaits, resolveWaits } from './resolveWaits.js';
+import { resolveWaits, settleWaits } from './resolveWaits.js';
 import { cancelRun, releaseRuns, retryRun, suspendRun } from './runTransitions.js';
 
 /** A statement prepared once per connection (by name), then only bound and executed. */
@@ -30,9 +30,7 @@ export function buildSql(t: Tables) {
     insertWaits: insertWaits(t),
     lockWatchedRuns: lockWatchedRuns(t),
     resolveWaits: resolveWaits(t),
-    markWaitsMatched: markWaitsMatched(t),
-    markWaitsTimedOut: markWaitsTimedOut(t),
-    markWatchedWaits: markWatchedWaits(t),
+    settleWaits: settleWaits(t),
     suspendRun: suspendRun(t),
     releaseRuns: releaseRuns(t),
     heartbeat: heartbeat(t),

@@ -42,45 +42,27 @@ LEFT JOIN LATERAL (
 WHERE w.workflow_run_id = $1 AND s.name = ANY($2::text[])
 FOR UPDATE OF w`;
 
-/** Settles waits matched during a suspension: the wait points at its event, its step holds the payload. */
-export const markWaitsMatched = (t: Tables): string => `
+/**
+ * Settles waits during a suspension, in one statement: a wait matched by a stored event (its step
+ * holds the event's payload), a wait on a run that finished before its finish trigger could match it
+ * (its step holds the outcome), and a wait whose timeout passed (its step stores the WaitTimeoutError
+ * that every replay rethrows).
+ * $1: [{ wait_id, status: 'matched' | 'timed_out', event_id?, outcome?, error? }], $2 clock offset, $3 mark.
+ */
+export const settleWaits = (t: Tables): string => `
 WITH x AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, event_id bigint)
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, status text, event_id bigint, outcome jsonb, error jsonb)
 ), w AS (
-  UPDATE ${t.waits} w SET status = 'matched', workflow_event_id = x.event_id, updated_at = clock_timestamp()
+  UPDATE ${t.waits} w SET status = x.status, workflow_event_id = coalesce(x.event_id, w.workflow_event_id),
+         updated_at = clock_timestamp()
   FROM x WHERE w.id = x.wait_id
-  RETURNING w.workflow_step_id, w.workflow_event_id
+  RETURNING w.workflow_step_id, x.status, x.event_id, x.outcome, x.error
 )
-UPDATE ${t.steps} s SET status = 'succeeded', result = e.payload, completed_at = ${nowSql('$2')},
-       attempts = s.attempts + 1, exec_snapshot = $3, updated_at = clock_timestamp()
-FROM w JOIN ${t.events} e ON e.id = w.workflow_event_id
-WHERE s.id = w.workflow_step_id`;
-
-/** Settles waits whose timeout passed: the step stores the WaitTimeoutError that every replay rethrows. */
-export const markWaitsTimedOut = (t: Tables): string => `
-WITH x AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, error jsonb)
-), w AS (
-  UPDATE ${t.waits} w SET status = 'timed_out', updated_at = clock_timestamp()
-  FROM x WHERE w.id = x.wait_id
-  RETURNING w.workflow_step_id, x.error
-)
-UPDATE ${t.steps} s SET status = 'failed', error = w.error, completed_at = ${nowSql('$2')},
-       attempts = s.attempts + 1, exec_snapshot = $3, metadata = s.metadata || '{"timedOut": true}'::jsonb,
-       updated_at = clock_timestamp()
-FROM w
-WHERE s.id = w.workflow_step_id`;
-
-/** Settles waits for runs that finished before the wait could be matched by their finish trigger. */
-export const markWatchedWaits = (t: Tables): string => `
-WITH x AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, outcome jsonb)
-), w AS (
-  UPDATE ${t.waits} w SET status = 'matched', updated_at = clock_timestamp()
-  FROM x WHERE w.id = x.wait_id
-  RETURNING w.workflow_step_id, x.outcome
-)
-UPDATE ${t.steps} s SET status = 'succeeded', result = w.outcome, completed_at = ${nowSql('$2')},
-       attempts = s.attempts + 1, exec_snapshot = $3, updated_at = clock_timestamp()
-FROM w
+UPDATE ${t.steps} s SET
+  status = CASE WHEN w.status = 'timed_out' THEN 'failed' ELSE 'succeeded' END,
+  result = CASE WHEN w.status = 'timed_out' THEN s.result ELSE coalesce(e.payload, w.outcome) END,
+  error = CASE WHEN w.status = 'timed_out' THEN w.error ELSE s.error END,
+  metadata = CASE WHEN w.status = 'timed_out' THEN s.metadata || '{"timedOut": true}'::jsonb ELSE s.metadata END,
+  completed_at = ${nowSql('$2')}, attempts = s.attempts + 1, exec_snapshot = $3, updated_at = clock_timestamp()
+FROM w LEFT JOIN ${t.events} e ON e.id = w.event_id
 WHERE s.id = w.workflow_step_id`;
