@@ -12,13 +12,16 @@ const LEFTOVER_AGE_MS = 60 * 60 * 1000;
 export default async function setup(): Promise<void> {
   const template = templateName();
   await admin(async (client) => {
-    const { rows: candidates } = await client.query<{ datname: string; connections: number }>(
-      `SELECT datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)::int AS connections
+    const { rows: candidates } = await client.query<{ datname: string; connections: number; made_ms: number }>(
+      // A template's age is its directory's: another checkout (a worktree with other migrations) may
+      // be using its own template right now, so only templates untouched for an hour go.
+      `SELECT datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)::int AS connections,
+              extract(epoch FROM (pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification) * 1000 AS made_ms
          FROM pg_database d WHERE datname LIKE 'df\\_%' OR (datname LIKE 'durable\\_flow\\_tmpl\\_%' AND datname <> $1)`,
       [template],
     );
-    const stale = candidates.filter(({ datname, connections }) => {
-      if (datname.startsWith('durable_flow_tmpl_')) return connections === 0;
+    const stale = candidates.filter(({ datname, connections, made_ms }) => {
+      if (datname.startsWith('durable_flow_tmpl_')) return connections === 0 && Date.now() - Number(made_ms) > LEFTOVER_AGE_MS;
       const created = createdAt(datname);
       return created === null ? connections === 0 : Date.now() - created > LEFTOVER_AGE_MS;
     });
