@@ -20,6 +20,8 @@ export type DurableFlowErrorCode =
   | 'RUN_FAILED'
   | 'RUN_CANCELLED'
   | 'STEP_TIMEOUT'
+  | 'RUN_ID_CONFLICT'
+  | 'EVENT_ID_CONFLICT'
   | 'CLOSED';
 
 export class DurableFlowError extends Error {

@@ -13,6 +13,7 @@ import { defineModels } from './db/models.js';
 import type { DurableFlowModels } from './db/models.js';
 import { buildSql } from './db/sql/index.js';
 import { Batcher } from './db/batcher.js';
+import { gatePool } from './db/gate.js';
 import { fromPg, runSql } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import { tablesFor } from './db/tables.js';
@@ -92,10 +93,11 @@ export class DurableFlow {
     this.#sql = buildSql(this.tables);
     this.#connection = connectionConfig(this.options);
     this.#pool = new pg.Pool({ ...this.#connection, max: this.options.poolSize });
+    const gate = gatePool(this.#pool);
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.#pool.on('error', (error) => this.options.logger.warn('A pooled Postgres connection failed', { error: error.message }));
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
-    this.#feed = new ChangeFeed(this.#pool, this.tables, this.#listener, this.options.logger);
+    this.#feed = new ChangeFeed(gate, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher(this.#pool, this.tables);
     this.#batcher = new CommitBatcher(this.#pool, this.#sql, () => this.#clockOffsetMs);
     this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#sql, this.#clockOffsetMs, rows), { maxBatch: 500, maxInFlight: 2 });
@@ -222,6 +224,7 @@ export class DurableFlow {
         clockOffsetMs: () => this.#clockOffsetMs,
         dispatchTarget: (queue) => this.#dispatchTarget(queue),
         insert: (row) => this.#starts.submit(row),
+        changesReady: () => this.#feed.ready(),
       },
       definition,
       input,
@@ -334,6 +337,7 @@ export class DurableFlow {
         maxPayloadSize: this.options.maxPayloadSize,
         clockOffsetMs: () => this.#clockOffsetMs,
         localTaker: () => this.#localTaker(),
+        changesReady: () => this.#feed.ready(),
       },
       name,
       payload,
@@ -380,8 +384,10 @@ export class DurableFlow {
   }
 
   /**
-   * Calls `fn` with every committed change (runs, steps, waits, events, logs), from any process.
-   * Returns the unsubscribe function. A subscriber that throws is logged and never fails a workflow.
+   * Calls `fn` with every committed change (runs, steps, waits, events, logs), from any process:
+   * every change this process commits after it returns, and every change other processes commit
+   * after `changesReady()` resolves. Returns the unsubscribe function. A subscriber that throws is
+   * logged and never fails a workflow.
    */
   onChange(fn: ChangeSubscriber): () => void {
     this.#assertOpen();
@@ -415,7 +421,11 @@ export class DurableFlow {
     return this.#live;
   }
 
-  /** @internal resolves once change notifications flow for the current subscribers. */
+  /**
+   * Resolves once the change subscription is in place (at once if it already is). Changes this
+   * process commits after `onChange()` returns always reach the subscriber (its writes wait the few
+   * milliseconds this takes); await this before asking another process to make a change you want to see.
+   */
   changesReady(): Promise<void> {
     return this.#feed.ready();
   }

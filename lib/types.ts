@@ -16,7 +16,8 @@ export type RunStatus =
   | 'failed'
   | 'cancelled';
 
-export type StepStatus = 'pending' | 'running' | 'succeeded' | 'sleeping' | 'waiting' | 'retrying' | 'failed';
+/** `cancelled`: the step had not finished when its run was cancelled. */
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'sleeping' | 'waiting' | 'retrying' | 'failed' | 'cancelled';
 
 export type WaitStatus = 'pending' | 'matched' | 'timed_out' | 'cancelled';
 

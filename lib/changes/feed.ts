@@ -1,5 +1,5 @@
-import type pg from 'pg';
 import type { Logger } from '../config.js';
+import type { PoolGate } from '../db/gate.js';
 import type { Tables } from '../db/tables.js';
 import type { Listener } from '../worker/listener.js';
 
@@ -34,6 +34,10 @@ type Letter = keyof typeof KINDS;
 
 /** Keep `live_until` this far ahead, renewed every third of it. */
 const LIVE_WINDOW_MS = 30_000;
+/** After its last subscriber leaves, the feed keeps listening this long (a new subscriber finds it ready). */
+const LINGER_MS = 30_000;
+/** The longest this process's writes wait for a first subscription to be in place. */
+const MAX_HOLD_MS = 5_000;
 
 interface Pending {
   letter: Letter;
@@ -41,26 +45,41 @@ interface Pending {
   id: string;
 }
 
+function rank(item: Pending): number {
+  if (item.letter !== 'r') return 1;
+  return item.op === 'created' ? 0 : 2;
+}
+
 /**
  * Turns the change NOTIFYs of the database triggers into `Change` objects for `flow.onChange`
  * subscribers. The triggers only NOTIFY while some process has asked for live changes (it keeps the
  * one-row `durable_flow_live` table's `live_until` in the future), because every NOTIFY serialises
  * commits on a database-wide lock. Notifications carry ids only; records are read back in batches.
+ *
+ * States: stopped → starting (LISTEN, live mode on) → listening → lingering (no subscriber, for
+ * LINGER_MS) → stopped. While starting, this process's queries wait (the pool gate): a change it
+ * commits after `subscribe()` returns is always NOTIFYed to a listening connection. Other processes'
+ * changes reach it once `ready()` has resolved.
  */
 export class ChangeFeed {
-  readonly #pool: pg.Pool;
+  readonly #gate: PoolGate;
   readonly #tables: Tables;
   readonly #listener: Listener;
   readonly #logger: Logger;
   readonly #subscribers = new Set<ChangeSubscriber>();
   #pending: Pending[] = [];
   #flushScheduled = false;
+  #delivering: Promise<void> = Promise.resolve();
   #unlisten: (() => void) | undefined;
   #liveTimer: NodeJS.Timeout | undefined;
+  #lingerTimer: NodeJS.Timeout | undefined;
   #starting: Promise<void> | undefined;
+  #running = false;
+  /** Bumped by every start and stop, so a start overtaken by a stop undoes itself. */
+  #generation = 0;
 
-  constructor(pool: pg.Pool, tables: Tables, listener: Listener, logger: Logger) {
-    this.#pool = pool;
+  constructor(gate: PoolGate, tables: Tables, listener: Listener, logger: Logger) {
+    this.#gate = gate;
     this.#tables = tables;
     this.#listener = listener;
     this.#logger = logger;
@@ -74,27 +93,41 @@ export class ChangeFeed {
   subscribe(fn: ChangeSubscriber): () => void {
     if (typeof fn !== 'function') throw new TypeError('onChange expects a function');
     this.#subscribers.add(fn);
-    if (this.#subscribers.size === 1) this.#starting = this.#start();
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    if (!this.#running) {
+      this.#running = true;
+      const starting = this.#start();
+      this.#starting = starting;
+      // Hold this process's writes until changes are NOTIFYed and listened to (bounded: a database
+      // that does not answer must not stall the app; the subscription then catches up when it can).
+      let timer: NodeJS.Timeout | undefined;
+      this.#gate.hold(Promise.race([starting, new Promise((resolve) => (timer = setTimeout(resolve, MAX_HOLD_MS)))]).finally(() => clearTimeout(timer)));
+    }
     return () => {
-      this.#subscribers.delete(fn);
-      if (this.#subscribers.size === 0) this.#stop();
+      if (!this.#subscribers.delete(fn) || this.#subscribers.size > 0) return;
+      this.#lingerTimer = setTimeout(() => {
+        this.#lingerTimer = undefined;
+        if (this.#subscribers.size === 0) this.#stop();
+      }, LINGER_MS);
+      this.#lingerTimer.unref();
     };
   }
 
   async #start(): Promise<void> {
-    this.#unlisten = await this.#listener.listen(this.#tables.changesChannel, (payload) => this.#receive(payload));
+    const generation = ++this.#generation;
+    const unlisten = await this.#listener.listen(this.#tables.changesChannel, (payload) => this.#receive(payload));
+    if (generation !== this.#generation) return unlisten(); // stopped (and maybe restarted) meanwhile
+    this.#unlisten = unlisten;
     await this.#bumpLive();
-    if (this.#subscribers.size === 0) {
-      this.#stop();
-      return;
-    }
+    if (generation !== this.#generation) return;
     this.#liveTimer = setInterval(() => void this.#bumpLive(), LIVE_WINDOW_MS / 3);
     this.#liveTimer.unref();
   }
 
   async #bumpLive(): Promise<void> {
     try {
-      await this.#pool.query(
+      await this.#gate.direct(
         `UPDATE ${this.#tables.live} SET live_until = greatest(coalesce(live_until, now()), now() + $1::float8 * interval '1 millisecond') WHERE id = 1`,
         [LIVE_WINDOW_MS],
       );
@@ -104,6 +137,11 @@ export class ChangeFeed {
   }
 
   #stop(): void {
+    this.#generation++;
+    this.#running = false;
+    this.#starting = undefined;
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
     this.#unlisten?.();
     this.#unlisten = undefined;
     if (this.#liveTimer) clearInterval(this.#liveTimer);
@@ -121,13 +159,19 @@ export class ChangeFeed {
     this.#pending.push({ letter: match[1] as Letter, op: match[2] === 'c' ? 'created' : 'updated', id: match[3]! });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setTimeout(() => void this.#flush(), 5);
+      // One batch at a time: a later batch whose records load faster must not overtake an earlier one.
+      setTimeout(() => {
+        this.#delivering = this.#delivering.then(() => this.#flush());
+      }, 5);
     }
   }
 
   async #flush(): Promise<void> {
     this.#flushScheduled = false;
-    const batch = this.#pending;
+    // A batch holds what committed in the last few milliseconds, often one transaction whose NOTIFYs
+    // follow statement order (a run's completion before the steps stored with it): deliver a run's
+    // creation first and its updates last, the order a reader expects.
+    const batch = this.#pending.sort((a, b) => rank(a) - rank(b));
     this.#pending = [];
     if (batch.length === 0 || this.#subscribers.size === 0) return;
     let records: Map<string, Record<string, unknown>>;
@@ -208,7 +252,7 @@ export class ChangeFeed {
       (Object.keys(ids) as Letter[])
         .filter((letter) => ids[letter].length > 0)
         .map(async (letter) => {
-          const { rows } = await this.#pool.query(queries[letter], [[...new Set(ids[letter])]]);
+          const { rows } = await this.#gate.direct(queries[letter], [[...new Set(ids[letter])]]);
           for (const row of rows) records.set(`${letter}:${row.id}`, { ...row, id: String(row.id) });
         }),
     );

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { SqlTexts } from '../db/sql/index.js';
-import { queryableFor } from '../db/queryable.js';
+import { fromPg, queryableFor, withTransaction } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson } from '../json.js';
@@ -16,6 +16,7 @@ interface NotifyRow {
   event_payload: unknown;
   event_occurred_at: Date | string;
   is_duplicate: boolean;
+  is_conflict: boolean;
   matched_waits: number;
   claimed: unknown[];
   history: unknown[];
@@ -45,6 +46,8 @@ export interface NotifyEnv {
   clockOffsetMs(): number;
   /** A worker of this process that takes woken runs directly, if one has free slots. */
   localTaker?(): LocalTaker | undefined;
+  /** Resolves once a change subscription being set up is in place (see StartEnv.changesReady). */
+  changesReady?(): Promise<void>;
 }
 
 /** Checks an event before anything is stored: a bad one is refused whole. Returns the payload as JSON text. */
@@ -77,6 +80,7 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
   // One statement: atomic on its own, or part of the caller's transaction when one is given (then the
   // runs are woken by NOTIFY at its commit, never taken directly: we cannot tell when it commits).
   const inTransaction = options.transaction !== undefined && options.transaction !== null;
+  if (inTransaction) await env.changesReady?.();
   const taker = inTransaction ? undefined : env.localTaker?.();
   let claimed: NotifyRow | undefined;
   try {
@@ -86,6 +90,53 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
   } finally {
     taker?.adopt(claimed?.claimed ?? [], claimed?.history ?? [], claimed?.snapshot ?? '', Number(claimed?.db_now_ms ?? 0));
   }
+}
+
+/**
+ * A used event id with other content: a redelivery must be the same event, so this is a sender's bug
+ * (or two senders sharing ids) that silently dropping would hide. Nothing was stored or woken.
+ */
+function eventIdConflict(id: string, stored: NotifyRow, name: string): DurableFlowError {
+  const what = stored.event_name === name ? 'another payload' : `the name "${stored.event_name.slice(0, 80)}"`;
+  return new DurableFlowError(
+    'EVENT_ID_CONFLICT',
+    `Event id "${id.slice(0, 255)}" is already stored with ${what} (event ${String(stored.event_pk)}); an id names one event: send a redelivery with the same name and payload, or give a different event its own id`,
+  );
+}
+
+/**
+ * Stores already validated events in one statement, all or nothing: a used id with other content
+ * fails the whole batch with EVENT_ID_CONFLICT (the statement's transaction stored nothing then).
+ */
+export async function notifyMany(
+  env: Pick<NotifyEnv, 'pool' | 'sql' | 'lockNamespace' | 'clockOffsetMs'>,
+  events: { name: string; payload: unknown; id?: string | undefined }[],
+  source: string,
+): Promise<EventRecord[]> {
+  return withTransaction(env.pool, async (client) => {
+    const rows = await fromPg(client).query<Omit<NotifyRow, 'claimed' | 'history' | 'db_now_ms' | 'snapshot'>>(env.sql.notifyEvents, [
+      JSON.stringify(events.map((e) => ({ id: e.id ?? null, name: e.name, payload: e.payload ?? {} }))),
+      source,
+      env.lockNamespace,
+      env.clockOffsetMs(),
+    ]);
+    return rows.map((row, i) => {
+      if (row.is_conflict) throw eventIdConflict(events[i]!.id!, row as NotifyRow, events[i]!.name);
+      return toEventRecord(row as NotifyRow);
+    });
+  });
+}
+
+function toEventRecord(row: NotifyRow): EventRecord {
+  return {
+    id: String(row.event_pk),
+    eventId: row.event_key,
+    name: row.event_name,
+    payload: row.event_payload,
+    occurredAt: new Date(row.event_occurred_at),
+    duplicate: row.is_duplicate,
+    matchedWaits: row.matched_waits,
+  };
 }
 
 async function storeEvent(
@@ -110,14 +161,6 @@ async function storeEvent(
     taker?.workflows ?? [],
   ]);
   if (!row) throw new DurableFlowError('INVALID_STATE', `Storing event "${name}" returned nothing; try again`);
-  const event: EventRecord = {
-    id: String(row.event_pk),
-    eventId: row.event_key,
-    name: row.event_name,
-    payload: row.event_payload,
-    occurredAt: new Date(row.event_occurred_at),
-    duplicate: row.is_duplicate,
-    matchedWaits: row.matched_waits,
-  };
-  return { event, row };
+  if (row.is_conflict) throw eventIdConflict(options.id!, row, name);
+  return { event: toEventRecord(row), row };
 }

@@ -1,9 +1,9 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
-import { runSql, withTransaction } from '../db/queryable.js';
+import { DurableFlowError } from '../errors.js';
 import type { DurableFlow } from '../flow.js';
 import { MAX_JSON_DEPTH, isPlainObject } from '../json.js';
-import { validateEvent } from '../events/notify.js';
+import { notifyMany, validateEvent } from '../events/notify.js';
 import type { ResolvedRouterOptions } from './options.js';
 
 /** The most events one ingest request may carry. */
@@ -153,7 +153,7 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
     if (!isJsonContentType(req.get('content-type'))) {
       throw new IngestError(415, 'Unsupported Content-Type: send the events as JSON with `Content-Type: application/json` (UTF-8)');
     }
-    const events = parseEvents(body, flow.options.maxPayloadSize);
+    const events = withReplayIds(parseEvents(body, flow.options.maxPayloadSize), req.get(SIGNATURE_HEADER)!, body);
     const stored = await storeEvents(flow, events);
     res.status(202).json({
       events: stored.map((e) => ({ id: e.id, eventId: e.eventId, name: e.name, duplicate: e.duplicate })),
@@ -162,6 +162,11 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
   return (req, res) => {
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent) return;
+      if (error instanceof DurableFlowError && error.code === 'EVENT_ID_CONFLICT') {
+        // Nothing of the request was stored (one transaction): the sender must fix its ids.
+        res.status(409).json({ error: error.message });
+        return;
+      }
       if (error instanceof IngestError) {
         // An oversized body is not read further: the connection closes after this answer.
         if (error.status === 413) res.set('Connection', 'close');
@@ -177,24 +182,29 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
 type IngestEvent = { name: string; payload: unknown; id?: string };
 
 /**
- * All events in one transaction. The advisory locks of their names are taken first, sorted (the lock
- * order of the whole engine): two requests naming the same events in different orders would otherwise
- * each hold one name and wait for the other's. A deadlock on run rows (runs waiting for several events
- * at once) can still be chosen by Postgres to break a cycle; that transaction stored nothing and is
- * tried again.
+ * Gives each event without an `id` one derived from the signed request (its timestamp and exact body)
+ * and its position: a captured request replayed inside the tolerance window then stores nothing new
+ * and wakes nothing (every event is a duplicate), while the same body signed again later is a new
+ * request. Events with an id keep it (their redeliveries are deduplicated by it).
+ */
+function withReplayIds(events: IngestEvent[], header: string, body: Buffer): IngestEvent[] {
+  const timestamp = /(?:^|,)\s*t=(\d+)/.exec(header)![1]!;
+  const request = createHash('sha256').update(`${timestamp}.`).update(body).digest('hex').slice(0, 32);
+  return events.map((event, index) => (event.id === undefined ? { ...event, id: `ingest:${request}:${index}` } : event));
+}
+
+/**
+ * All events in one statement and one transaction (notifyMany). The advisory locks of their names are
+ * taken first, in key order (the lock order of the whole engine): two requests naming the same events
+ * in different orders would otherwise each hold one name and wait for the other's. A deadlock on run
+ * rows (runs waiting for several events at once) can still be chosen by Postgres to break a cycle;
+ * that transaction stored nothing and is tried again.
  */
 async function storeEvents(flow: DurableFlow, events: IngestEvent[]) {
-  const names = [...new Set(events.map((e) => e.name))];
+  const env = { pool: flow.pool, sql: flow.sql, lockNamespace: flow.tables.lockNamespace, clockOffsetMs: () => flow.clockOffsetMs };
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withTransaction(flow.pool, async (client) => {
-        await runSql(client, flow.sql.lockEventNames, [flow.tables.lockNamespace, names]);
-        const records = [];
-        for (const event of events) {
-          records.push(await flow.notify(event.name, event.payload, { ...(event.id === undefined ? {} : { id: event.id }), transaction: client, source: 'ingest' }));
-        }
-        return records;
-      });
+      return await notifyMany(env, events, 'ingest');
     } catch (error) {
       if ((error as { code?: string }).code !== DEADLOCK_DETECTED || attempt >= 5) throw error;
     }

@@ -54,6 +54,7 @@ interface ClaimAnswer {
     claim_count: number;
     attempts: number;
     created_snapshot: string;
+    resume_snapshot: string | null;
     parent_run_id: string | null;
     queue_name: string;
     replay: boolean;
@@ -74,6 +75,7 @@ function toClaimedRun(row: ClaimAnswer['runs'][number]): ClaimedRun {
     claimCount: row.claim_count,
     attempts: row.attempts,
     createdSnapshot: row.created_snapshot,
+    resumeSnapshot: row.resume_snapshot ?? row.created_snapshot,
     parentRunId: row.parent_run_id,
     queue: row.queue_name,
     replay: row.replay,

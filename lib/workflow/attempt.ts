@@ -6,6 +6,7 @@ import { encodeJson } from '../json.js';
 import type { StepContext, StepRunOptions } from '../types.js';
 import type { ExecutionEnv } from './env.js';
 import type { HistoryStep } from './definition.js';
+import { derivedId } from './ids.js';
 import { parseJson, stepScope, withTimeout } from './writes.js';
 import type { PendingStep } from './writes.js';
 
@@ -68,7 +69,7 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
   const attemptAbort = new AbortController();
   const context: StepContext = {
     attempt,
-    idempotencyKey: `${host.runId}:${name}`,
+    idempotencyKey: derivedId(host.runId, name),
     runId: host.runId,
     stepName: name,
     signal: AbortSignal.any([host.signal, attemptAbort.signal]),

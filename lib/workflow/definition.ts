@@ -42,6 +42,11 @@ export interface ClaimedRun {
   claimCount: number;
   attempts: number;
   createdSnapshot: string;
+  /**
+   * The low-water mark of this execution's waits (see docs/ARCHITECTURE.md, "No lost wake-up"): the
+   * claim's snapshot after a clean stop, the crashed execution's after a crash.
+   */
+  resumeSnapshot: string;
   parentRunId: string | null;
   queue: string;
   /** The run executed before (so it may have history to replay). */

@@ -11,6 +11,7 @@ import type { AttemptHost } from './attempt.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
 import type { ExecutionEnv, ExecutionOutcome } from './env.js';
 import { codeChanged, duplicateStepName, invalidStepName, stepKindChanged, workerCrashed } from './replay-errors.js';
+import { MAX_STEP_NAME } from './ids.js';
 import { createStepApi } from './step-api.js';
 import { suspendStateOf, suspendTransaction } from './suspend.js';
 import type { Suspension, WaitSpec } from './suspend.js';
@@ -22,7 +23,6 @@ interface NewStep {
   start(): void;
 }
 
-const MAX_STEP_NAME = 500;
 /** Log lines written inside a long step body are stored at most this late. */
 const LOG_FLUSH_MS = 200;
 
@@ -86,9 +86,11 @@ export class Execution {
     this.#env = env;
     this.#definition = definition;
     this.run = run;
-    // The low-water mark of waits in this execution: until the run has stored a step, the run's
-    // creation, so an event sent right after start() is seen by a first wait; afterwards the claim.
-    this.#snapshot = history.length === 0 ? run.createdSnapshot : claim.snapshot;
+    // The low-water mark of steps begun in this execution: until the run has stored a step, the run's
+    // creation, so an event sent right after start() is seen by a first wait. Afterwards the snapshot
+    // of the first execution since the run last stopped cleanly: a step that a crashed execution began
+    // (and whose side effect may have fired the event its next wait needs) may have left no row.
+    this.#snapshot = history.length === 0 ? run.createdSnapshot : run.resumeSnapshot;
     this.#dbNowAtClaim = claim.dbNowMs;
     this.#perfAtClaim = performance.now();
     this.#logs = new LogBuffer(env.options.maxPayloadSize);

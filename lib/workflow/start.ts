@@ -8,6 +8,7 @@ import { DurableFlowError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
 import type { StartOptions } from '../types.js';
 import type { WorkflowDefinition } from './definition.js';
+import { MAX_ID } from './ids.js';
 
 /** A local worker with a slot reserved for the run being started (see insertClaimedRun). */
 export interface DispatchTarget {
@@ -26,6 +27,11 @@ export interface StartEnv {
   dispatchTarget?(queue: string): DispatchTarget | undefined;
   /** Inserts a run outside any caller transaction (group-committed with other starts). */
   insert(row: RunRow): Promise<InsertResult>;
+  /**
+   * Resolves once a change subscription being set up is in place. The pool waits for it by itself;
+   * a caller's transaction, which durable-flow's pool does not see, waits here.
+   */
+  changesReady?(): Promise<void>;
 }
 
 /** Extra columns a run started by another run carries. */
@@ -34,7 +40,6 @@ export interface ParentLink {
   parentStepName: string;
 }
 
-const MAX_ID = 255;
 
 function checkId(value: unknown, what: string): string | null {
   if (value === undefined || value === null) return null;
@@ -125,6 +130,7 @@ export async function startRun(
     lease_ms: target?.leaseTtlMs ?? null,
     triggers,
   };
+  if (options.transaction !== undefined) await env.changesReady?.();
   let inserted: InsertResult;
   try {
     inserted =
@@ -139,6 +145,12 @@ export async function startRun(
     if (target) target.adopt(inserted.claimed);
   } else {
     target?.cancel();
+  }
+  if (inserted.takenBy !== undefined) {
+    throw new DurableFlowError(
+      'RUN_ID_CONFLICT',
+      `Run id "${runId}" already belongs to a run of workflow "${inserted.takenBy}", not "${definition.name}": run ids are unique across workflows; choose another runId (or use an idempotencyKey, which is scoped to its workflow)`,
+    );
   }
   return inserted.runId;
 }
@@ -167,40 +179,46 @@ export interface InsertResult {
   runId: string;
   /** Set when the row was inserted already claimed by a local worker: what that worker executes. */
   claimed?: Record<string, unknown>;
+  /** Set when the run id belongs to a run of another workflow (that workflow's name): nothing was started. */
+  takenBy?: string;
 }
 
 /**
- * Inserts runs in one statement and resolves each row to its run: inserted, or the existing run its
- * id or idempotency key collided with (an idempotency key wins over a run id).
+ * Inserts runs in one statement and resolves each row to its run: inserted, or the existing run of
+ * the same workflow its id or idempotency key collided with (an idempotency key wins over a run id),
+ * or — a run id of another workflow's run — `takenBy`.
  */
 export async function insertRows(db: Queryable, sql: SqlTexts, offsetMs: number, rows: RunRow[]): Promise<InsertResult[]> {
   const numbered = rows.map((row, i) => ({ ...row, i }));
-  const [answer] = await db.query<{ runs: (Record<string, unknown> & { run_id: string; lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
+  const [answer] = await db.query<{ runs: (Record<string, unknown> & { run_id: string; workflow_name: string; lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
     sql.insertRuns,
     [JSON.stringify(numbered), offsetMs],
   );
   const inserted = new Map(answer!.runs.map((run) => [run.run_id, run]));
   const results: (InsertResult | undefined)[] = numbered.map((row) => {
     const run = inserted.get(row.run_id);
-    if (!run) return undefined;
+    if (!run || run.workflow_name !== row.workflow_name) return undefined;
     // Two rows of one batch with the same run id: only the first was inserted (and claimed).
     inserted.delete(row.run_id);
     return { runId: row.run_id, ...(run.lease_owner ? { claimed: { ...run, snapshot: answer!.snapshot, db_now_ms: answer!.db_now_ms } } : {}) };
   });
   const missing = numbered.filter((_, i) => !results[i]);
   if (missing.length > 0) {
-    const existing = await db.query<{ run_id: string; idempotency_key: string | null }>(sql.findRunsByKeys, [
+    const keyed = missing.filter((row) => row.idempotency_key !== null);
+    const existing = await db.query<{ run_id: string; workflow_name: string; idempotency_key: string | null }>(sql.findRunsByKeys, [
       missing.map((row) => row.run_id),
-      missing.flatMap((row) => (row.idempotency_key ? [row.idempotency_key] : [])),
+      keyed.map((row) => row.workflow_name),
+      keyed.map((row) => row.idempotency_key),
     ]);
     for (const row of missing) {
       const match =
-        (row.idempotency_key ? existing.find((e) => e.idempotency_key === row.idempotency_key) : undefined) ??
-        existing.find((e) => e.run_id === row.run_id);
+        (row.idempotency_key
+          ? existing.find((e) => e.workflow_name === row.workflow_name && e.idempotency_key === row.idempotency_key)
+          : undefined) ?? existing.find((e) => e.run_id === row.run_id);
       if (!match) {
         throw new DurableFlowError('INVALID_STATE', `Starting workflow "${row.workflow_name}" collided with a run that no longer exists; try again`);
       }
-      results[row.i] = { runId: match.run_id };
+      results[row.i] = match.workflow_name === row.workflow_name ? { runId: match.run_id } : { runId: match.run_id, takenBy: match.workflow_name };
     }
   }
   return results as InsertResult[];

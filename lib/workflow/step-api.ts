@@ -14,6 +14,7 @@ import type {
 } from '../types.js';
 import type { ExecutionEnv } from './env.js';
 import type { Execution } from './executor.js';
+import { derivedId, derivedStepName } from './ids.js';
 import { WORKFLOW_FINISHED_EVENT } from './suspend.js';
 
 /** Longest invokeMany key (it becomes part of two step names). */
@@ -52,11 +53,11 @@ export function createStepApi(execution: Execution, env: ExecutionEnv): StepApi 
 
   /** Starts the child once, waits for it, and applies the failure policy (derived from the stored outcome, so replays agree). */
   const invokeOne = async (name: string, workflow: string, input: unknown, timeoutMs: number | undefined): Promise<ChildOutcome> => {
-    const started = await execution.runStep(`${name}_start`, {}, async () => {
-      const childRunId = await env.startChild(workflow, input, `${runId}:${name}`, { parentRunId: runId, parentStepName: name });
+    const started = await execution.runStep(derivedStepName(name, '_start'), {}, async () => {
+      const childRunId = await env.startChild(workflow, input, derivedId(runId, name), { parentRunId: runId, parentStepName: name });
       return { runId: childRunId, workflow };
     });
-    return watch(`${name}_wait`, started.runId, timeoutMs);
+    return watch(derivedStepName(name, '_wait'), started.runId, timeoutMs);
   };
 
   const failureOf = (outcome: ChildOutcome): ChildWorkflowFailedError => {
@@ -107,7 +108,7 @@ export function createStepApi(execution: Execution, env: ExecutionEnv): StepApi 
         throw invalid(execution, `Expected the event name of step "${name}" to be a non-empty string`);
       }
       return execution.runStep(name, {}, async () => {
-        const event = await env.notify(eventName, payload ?? {}, { id: `${runId}:${name}`, source: `run:${runId}` });
+        const event = await env.notify(eventName, payload ?? {}, { id: derivedId(runId, name), source: `run:${runId}` });
         return { id: event.id, eventId: event.eventId, name: event.name };
       });
     },

@@ -103,9 +103,15 @@ interface WatchedRun {
   status: string;
   output: string | null;
   error: StoredError | null;
+  finished_at: Date | null;
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/** A run that finished after the wait's deadline (on the flow's clock) is too late for it, like a late event. */
+function finishedInTime(run: WatchedRun, wait: WaitSpec | undefined): boolean {
+  return wait?.timeoutAt === null || wait?.timeoutAt === undefined || run.finished_at === null || run.finished_at.getTime() < wait.timeoutAt;
+}
 
 /** What a wait on a run returns: the same shape the finish trigger stores. */
 function outcomeOf(run: WatchedRun): Record<string, unknown> {
@@ -175,6 +181,8 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
       ]);
     }
     const rows = await db.query<WaitRow>(sql.resolveWaits, [run.id, waits.map((w) => w.name), request.offsetMs]);
+    const byName = new Map(waits.map((spec) => [spec.name, spec]));
+    const specOf = (row: WaitRow) => byName.get(row.step_name);
     const mark = rows[0]?.snapshot ?? request.snapshot;
     const settled: Settled[] = [];
     const settlements: { wait_id: string; status: 'matched' | 'timed_out'; event_id?: string; outcome?: Record<string, unknown>; error?: StoredError }[] = [];
@@ -187,7 +195,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
       } else if (row.event_id !== null) {
         settlements.push({ wait_id: row.id, status: 'matched', event_id: row.event_id });
         settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload!), mark });
-      } else if (watchedRun && TERMINAL.has(watchedRun.status)) {
+      } else if (watchedRun && TERMINAL.has(watchedRun.status) && finishedInTime(watchedRun, specOf(row))) {
         const outcome = outcomeOf(watchedRun);
         settlements.push({ wait_id: row.id, status: 'matched', outcome });
         settled.push({ name: row.step_name, ok: true, value: outcome, mark });

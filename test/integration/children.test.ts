@@ -124,13 +124,17 @@ describe('step.invokeMany', () => {
   it('keeps at most `concurrency` children in flight, as a sliding window, with results in input order', async () => {
     let inFlight = 0;
     let peak = 0;
-    const durations: Record<string, number> = { a: 400, b: 50, c: 50, d: 50, e: 50 };
+    // `a` holds its slot until b, c, d and e have all finished (or 20 s pass): they can only get there
+    // through the other slot if the window slides; no timing involved.
+    const finished = new Set<string>();
     const child = flow.workflow('window-child', async ({ input, step }: WorkflowContext<{ id: string }>) =>
       step.run('work', async () => {
         inFlight++;
         peak = Math.max(peak, inFlight);
-        await new Promise((resolve) => setTimeout(resolve, durations[input.id]));
+        const deadline = Date.now() + 20_000;
+        while (input.id === 'a' && finished.size < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
         inFlight--;
+        finished.add(input.id);
         return input.id.toUpperCase();
       }),
     );

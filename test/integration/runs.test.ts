@@ -56,7 +56,7 @@ describe('starting runs', () => {
       await sequelize.transaction(async (transaction) => {
         await flow.notify('in_tx_event', { a: 1 }, { transaction, id: 'tx-evt' });
       });
-      const again = await flow.notify('in_tx_event', { a: 2 }, { id: 'tx-evt' });
+      const again = await flow.notify('in_tx_event', { a: 1 }, { id: 'tx-evt' });
       expect(again).toMatchObject({ duplicate: true, payload: { a: 1 } });
     } finally {
       await sequelize.close();

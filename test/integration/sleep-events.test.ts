@@ -160,7 +160,7 @@ describe('step.waitForEvent', () => {
     const a = await flow.notify('ping', { n: 1 }, { id: 'same' });
     expect(a.duplicate).toBe(false);
     await eventually(async () => (await stepOf(run.runId, 'ping-2'))?.step.status === 'waiting');
-    const b = await flow.notify('ping', { n: 2 }, { id: 'same' });
+    const b = await flow.notify('ping', { n: 1 }, { id: 'same' });
     expect(b).toMatchObject({ duplicate: true, id: a.id, payload: { n: 1 }, matchedWaits: 0 });
     expect(await statusOf(run.runId)).toBe('waiting');
     await flow.notify('ping', { n: 3 });

@@ -4,7 +4,7 @@ import { quoteIdent } from '../tables.js';
 /**
  * Claims up to `$3` due runs for worker `$4` (lease `$5` ms), and loads their step history and the
  * time the next run wakes, in one round trip: the `durable_flow_claim` function in
- * migrations/001_initial.sql, where its locks and its plan are explained.
+ * migrations/002_trust.sql (first in 001_initial.sql, where its locks and its plan are explained).
  * Parameters: queues, workflow names, limit, owner, lease ms, clock offset ms.
  */
 export const claimRuns = (t: Tables): string => `

@@ -66,7 +66,9 @@ WITH req AS (
     error = EXCLUDED.error,
     cursor = coalesce(EXCLUDED.cursor, s.cursor),
     metadata = s.metadata || EXCLUDED.metadata,
-    exec_snapshot = EXCLUDED.exec_snapshot,
+    -- A step body's mark is the one of the execution that first began it (a retry, or a replay after a
+    -- crash, must not move it past an event the first attempt caused); a sleep's is its waking one.
+    exec_snapshot = CASE WHEN s.kind = 'run' THEN coalesce(s.exec_snapshot, EXCLUDED.exec_snapshot) ELSE EXCLUDED.exec_snapshot END,
     started_at = coalesce(s.started_at, EXCLUDED.started_at),
     completed_at = EXCLUDED.completed_at,
     updated_at = EXCLUDED.updated_at

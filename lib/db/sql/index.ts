@@ -2,7 +2,7 @@ import type { Tables } from '../tables.js';
 import { claimRuns, orphanedWorkflows } from './claimRuns.js';
 import { commitBatch } from './commitBatch.js';
 import { heartbeat } from './heartbeat.js';
-import { notifyEvent } from './insertEvent.js';
+import { notifyEvent, notifyEvents } from './insertEvent.js';
 import { findRunsByKeys, insertRuns } from './insertRun.js';
 import { insertWaits, lockWatchedRuns } from './insertWaits.js';
 import { lockEventNames } from './lockEventNames.js';
@@ -35,6 +35,7 @@ export function buildSql(t: Tables) {
     releaseRuns: releaseRuns(t),
     heartbeat: heartbeat(t),
     notifyEvent: notifyEvent(t),
+    notifyEvents: notifyEvents(t),
     cancelRun: cancelRun(t),
     retryRun: retryRun(t),
   };

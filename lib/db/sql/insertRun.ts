@@ -4,9 +4,9 @@ import { nowSql } from '../tables.js';
 /**
  * Creates runs, many in one statement (the starts of a process are group-committed, see Batcher).
  * A row with an `owner` is inserted already claimed by that worker of this process (running, leased,
- * epoch 1: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id or
- * idempotency key that exists already inserts nothing (both are unique indexes): the caller reads
- * those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
+ * epoch 1: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id, or an
+ * idempotency key of the same workflow, that exists already inserts nothing (both are unique indexes):
+ * the caller reads those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
  *
  * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
  *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers }]
@@ -39,7 +39,7 @@ WITH x AS (
   ORDER BY i
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
-            parent_run_id, queue_name, lease_owner, false AS replay
+            created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay
 ), triggers AS (
   INSERT INTO ${t.cancelTriggers} (workflow_run_id, event_name, match)
   SELECT DISTINCT ins.id, tr.event, tr.match
@@ -51,7 +51,8 @@ SELECT coalesce((SELECT json_agg(ins) FROM ins), '[]') AS runs,
        pg_current_snapshot()::text AS snapshot`;
 };
 
-/** The runs that conflicting starts collided with: by idempotency key or by run id. */
+/** The runs that conflicting starts collided with: by run id, or by (workflow, idempotency key). */
 export const findRunsByKeys = (t: Tables): string => `
-SELECT run_id, idempotency_key FROM ${t.runs}
-WHERE run_id = ANY($1::text[]) OR idempotency_key = ANY($2::text[])`;
+SELECT run_id, workflow_name, idempotency_key FROM ${t.runs}
+WHERE run_id = ANY($1::text[])
+   OR (workflow_name, idempotency_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))`;

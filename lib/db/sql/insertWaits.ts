@@ -25,6 +25,7 @@ export const lockWatchedRuns = (t: Tables): string => `
 WITH marked AS (
   UPDATE ${t.runs} SET watched = true
   WHERE id IN (SELECT id FROM ${t.runs} WHERE run_id = ANY($1::text[]) ORDER BY id DESC FOR NO KEY UPDATE)
-  RETURNING run_id, workflow_name, status, output::text AS output, error
+  RETURNING run_id, workflow_name, status, output::text AS output, error,
+            coalesce(completed_at, failed_at, cancelled_at) AS finished_at
 )
 SELECT * FROM marked`;

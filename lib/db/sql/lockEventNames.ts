@@ -1,4 +1,5 @@
 import type { Tables } from '../tables.js';
+import { quoteIdent } from '../tables.js';
 
 /**
  * Takes the transaction-scoped advisory lock of each event name in `$2`, in a fixed order.
@@ -6,8 +7,9 @@ import type { Tables } from '../tables.js';
  * Why: a wait is created (and checked against stored events) in one transaction while `notify` stores
  * an event (and matches pending waits) in another. Under READ COMMITTED each could miss the other's
  * uncommitted row: the lost wake-up. Both take this lock first, so whichever comes second sees what
- * the first committed. Lock order everywhere: event names, then runs (by id), then waits.
+ * the first committed. Names share 64 locks (durable_flow_event_lock_key, migrations/002_trust.sql), so
+ * a transaction awaiting or storing any number of names holds at most 64 advisory locks. Lock order
+ * everywhere: event-name keys (ascending), then runs (by id, descending), then waits.
  */
-export const lockEventNames = (_t: Tables): string => `
-SELECT count(pg_advisory_xact_lock($1, h))
-FROM (SELECT DISTINCT hashtext(n) AS h FROM unnest($2::text[]) AS n ORDER BY 1) AS names`;
+export const lockEventNames = (t: Tables): string => `
+SELECT ${quoteIdent(t.schema)}.durable_flow_lock_events($1, $2::text[])`;

@@ -4,7 +4,7 @@ import { nowSql } from '../tables.js';
 /**
  * The state of the given waits of run `$1`, each with the event that settles it: the one a `notify`
  * already matched, or else the first stored event that matches it now (same name, payload containing
- * `match`, and recorded after the wait's low-water mark unless it allows past events).
+ * `match`, recorded after the wait's low-water mark unless it allows past events, and before its timeout).
  *
  * A mark is `<pg_snapshot>[|<txid>|<event id>]`: events not yet visible in the snapshot are "after"
  * it, except, when the mark was left by a `notify` that settled the previous wait, that notify's own
@@ -31,6 +31,8 @@ LEFT JOIN LATERAL (
     AND w.watched_run_id IS NULL
     AND e.name = w.event_name
     AND e.payload @> w.match
+    -- An event stored after the wait's deadline (on the flow's clock) is too late, stored or not.
+    AND (w.timeout_at IS NULL OR e.occurred_at < w.timeout_at)
     AND (w.allow_past_events OR (
       e.txid >= pg_snapshot_xmin(split_part(w.since_snapshot, '|', 1)::pg_snapshot)
       AND NOT pg_visible_in_snapshot(e.txid, split_part(w.since_snapshot, '|', 1)::pg_snapshot)
