@@ -216,7 +216,9 @@ $$;
 -- - a wait whose timeout has passed on the flow's clock never matches, though no worker has settled it;
 -- - the event's occurred_at is the flow's clock when it was stored (after the name's lock), which the
 --   suspension compares with a wait's timeout (resolveWaits);
--- - the name lock is its shared key (durable_flow_event_lock_key).
+-- - the name lock is its shared key (durable_flow_event_lock_key);
+-- - a matched wait's step keeps its mark (the snapshot it was created in), instead of this
+--   transaction's, which would hide from the next wait every event committed before this one.
 DROP FUNCTION {{schema}}.durable_flow_notify(text, text, jsonb, text, integer, float8, text, float8, integer, text[], text[]);
 CREATE FUNCTION {{schema}}.durable_flow_notify(
   p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
@@ -275,10 +277,10 @@ BEGIN
       RETURNING w.workflow_run_id, w.workflow_step_id
     ), s AS (
       UPDATE {{schema}}.durable_flow_workflow_steps s
+      -- exec_snapshot stays the one the wait was created with: the wait after this one sees every event
+      -- since (resolveWaits leaves out the events this run's earlier waits took).
       SET status = 'succeeded', result = p_payload, completed_at = v_now, attempts = s.attempts + 1,
-          updated_at = clock_timestamp(),
-          -- The low-water mark for the wait after this one: later events, not this one.
-          exec_snapshot = v_mark
+          updated_at = clock_timestamp()
       WHERE s.id IN (SELECT workflow_step_id FROM m)
     )
     SELECT count(*), array_agg(DISTINCT workflow_run_id) INTO v_matched, v_runs FROM m;
@@ -306,7 +308,8 @@ BEGIN
 END
 $$;
 
--- As in 001, and a wait whose timeout has passed is left to its timeout (the suspension settles it).
+-- As in 001, and a wait whose timeout has passed is left to its timeout (the suspension settles it);
+-- the wait step keeps the mark it was created with (see durable_flow_notify).
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_run_finished() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   v_outcome jsonb := jsonb_build_object('runId', NEW.run_id, 'workflow', NEW.workflow_name, 'status', NEW.status);
@@ -326,7 +329,7 @@ BEGIN
   ), s AS (
     UPDATE {{schema}}.durable_flow_workflow_steps s
     SET status = 'succeeded', result = v_outcome, completed_at = statement_timestamp(),
-        attempts = s.attempts + 1, exec_snapshot = pg_current_snapshot()::text, updated_at = clock_timestamp()
+        attempts = s.attempts + 1, updated_at = clock_timestamp()
     WHERE s.id IN (SELECT workflow_step_id FROM m)
   )
   UPDATE {{schema}}.durable_flow_workflow_runs r

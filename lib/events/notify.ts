@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { SqlTexts } from '../db/sql/index.js';
 import { fromPg, queryableFor, withTransaction } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
+import { debugPoint } from '../debug-point.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson } from '../json.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
@@ -86,6 +87,8 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
   try {
     const stored = await run(queryableFor(env.pool, options.transaction), taker);
     claimed = stored.row;
+    // The event is stored (committed, unless inside the caller's transaction); the caller not told yet.
+    await debugPoint('NOTIFY_AFTER_COMMIT', { runId: options.source?.startsWith('run:') ? options.source.slice(4) : undefined });
     return stored.event;
   } finally {
     taker?.adopt(claimed?.claimed ?? [], claimed?.history ?? [], claimed?.snapshot ?? '', Number(claimed?.db_now_ms ?? 0));

@@ -87,6 +87,7 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
         cursor: cursor ?? null, started_at: startedAt, completed_at: null, error: null,
       });
       await host.flush();
+      await host.env.debugPoint('CURSOR_AFTER_ADVANCE', { runId: host.runId, step: name, attempt });
     },
   };
   host.bodyStarted();

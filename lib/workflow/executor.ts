@@ -166,6 +166,7 @@ export class Execution {
       attempt: this.run.attempts,
     };
     Promise.resolve()
+      .then(() => this.#env.debugPoint('EXECUTION_START', { runId: this.run.runId, claimCount: this.run.claimCount }))
       .then(() => this.#definition.handler(context))
       .then(
         (value) => {
@@ -451,9 +452,11 @@ export class Execution {
       if (this.#ended || this.#aborted) return;
       const { steps, logs } = this.#takePending();
       if (steps.length === 0 && logs.length === 0) return;
+      await this.#env.debugPoint('FLUSH_BEFORE_COMMIT', { runId: this.run.runId });
       const result = await this.#env.commit({ run: this.run.id, epoch: this.run.epoch, snapshot: this.#snapshot, steps, logs });
       if (!result.held) throw new LeaseLostError(this.run.runId);
       this.#recordStepIds(result.steps);
+      await this.#env.debugPoint('FLUSH_AFTER_COMMIT', { runId: this.run.runId });
     });
     this.#commitChain = next.catch((error: unknown) => this.#onEngineError(error));
     return next;
@@ -496,17 +499,18 @@ export class Execution {
       iso: (ms) => this.#iso(ms),
       mustContinue: due.length > 0,
       suspendState: () => suspendStateOf(this.#suspensions.values()),
+      inTransaction: () => this.#env.debugPoint('SUSPEND_IN_TRANSACTION', { runId: this.run.runId }),
     });
     this.#recordStepIds(result.stepIds);
+    await this.#env.debugPoint('SUSPEND_AFTER_COMMIT', { runId: this.run.runId, kind: result.kind });
     if (result.kind === 'suspended') {
       this.#conclude({ kind: 'suspended', wakeAt: result.wakeAt });
       return;
     }
     const settled = due.map((s) => ({ s, ok: true, value: undefined as unknown }));
-    for (const { name, ok, value, mark } of result.settled) {
+    for (const { name, ok, value } of result.settled) {
       const s = this.#suspensions.get(name);
       if (!s) continue;
-      this.#stepMarks.set(name, mark);
       if (!ok && typeof value === 'object' && value !== null) this.#errorSteps.set(value, name);
       settled.push({ s, ok, value });
     }
@@ -549,6 +553,7 @@ export class Execution {
       transition: { status, output, error, wakeNow: status === 'ready' },
     });
     if (!result.held) throw new LeaseLostError(this.run.runId);
+    await this.#env.debugPoint('END_AFTER_COMMIT', { runId: this.run.runId, status });
     if (status === 'completed') {
       this.#env.onFinished(this.run.runId, { status, ...(output === undefined ? {} : { output }) });
       this.#conclude({ kind: 'completed' });

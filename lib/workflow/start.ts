@@ -4,6 +4,7 @@ import type { SqlTexts } from '../db/sql/index.js';
 import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
+import { debugPoint } from '../debug-point.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
 import type { StartOptions } from '../types.js';
@@ -141,6 +142,8 @@ export async function startRun(
     target?.cancel();
     throw error;
   }
+  // The run is stored (a child: its parent's step not yet told).
+  await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: inserted.runId });
   if (inserted.claimed) {
     if (target) target.adopt(inserted.claimed);
   } else {

@@ -71,14 +71,14 @@ export interface SuspendRequest {
   mustContinue: boolean;
   /** The run's status, next wake-up and error if nothing settles (computed only then). */
   suspendState(): { status: string; wakeAt: number | null; error: StoredError | undefined };
+  /** Called inside the transaction, with its locks held and its writes not yet committed (a debug point). */
+  inTransaction?(): Promise<void>;
 }
 
 export interface Settled {
   name: string;
   ok: boolean;
   value: unknown;
-  /** The mark a wait right after this one uses. */
-  mark: string;
 }
 
 export type SuspendResult =
@@ -94,7 +94,6 @@ interface WaitRow {
   event_id: string | null;
   payload: string | null;
   watched_run_id: string | null;
-  snapshot: string;
 }
 
 interface WatchedRun {
@@ -161,6 +160,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     }
     const [fence] = await sendCommits(client, sql, request.offsetMs, [{ run: run.id, epoch: run.epoch, snapshot: request.snapshot, ...request.pending }]);
     if (!fence?.held) throw new LeaseLostError(run.runId);
+    await request.inTransaction?.();
     if (waits.length === 0) return { kind: 'settled' as const, settled: [], stepIds: fence.steps };
 
     const fresh = waits.filter((w) => w.isNew);
@@ -183,29 +183,28 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     const rows = await db.query<WaitRow>(sql.resolveWaits, [run.id, waits.map((w) => w.name), request.offsetMs]);
     const byName = new Map(waits.map((spec) => [spec.name, spec]));
     const specOf = (row: WaitRow) => byName.get(row.step_name);
-    const mark = rows[0]?.snapshot ?? request.snapshot;
     const settled: Settled[] = [];
     const settlements: { wait_id: string; status: 'matched' | 'timed_out'; event_id?: string; outcome?: Record<string, unknown>; error?: StoredError }[] = [];
     for (const row of rows) {
       const watchedRun = row.watched_run_id ? watched.get(row.watched_run_id) : undefined;
       if (row.status === 'matched' && row.payload !== null) {
-        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload), mark });
+        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload) });
       } else if (row.status !== 'pending') {
         continue;
       } else if (row.event_id !== null) {
         settlements.push({ wait_id: row.id, status: 'matched', event_id: row.event_id });
-        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload!), mark });
+        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload!) });
       } else if (watchedRun && TERMINAL.has(watchedRun.status) && finishedInTime(watchedRun, specOf(row))) {
         const outcome = outcomeOf(watchedRun);
         settlements.push({ wait_id: row.id, status: 'matched', outcome });
-        settled.push({ name: row.step_name, ok: true, value: outcome, mark });
+        settled.push({ name: row.step_name, ok: true, value: outcome });
       } else if (row.expired) {
         const error = new WaitTimeoutError(row.event_name, row.step_name);
         settlements.push({ wait_id: row.id, status: 'timed_out', error: serializeError(error, row.step_name) });
-        settled.push({ name: row.step_name, ok: false, value: error, mark });
+        settled.push({ name: row.step_name, ok: false, value: error });
       }
     }
-    if (settlements.length > 0) await db.query(sql.settleWaits, [JSON.stringify(settlements), request.offsetMs, mark]);
+    if (settlements.length > 0) await db.query(sql.settleWaits, [JSON.stringify(settlements), request.offsetMs]);
     if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps };
 
     const { status, wakeAt, error } = request.suspendState();

@@ -18,7 +18,12 @@ const children = new Set<ChildProcess>();
 
 /** Starts a TypeScript fixture in a child process (a real process: SIGKILL really kills it). */
 export function spawnFixture(fixture: string, env: Record<string, string>): ChildWorker {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'test/fixtures', fixture)], {
+  return spawnNode(['--import', 'tsx', path.join(root, 'test/fixtures', fixture)], env, fixture);
+}
+
+/** Starts `node <args>` as a child process (for a fixture bundled ahead, which starts faster than through tsx). */
+export function spawnNode(args: string[], env: Record<string, string>, fixture = args[args.length - 1]!): ChildWorker {
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,9 +7,10 @@ import { nowSql } from '../tables.js';
  * `match`, recorded after the wait's low-water mark unless it allows past events, and before its timeout).
  *
  * A mark is `<pg_snapshot>[|<txid>|<event id>]`: events not yet visible in the snapshot are "after"
- * it, except, when the mark was left by a `notify` that settled the previous wait, that notify's own
- * event (and any it stored before it in the same transaction). `snapshot` is this statement's
- * snapshot: the mark a wait settled here leaves for the wait after it.
+ * it, except, when the mark comes from a `notify` that claimed the run, that notify's own event (and
+ * any it stored before it in the same transaction). The mark of a wait is the snapshot of the
+ * execution that created it, so the wait after it sees every event since, except those this run's
+ * earlier waits took.
  *
  * Lock: `FOR UPDATE OF w`, so a timeout decided here cannot race a `notify` matching the same wait
  * (the caller also holds the event-name locks).
@@ -19,8 +20,7 @@ SELECT w.id, s.name AS step_name, w.status, w.event_name,
        (w.timeout_at IS NOT NULL AND w.timeout_at <= ${nowSql('$3')}) AS expired,
        coalesce(me.id, fe.id) AS event_id,
        coalesce(me.payload, fe.payload, CASE WHEN w.watched_run_id IS NOT NULL AND w.status = 'matched' THEN s.result END)::text AS payload,
-       w.watched_run_id,
-       pg_current_snapshot()::text AS snapshot
+       w.watched_run_id
 FROM ${t.waits} w
 JOIN ${t.steps} s ON s.id = w.workflow_step_id
 LEFT JOIN ${t.events} me ON me.id = w.workflow_event_id
@@ -37,7 +37,12 @@ LEFT JOIN LATERAL (
       e.txid >= pg_snapshot_xmin(split_part(w.since_snapshot, '|', 1)::pg_snapshot)
       AND NOT pg_visible_in_snapshot(e.txid, split_part(w.since_snapshot, '|', 1)::pg_snapshot)
       AND NOT coalesce(e.txid = nullif(split_part(w.since_snapshot, '|', 2), '')::xid8
-                       AND e.id <= nullif(split_part(w.since_snapshot, '|', 3), '')::bigint, false)))
+                       AND e.id <= nullif(split_part(w.since_snapshot, '|', 3), '')::bigint, false)
+      -- Not an event an earlier wait of this run took (waits created in one transaction are parallel:
+      -- they may share an event).
+      AND NOT EXISTS (SELECT 1 FROM ${t.waits} c
+                      WHERE c.workflow_event_id = e.id AND c.workflow_run_id = w.workflow_run_id
+                        AND c.created_at < w.created_at)))
   ORDER BY e.id
   LIMIT 1
 ) fe ON true
@@ -49,7 +54,8 @@ FOR UPDATE OF w`;
  * holds the event's payload), a wait on a run that finished before its finish trigger could match it
  * (its step holds the outcome), and a wait whose timeout passed (its step stores the WaitTimeoutError
  * that every replay rethrows).
- * $1: [{ wait_id, status: 'matched' | 'timed_out', event_id?, outcome?, error? }], $2 clock offset, $3 mark.
+ * The step keeps the mark it was created with. $1: [{ wait_id, status: 'matched' | 'timed_out', event_id?,
+ * outcome?, error? }], $2 clock offset.
  */
 export const settleWaits = (t: Tables): string => `
 WITH x AS (
@@ -65,6 +71,6 @@ UPDATE ${t.steps} s SET
   result = CASE WHEN w.status = 'timed_out' THEN s.result ELSE coalesce(e.payload, w.outcome) END,
   error = CASE WHEN w.status = 'timed_out' THEN w.error ELSE s.error END,
   metadata = CASE WHEN w.status = 'timed_out' THEN s.metadata || '{"timedOut": true}'::jsonb ELSE s.metadata END,
-  completed_at = ${nowSql('$2')}, attempts = s.attempts + 1, exec_snapshot = $3, updated_at = clock_timestamp()
+  completed_at = ${nowSql('$2')}, attempts = s.attempts + 1, updated_at = clock_timestamp()
 FROM w LEFT JOIN ${t.events} e ON e.id = w.event_id
 WHERE s.id = w.workflow_step_id`;
