@@ -206,6 +206,8 @@ export class Worker {
   }
 
   async #claim(limit: number, names: string[]): Promise<number> {
+    // Fault tests hold claims of several processes here, to release them at one moment.
+    await this.#host.executionEnv.debugPoint('CLAIM_BEFORE', { worker: this.id });
     const { rows } = await runSql<ClaimAnswer>(this.#host.pool, this.#host.sql.claimRuns, [
       this.queues,
       names,
@@ -339,6 +341,8 @@ export class Worker {
     if (this.#executions.size === 0) return;
     const executions = [...this.#executions.values()];
     try {
+      // Fault tests make heartbeats fail here (a worker that cannot renew its leases).
+      await this.#host.executionEnv.debugPoint('HEARTBEAT_BEFORE', { worker: this.id, runs: executions.map((e) => e.run.runId) });
       const { rows } = await runSql<{ id: string | number }>(this.#host.controlPool(), this.#host.sql.heartbeat, [
         JSON.stringify(executions.map((e) => ({ id: e.run.id, epoch: e.run.epoch }))),
         this.id,
