@@ -86,8 +86,9 @@ function toClaimedRun(row: ClaimAnswer['runs'][number]): ClaimedRun {
  * States: idle → running → stopping → stopped. While running it claims when NOTIFY says a run became
  * due, when its timer for the next known wake-up fires, when a slot frees after a full claim, and
  * every `pollInterval` regardless (NOTIFY is only a hint). A heartbeat renews the leases of the runs
- * it executes; a run whose lease is found gone stops writing at once. `stop()` resolves once every
- * execution has ended and the leases are released.
+ * it executes; a run whose lease is found gone stops writing at once. While heartbeats fail it claims
+ * nothing (the heartbeat keeps trying, and claims resume when one succeeds). `stop()` resolves once
+ * every execution has ended and the leases are released.
  */
 export class Worker {
   readonly id: string;
@@ -111,6 +112,12 @@ export class Worker {
   /** Slots promised to runs being started in this process (direct dispatch). */
   #reserved = 0;
   #claimFailures = 0;
+  /**
+   * The last heartbeat failed: this worker cannot renew leases, so it takes no run (by claim, direct
+   * dispatch or notify) until a heartbeat succeeds again. Otherwise it would claim runs only to lose
+   * them after one lease, and take its own runs back from itself, over and over.
+   */
+  #heartbeatFailing = false;
   #orphanCheckAt = 0;
   #stopping: Promise<void> | undefined;
   /** Runs claimed, and how their executions ended (for tests and metrics). */
@@ -178,8 +185,8 @@ export class Worker {
     try {
       for (;;) {
         this.#claimAgain = false;
-        const free = this.concurrency - this.#executions.size - this.#reserved;
-        if (free <= 0 || this.#state !== 'running' || !this.#wanted) break;
+        const free = this.freeSlots;
+        if (free <= 0 || !this.#wanted) break;
         const names = [...this.#host.definitions.keys()];
         if (names.length === 0) {
           if (!this.#warnedNoWorkflows) {
@@ -239,7 +246,11 @@ export class Worker {
 
   /** Slots free for new runs (0 unless running). */
   get freeSlots(): number {
-    return this.#state === 'running' ? this.concurrency - this.#executions.size - this.#reserved : 0;
+    return this.#takesRuns() ? this.concurrency - this.#executions.size - this.#reserved : 0;
+  }
+
+  #takesRuns(): boolean {
+    return this.#state === 'running' && !this.#heartbeatFailing;
   }
 
   /** @internal Reserves up to `max` free slots (for runs a notify of this process may hand over). */
@@ -258,7 +269,7 @@ export class Worker {
 
   /** @internal Reserves a slot for a run this process is starting, if the worker has one free. */
   reserve(queue: string): boolean {
-    if (this.#state !== 'running' || !this.queues.includes(queue)) return false;
+    if (!this.#takesRuns() || !this.queues.includes(queue)) return false;
     if (this.#executions.size + this.#reserved >= this.concurrency) return false;
     this.#reserved++;
     return true;
@@ -299,13 +310,17 @@ export class Worker {
     const definition = this.#host.definitions.get(run.workflow);
     if (!definition) return; // cannot happen: the claim filters on registered names
     this.stats.claimed++;
+    // Claimed again while this process still executes it (its lease ran out here unrenewed, and no one
+    // else took it first): the old execution is fenced by the new epoch. End it now, so that only the
+    // new one is tracked, heartbeated and counted.
+    this.#executions.get(run.id)?.leaseLost();
     const execution = new Execution(this.#host.executionEnv, definition, run, history, { snapshot, dbNowMs });
     this.#executions.set(run.id, execution);
     void execution.start().then((outcome) => this.#ended(execution, outcome));
   }
 
   #ended(execution: Execution, outcome: ExecutionOutcome): void {
-    this.#executions.delete(execution.run.id);
+    if (this.#executions.get(execution.run.id) === execution) this.#executions.delete(execution.run.id);
     switch (outcome.kind) {
       case 'completed': this.stats.completed++; break;
       case 'failed': this.stats.failed++; break;
@@ -338,7 +353,8 @@ export class Worker {
   }
 
   async #heartbeat(): Promise<void> {
-    if (this.#executions.size === 0) return;
+    // With nothing to renew it still runs while failing: its success is what lets claims resume.
+    if (this.#executions.size === 0 && !this.#heartbeatFailing) return;
     const executions = [...this.#executions.values()];
     try {
       // Fault tests make heartbeats fail here (a worker that cannot renew its leases).
@@ -349,6 +365,10 @@ export class Worker {
         this.#host.options.leaseTtlMs,
         this.#host.clockOffsetMs(),
       ]);
+      if (this.#heartbeatFailing) {
+        this.#heartbeatFailing = false;
+        this.#requestClaim(true);
+      }
       const held = new Set(rows.map((row) => String(row.id)));
       for (const execution of executions) {
         if (!held.has(execution.run.id) && this.#executions.get(execution.run.id) === execution) {
@@ -357,7 +377,10 @@ export class Worker {
         }
       }
     } catch (error) {
-      this.#host.options.logger.warn('Heartbeat failed; leases expire unless the next one succeeds', { error: (error as Error).message });
+      this.#heartbeatFailing = true;
+      this.#host.options.logger.warn('Heartbeat failed; leases expire unless the next one succeeds, and this worker claims nothing until one does', {
+        error: (error as Error).message,
+      });
     }
   }
 
