@@ -4,6 +4,8 @@ import type pg from 'pg';
 import { checkInteger, invalidOption } from '../config.js';
 import type { ResolvedOptions } from '../config.js';
 import type { SqlTexts } from '../db/sql/index.js';
+import { schemaProblem } from '../db/migrator.js';
+import type { SchemaCheck } from '../db/migrator.js';
 import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
@@ -37,6 +39,10 @@ export interface WorkerHost {
   options: ResolvedOptions;
   listener: Listener;
   wakeChannel: string;
+  /** migrate() NOTIFYs it when it applied migrations. */
+  migrationsChannel: string;
+  /** How the database's migrations compare with the ones this release knows. */
+  checkSchema(): Promise<SchemaCheck>;
   definitions: Map<string, WorkflowDefinition>;
   executionEnv: ExecutionEnv;
   clockOffsetMs(): number;
@@ -80,6 +86,9 @@ function toClaimedRun(row: ClaimAnswer['runs'][number]): ClaimedRun {
   };
 }
 
+/** Every this many polls a worker checks the schema, in case it missed the migrations NOTIFY. */
+const SCHEMA_CHECK_POLLS = 10;
+
 /**
  * Claims due runs and executes them, up to `concurrency` at a time.
  *
@@ -118,6 +127,15 @@ export class Worker {
    * them after one lease, and take its own runs back from itself, over and over.
    */
   #heartbeatFailing = false;
+  /**
+   * Why the database's schema is not the one this release was written for (a newer release migrated
+   * it, or migrate() has not run), or null. While set, the worker takes no run. Checked at start, on
+   * the migrations NOTIFY, after a LISTEN reconnect, and every SCHEMA_CHECK_POLLS polls.
+   */
+  #schemaProblem: string | null = null;
+  /** Checks run one after another, so that an older answer never overrides a newer one. */
+  #schemaChecks: Promise<void> = Promise.resolve();
+  #polls = 0;
   #orphanCheckAt = 0;
   #stopping: Promise<void> | undefined;
   /** Runs claimed, and how their executions ended (for tests and metrics). */
@@ -155,14 +173,26 @@ export class Worker {
     if (this.#state !== 'idle') throw new DurableFlowError('INVALID_STATE', `Cannot start a worker that is ${this.#state}; create a new one with flow.worker()`);
     this.#state = 'running';
     this.#host.track(this, true);
-    this.#pollTimer = setInterval(() => this.#requestClaim(true), this.pollIntervalMs);
+    await this.#checkSchema();
+    this.#pollTimer = setInterval(() => {
+      if (++this.#polls % SCHEMA_CHECK_POLLS === 0) void this.#checkSchema();
+      this.#requestClaim(true);
+    }, this.pollIntervalMs);
     this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), this.#host.options.heartbeatIntervalMs);
     this.#heartbeatTimer.unref();
-    this.#unreconnect = this.#host.listener.onReconnect(() => this.#requestClaim(true));
+    this.#unreconnect = this.#host.listener.onReconnect(() => {
+      void this.#checkSchema();
+      this.#requestClaim(true);
+    });
     try {
-      this.#unlisten = await this.#host.listener.listen(this.#host.wakeChannel, (queue) => {
+      const unlistenWake = await this.#host.listener.listen(this.#host.wakeChannel, (queue) => {
         if (queue === '*' || this.queues.includes(queue)) this.#requestClaim(true);
       });
+      const unlistenMigrations = await this.#host.listener.listen(this.#host.migrationsChannel, () => void this.#checkSchema());
+      this.#unlisten = () => {
+        unlistenWake();
+        unlistenMigrations();
+      };
     } catch (error) {
       this.#host.options.logger.warn('Worker could not LISTEN; it polls every pollInterval instead', { error: (error as Error).message });
     }
@@ -250,7 +280,35 @@ export class Worker {
   }
 
   #takesRuns(): boolean {
-    return this.#state === 'running' && !this.#heartbeatFailing;
+    return this.#state === 'running' && !this.#heartbeatFailing && this.#schemaProblem === null;
+  }
+
+  /**
+   * Compares the database's migrations with this release's. On a mismatch it stops taking runs and
+   * hands back those it executes (their running steps finish first), saying why once; when the schema
+   * matches again it resumes. A failed check changes nothing (the claim reports connection problems).
+   */
+  #checkSchema(): Promise<void> {
+    this.#schemaChecks = this.#schemaChecks.then(() => this.#compareSchema());
+    return this.#schemaChecks;
+  }
+
+  async #compareSchema(): Promise<void> {
+    let problem: string | null;
+    try {
+      problem = schemaProblem(await this.#host.checkSchema());
+    } catch {
+      return;
+    }
+    if (problem === this.#schemaProblem || this.#state !== 'running') return;
+    this.#schemaProblem = problem;
+    if (problem) {
+      this.#host.options.logger.warn(problem, { worker: this.id });
+      for (const execution of this.#executions.values()) execution.requestStop();
+    } else {
+      this.#host.options.logger.warn('The database schema matches this release again; this worker claims runs again', { worker: this.id });
+      this.#requestClaim(true);
+    }
   }
 
   /** @internal Reserves up to `max` free slots (for runs a notify of this process may hand over). */
@@ -316,6 +374,8 @@ export class Worker {
     this.#executions.get(run.id)?.leaseLost();
     const execution = new Execution(this.#host.executionEnv, definition, run, history, { snapshot, dbNowMs });
     this.#executions.set(run.id, execution);
+    // A claim already under way when a schema check found a mismatch: hand the run back, start no step.
+    if (this.#schemaProblem !== null) execution.requestStop();
     void execution.start().then((outcome) => this.#ended(execution, outcome));
   }
 
