@@ -13,7 +13,7 @@ import { eventually } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 import { assertHistory, checkHistory, reportFigures } from './history.js';
 import { registerOpsWorkflows } from './ops-workflows.js';
-import { opsSetup, opsWorker } from './setup.js';
+import { holdBarrier, opsSetup, opsWorker } from './setup.js';
 import { registerChaosWorkflows } from './workflows.js';
 
 let ctx: TestContext;
@@ -191,7 +191,7 @@ describe('D3: a caller transaction opened 10 s before it starts a run, notifies 
 describe('A10: a step that takes three leases', () => {
   it('completes with no takeover while heartbeats renew its lease, though another worker keeps polling', async () => {
     // The other worker is ready and held at its claim until the holder is inside the long step.
-    const gate = await barrier(1001);
+    const gate = await holdBarrier(ctx.db.url, 1001);
     const other = worker({ LOG: '1', BARRIER: '1001' });
     const holder = worker({ LOG: '1' });
     await Promise.all([holder.waitFor(/^READY/), other.waitFor(/^BARRIER/)]);
@@ -220,7 +220,7 @@ describe('A10: a step that takes three leases', () => {
   });
 
   it('is taken over exactly once when its worker cannot renew the lease, and the original writes nothing', async () => {
-    const gate = await barrier(1002);
+    const gate = await holdBarrier(ctx.db.url, 1002);
     const other = worker({ LOG: '1', BARRIER: '1002' });
     const holder = worker({ NO_HEARTBEAT: '1', LOG: '1', LONG_MS: String(3 * LEASE_S * 1000) });
     await Promise.all([holder.waitFor(/^READY/), other.waitFor(/^BARRIER/)]);
@@ -258,7 +258,7 @@ describe('A10: a step that takes three leases', () => {
     assertHistory(history, { maxReexecutions: 1, maxEntriesPerStep: 2 });
   });
   it('keeps one execution when a worker claims back a run whose lease ran out in its own hands (late heartbeats)', async () => {
-    const gate = await barrier(1010);
+    const gate = await holdBarrier(ctx.db.url, 1010);
     const holder = worker({ HEARTBEAT_BARRIER: '1010', LOG: '1' });
     await holder.waitFor(/^READY/);
     const run = await workflows.long.start({ ms: 4000 });
@@ -277,29 +277,6 @@ describe('A10: a step that takes three leases', () => {
   });
 });
 
-/** Holds advisory lock `key` (the barrier of ops-worker's BARRIER): claims wait until release(). */
-async function barrier(key: number) {
-  const client = new pg.Client({ connectionString: ctx.db.url });
-  await client.connect();
-  await client.query('SELECT pg_advisory_lock($1)', [key]);
-  return {
-    /** Resolves once `n` sessions wait for the barrier (their claims are held at it). */
-    async waiting(n: number) {
-      await eventually(async () => {
-        const { rows } = await flow.pool.query(
-          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-          [key],
-        );
-        return rows[0].n >= n;
-      }, 30_000);
-    },
-    async release() {
-      await client.query('SELECT pg_advisory_unlock($1)', [key]);
-      await client.end();
-    },
-  };
-}
-
 describe('A12: two processes recover the same expired leases at the same moment', () => {
   it('claims each run once (attempts +1, not +2), resumes each body once, and both see the same results', async () => {
     const n = 20;
@@ -309,7 +286,7 @@ describe('A12: two processes recover the same expired leases at the same moment'
     await Promise.all(runIds.map((runId) => workflows.long.start({ ms: 200 }, { runId })));
     await eventually(() => runIds.every((runId) => enteredBy(victim, runId, 'long')), 30_000);
 
-    const gate = await barrier(1212);
+    const gate = await holdBarrier(ctx.db.url, 1212);
     const recoverers = [1, 2].map(() => worker({ BARRIER: '1212', CONCURRENCY: String(n / 2), WATCH_RUNS: runIds.join(',') }));
     await Promise.all(recoverers.map((w) => w.waitFor(/^BARRIER/)));
     await gate.waiting(2);
@@ -365,7 +342,7 @@ describe('A13: runs created at the moment of the startup claim', () => {
         WHERE run_id = $1`,
       [orphan.runId],
     );
-    const gate = await barrier(1313);
+    const gate = await holdBarrier(ctx.db.url, 1313);
     const starting = [1, 2].map(() => worker({ BARRIER: '1313' }));
     await Promise.all(starting.map((w) => w.waitFor(/^BARRIER/)));
     await gate.waiting(2);
