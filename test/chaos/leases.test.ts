@@ -96,6 +96,11 @@ describe('D2: two workers whose clocks are off by more than the lease, in opposi
     expect(long[0].n).toBeGreaterThan(0); // some steps really outlived a lease
     const history = await checkHistory(flow.pool, runIds);
     assertHistory(history, { maxReexecutions: 0, maxEntriesPerStep: 1 });
+    reportFigures('D2 clocks skewed past the lease', {
+      runs: runIds.length, workers: 2, faults: `worker clocks ${skewMs / 1000} s ahead and behind (lease ${LEASE_S} s), steps up to 4 s`,
+      lost: history.lost.length, duplicateOutcomes: history.duplicateOutcomes, duplicateCheckpoints: history.duplicateCheckpoints,
+      completedStepReexecutions: history.completedReexecutions, interruptedStepReexecutions: history.reexecutions,
+    });
   });
 });
 
@@ -327,7 +332,7 @@ describe('A12: two processes recover the same expired leases at the same moment'
     reportFigures('A12 duplicate recovery', {
       runs: n, workers: 3, faults: `1 SIGKILL (${n} runs in flight), 2 recoverers released at one moment`,
       lost: history.lost.length, duplicateOutcomes: history.duplicateOutcomes, duplicateCheckpoints: history.duplicateCheckpoints,
-      completedReexecutions: history.completedReexecutions, reexecutions: history.reexecutions,
+      completedStepReexecutions: history.completedReexecutions, interruptedStepReexecutions: history.reexecutions,
     });
   });
 });

@@ -77,6 +77,11 @@ describe('H1: migrations while workers run', () => {
     await Promise.all([...before, ...after].map((runId) => flow.handle(runId).result({ timeout: '60 seconds' })));
     const history = await checkHistory(flow.pool, [...before, ...after]);
     assertHistory(history, { maxReexecutions: 0, maxEntriesPerStep: 1 });
+    reportFigures('H1 migration under running workers', {
+      runs: before.length + after.length, workers: 2, faults: `a newer release's migration with ${before.length} runs in flight, then undone`,
+      lost: history.lost.length, duplicateOutcomes: history.duplicateOutcomes, duplicateCheckpoints: history.duplicateCheckpoints,
+      completedStepReexecutions: history.completedReexecutions, interruptedStepReexecutions: history.reexecutions,
+    });
   });
 
   it('notices a migration it was not told about at its low-rate check, within ten polls', async () => {
@@ -236,7 +241,7 @@ describe('H4: a stuck run holding the only slot of a concurrency-1 workflow', ()
     reportFigures('H4 stuck run, concurrency 1', {
       runs: serial.length + quick.length, workers: 2, faults: `1 SIGSTOP of the slot's holder (lease ${leaseMs / 1000} s)`,
       lost: history.lost.length, duplicateOutcomes: history.duplicateOutcomes, duplicateCheckpoints: history.duplicateCheckpoints,
-      completedReexecutions: history.completedReexecutions, reexecutions: history.reexecutions, advanceAfterLeaseMs: Math.round(advanceMs),
+      completedStepReexecutions: history.completedReexecutions, interruptedStepReexecutions: history.reexecutions, advanceAfterLeaseMs: Math.round(advanceMs),
     });
   });
 });
