@@ -7,7 +7,7 @@ import { ChangeFeed } from './changes/feed.js';
 import type { ChangeSubscriber } from './changes/feed.js';
 import { checkInteger, invalidOption, resolveBackoff, resolveOptions } from './config.js';
 import type { DurableFlowOptions, ResolvedOptions } from './config.js';
-import { migrate } from './db/migrator.js';
+import { checkSchema, migrate, migrationsChannel } from './db/migrator.js';
 import type { MigrateResult } from './db/migrator.js';
 import { defineModels } from './db/models.js';
 import type { DurableFlowModels } from './db/models.js';
@@ -355,6 +355,8 @@ export class DurableFlow {
       options: this.options,
       listener: this.#listener,
       wakeChannel: this.tables.wakeChannel,
+      migrationsChannel: migrationsChannel(this.tables),
+      checkSchema: () => checkSchema(this.#pool, this.tables),
       definitions: this.#definitions,
       executionEnv: this.#executionEnv,
       clockOffsetMs: () => this.#clockOffsetMs,

@@ -32,6 +32,11 @@ function render(sql: string, tables: Tables): string {
   return sql.replaceAll('{{schema}}', quoteIdent(tables.schema)).replaceAll('{{channel}}', tables.channelPrefix);
 }
 
+/** The channel migrate() announces a newly applied schema on; workers check their schema when it fires. */
+export function migrationsChannel(tables: Tables): string {
+  return `${tables.channelPrefix}migrations`;
+}
+
 export interface MigrateResult {
   applied: string[];
   /** Versions recorded in the database that this release does not know (a newer release migrated it). */
@@ -80,6 +85,11 @@ export async function migrate(pool: pg.Pool, tables: Tables): Promise<MigrateRes
         }
         applied.push(migration.name);
       }
+      // Workers of every release check their schema now, rather than at their next low-rate check:
+      // those of an older release stop claiming, those waiting for these migrations start.
+      if (applied.length > 0) {
+        await client.query('SELECT pg_notify($1, $2)', [migrationsChannel(tables), String(migrations.at(-1)!.version)]);
+      }
       const known = new Set(migrations.map((m) => m.version));
       return { applied, unknown: [...done].filter((v) => !known.has(v)).sort((a, b) => a - b) };
     } finally {
@@ -93,4 +103,48 @@ export async function migrate(pool: pg.Pool, tables: Tables): Promise<MigrateRes
   } finally {
     client.release(broken);
   }
+}
+
+/** How the database's migrations compare with this release's. */
+export interface SchemaCheck {
+  /** Migrations of this release the database lacks (migrate() has not run since an upgrade). */
+  missing: string[];
+  /** Versions the database has that this release does not know (a newer release migrated it). */
+  unknown: number[];
+}
+
+export async function checkSchema(pool: pg.Pool, tables: Tables): Promise<SchemaCheck> {
+  let versions: number[] = [];
+  try {
+    const { rows } = await pool.query<{ version: number }>(`SELECT version FROM ${tables.migrations}`);
+    versions = rows.map((row) => row.version);
+  } catch (error) {
+    // No migrations table: never migrated (every migration is missing).
+    if ((error as { code?: string }).code !== '42P01') throw error;
+  }
+  const present = new Set(versions);
+  const migrations = loadMigrations();
+  const known = new Set(migrations.map((m) => m.version));
+  return {
+    missing: migrations.filter((m) => !present.has(m.version)).map((m) => m.name),
+    unknown: versions.filter((v) => !known.has(v)).sort((a, b) => a - b),
+  };
+}
+
+/** What a worker says (and why it claims nothing) when the schema is not the one it was written for; null if it is. */
+export function schemaProblem(check: SchemaCheck): string | null {
+  if (check.unknown.length > 0) {
+    const latest = loadMigrations().at(-1)!.name;
+    return (
+      `The database was migrated by a newer durable-flow release (migration ${check.unknown.join(', ')}; this release knows up to ${latest}). ` +
+      'This worker claims no runs against a schema it does not know, and hands back the runs it executes: upgrade durable-flow in this process and restart it.'
+    );
+  }
+  if (check.missing.length > 0) {
+    return (
+      `The database lacks durable-flow migration ${check.missing.join(', ')}, which this release needs. ` +
+      'This worker claims no runs until it is applied: call await flow.migrate() at boot (safe from any number of processes).'
+    );
+  }
+  return null;
 }

@@ -4,6 +4,8 @@ import type pg from 'pg';
 import { checkInteger, invalidOption } from '../config.js';
 import type { ResolvedOptions } from '../config.js';
 import type { SqlTexts } from '../db/sql/index.js';
+import { schemaProblem } from '../db/migrator.js';
+import type { SchemaCheck } from '../db/migrator.js';
 import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
@@ -37,6 +39,10 @@ export interface WorkerHost {
   options: ResolvedOptions;
   listener: Listener;
   wakeChannel: string;
+  /** migrate() NOTIFYs it when it applied migrations. */
+  migrationsChannel: string;
+  /** How the database's migrations compare with the ones this release knows. */
+  checkSchema(): Promise<SchemaCheck>;
   definitions: Map<string, WorkflowDefinition>;
   executionEnv: ExecutionEnv;
   clockOffsetMs(): number;
@@ -82,14 +88,18 @@ function toClaimedRun(row: ClaimAnswer['runs'][number]): ClaimedRun {
   };
 }
 
+/** Every this many polls a worker checks the schema, in case it missed the migrations NOTIFY. */
+const SCHEMA_CHECK_POLLS = 10;
+
 /**
  * Claims due runs and executes them, up to `concurrency` at a time.
  *
  * States: idle → running → stopping → stopped. While running it claims when NOTIFY says a run became
  * due, when its timer for the next known wake-up fires, when a slot frees after a full claim, and
  * every `pollInterval` regardless (NOTIFY is only a hint). A heartbeat renews the leases of the runs
- * it executes; a run whose lease is found gone stops writing at once. `stop()` resolves once every
- * execution has ended and the leases are released.
+ * it executes; a run whose lease is found gone stops writing at once. While heartbeats fail it claims
+ * nothing (the heartbeat keeps trying, and claims resume when one succeeds). `stop()` resolves once
+ * every execution has ended and the leases are released.
  */
 export class Worker {
   readonly id: string;
@@ -113,6 +123,21 @@ export class Worker {
   /** Slots promised to runs being started in this process (direct dispatch). */
   #reserved = 0;
   #claimFailures = 0;
+  /**
+   * The last heartbeat failed: this worker cannot renew leases, so it takes no run (by claim, direct
+   * dispatch or notify) until a heartbeat succeeds again. Otherwise it would claim runs only to lose
+   * them after one lease, and take its own runs back from itself, over and over.
+   */
+  #heartbeatFailing = false;
+  /**
+   * Why the database's schema is not the one this release was written for (a newer release migrated
+   * it, or migrate() has not run), or null. While set, the worker takes no run. Checked at start, on
+   * the migrations NOTIFY, after a LISTEN reconnect, and every SCHEMA_CHECK_POLLS polls.
+   */
+  #schemaProblem: string | null = null;
+  /** Checks run one after another, so that an older answer never overrides a newer one. */
+  #schemaChecks: Promise<void> = Promise.resolve();
+  #polls = 0;
   #orphanCheckAt = 0;
   #stopping: Promise<void> | undefined;
   /** Runs claimed, and how their executions ended (for tests and metrics). */
@@ -150,14 +175,26 @@ export class Worker {
     if (this.#state !== 'idle') throw new DurableFlowError('INVALID_STATE', `Cannot start a worker that is ${this.#state}; create a new one with flow.worker()`);
     this.#state = 'running';
     this.#host.track(this, true);
-    this.#pollTimer = setInterval(() => this.#requestClaim(true), this.pollIntervalMs);
+    await this.#checkSchema();
+    this.#pollTimer = setInterval(() => {
+      if (++this.#polls % SCHEMA_CHECK_POLLS === 0) void this.#checkSchema();
+      this.#requestClaim(true);
+    }, this.pollIntervalMs);
     this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), this.#host.options.heartbeatIntervalMs);
     this.#heartbeatTimer.unref();
-    this.#unreconnect = this.#host.listener.onReconnect(() => this.#requestClaim(true));
+    this.#unreconnect = this.#host.listener.onReconnect(() => {
+      void this.#checkSchema();
+      this.#requestClaim(true);
+    });
     try {
-      this.#unlisten = await this.#host.listener.listen(this.#host.wakeChannel, (queue) => {
+      const unlistenWake = await this.#host.listener.listen(this.#host.wakeChannel, (queue) => {
         if (queue === '*' || this.queues.includes(queue)) this.#requestClaim(true);
       });
+      const unlistenMigrations = await this.#host.listener.listen(this.#host.migrationsChannel, () => void this.#checkSchema());
+      this.#unlisten = () => {
+        unlistenWake();
+        unlistenMigrations();
+      };
     } catch (error) {
       this.#host.options.logger.warn('Worker could not LISTEN; it polls every pollInterval instead', { error: (error as Error).message });
     }
@@ -180,8 +217,8 @@ export class Worker {
     try {
       for (;;) {
         this.#claimAgain = false;
-        const free = this.concurrency - this.#executions.size - this.#reserved;
-        if (free <= 0 || this.#state !== 'running' || !this.#wanted) break;
+        const free = this.freeSlots;
+        if (free <= 0 || !this.#wanted) break;
         const names = [...this.#host.definitions.keys()];
         if (names.length === 0) {
           if (!this.#warnedNoWorkflows) {
@@ -208,6 +245,8 @@ export class Worker {
   }
 
   async #claim(limit: number, names: string[]): Promise<number> {
+    // Fault tests hold claims of several processes here, to release them at one moment.
+    await this.#host.executionEnv.debugPoint('CLAIM_BEFORE', { worker: this.id });
     const { rows } = await runSql<ClaimAnswer>(this.#host.pool, this.#host.sql.claimRuns, [
       this.queues,
       names,
@@ -239,7 +278,39 @@ export class Worker {
 
   /** Slots free for new runs (0 unless running). */
   get freeSlots(): number {
-    return this.#state === 'running' ? this.concurrency - this.#executions.size - this.#reserved : 0;
+    return this.#takesRuns() ? this.concurrency - this.#executions.size - this.#reserved : 0;
+  }
+
+  #takesRuns(): boolean {
+    return this.#state === 'running' && !this.#heartbeatFailing && this.#schemaProblem === null;
+  }
+
+  /**
+   * Compares the database's migrations with this release's. On a mismatch it stops taking runs and
+   * hands back those it executes (their running steps finish first), saying why once; when the schema
+   * matches again it resumes. A failed check changes nothing (the claim reports connection problems).
+   */
+  #checkSchema(): Promise<void> {
+    this.#schemaChecks = this.#schemaChecks.then(() => this.#compareSchema());
+    return this.#schemaChecks;
+  }
+
+  async #compareSchema(): Promise<void> {
+    let problem: string | null;
+    try {
+      problem = schemaProblem(await this.#host.checkSchema());
+    } catch {
+      return;
+    }
+    if (problem === this.#schemaProblem || this.#state !== 'running') return;
+    this.#schemaProblem = problem;
+    if (problem) {
+      this.#host.options.logger.warn(problem, { worker: this.id });
+      for (const execution of this.#executions.values()) execution.requestStop();
+    } else {
+      this.#host.options.logger.warn('The database schema matches this release again; this worker claims runs again', { worker: this.id });
+      this.#requestClaim(true);
+    }
   }
 
   /** @internal Reserves up to `max` free slots (for runs a notify of this process may hand over). */
@@ -258,7 +329,7 @@ export class Worker {
 
   /** @internal Reserves a slot for a run this process is starting, if the worker has one free. */
   reserve(queue: string): boolean {
-    if (this.#state !== 'running' || !this.queues.includes(queue)) return false;
+    if (!this.#takesRuns() || !this.queues.includes(queue)) return false;
     if (this.#executions.size + this.#reserved >= this.concurrency) return false;
     this.#reserved++;
     return true;
@@ -299,13 +370,19 @@ export class Worker {
     const definition = this.#host.definitions.get(run.workflow);
     if (!definition) return; // cannot happen: the claim filters on registered names
     this.stats.claimed++;
+    // Claimed again while this process still executes it (its lease ran out here unrenewed, and no one
+    // else took it first): the old execution is fenced by the new epoch. End it now, so that only the
+    // new one is tracked, heartbeated and counted.
+    this.#executions.get(run.id)?.leaseLost();
     const execution = new Execution(this.#host.executionEnv, definition, run, history, { snapshot, dbNowMs });
     this.#executions.set(run.id, execution);
+    // A claim already under way when a schema check found a mismatch: hand the run back, start no step.
+    if (this.#schemaProblem !== null) execution.requestStop();
     void execution.start().then((outcome) => this.#ended(execution, outcome));
   }
 
   #ended(execution: Execution, outcome: ExecutionOutcome): void {
-    this.#executions.delete(execution.run.id);
+    if (this.#executions.get(execution.run.id) === execution) this.#executions.delete(execution.run.id);
     switch (outcome.kind) {
       case 'completed': this.stats.completed++; break;
       case 'failed': this.stats.failed++; break;
@@ -338,15 +415,22 @@ export class Worker {
   }
 
   async #heartbeat(): Promise<void> {
-    if (this.#executions.size === 0) return;
+    // With nothing to renew it still runs while failing: its success is what lets claims resume.
+    if (this.#executions.size === 0 && !this.#heartbeatFailing) return;
     const executions = [...this.#executions.values()];
     try {
+      // Fault tests make heartbeats fail here (a worker that cannot renew its leases).
+      await this.#host.executionEnv.debugPoint('HEARTBEAT_BEFORE', { worker: this.id, runs: executions.map((e) => e.run.runId) });
       const { rows } = await runSql<{ id: string | number }>(this.#host.controlPool(), this.#host.sql.heartbeat, [
         JSON.stringify(executions.map((e) => ({ id: e.run.id, epoch: e.run.epoch }))),
         this.id,
         this.#host.options.leaseTtlMs,
         this.#host.clockOffsetMs(),
       ]);
+      if (this.#heartbeatFailing) {
+        this.#heartbeatFailing = false;
+        this.#requestClaim(true);
+      }
       const held = new Set(rows.map((row) => String(row.id)));
       for (const execution of executions) {
         if (!held.has(execution.run.id) && this.#executions.get(execution.run.id) === execution) {
@@ -355,7 +439,10 @@ export class Worker {
         }
       }
     } catch (error) {
-      this.#host.options.logger.warn('Heartbeat failed; leases expire unless the next one succeeds', { error: (error as Error).message });
+      this.#heartbeatFailing = true;
+      this.#host.options.logger.warn('Heartbeat failed; leases expire unless the next one succeeds, and this worker claims nothing until one does', {
+        error: (error as Error).message,
+      });
     }
   }
 
