@@ -1,0 +1,123 @@
+/**
+ * Connection faults (reliability.md B2, B4, B6): a worker's connection lost just after Postgres
+ * committed a checkpoint (the worker sees an error, the commit stands), a worker's connections gone
+ * silent (half-open, through test/chaos/proxy.ts), and the database turned read-only and back.
+ * Real worker processes (test/fixtures/chaos-worker.ts), the history checker on every run.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { DurableFlow } from '../../lib/index.js';
+import { killAllChildren, spawnFixture } from '../helpers/child.js';
+import type { ChildWorker } from '../helpers/child.js';
+import { ADMIN_URL } from '../helpers/db.js';
+import { eventually } from '../helpers/flow.js';
+import type { TestContext } from '../helpers/flow.js';
+import { assertHistory, checkHistory, reportFigures } from './history.js';
+import { startProxy } from './proxy.js';
+import type { PgProxy } from './proxy.js';
+import { chaosSetup } from './setup.js';
+import type { registerChaosWorkflows } from './workflows.js';
+
+let ctx: TestContext;
+let flow: DurableFlow;
+let workflows: ReturnType<typeof registerChaosWorkflows>;
+let proxy: PgProxy;
+
+beforeAll(async () => {
+  ({ ctx, flow, workflows } = await chaosSetup('conn'));
+  const admin = new URL(ADMIN_URL);
+  proxy = await startProxy({ host: admin.hostname, port: Number(admin.port || 5432) });
+});
+afterEach(() => killAllChildren());
+afterAll(async () => {
+  killAllChildren();
+  await proxy?.close();
+  await ctx?.cleanup();
+});
+
+async function spawnWorker(url: string, env: Record<string, string> = {}): Promise<ChildWorker> {
+  const worker = spawnFixture('chaos-worker.ts', { DATABASE_URL: url, LEASE_TTL_MS: '2000', ...env });
+  await worker.waitFor(/^READY/);
+  return worker;
+}
+
+async function terminal(runIds: string[]): Promise<number> {
+  const { rows } = await flow.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE run_id = ANY ($1) AND status IN ('completed', 'failed', 'cancelled')`,
+    [runIds],
+  );
+  return rows[0]!.n;
+}
+
+/** Stored step results by `<runId> <step>`. */
+async function storedResults(runIds: string[]): Promise<Map<string, unknown>> {
+  const { rows } = await flow.pool.query<{ run_id: string; name: string; result: unknown }>(
+    `SELECT r.run_id, s.name, s.result FROM durable_flow_workflow_steps s JOIN durable_flow_workflow_runs r ON r.id = s.workflow_run_id
+      WHERE r.run_id = ANY ($1) AND s.status = 'succeeded'`,
+    [runIds],
+  );
+  return new Map(rows.map((row) => [`${row.run_id} ${row.name}`, row.result]));
+}
+
+async function entries(runId: string, step: string): Promise<number[]> {
+  const { rows } = await flow.pool.query<{ pid: number }>('SELECT pid FROM test_effects WHERE run_id = $1 AND step = $2 ORDER BY id', [runId, step]);
+  return rows.map((row) => row.pid);
+}
+
+describe('connection faults', () => {
+  it('B2: the connection dies after Postgres committed a checkpoint, before the worker hears of it; one stored result, the one returned, and every run completes', async () => {
+    const tag = `b2${Date.now().toString(36)}`;
+    // Every commit statement (commitBatch) storing a step result of these runs, the first 8 times.
+    const cuts = proxy.cutAfterAnswer(
+      (type, message) => type === 'B' && message.includes('commitBatch') && message.includes('"status":"succeeded"') && message.includes(tag),
+      8,
+    );
+    const worker = await spawnWorker(proxy.url(ctx.db.name), { STEP_MS: '60' });
+    const runIds = await Promise.all(Array.from({ length: 40 }, () => workflows.nonce.start({ tag }).then((r) => r.runId)));
+    await eventually(async () => (await terminal(runIds)) === runIds.length, 60_000, 100);
+    expect(cuts.length).toBe(8);
+    expect(worker.child.exitCode).toBeNull();
+
+    // What every body returned, last value per step (a step run again returns a new value).
+    const returned = new Map<string, string>();
+    for (const line of worker.output) {
+      const match = /^RETURN (\S+) (\S+) (\S+)$/.exec(line);
+      if (match) returned.set(`${match[1]} ${match[2]}`, match[3]!);
+    }
+    const stored = await storedResults(runIds);
+    const { rows } = await flow.pool.query<{ run_id: string; status: string; output: string[] }>(
+      'SELECT run_id, status, output FROM durable_flow_workflow_runs WHERE run_id = ANY ($1)',
+      [runIds],
+    );
+    for (const row of rows) {
+      expect(row.status).toBe('completed');
+      const expected = ['a', 'b', 'c'].map((step) => stored.get(`${row.run_id} ${step}`));
+      expect(row.output).toEqual(expected);
+      for (const step of ['a', 'b', 'c']) expect(stored.get(`${row.run_id} ${step}`)).toBe(returned.get(`${row.run_id} ${step}`));
+    }
+    // Each cut commit did commit: the results it carried are the stored ones, their steps ran once.
+    const storedValues = new Map([...stored].map(([key, value]) => [value, key]));
+    let cutResults = 0;
+    for (const message of cuts) {
+      for (const value of new Set(message.toString('latin1').match(new RegExp(`${tag}-[abc]-[0-9a-f-]{36}`, 'g')) ?? [])) {
+        const key = storedValues.get(value);
+        expect(key, `${value} of a cut commit is stored`).toBeDefined();
+        const [runId, step] = key!.split(' ') as [string, string];
+        expect(await entries(runId, step)).toHaveLength(1);
+        cutResults++;
+      }
+    }
+    const history = await checkHistory(flow.pool, runIds);
+    assertHistory(history, { maxReexecutions: 8, maxEntriesPerStep: 2 });
+    expect(history.outcomes).toEqual({ completed: 40 });
+    reportFigures('B2 ambiguous commits', {
+      runs: 40,
+      workers: 1,
+      faults: `${cuts.length} connections reset after the commit, before its answer (${cutResults} step results in them)`,
+      lost: history.lost.length,
+      duplicateOutcomes: history.duplicateOutcomes,
+      duplicateCheckpoints: history.duplicateCheckpoints,
+      completedStepReexecutions: history.completedReexecutions,
+      interruptedStepReexecutions: history.reexecutions,
+    });
+  });
+});
