@@ -364,8 +364,11 @@ export class DurableFlow {
    * the main pool (or a burst of commits queued for it) cannot starve them into losing their leases.
    */
   #control(): pg.Pool {
-    this.#controlPool ??= new pg.Pool({ ...this.#connection, max: 2, application_name: `${this.options.applicationName}-control` });
-    this.#controlPool.on('error', (error) => this.options.logger.warn('A heartbeat Postgres connection failed', { error: error.message }));
+    if (!this.#controlPool) {
+      this.#controlPool = new pg.Pool({ ...this.#connection, max: 2, application_name: `${this.options.applicationName}-control` });
+      // Once, when the pool is made (this runs at every heartbeat).
+      this.#controlPool.on('error', (error) => this.options.logger.warn('A heartbeat Postgres connection failed', { error: error.message }));
+    }
     return this.#controlPool;
   }
 

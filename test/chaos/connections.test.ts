@@ -120,4 +120,46 @@ describe('connection faults', () => {
       interruptedStepReexecutions: history.reexecutions,
     });
   });
+
+  it('B4: a heartbeat connection that fails is reported once, however many heartbeats the worker sent before', async () => {
+    const warnings: string[] = [];
+    const local = ctx.flow({
+      leaseTtl: '1 second',
+      heartbeatInterval: 100,
+      logger: { warn: (message) => void warnings.push(message), error: (message) => void warnings.push(message) },
+    });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const wf = local.workflow('beats', async ({ step }) => step.run('hold', () => held.then(() => 'held')));
+    const worker = local.worker({ pollInterval: 100 });
+    await worker.start();
+    try {
+      const run = await wf.start({});
+      // Twenty heartbeats, seen as renewals of the lease.
+      const renewals = new Set<string>();
+      await eventually(async () => {
+        const { rows } = await flow.pool.query<{ at: string }>('SELECT lease_expires_at::text AS at FROM durable_flow_workflow_runs WHERE run_id = $1', [run.runId]);
+        if (rows[0]?.at) renewals.add(rows[0].at);
+        return renewals.size >= 20;
+      }, 30_000);
+      // Kill idle heartbeat connections until one dies idle (its pool reports it, not a query).
+      let terminated = 0;
+      const reported = () => warnings.filter((w) => w.startsWith('A heartbeat Postgres connection failed')).length;
+      await eventually(async () => {
+        const { rows } = await flow.pool.query<{ n: number }>(
+          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+            WHERE datname = $1 AND application_name = 'durable-flow-control' AND state = 'idle'`,
+          [ctx.db.name],
+        );
+        terminated += rows[0]!.n;
+        return reported() > 0;
+      }, 20_000, 50);
+      expect(reported()).toBeLessThanOrEqual(terminated);
+      release();
+      expect(await run.result({ timeout: '10 seconds' })).toBe('held');
+    } finally {
+      release();
+      await worker.stop();
+    }
+  });
 });
