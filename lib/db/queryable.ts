@@ -71,6 +71,15 @@ export function fromSequelizeTransaction(transaction: SequelizeTransactionLike):
   };
 }
 
+/**
+ * The pg settings that bound a pool's waits to `ms` (0: none): for a connection (a free one, or a new
+ * one that must answer its start-up) and for the answer to each query. A timed-out query fails and
+ * its connection is discarded, never reused: it may be half-open (the peer gone without a word).
+ */
+export function poolTimeouts(ms: number): Pick<pg.PoolConfig, 'query_timeout' | 'connectionTimeoutMillis'> {
+  return ms > 0 ? { query_timeout: ms, connectionTimeoutMillis: ms } : {};
+}
+
 /** Runs `fn` inside a transaction on a client of `pool`, rolling back when it throws. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

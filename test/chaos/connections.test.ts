@@ -121,6 +121,60 @@ describe('connection faults', () => {
     });
   });
 
+  it('B4: every connection of a worker goes silent mid-step (half-open, new ones hang too); it gives them up within its query timeout, another worker takes the run over after the lease, and the silent one writes nothing and hangs nowhere', async () => {
+    const silent = await spawnWorker(proxy.url(ctx.db.name), { LOG: '1', QUERY_TIMEOUT_MS: '3000' });
+    const run = await workflows.slow.start({ ms: 2500 });
+    await silent.waitFor(new RegExp(`^ENTER ${run.runId} work`));
+    // A partition: what the worker has open stops answering, and what it opens next never connects.
+    proxy.partition();
+    expect(proxy.blackhole()).toBeGreaterThan(0);
+    const other = await spawnWorker(ctx.db.url);
+    expect(await run.result({ timeout: '30 seconds' })).toEqual({ work: other.pid, after: other.pid });
+    expect(await entries(run.runId, 'work')).toEqual([silent.pid, other.pid]);
+    expect(await entries(run.runId, 'after')).toEqual([other.pid]);
+    // The silent worker notices on its own: its commit times out and the execution ends.
+    await silent.waitFor(new RegExp(`^WARN .*Execution of run ${run.runId} stopped by an error`), 30_000);
+    proxy.heal();
+
+    // Nothing of it hangs: it works again on new connections, and stops cleanly.
+    other.child.kill('SIGTERM');
+    await other.exited;
+    const next = await workflows.slow.start({ ms: 10 });
+    expect(await next.result({ timeout: '30 seconds' })).toEqual({ work: silent.pid, after: silent.pid });
+    expect(silent.child.exitCode).toBeNull();
+    // It began no step of the run taken from it after the one it was in, and wrote nothing for it
+    // (fenced): the stored results are the other worker's.
+    expect(silent.output.filter((line) => line.startsWith(`BEGIN ${run.runId}`))).toEqual([`BEGIN ${run.runId} work 1`]);
+    const stored = await storedResults([run.runId]);
+    expect([...stored.values()]).toEqual([other.pid, other.pid]);
+    const history = await checkHistory(flow.pool, [run.runId, next.runId]);
+    assertHistory(history, { maxReexecutions: 1, maxEntriesPerStep: 2 });
+    silent.child.kill('SIGTERM');
+    await silent.waitFor(/^STOPPED/, 30_000);
+    expect((await silent.exited).code).toBe(0);
+  });
+
+  it('B4: only the pool goes silent mid-step while heartbeats still get through; the commit times out and the run is handed back, not held by heartbeats forever', async () => {
+    const worker = await spawnWorker(proxy.url(ctx.db.name), { LOG: '1', QUERY_TIMEOUT_MS: '3000' });
+    const run = await workflows.slow.start({ ms: 1500 });
+    await worker.waitFor(new RegExp(`^ENTER ${run.runId} work`));
+    expect(proxy.blackhole((c) => c.applicationName === 'durable-flow' && !c.listens)).toBeGreaterThan(0);
+    expect(await run.result({ timeout: '30 seconds' })).toEqual({ work: worker.pid, after: worker.pid });
+    await worker.waitFor(new RegExp(`^WARN .*Execution of run ${run.runId} stopped by an error.*Query read timeout`));
+    // The interrupted step ran again once, on new connections; the rest once.
+    expect(await entries(run.runId, 'work')).toEqual([worker.pid, worker.pid]);
+    const history = await checkHistory(flow.pool, [run.runId]);
+    assertHistory(history, { maxReexecutions: 1, maxEntriesPerStep: 2 });
+    expect(worker.child.exitCode).toBeNull();
+  });
+
+  it('B4: `queryTimeout` is a positive duration or false', () => {
+    expect(() => ctx.flow({ queryTimeout: 'soon' })).toThrow(/Expected `queryTimeout` to be a positive duration/);
+    expect(() => ctx.flow({ queryTimeout: 0 })).toThrow(/`queryTimeout`/);
+    expect(ctx.flow({ queryTimeout: false }).options.queryTimeoutMs).toBe(0);
+    expect(ctx.flow().options.queryTimeoutMs).toBe(60_000);
+  });
+
   it('B4: a heartbeat connection that fails is reported once, however many heartbeats the worker sent before', async () => {
     const warnings: string[] = [];
     const local = ctx.flow({
