@@ -5,10 +5,12 @@
  * Real worker processes (test/fixtures/chaos-worker.ts), the history checker on every run.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import type { DurableFlow } from '../../lib/index.js';
+import { withTransaction } from '../../lib/db/queryable.js';
 import { killAllChildren, spawnFixture } from '../helpers/child.js';
 import type { ChildWorker } from '../helpers/child.js';
-import { ADMIN_URL } from '../helpers/db.js';
+import { ADMIN_URL, admin } from '../helpers/db.js';
 import { eventually } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 import { assertHistory, checkHistory, reportFigures } from './history.js';
@@ -41,11 +43,20 @@ async function spawnWorker(url: string, env: Record<string, string> = {}): Promi
 }
 
 async function terminal(runIds: string[]): Promise<number> {
-  const { rows } = await flow.pool.query<{ n: number }>(
+  return terminalIn(flow, runIds);
+}
+
+async function terminalIn(on: DurableFlow, runIds: string[]): Promise<number> {
+  const { rows } = await on.pool.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE run_id = ANY ($1) AND status IN ('completed', 'failed', 'cancelled')`,
     [runIds],
   );
   return rows[0]!.n;
+}
+
+async function attemptsIn(on: DurableFlow, runIds: string[]): Promise<Map<string, number>> {
+  const { rows } = await on.pool.query<{ run_id: string; attempts: number }>('SELECT run_id, attempts FROM durable_flow_workflow_runs WHERE run_id = ANY ($1)', [runIds]);
+  return new Map(rows.map((row) => [row.run_id, row.attempts]));
 }
 
 /** Stored step results by `<runId> <step>`. */
@@ -214,6 +225,67 @@ describe('connection faults', () => {
     } finally {
       release();
       await worker.stop();
+    }
+  });
+
+  it('B6: the database turns read-only while 60 runs flow: claims and writes fail with 25006, the workers live on without counting attempts, and when it is writable again everything completes', async () => {
+    const ro = await chaosSetup('ro');
+    const name = ro.ctx.db.name;
+    const setReadOnly = (on: boolean) =>
+      admin((client) => client.query(on ? `ALTER DATABASE ${name} SET default_transaction_read_only = on` : `ALTER DATABASE ${name} RESET default_transaction_read_only`));
+    try {
+      const workers = await Promise.all([1, 2].map(() => spawnWorker(ro.ctx.db.url, { STEP_MS: '100', LOG: '1' })));
+      const runIds = await Promise.all(Array.from({ length: 60 }, (_, n) => ro.workflows.pipeline.start({ n, ...(n % 3 === 0 ? { napMs: 300 } : {}) }).then((r) => r.runId)));
+      await eventually(async () => (await terminalIn(ro.flow, runIds)) >= 10, 30_000, 50);
+      // Every session from now on is read-only: end the ones open now (the test's own too).
+      await setReadOnly(true);
+      await admin((client) => client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]));
+      const before = await attemptsIn(ro.flow, runIds);
+      for (const worker of workers) await worker.waitFor(/^WARN .*read-only transaction/, 20_000);
+      // Twice the lease with nothing writable.
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      expect(await attemptsIn(ro.flow, runIds)).toEqual(before);
+      // Writable again; the sessions opened meanwhile keep their read-only default until replaced.
+      await setReadOnly(false);
+      await eventually(async () => (await terminalIn(ro.flow, runIds)) === runIds.length, 60_000, 100);
+      for (const worker of workers) expect(worker.child.exitCode).toBeNull();
+      const after = await attemptsIn(ro.flow, runIds);
+      // A run is claimed once, and again after its nap; the switch costs at most one claim more.
+      runIds.forEach((runId, n) => expect(after.get(runId), runId).toBeLessThanOrEqual((n % 3 === 0 ? 2 : 1) + 1));
+      const history = await checkHistory(ro.flow.pool, runIds);
+      assertHistory(history, { maxReexecutions: 20, maxEntriesPerStep: 2 });
+      expect(history.outcomes).toEqual({ completed: 60 });
+      reportFigures('B6 database read-only', {
+        runs: 60,
+        workers: 2,
+        faults: 'read-only for 4 s after 10 runs (`default_transaction_read_only`, sessions ended)',
+        lost: history.lost.length,
+        duplicateOutcomes: history.duplicateOutcomes,
+        duplicateCheckpoints: history.duplicateCheckpoints,
+        completedStepReexecutions: history.completedReexecutions,
+        interruptedStepReexecutions: history.reexecutions,
+      });
+    } finally {
+      killAllChildren();
+      await setReadOnly(false);
+      await ro.ctx.cleanup();
+    }
+  });
+
+  it('B6: a session that answered 25006 is not handed back to the pool: the next transaction, once the database is writable, succeeds', async () => {
+    const name = ctx.db.name;
+    await flow.pool.query('CREATE TABLE IF NOT EXISTS b6_writes (n int)');
+    const pool = new pg.Pool({ connectionString: ctx.db.url, max: 1 });
+    try {
+      await admin((client) => client.query(`ALTER DATABASE ${name} SET default_transaction_read_only = on`));
+      const write = () => withTransaction(pool, (client) => client.query('INSERT INTO b6_writes VALUES (1)'));
+      await expect(write()).rejects.toMatchObject({ code: '25006' });
+      await admin((client) => client.query(`ALTER DATABASE ${name} RESET default_transaction_read_only`));
+      await write();
+      expect((await flow.pool.query('SELECT count(*)::int AS n FROM b6_writes')).rows[0].n).toBe(1);
+    } finally {
+      await admin((client) => client.query(`ALTER DATABASE ${name} RESET default_transaction_read_only`));
+      await pool.end();
     }
   });
 });
