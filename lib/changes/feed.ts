@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../config.js';
 import type { Tables } from '../db/tables.js';
@@ -32,6 +33,9 @@ export type ChangeSubscriber = (change: Change) => void | Promise<void>;
 const KINDS = { r: 'workflow_run', s: 'workflow_step', w: 'workflow_wait', e: 'workflow_event', l: 'workflow_log' } as const;
 type Letter = keyof typeof KINDS;
 
+/** Records whose last delivered change is remembered (to drop repeated notifications), at most. */
+const REMEMBERED = 10_000;
+
 /** Keep `live_until` this far ahead, renewed every third of it. */
 const LIVE_WINDOW_MS = 30_000;
 
@@ -58,6 +62,8 @@ export class ChangeFeed {
   #unlisten: (() => void) | undefined;
   #liveTimer: NodeJS.Timeout | undefined;
   #starting: Promise<void> | undefined;
+  /** `<letter>:<id>` → a hash of the last change delivered for that record, oldest first. */
+  readonly #delivered = new Map<string, string>();
 
   constructor(pool: pg.Pool, tables: Tables, listener: Listener, logger: Logger) {
     this.#pool = pool;
@@ -145,6 +151,14 @@ export class ChangeFeed {
         __run_id?: string | null;
         __workflow?: string | null;
       };
+      // A notification repeated (sent again by hand, or a second one read after the record settled)
+      // finds what was already delivered: that is no change.
+      const key = `${item.letter}:${item.id}`;
+      const seen = createHash('sha1').update(`${item.op} ${JSON.stringify(snapshot)}`).digest('base64');
+      if (this.#delivered.get(key) === seen) continue;
+      this.#delivered.delete(key);
+      this.#delivered.set(key, seen);
+      if (this.#delivered.size > REMEMBERED) this.#delivered.delete(this.#delivered.keys().next().value!);
       const type = `${KINDS[item.letter]}.${item.op}` as ChangeType;
       const change: Change = {
         type,

@@ -4,6 +4,7 @@
  * the listener's session watched in pg_stat_activity while notifications pour in.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import type { DurableFlow } from '../../lib/index.js';
 import type { WorkflowContext } from '../../lib/index.js';
 import { Listener } from '../../lib/worker/listener.js';
@@ -98,5 +99,91 @@ describe('a silent LISTEN connection', () => {
     const closed = listener.close().then(() => 'closed');
     const late = new Promise((resolve) => setTimeout(() => resolve('still closing'), 20_000).unref());
     expect(await Promise.race([closed, late])).toBe('closed');
+  });
+});
+
+describe('NOTIFY semantics', () => {
+  /** A plain client LISTENing to the engine's two channels, recording what arrives. */
+  async function observer(url: string) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const seen: string[] = [];
+    client.on('notification', (n) => void seen.push(`${n.channel} ${n.payload ?? ''}`));
+    await client.query('LISTEN durable_flow_wake; LISTEN durable_flow_changes');
+    return { seen, close: () => client.end() };
+  }
+
+  it('C5: a NOTIFY in a rolled-back transaction delivers nothing: no run, no wake-up, no change', async () => {
+    const wf = flow.workflow('c5-rollback', async () => 'ran');
+    const worker = flow.worker({ pollInterval: '1 minute' });
+    await worker.start();
+    const changes: string[] = [];
+    const unsubscribe = flow.onChange((change) => void changes.push(`${change.type} ${change.runId}`));
+    const watch = await observer(ctx.db.url);
+    const client = await flow.pool.connect();
+    try {
+      await flow.changesReady();
+      await client.query('BEGIN');
+      const run = await wf.start({}, { transaction: client });
+      await client.query(`SELECT pg_notify('durable_flow_wake', 'default'), pg_notify('durable_flow_changes', 'r:u:1')`);
+      await client.query('ROLLBACK');
+      // Notifications arrive in commit order: once this one is seen, a rolled-back one never will be.
+      await flow.pool.query(`SELECT pg_notify('durable_flow_wake', 'c5-marker')`);
+      await eventually(() => watch.seen.includes('durable_flow_wake c5-marker'));
+      expect(watch.seen).toEqual(['durable_flow_wake c5-marker']);
+      expect(await flow.getRun(run.runId)).toBeNull();
+      expect(worker.stats.claimed).toBe(0);
+      expect(changes.filter((c) => c.includes(run.runId))).toEqual([]);
+    } finally {
+      client.release();
+      unsubscribe();
+      await watch.close();
+      await worker.stop();
+    }
+  });
+
+  it('C5: repeated, unknown and deleted-row notifications on the wake and changes channels are no-ops: subscribers get only real changes, each run runs once', async () => {
+    const wf = flow.workflow('c5-noise', async ({ step, input }: WorkflowContext<number>) => step.run('only', () => input));
+    const worker = flow.worker({ pollInterval: '1 minute' });
+    await worker.start();
+    const changes: { type: string; runId: string | null; recordId: string; snapshot: Record<string, unknown> }[] = [];
+    const unsubscribe = flow.onChange((change) => void changes.push(change));
+    try {
+      await flow.changesReady();
+      const real = await wf.start(1);
+      expect(await real.result({ timeout: '10 seconds' })).toBe(1);
+      const { rows: [row] } = await flow.pool.query<{ id: string }>('SELECT id::text FROM durable_flow_workflow_runs WHERE run_id = $1', [real.runId]);
+      await eventually(() => changes.some((c) => c.runId === real.runId && c.snapshot.status === 'completed'));
+      // A run deleted after its notification was sent (its id is one that existed).
+      const gone = await wf.start(2, { delay: '1 hour' });
+      const { rows: [goneRow] } = await flow.pool.query<{ id: string }>('DELETE FROM durable_flow_workflow_runs WHERE run_id = $1 RETURNING id::text', [gone.runId]);
+      const before = changes.length;
+
+      // Each in a transaction of its own (Postgres folds identical notifications of one transaction).
+      for (let i = 0; i < 10; i++) {
+        await flow.pool.query(`SELECT pg_notify('durable_flow_changes', $1), pg_notify('durable_flow_wake', 'default')`, [`r:u:${row!.id}`]);
+      }
+      for (const payload of ['r:u:999999999', 's:c:999999999', 'w:u:999999999', 'e:c:999999999', 'l:c:999999999', `r:u:${goneRow!.id}`, 'x:y:1', '']) {
+        await flow.pool.query(`SELECT pg_notify('durable_flow_changes', $1)`, [payload]);
+      }
+      for (const queue of ['*', 'nobody', '', 'default']) await flow.pool.query(`SELECT pg_notify('durable_flow_wake', $1)`, [queue]);
+      // A real change after the noise: once it arrives, everything before it was handled.
+      const after = await wf.start(3);
+      expect(await after.result({ timeout: '10 seconds' })).toBe(3);
+      await eventually(() => changes.some((c) => c.runId === after.runId && c.snapshot.status === 'completed'));
+
+      const noise = changes.slice(before).filter((c) => c.runId !== after.runId);
+      // Nothing for ids that do not exist (or no longer do); the real run's row unchanged.
+      expect(noise.filter((c) => c.runId !== real.runId)).toEqual([]);
+      const current = await flow.getRun(real.runId);
+      for (const change of noise) expect(change.snapshot.status).toBe(current!.status);
+      expect(noise.length, 'a repeated notification of an unchanged record is not a change').toBe(0);
+      // The wake-ups claimed nothing twice: every run was executed once.
+      expect(worker.stats.claimed).toBe(2);
+      expect(worker.state).toBe('running');
+    } finally {
+      unsubscribe();
+      await worker.stop();
+    }
   });
 });
