@@ -5,13 +5,15 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import type { DurableFlow } from '../../lib/index.js';
+import { DurableFlow } from '../../lib/index.js';
 import type { WorkflowContext } from '../../lib/index.js';
 import { Listener } from '../../lib/worker/listener.js';
 import { ADMIN_URL } from '../helpers/db.js';
 import { eventually } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 import { setupDatabase } from '../helpers/flow.js';
+import { startOwnPostgres } from './own-postgres.js';
+import type { OwnPostgres } from './own-postgres.js';
 import { startProxy } from './proxy.js';
 import type { PgProxy, ProxiedConnection } from './proxy.js';
 
@@ -181,6 +183,95 @@ describe('NOTIFY semantics', () => {
       // The wake-ups claimed nothing twice: every run was executed once.
       expect(worker.stats.claimed).toBe(2);
       expect(worker.state).toBe('running');
+    } finally {
+      unsubscribe();
+      await worker.stop();
+    }
+  });
+});
+
+describe('on a server of its own (the notification queue is the whole cluster’s)', () => {
+  let server: OwnPostgres;
+  let own: DurableFlow;
+
+  beforeAll(async () => {
+    server = startOwnPostgres(55_000 + Math.floor(Math.random() * 5000));
+    const client = new pg.Client({ connectionString: server.url() });
+    await client.connect();
+    await client.query('CREATE DATABASE c7');
+    await client.end();
+    own = new DurableFlow({ databaseUrl: server.url('c7'), logger: false });
+    await own.migrate();
+  });
+  afterAll(async () => {
+    await own?.close({ timeout: 1000 }).catch(() => undefined);
+    server?.destroy();
+  });
+
+  const PAGE = 1 / 1_048_560; // pg_notification_queue_usage() of one 8 kB queue page (Postgres 15)
+  const usage = async () => (await own.pool.query<{ u: number }>('SELECT pg_notification_queue_usage() AS u')).rows[0]!.u;
+
+  /** The states the listener's session was seen in (every 10 ms) while `work` ran. */
+  async function statesDuring(work: () => Promise<unknown>): Promise<string[]> {
+    const states = new Set<string>();
+    const probe = new pg.Client({ connectionString: server.url('c7') });
+    await probe.connect();
+    let done = false;
+    const sampling = (async () => {
+      while (!done) {
+        const { rows } = await probe.query<{ state: string }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [own.listener.pid]);
+        if (rows[0]) states.add(rows[0].state);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    try {
+      await work();
+    } finally {
+      done = true;
+      await sampling;
+      await probe.end();
+    }
+    return [...states].sort();
+  }
+
+  /** 300 runs with onChange on (every write NOTIFYs), plus 20,000 distinct foreign notifications of 200 bytes. */
+  async function load(wf: { start(input: number): Promise<{ result(o: { timeout: string }): Promise<unknown> }> }) {
+    const runs = await Promise.all(Array.from({ length: 300 }, (_, n) => wf.start(n)));
+    await own.pool.query(`SELECT pg_notify('durable_flow_changes', repeat('z', 200) || i) FROM generate_series(1, 20000) i`);
+    await Promise.all(runs.map((r) => r.result({ timeout: '60 seconds' })));
+  }
+
+  it('C7: the listener is never idle in a transaction while notifications pour in, and the queue does not grow; a session that is does make it grow', async () => {
+    const wf = own.workflow('c7', async ({ step, input }: WorkflowContext<number>) => step.run('one', () => input));
+    const worker = own.worker({ concurrency: 20, pollInterval: '1 minute' });
+    await worker.start();
+    const changes: unknown[] = [];
+    const unsubscribe = own.onChange((change) => void changes.push(change));
+    try {
+      await own.changesReady();
+      const states = await statesDuring(() => load(wf));
+      expect(changes.length).toBeGreaterThan(300);
+      expect(states).toContain('idle');
+      expect(states.filter((s) => s.startsWith('idle in transaction'))).toEqual([]);
+      // What was sent (20,000 × 200 bytes alone fill ~500 pages) is read and cleaned up.
+      await eventually(async () => (await usage()) < 8 * PAGE, 20_000);
+
+      // The measure sees what it must: a LISTENing session idle in a transaction holds the queue.
+      const stuck = new pg.Client({ connectionString: server.url('c7') });
+      await stuck.connect();
+      try {
+        await stuck.query('LISTEN durable_flow_changes');
+        await stuck.query('BEGIN');
+        await stuck.query('SELECT 1');
+        await load(wf);
+        const held = await usage();
+        expect(held).toBeGreaterThan(300 * PAGE);
+        await stuck.query('COMMIT');
+        await eventually(async () => (await usage()) < 8 * PAGE, 20_000);
+        console.log(`[C7] listener states: ${states.join(', ')}; queue held at ${Math.round(held / PAGE)} pages by a session idle in a transaction, back under 8 once it commits`);
+      } finally {
+        await stuck.end();
+      }
     } finally {
       unsubscribe();
       await worker.stop();
