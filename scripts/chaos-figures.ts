@@ -25,6 +25,7 @@ for (const line of fs.readFileSync(source, 'utf8').split('\n')) {
 }
 
 const faults = (f: Figures): string => {
+  if (typeof f.faults === 'string') return f.faults;
   if (f.kills !== undefined) return `${f.kills} SIGKILLs${f.seconds ? ` over ${f.seconds} s` : ''}${f.inFlightAtKill !== undefined ? ` (${f.inFlightAtKill} runs in flight)` : ''}`;
   if (f.backendsTerminated !== undefined) return `${f.rounds} rounds, ${f.backendsTerminated} backends terminated`;
   if (f.restarts !== undefined) return `${f.restarts} crashes (\`pg_ctl stop -m immediate\`) and restarts`;
