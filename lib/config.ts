@@ -38,6 +38,13 @@ export interface DurableFlowOptions {
   logger?: Logger | false;
   /** `application_name` of durable-flow's connections, as seen in `pg_stat_activity`. Default `'durable-flow'`. */
   applicationName?: string;
+  /**
+   * How long to wait for a connection of durable-flow's pool, or for Postgres to answer one query on
+   * it, before the connection is given up as dead: a half-open connection would otherwise hang a
+   * worker's commit forever. Heartbeats wait at most `leaseTtl`. Migrations are not limited.
+   * Default `'1 minute'`; `false` for no limit.
+   */
+  queryTimeout?: DurationInput | false;
 }
 
 export interface ResolvedBackoff {
@@ -61,6 +68,8 @@ export interface ResolvedOptions {
   maxPayloadSize: number;
   logger: Logger;
   applicationName: string;
+  /** 0: no limit. */
+  queryTimeoutMs: number;
 }
 
 export function describeValue(value: unknown): string {
@@ -183,6 +192,7 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
     maxPayloadSize: checkInteger('maxPayloadSize', options.maxPayloadSize ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     logger,
     applicationName: typeof options.applicationName === 'string' ? options.applicationName : 'durable-flow',
+    queryTimeoutMs: options.queryTimeout === false ? 0 : duration('queryTimeout', options.queryTimeout ?? '1 minute', MAX_TIMER_MS),
   };
 }
 

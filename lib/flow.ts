@@ -14,7 +14,7 @@ import type { DurableFlowModels } from './db/models.js';
 import { buildSql } from './db/sql/index.js';
 import { Batcher } from './db/batcher.js';
 import { gatePool } from './db/gate.js';
-import { fromPg, runSql } from './db/queryable.js';
+import { fromPg, poolTimeouts, runSql } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
@@ -92,7 +92,7 @@ export class DurableFlow {
     this.tables = tablesFor(this.options.schema);
     this.#sql = buildSql(this.tables);
     this.#connection = connectionConfig(this.options);
-    this.#pool = new pg.Pool({ ...this.#connection, max: this.options.poolSize });
+    this.#pool = new pg.Pool({ ...this.#connection, ...poolTimeouts(this.options.queryTimeoutMs), max: this.options.poolSize });
     const gate = gatePool(this.#pool);
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.#pool.on('error', (error) => this.options.logger.warn('A pooled Postgres connection failed', { error: error.message }));
@@ -150,9 +150,17 @@ export class DurableFlow {
   }
 
   /** Creates or updates durable-flow's tables. Idempotent; safe when several processes run it at once. */
-  migrate(): Promise<MigrateResult> {
+  async migrate(): Promise<MigrateResult> {
     this.#assertOpen();
-    return migrate(this.#pool, this.tables);
+    // On a connection of its own, without `queryTimeout`: building an index on a big table, or
+    // waiting for another process's migration, may rightly take longer.
+    const pool = new pg.Pool({ ...this.#connection, max: 1 });
+    pool.on('error', (error) => this.options.logger.warn('The migration Postgres connection failed', { error: error.message }));
+    try {
+      return await migrate(pool, this.tables);
+    } finally {
+      await pool.end();
+    }
   }
 
   /**
@@ -370,8 +378,13 @@ export class DurableFlow {
    * the main pool (or a burst of commits queued for it) cannot starve them into losing their leases.
    */
   #control(): pg.Pool {
-    this.#controlPool ??= new pg.Pool({ ...this.#connection, max: 2, application_name: `${this.options.applicationName}-control` });
-    this.#controlPool.on('error', (error) => this.options.logger.warn('A heartbeat Postgres connection failed', { error: error.message }));
+    if (!this.#controlPool) {
+      // A heartbeat answered after the lease ran out is worthless: wait at most that long.
+      const timeoutMs = Math.min(this.options.queryTimeoutMs || Infinity, this.options.leaseTtlMs);
+      this.#controlPool = new pg.Pool({ ...this.#connection, ...poolTimeouts(timeoutMs), max: 2, application_name: `${this.options.applicationName}-control` });
+      // Once, when the pool is made (this runs at every heartbeat).
+      this.#controlPool.on('error', (error) => this.options.logger.warn('A heartbeat Postgres connection failed', { error: error.message }));
+    }
     return this.#controlPool;
   }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from '../config.js';
 import type { PoolGate } from '../db/gate.js';
 import type { Tables } from '../db/tables.js';
@@ -31,6 +32,9 @@ export type ChangeSubscriber = (change: Change) => void | Promise<void>;
 
 const KINDS = { r: 'workflow_run', s: 'workflow_step', w: 'workflow_wait', e: 'workflow_event', l: 'workflow_log' } as const;
 type Letter = keyof typeof KINDS;
+
+/** Records whose last delivered change is remembered (to drop repeated notifications), at most. */
+const REMEMBERED = 10_000;
 
 /** Keep `live_until` this far ahead, renewed every third of it. */
 const LIVE_WINDOW_MS = 30_000;
@@ -77,6 +81,8 @@ export class ChangeFeed {
   #running = false;
   /** Bumped by every start and stop, so a start overtaken by a stop undoes itself. */
   #generation = 0;
+  /** `<letter>:<id>` → a hash of the last change delivered for that record, oldest first. */
+  readonly #delivered = new Map<string, string>();
 
   constructor(gate: PoolGate, tables: Tables, listener: Listener, logger: Logger) {
     this.#gate = gate;
@@ -189,6 +195,14 @@ export class ChangeFeed {
         __run_id?: string | null;
         __workflow?: string | null;
       };
+      // A notification repeated (sent again by hand, or a second one read after the record settled)
+      // finds what was already delivered: that is no change.
+      const key = `${item.letter}:${item.id}`;
+      const seen = createHash('sha1').update(`${item.op} ${JSON.stringify(snapshot)}`).digest('base64');
+      if (this.#delivered.get(key) === seen) continue;
+      this.#delivered.delete(key);
+      this.#delivered.set(key, seen);
+      if (this.#delivered.size > REMEMBERED) this.#delivered.delete(this.#delivered.keys().next().value!);
       const type = `${KINDS[item.letter]}.${item.op}` as ChangeType;
       const change: Change = {
         type,

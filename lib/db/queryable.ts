@@ -71,7 +71,28 @@ export function fromSequelizeTransaction(transaction: SequelizeTransactionLike):
   };
 }
 
-/** Runs `fn` inside a transaction on a client of `pool`, rolling back when it throws. */
+/**
+ * The pg settings that bound a pool's waits to `ms` (0: none): for a connection (a free one, or a new
+ * one that must answer its start-up) and for the answer to each query. A timed-out query fails and
+ * its connection is discarded, never reused: it may be half-open (the peer gone without a word).
+ */
+export function poolTimeouts(ms: number): Pick<pg.PoolConfig, 'query_timeout' | 'connectionTimeoutMillis'> {
+  return ms > 0 ? { query_timeout: ms, connectionTimeoutMillis: ms } : {};
+}
+
+/**
+ * 25006 (read_only_sql_transaction): the session is read-only (a standby, or a database switched to
+ * `default_transaction_read_only`) and stays so even once the server is writable again; only a new
+ * session can write.
+ */
+function isReadOnlySession(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '25006';
+}
+
+/**
+ * Runs `fn` inside a transaction on a client of `pool`, rolling back when it throws. A session that
+ * failed to roll back, or that is read-only, is discarded rather than handed back to the pool.
+ */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
@@ -81,6 +102,7 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     await client.query('COMMIT');
     return result;
   } catch (error) {
+    broken = isReadOnlySession(error);
     try {
       await client.query('ROLLBACK');
     } catch {

@@ -28,6 +28,8 @@ type Handler = (payload: string) => void;
  */
 export class Listener {
   readonly #options: Required<Omit<ListenerOptions, 'logger' | 'connection'>> & ListenerOptions;
+  /** The longest wait for a connect, a query or an end on the connection: then it counts as dead. */
+  readonly #timeoutMs: number;
   readonly #handlers = new Map<string, Set<Handler>>();
   readonly #reconnectHandlers = new Set<() => void>();
   #client: pg.Client | undefined;
@@ -43,6 +45,7 @@ export class Listener {
 
   constructor(options: ListenerOptions) {
     this.#options = { checkIntervalMs: 10_000, maxBackoffMs: 5_000, ...options };
+    this.#timeoutMs = Math.min(5000, this.#options.checkIntervalMs);
   }
 
   get state(): string {
@@ -77,7 +80,15 @@ export class Listener {
     if (this.#state === 'closed') return Promise.resolve();
     this.#state = 'connecting';
     const attempt = (async () => {
-      const client = new pg.Client({ ...this.#options.connection, keepAlive: true });
+      // Every wait is bounded: a connect into a partitioned network, or a LISTEN on a connection that
+      // went silent, must fail and be retried rather than leave the listener connecting forever.
+      const client = new pg.Client({
+        ...this.#options.connection,
+        application_name: `${this.#options.connection.application_name ?? 'durable-flow'}-listen`,
+        keepAlive: true,
+        connectionTimeoutMillis: this.#timeoutMs,
+        query_timeout: this.#timeoutMs,
+      });
       client.on('error', () => this.#lost(client));
       client.on('end', () => this.#lost(client));
       client.on('notification', (message) => this.#dispatch(message));
@@ -86,7 +97,7 @@ export class Listener {
         for (const channel of this.#handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
         const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
         if (this.#state === 'closed') {
-          await client.end().catch(() => undefined);
+          await this.#end(client);
           return;
         }
         this.#client = client;
@@ -102,7 +113,7 @@ export class Listener {
       } catch (error) {
         client.removeAllListeners('end');
         client.on('error', () => undefined);
-        await client.end().catch(() => undefined);
+        await this.#end(client);
         if (!this.#connectedOnce && this.#attempt === 0) {
           this.#options.logger.warn('LISTEN connection failed; workers poll until it is back', {
             error: (error as Error).message,
@@ -127,7 +138,7 @@ export class Listener {
       old.removeAllListeners('notification');
       old.removeAllListeners('end');
       old.on('error', () => undefined);
-      void old.end().catch(() => undefined);
+      void this.#end(old);
     }
     this.#options.logger.warn('LISTEN connection lost; reconnecting (workers keep polling meanwhile)');
     this.#scheduleRetry();
@@ -149,19 +160,12 @@ export class Listener {
     this.#checkTimer.unref();
   }
 
-  /** A timed query plus pg_listening_channels(): catches half-open sockets and lost LISTENs. */
+  /** A timed query (`query_timeout`) plus pg_listening_channels(): catches half-open sockets and lost LISTENs. */
   async #check(): Promise<void> {
     const client = this.#client;
     if (!client || this.#state !== 'listening') return;
-    const timeout = new Promise<never>((_, reject) => {
-      const timer = setTimeout(() => reject(new Error('LISTEN connection check timed out')), Math.min(5000, this.#options.checkIntervalMs));
-      timer.unref();
-    });
     try {
-      const { rows } = await Promise.race([
-        client.query<{ channel: string }>('SELECT pg_listening_channels() AS channel'),
-        timeout,
-      ]);
+      const { rows } = await client.query<{ channel: string }>('SELECT pg_listening_channels() AS channel');
       const listening = new Set(rows.map((row) => row.channel));
       const missing = [...this.#handlers.keys()].filter((channel) => !listening.has(channel));
       if (missing.length > 0) throw new Error(`not listening to ${missing.join(', ')}`);
@@ -196,7 +200,21 @@ export class Listener {
     if (client) {
       client.removeAllListeners('end');
       client.on('error', () => undefined);
-      await client.end().catch(() => undefined);
+      await this.#end(client);
     }
+  }
+
+  /**
+   * Ends a client; when the server does not acknowledge in time (the connection is half-open, so the
+   * goodbye goes nowhere), destroys its socket instead, so that close() never hangs on it.
+   */
+  async #end(client: pg.Client): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.#timeoutMs);
+    });
+    const outcome = await Promise.race([client.end().catch(() => undefined), late]);
+    clearTimeout(timer);
+    if (outcome === 'late') (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }
 }

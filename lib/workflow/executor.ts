@@ -404,6 +404,7 @@ export class Execution {
         return;
       }
       await this.#flush();
+      if (this.#ended || this.#aborted) return; // an earlier write failed meanwhile: start no body (the run may be another's)
       const starting = this.#toStart;
       this.#toStart = [];
       for (const step of starting) step.start();
@@ -470,6 +471,7 @@ export class Execution {
   /** Suspends the run until its earliest sleep, timeout or retry, unless something can settle right now. */
   async #suspend(): Promise<void> {
     await this.#commitChain;
+    if (this.#ended || this.#aborted) return; // an earlier write failed and ended the execution
     const now = this.dbNow();
     const due: Suspension[] = [];
     for (const s of this.#suspensions.values()) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
 import { recordEntry } from './history.js';
 
@@ -5,11 +6,14 @@ const stepMs = () => Math.floor(Math.random() * Number(process.env.STEP_MS ?? 20
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * The workflows of the chaos suite. Every step body records its entry (history checker) first, then
+ * The workflows of the chaos suite. Every step body says `BEGIN <runId> <step> <attempt>`, records
+ * its entry (history checker) and says `ENTER …`, then
  * takes a few random milliseconds, so that faults land inside bodies as well as between them.
  */
 export function registerChaosWorkflows(flow: DurableFlow, say: (line: string) => void = () => undefined) {
   const enter = async (runId: string, step: string, attempt: number) => {
+    // Said before the database is reached, so a body begun while it is unreachable is seen too.
+    say(`BEGIN ${runId} ${step} ${attempt}`);
     await recordEntry(flow.pool, runId, step, attempt);
     say(`ENTER ${runId} ${step} ${attempt}`);
   };
@@ -46,6 +50,40 @@ export function registerChaosWorkflows(flow: DurableFlow, say: (line: string) =>
     });
   });
 
+  /**
+   * Three steps whose results are random (`<tag>-<step>-<uuid>`), so a stored result can be told from
+   * a recomputed one; says `RETURN <runId> <step> <value>` for every value a body returns. Returns the
+   * three results.
+   */
+  const nonce = flow.workflow('nonce', async ({ step, runId, input }: WorkflowContext<{ tag: string }>) => {
+    const results: string[] = [];
+    for (const name of ['a', 'b', 'c']) {
+      const result = await step.run(name, async ({ attempt }) => {
+        await enter(runId, name, attempt);
+        await pause(stepMs());
+        const value = `${input.tag}-${name}-${randomUUID()}`;
+        say(`RETURN ${runId} ${name} ${value}`);
+        return value;
+      });
+      results.push(result);
+    }
+    return results;
+  });
+
+  /** A step that takes `ms` (in the process, not in the database), then a quick one; returns the pids. */
+  const slow = flow.workflow('slow', async ({ step, runId, input }: WorkflowContext<{ ms: number }>) => {
+    const work = await step.run('work', async ({ attempt }) => {
+      await enter(runId, 'work', attempt);
+      await pause(input.ms);
+      return process.pid;
+    });
+    const after = await step.run('after', async ({ attempt }) => {
+      await enter(runId, 'after', attempt);
+      return process.pid;
+    });
+    return { work, after };
+  });
+
   /** A step that holds its pool connection for `holdMs` (pool exhaustion). */
   const hog = flow.workflow('hog', async ({ step, runId, input }: WorkflowContext<{ holdMs: number }>) => {
     return step.run('hold', async ({ attempt }) => {
@@ -70,5 +108,5 @@ export function registerChaosWorkflows(flow: DurableFlow, say: (line: string) =>
     });
   });
 
-  return { pipeline, waiter, hog, badResult };
+  return { pipeline, waiter, hog, badResult, nonce, slow };
 }
