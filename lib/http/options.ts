@@ -5,7 +5,10 @@ import { invalidOption } from '../config.js';
 export interface RouterOptions {
   /** Decides who may use the viewer (pages, JSON, live updates, actions). May be async. Also called with the socket.io handshake request. */
   authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
-  /** HTTP basic credentials for the viewer (compared in constant time). */
+  /**
+   * HTTP basic credentials for the viewer (compared in constant time). The object is read at every
+   * check: a password changed on it applies to the next request, and to open live sockets at their next recheck.
+   */
   basicAuth?: { username: string; password: string };
   /** Lets anyone use the viewer. Only for local development. Default false. */
   allowUnauthenticated?: boolean;
