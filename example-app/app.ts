@@ -68,7 +68,13 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
   // The viewer and the signed event-ingest endpoint.
   app.use(
     '/durable_flow',
-    flow.router({ ...(options.viewer ?? { allowUnauthenticated: true }), eventSecret: options.eventSecret ?? DEMO_EVENT_SECRET, title: 'durable-flow demo' }),
+    flow.router({
+      ...(options.viewer ?? { allowUnauthenticated: true }),
+      eventSecret: options.eventSecret ?? DEMO_EVENT_SECRET,
+      // Per process; a sender over it gets 429 with Retry-After.
+      ingestRateLimit: { limit: 100, period: '1 second' },
+      title: 'durable-flow demo',
+    }),
   );
 
   // A provider's webhook: verify its signature on the raw body, then hand the event to durable-flow.

@@ -3,10 +3,10 @@
  * .data/postgres) when it is not set; migrates; serves the app with the viewer and live updates;
  * runs a worker; prints the URL. PORT overrides the port, HOST the interface (default 127.0.0.1).
  */
-import http from 'node:http';
 import { DurableFlow } from '../lib/index.js';
 import { DEMO_EVENT_SECRET, DEMO_WEBHOOK_SECRET, createApp } from './app.js';
 import { demoDatabase } from './database.js';
+import { createDemoServer } from './http-server.js';
 
 const port = Number(process.env.PORT ?? 4568);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -27,7 +27,8 @@ const { app } = createApp(flow, {
   webhookSecret: process.env.PAYMENTS_WEBHOOK_SECRET ?? DEMO_WEBHOOK_SECRET,
   ...(process.env.TRIAL_DELAY ? { trialDelay: process.env.TRIAL_DELAY } : {}),
 });
-const server = http.createServer(app);
+// Slow clients are cut off (headers within 10 s, the whole request within 30 s): see http-server.ts.
+const server = createDemoServer(app);
 flow.attachLive(server);
 const worker = flow.worker({ concurrency: 10 });
 await worker.start();

@@ -26,9 +26,10 @@ import { notify } from './events/notify.js';
 import { attachLive } from './http/live.js';
 import type { LiveHandle, LiveOptions } from './http/live.js';
 import { resolveRouterOptions } from './http/options.js';
-import type { ResolvedRouterOptions, RouterOptions } from './http/options.js';
+import type { RouterOptions } from './http/options.js';
 import { ViewerQueries } from './http/queries.js';
 import { createRouter } from './http/router.js';
+import { ViewerRegistry } from './http/viewers.js';
 import type { LocalTaker } from './events/notify.js';
 import type {
   EventRecord,
@@ -84,7 +85,7 @@ export class DurableFlow {
   #viewerPool: pg.Pool | undefined;
   #controlPool: pg.Pool | undefined;
   #viewerQueries: ViewerQueries | undefined;
-  #routerOptions: ResolvedRouterOptions | undefined;
+  readonly #viewers = new ViewerRegistry();
   #live: LiveHandle | undefined;
 
   constructor(options: DurableFlowOptions = {}) {
@@ -417,22 +418,25 @@ export class DurableFlow {
   router(options?: RouterOptions): Router {
     this.#assertOpen();
     const resolved = resolveRouterOptions(options);
-    this.#routerOptions = resolved;
+    const viewer = this.#viewers.register(resolved);
     this.#viewerPool ??= new pg.Pool({ ...this.#connection, max: 3, statement_timeout: 10_000, application_name: `${this.options.applicationName}-viewer` });
     this.#viewerPool.on('error', (error) => this.options.logger.warn('A viewer Postgres connection failed', { error: error.message }));
     this.#viewerQueries ??= new ViewerQueries(this.#viewerPool, this.tables);
-    return createRouter(this, resolved, this.#viewerQueries, () => (this.#live ? { path: this.#live.path, namespace: this.#live.namespace.name } : null));
+    const live = () => (this.#live ? { path: this.#live.path, namespace: this.#live.namespace.name, viewer: viewer ?? '' } : null);
+    return createRouter(this, resolved, this.#viewerQueries, live);
   }
 
   /**
    * Live updates for the viewer: a socket.io server on `httpServer` (or a namespace on your own
-   * socket.io server). Uses the access rules of the last `router()` unless given its own.
+   * socket.io server). A socket is held to the access rules of the viewer router whose page opened it,
+   * unless attachLive is given rules of its own (`authorize`, `basicAuth`, `allowUnauthenticated`),
+   * which then apply to every socket.
    */
   attachLive(target: http.Server | SocketIOServer, options: LiveOptions & RouterOptions = {}): LiveHandle {
     this.#assertOpen();
     const hasOwnAccess = options.authorize !== undefined || options.basicAuth !== undefined || options.allowUnauthenticated !== undefined;
-    const access = hasOwnAccess ? resolveRouterOptions(options) : (this.#routerOptions ?? resolveRouterOptions({}));
-    this.#live = attachLive(this, target, access, options);
+    const own = hasOwnAccess ? resolveRouterOptions(options) : undefined;
+    this.#live = attachLive(this, target, own ? () => own : (req) => this.#viewers.rulesFor(req), options);
     return this.#live;
   }
 

@@ -7,6 +7,8 @@
   var room = body.getAttribute('data-live');
   var socketPath = body.getAttribute('data-socket-path');
   var namespace = body.getAttribute('data-socket-namespace') || '/durable_flow';
+  // Which viewer router served this page: the server holds the socket to that mount's access rules.
+  var viewer = body.getAttribute('data-socket-viewer');
   var indicator = document.querySelector('[data-live-indicator]');
 
   // Forms that change something ask first.
@@ -78,7 +80,16 @@
   }
 
   if (room && socketPath && typeof io === 'function') {
-    var socket = io(namespace, { path: socketPath, transports: ['websocket', 'polling'] });
+    // A browser sends basic credentials unasked only under the path of the page that asked for them:
+    // under the viewer's mount, WebSocket at once; elsewhere polling first, whose 401 challenge the
+    // browser answers with them (the same realm), then the upgrade. Either falls back to the other.
+    var underMount = socketPath.indexOf(base + '/') === 0;
+    var socket = io(namespace, {
+      path: socketPath,
+      transports: underMount ? ['websocket', 'polling'] : ['polling', 'websocket'],
+      tryAllTransports: true,
+      query: viewer ? { viewer: viewer } : {},
+    });
     socket.on('connect', function () {
       setIndicator('live');
       socket.emit('subscribe', room);
@@ -96,5 +107,4 @@
       socket.close();
     });
   }
-  void base;
 })();

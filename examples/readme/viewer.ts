@@ -16,7 +16,8 @@ app.use(
     eventSecret: process.env.DURABLE_FLOW_EVENT_SECRET, // enables POST /durable_flow/events
   }),
 );
-const server = http.createServer(app);
+// Slow clients are closed: headers within 10 s, the whole request within 30 s (Node: 60 s and 5 min).
+const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1_000 }, app);
 flow.attachLive(server); // socket.io at /durable_flow/socket.io: open pages update as runs change
 server.listen(process.env.PORT ?? 3000);
 // #endregion readme

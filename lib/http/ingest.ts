@@ -5,6 +5,7 @@ import type { DurableFlow } from '../flow.js';
 import { MAX_JSON_DEPTH, isPlainObject } from '../json.js';
 import { notifyMany, validateEvent } from '../events/notify.js';
 import type { ResolvedRouterOptions } from './options.js';
+import { TokenBucket } from './rate-limit.js';
 
 /** The most events one ingest request may carry. */
 export const MAX_EVENTS_PER_REQUEST = 1000;
@@ -61,6 +62,7 @@ class IngestError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -129,6 +131,8 @@ const DEADLOCK_DETECTED = '40P01';
  * a bad request stores nothing. Every refusal is a JSON `{ error }` that says what to fix.
  */
 export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions): RequestHandler {
+  const rate = options.ingestRateLimit;
+  const bucket = rate ? new TokenBucket(rate.limit, rate.periodMs) : undefined;
   const handle = async (req: Request, res: Response): Promise<void> => {
     if (options.eventSecrets.length === 0) {
       throw new IngestError(404, 'Event ingest is disabled: configure flow.router({ eventSecret }) to enable it');
@@ -150,6 +154,16 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
     if (!verifySignature(req.get(SIGNATURE_HEADER), body, options.eventSecrets, options.signatureTolerance)) {
       throw new IngestError(401, `Invalid or missing ${SIGNATURE_HEADER} header`);
     }
+    // Counted after the signature: a flood from anyone without the secret cannot use up the senders' budget.
+    const waitMs = bucket?.take() ?? 0;
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      throw new IngestError(
+        429,
+        `Too many ingest requests: this endpoint accepts ${rate!.limit} per ${rate!.period} (the router's \`ingestRateLimit\`, per process); nothing was stored, retry after ${seconds} s`,
+        { 'Retry-After': String(seconds) },
+      );
+    }
     if (!isJsonContentType(req.get('content-type'))) {
       throw new IngestError(415, 'Unsupported Content-Type: send the events as JSON with `Content-Type: application/json` (UTF-8)');
     }
@@ -170,7 +184,7 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
       if (error instanceof IngestError) {
         // An oversized body is not read further: the connection closes after this answer.
         if (error.status === 413) res.set('Connection', 'close');
-        res.status(error.status).json({ error: error.message });
+        res.status(error.status).set(error.headers).json({ error: error.message });
         return;
       }
       flow.options.logger.error('Event ingest failed', { error: (error as Error)?.message });

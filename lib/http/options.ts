@@ -1,11 +1,17 @@
 import type { IncomingMessage } from 'node:http';
-import { invalidOption } from '../config.js';
+import { checkInteger, invalidOption } from '../config.js';
+import { toMilliseconds } from '../duration.js';
+import type { DurationInput } from '../duration.js';
+import { DurableFlowError } from '../errors.js';
 
 /** Options of `flow.router()`. Without `authorize`, `basicAuth` or `allowUnauthenticated`, the viewer denies everyone. */
 export interface RouterOptions {
   /** Decides who may use the viewer (pages, JSON, live updates, actions). May be async. Also called with the socket.io handshake request. */
   authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
-  /** HTTP basic credentials for the viewer (compared in constant time). */
+  /**
+   * HTTP basic credentials for the viewer (compared in constant time). The object is read at every
+   * check: a password changed on it applies to the next request, and to open live sockets at their next recheck.
+   */
   basicAuth?: { username: string; password: string };
   /** Lets anyone use the viewer. Only for local development. Default false. */
   allowUnauthenticated?: boolean;
@@ -15,6 +21,11 @@ export interface RouterOptions {
   ingestLimit?: number;
   /** How far a signature timestamp may be from now, in seconds, either way. Default 300. */
   signatureTolerance?: number;
+  /**
+   * At most `limit` signed ingest requests per `period` on this mount, in this process (a token bucket:
+   * bursts of `limit`, then the steady rate); beyond it `429` with `Retry-After`, nothing stored. Default none.
+   */
+  ingestRateLimit?: { limit: number; period: DurationInput };
   /** Runs per page in the run list. Default 50. */
   pageSize?: number;
   /** Title shown in the viewer's header. Default `'durable-flow'`. */
@@ -28,6 +39,7 @@ export interface ResolvedRouterOptions {
   eventSecrets: string[];
   ingestLimit: number;
   signatureTolerance: number;
+  ingestRateLimit: { limit: number; periodMs: number; period: string } | undefined;
   pageSize: number;
   title: string;
 }
@@ -59,7 +71,25 @@ export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRoute
     eventSecrets: secrets,
     ingestLimit: integer('ingestLimit', options.ingestLimit, 1024 * 1024, 1024, 64 * 1024 * 1024),
     signatureTolerance: integer('signatureTolerance', options.signatureTolerance, 300, 1, 86_400),
+    ingestRateLimit: resolveRateLimit(options.ingestRateLimit),
     pageSize: integer('pageSize', options.pageSize, 50, 1, 500),
     title: typeof options.title === 'string' && options.title.length > 0 ? options.title : 'durable-flow',
   };
+}
+
+function resolveRateLimit(value: unknown): ResolvedRouterOptions['ingestRateLimit'] {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalidOption('ingestRateLimit', value, "an object { limit, period } such as { limit: 100, period: '1 second' }");
+  }
+  const { limit, period } = value as { limit?: unknown; period?: unknown };
+  checkInteger('ingestRateLimit.limit', limit, 1, 1_000_000);
+  let periodMs: number;
+  try {
+    periodMs = toMilliseconds(period, '`ingestRateLimit.period`');
+  } catch (error) {
+    throw new DurableFlowError('INVALID_OPTION', (error as Error).message);
+  }
+  // Said back in the 429's message as the user wrote it.
+  return { limit: limit as number, periodMs, period: typeof period === 'string' ? period.trim() : `${periodMs} ms` };
 }

@@ -14,10 +14,11 @@ import { RUN_STATUSES, decodeCursor, isBigintId } from './queries.js';
 import type { RunFilter, ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
 
-/** Where the browser finds the live channel (set by flow.attachLive). */
+/** Where the browser finds the live channel (set by flow.attachLive), and which viewer it names there. */
 export interface LiveInfo {
   path: string;
   namespace: string;
+  viewer: string;
 }
 
 const CSP = [
@@ -160,7 +161,7 @@ export function createRouter(
   const page = async (req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string) => {
     const base = req.baseUrl;
     const info = live();
-    const common = { base, title: options.title, csrf: csrfToken(req, res), socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '' };
+    const common = { base, title: options.title, csrf: csrfToken(req, res), socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };

@@ -94,6 +94,8 @@ describe('the viewer in Chromium', () => {
       expect((await flow.getRun(first.runId))!.status).toBe('cancelled');
 
       await page.goto(`${viewer.base}/runs/${second.runId}`);
+      // Once live, the page refetches its fragments to catch up, form included: tamper after that.
+      await page.waitForFunction(() => document.body.hasAttribute('data-refreshed'), undefined, { timeout: 10_000 });
       await page.locator('input[name="_csrf"]').first().evaluate((input) => input.remove());
       const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/cancel')), page.getByRole('button', { name: 'Cancel run' }).click()]);
       expect(response.status()).toBe(403);
@@ -119,8 +121,9 @@ describe('the viewer in Chromium', () => {
         });
       });
     const basic = `Basic ${Buffer.from(`${CREDENTIALS.username}:${CREDENTIALS.password}`).toString('base64')}`;
-    expect(await connect({})).toMatch(/Authentication required/);
-    expect(await connect({ Authorization: basic, Origin: 'https://evil.example' })).toMatch(/own origin/);
+    // Refused at the engine.io handshake (the refusals' statuses and messages: test/chaos/live.test.ts).
+    expect(await connect({})).not.toBe('connected');
+    expect(await connect({ Authorization: basic, Origin: 'https://evil.example' })).not.toBe('connected');
     expect(await connect({ Authorization: basic })).toBe('connected');
   });
 });
