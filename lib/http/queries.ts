@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
+import { cursorTimeSql, encodeCursor } from './cursor.js';
+import type { Cursor } from './cursor.js';
 
 export const RUN_STATUSES: readonly RunStatus[] = [
   'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
@@ -11,7 +13,7 @@ export interface RunFilter {
   workflow: string | null;
   q: string | null;
   /** Keyset cursor: rows strictly older than (createdAt, id). */
-  before: { createdAt: string; id: string } | null;
+  before: Cursor | null;
   limit: number;
 }
 
@@ -36,25 +38,6 @@ function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-export function encodeCursor(row: { createdAt: Date; id: string }): string {
-  return `${row.createdAt.toISOString()}_${row.id}`;
-}
-
-/** Whether `text` is a decimal id Postgres can hold in a `bigint` (a larger one would be an SQL error). */
-export function isBigintId(text: string): boolean {
-  return /^\d{1,19}$/.test(text) && BigInt(text) <= 9_223_372_036_854_775_807n;
-}
-
-/** Parses a cursor; null when it is not one (the caller answers 400). */
-export function decodeCursor(text: string): { createdAt: string; id: string } | null {
-  const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)_(\d{1,19})$/.exec(text);
-  if (!match || !isBigintId(match[2]!)) return null;
-  // Only a real instant that Postgres accepts: no February 30th (Date.parse rolls it over), no year 0.
-  const time = Date.parse(match[1]!);
-  if (Number.isNaN(time) || new Date(time).toISOString() !== match[1] || match[1]!.startsWith('0000')) return null;
-  return { createdAt: match[1]!, id: match[2]! };
-}
-
 /**
  * The viewer's reads. They run on a pool of their own (small, with a statement timeout), so a heavy
  * page can neither starve the engine's connections nor run for ever. Every value is bound.
@@ -74,7 +57,7 @@ export class ViewerQueries {
   async listRuns(filter: RunFilter): Promise<RunPage> {
     const { rows } = await this.#pool.query(
       `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at,
-              coalesce(completed_at, failed_at, cancelled_at) AS finished_at
+              coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key
        FROM ${this.#t.runs}
        WHERE ($1::text IS NULL OR status = $1)
          AND ($2::text IS NULL OR workflow_name = $2)
@@ -92,7 +75,8 @@ export class ViewerQueries {
         filter.limit + 1,
       ],
     );
-    const runs: RunRow[] = rows.slice(0, filter.limit).map((r) => ({
+    const page = rows.slice(0, filter.limit);
+    const runs: RunRow[] = page.map((r) => ({
       id: String(r.id),
       runId: r.run_id,
       workflow: r.workflow_name,
@@ -102,8 +86,8 @@ export class ViewerQueries {
       updatedAt: r.updated_at,
       finishedAt: r.finished_at,
     }));
-    const last = runs[runs.length - 1];
-    return { runs, next: rows.length > filter.limit && last ? encodeCursor(last) : null };
+    const last = page[page.length - 1];
+    return { runs, next: rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null };
   }
 
   /**

@@ -10,7 +10,8 @@ import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
 import { ingestHandler } from './ingest.js';
 import type { ResolvedRouterOptions } from './options.js';
-import { RUN_STATUSES, decodeCursor, isBigintId } from './queries.js';
+import { decodeCursor, isBigintId } from './cursor.js';
+import { RUN_STATUSES } from './queries.js';
 import type { RunFilter, ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
 
@@ -180,7 +181,7 @@ export function createRouter(
       queries.workflowNames(),
     ]);
     const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
-    return { filter, page, counts, workflows, statuses: RUN_STATUSES };
+    return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize };
   };
   router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
   router.get('/api/runs', handle(async (req, res) => {
