@@ -39,6 +39,18 @@ function escapeLike(text: string): string {
 }
 
 /**
+ * What the search compares with the input's JSON text. That text escapes `"` and `\` inside strings
+ * (`{"said": "a \"b\""}`), so a search holding either is compared with the text unescaped instead
+ * (`{"said": "a "b""}`), where both what the user typed into a value or key and JSON as stored
+ * (`"status": "paid"`) still match. Without them the two texts match the same searches, and the
+ * cheaper one serves. Control characters stay escaped in both, so they are escaped here too.
+ */
+function inputSearch(q: string): { pattern: string; unescape: boolean } {
+  const controls = q.replace(/[\u0001-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1));
+  return { pattern: escapeLike(controls), unescape: /["\\]/.test(q) };
+}
+
+/**
  * The viewer's reads. They run on a pool of their own (small, with a statement timeout), so a heavy
  * page can neither starve the engine's connections nor run for ever. Every value is bound.
  */
@@ -55,13 +67,15 @@ export class ViewerQueries {
 
   /** Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. */
   async listRuns(filter: RunFilter): Promise<RunPage> {
+    const search = filter.q === null ? null : inputSearch(filter.q);
     const { rows } = await this.#pool.query(
       `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at,
               coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key
        FROM ${this.#t.runs}
        WHERE ($1::text IS NULL OR status = $1)
          AND ($2::text IS NULL OR workflow_name = $2)
-         AND ($3::text IS NULL OR run_id = $3 OR input::text ILIKE '%' || $4 || '%')
+         AND ($3::text IS NULL OR run_id = $3
+              OR (CASE WHEN $8::boolean THEN regexp_replace(input::text, '\\\\(["\\\\])', '\\1', 'g') ELSE input::text END) ILIKE '%' || $4 || '%')
          AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::bigint))
        ORDER BY created_at DESC, id DESC
        LIMIT $7`,
@@ -69,10 +83,11 @@ export class ViewerQueries {
         filter.status,
         filter.workflow,
         filter.q,
-        filter.q === null ? null : escapeLike(filter.q),
+        search?.pattern ?? null,
         filter.before?.createdAt ?? null,
         filter.before?.id ?? null,
         filter.limit + 1,
+        search?.unescape ?? false,
       ],
     );
     const page = rows.slice(0, filter.limit);
