@@ -3,6 +3,7 @@ import ejs from 'ejs';
 import { DateTime } from 'luxon';
 import { packageDir } from '../paths.js';
 import type { Timeline } from '../workflow/inspect.js';
+import { runSegment } from './run-path.js';
 
 /** CSS class of a status badge (the original viewer's mapping). */
 export function statusClass(status: string | null | undefined): string {
@@ -118,7 +119,7 @@ export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
   return { width: labelWidth + plotWidth + 20, height: 34 + Math.max(1, bars.length) * rowHeight, labelWidth, bars, ticks };
 }
 
-const helpers = { statusClass, formatTime, isoTime, formatDuration, prettyJson, encode: encodeURIComponent };
+const helpers = { statusClass, formatTime, isoTime, formatDuration, prettyJson, encode: encodeURIComponent, runSegment };
 
 /** Renders a viewer template (views/<name>.ejs); every `<%= %>` is HTML-escaped. */
 export function render(name: string, data: Record<string, unknown>): Promise<string> {

@@ -14,6 +14,7 @@ import { decodeCursor, isBigintId } from './cursor.js';
 import { RUN_STATUSES } from './queries.js';
 import type { RunFilter, ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
+import { runIdOfSegment, runSegment } from './run-path.js';
 
 /** Where the browser finds the live channel (set by flow.attachLive). */
 export interface LiveInfo {
@@ -72,7 +73,7 @@ const EVENT_LIST_PARAMETERS = ['name', 'before', 'fragment'];
 
 /** The run id of a URL; one that no run can have (too long, U+0000) is a 404 without asking Postgres. */
 function runIdParam(req: Request): string {
-  const runId = String(req.params.runId);
+  const runId = runIdOfSegment(String(req.params.runId));
   if (runId.length > 255 || runId.includes('\u0000')) throw new HttpError(404, 'No run with this id: run ids are at most 255 characters, without U+0000');
   return runId;
 }
@@ -225,12 +226,12 @@ export function createRouter(
   router.post('/runs/:runId/cancel', form, action(async (req) => {
     const runId = runIdParam(req);
     await flow.cancel(runId, { reason: 'Cancelled from the viewer' });
-    return `/runs/${encodeURIComponent(runId)}`;
+    return `/runs/${runSegment(runId)}`;
   }));
   router.post('/runs/:runId/retry', form, action(async (req) => {
     const runId = runIdParam(req);
     await flow.retry(runId);
-    return `/runs/${encodeURIComponent(runId)}`;
+    return `/runs/${runSegment(runId)}`;
   }));
   router.post('/actions/send-event', form, action(async (req) => {
     const body = req.body as Record<string, unknown>;
