@@ -59,10 +59,43 @@ export class ViewerQueries {
   readonly #t: Tables;
   /** Counts that were slow to compute, with the time until which they are reused. */
   readonly #countCache = new Map<string, { at: number; counts: Record<string, number> }>();
+  #csrfKey: Promise<string> | undefined;
 
   constructor(pool: pg.Pool, tables: Tables) {
     this.#pool = pool;
     this.#t = tables;
+  }
+
+  /**
+   * The key of the viewer's CSRF tokens, read once (and again after a failed read). It lives in the
+   * database so that every web process signs alike; a deleted row is made anew (a key rotation).
+   */
+  csrfKey(): Promise<string> {
+    this.#csrfKey ??= this.#readCsrfKey().catch((error: unknown) => {
+      this.#csrfKey = undefined;
+      throw error;
+    });
+    return this.#csrfKey;
+  }
+
+  async #readCsrfKey(): Promise<string> {
+    const read = async () =>
+      (await this.#pool.query<{ value: string }>(`SELECT value FROM ${this.#t.secrets} WHERE name = 'viewer_csrf'`)).rows[0]?.value;
+    let key: string | undefined;
+    try {
+      key = await read();
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') {
+        throw new Error('durable-flow: the viewer needs migration 003 (its CSRF key table): run `await flow.migrate()` at start-up', { cause: error });
+      }
+      throw error;
+    }
+    if (key) return key;
+    await this.#pool.query(
+      `INSERT INTO ${this.#t.secrets} (name, value)
+       VALUES ('viewer_csrf', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')) ON CONFLICT (name) DO NOTHING`,
+    );
+    return (await read())!;
   }
 
   /** Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. */

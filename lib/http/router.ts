@@ -16,6 +16,9 @@ import type { RunFilter, ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
 import { runIdOfSegment, runSegment } from './run-path.js';
 
+/** The signed-in user of each request the access check let in (null: allowed, no user named). */
+const actors = new WeakMap<Request, string | null>();
+
 /** Where the browser finds the live channel (set by flow.attachLive). */
 export interface LiveInfo {
   path: string;
@@ -149,7 +152,10 @@ export function createRouter(
 
   router.use((req, res, next) => {
     checkAccess(req, options).then((decision) => {
-      if (decision.ok) return next();
+      if (decision.ok) {
+        actors.set(req, decision.actor);
+        return next();
+      }
       if (decision.headers) res.set(decision.headers);
       if (wantsJson(req)) res.status(decision.status).json({ error: decision.message });
       else res.status(decision.status).type('text/plain').send(decision.message);
@@ -162,7 +168,8 @@ export function createRouter(
   const page = async (req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string) => {
     const base = req.baseUrl;
     const info = live();
-    const common = { base, title: options.title, csrf: csrfToken(req, res), socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '' };
+    const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
+    const common = { base, title: options.title, csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '' };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
@@ -212,16 +219,20 @@ export function createRouter(
   const action =
     (fn: (req: Request) => Promise<string>) =>
     (req: Request, res: Response, next: NextFunction): void => {
-      if (!csrfValid(req)) {
-        const message = 'Forbidden: missing or invalid CSRF token, or a request from another origin';
-        if (wantsJson(req)) res.status(403).json({ error: message });
-        else res.status(403).type('text/plain').send(message);
-        return;
-      }
-      fn(req).then((location) => {
-        if (wantsJson(req)) res.json({ ok: true });
-        else res.redirect(303, `${req.baseUrl}${location}`);
-      }, next);
+      queries
+        .csrfKey()
+        .then(async (key) => {
+          if (!csrfValid(req, key, actors.get(req) ?? null)) {
+            const message = 'Forbidden: missing or invalid CSRF token, or a request from another origin';
+            if (wantsJson(req)) res.status(403).json({ error: message });
+            else res.status(403).type('text/plain').send(message);
+            return;
+          }
+          const location = await fn(req);
+          if (wantsJson(req)) res.json({ ok: true });
+          else res.redirect(303, `${req.baseUrl}${location}`);
+        })
+        .catch(next);
     };
   router.post('/runs/:runId/cancel', form, action(async (req) => {
     const runId = runIdParam(req);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadMigrations } from '../../lib/db/migrator.js';
 import { DurableFlow } from '../../lib/index.js';
 import type { Change, WorkflowContext } from '../../lib/index.js';
 import { spawnFixture, killAllChildren } from '../helpers/child.js';
@@ -21,7 +22,7 @@ describe('migrate()', () => {
     try {
       const results = await Promise.all(flows.map((flow) => flow.migrate()));
       expect(results.filter((r) => r.applied.length > 0)).toHaveLength(1);
-      expect(results.flatMap((r) => r.applied)).toEqual(['001_initial']);
+      expect(results.flatMap((r) => r.applied)).toEqual(loadMigrations().map((m) => m.name));
       expect(await flows[0]!.migrate()).toEqual({ applied: [], unknown: [] });
       const { rows } = await flows[0]!.pool.query(
         `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'durable_flow%' ORDER BY 1`,
@@ -30,6 +31,7 @@ describe('migrate()', () => {
         'durable_flow_cancel_triggers',
         'durable_flow_live',
         'durable_flow_migrations',
+        'durable_flow_secrets',
         'durable_flow_workflow_events',
         'durable_flow_workflow_logs',
         'durable_flow_workflow_runs',
