@@ -1,7 +1,11 @@
 import type pg from 'pg';
 import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
+import { jsonColumn, loadTimeline, readJson } from '../workflow/inspect.js';
+import type { Timeline, TruncatedValue } from '../workflow/inspect.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
+import { VIEW_LIMITS, readValue } from './values.js';
+import type { ValuePath } from './values.js';
 import type { Cursor } from './cursor.js';
 
 export const RUN_STATUSES: readonly RunStatus[] = [
@@ -185,7 +189,7 @@ export class ViewerQueries {
   /** Recent events (newest first, keyset on id), each with the waits it matched. */
   async listEvents(filter: { name: string | null; beforeId: string | null; limit: number }) {
     const { rows } = await this.#pool.query(
-      `SELECT e.id, e.event_id, e.name, e.payload, e.source, e.occurred_at,
+      `SELECT e.id, e.event_id, e.name, ${jsonColumn('e.payload', 'payload_text', { limit: '$4', preview: '$5' })}, e.source, e.occurred_at,
               coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
                         FROM ${this.#t.waits} w
                         JOIN ${this.#t.runs} r ON r.id = w.workflow_run_id
@@ -195,19 +199,36 @@ export class ViewerQueries {
        WHERE ($1::text IS NULL OR e.name = $1) AND ($2::bigint IS NULL OR e.id < $2::bigint)
        ORDER BY e.id DESC
        LIMIT $3`,
-      [filter.name, filter.beforeId, filter.limit + 1],
+      [filter.name, filter.beforeId, filter.limit + 1, VIEW_LIMITS.valueBytes, VIEW_LIMITS.previewChars],
     );
+    const truncated: TruncatedValue[] = [];
     const events = rows.slice(0, filter.limit).map((e) => ({
       id: String(e.id),
       eventId: e.event_id as string | null,
       name: e.name as string,
-      payload: e.payload as unknown,
+      payload: readJson(e, 'payload_text', `events.${e.id}.payload`, truncated),
       source: e.source as string | null,
       occurredAt: e.occurred_at as Date,
       matched: e.matched as { runId: string; workflow: string; step: string }[],
     }));
     const last = events[events.length - 1];
-    return { events, next: rows.length > filter.limit && last ? last.id : null };
+    return { events, truncated, next: rows.length > filter.limit && last ? last.id : null };
+  }
+
+  /** The whole payload of an event as JSON text, or null when there is no such event. */
+  async eventPayload(id: string): Promise<string | null> {
+    const { rows } = await this.#pool.query<{ payload: string }>(`SELECT payload::text AS payload FROM ${this.#t.events} WHERE id = $1`, [id]);
+    return rows[0]?.payload ?? null;
+  }
+
+  /** A run's timeline as the viewer shows it (bounded: VIEW_LIMITS), from the log after `logsAfter` on. */
+  timeline(runId: string, logs: { after?: string; limit?: number } = {}): Promise<Timeline | null> {
+    return loadTimeline(this.#pool, this.#t, runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after });
+  }
+
+  /** The whole text of one value of a run (see values.ts), or null. */
+  value(runId: string, path: ValuePath): Promise<string | null> {
+    return readValue(this.#pool, this.#t, runId, path);
   }
 
   /** Status and workflow of some runs (the parent and children shown on a run page). */
