@@ -9,7 +9,7 @@ export interface RouterOptions {
   /**
    * Decides who may use the viewer (pages, JSON, live updates, actions). May be async. Also called with
    * the socket.io handshake request. `true` allows; `{ actor }` allows and names the signed-in user (CSRF
-   * tokens are bound to it, and viewer actions are taken in its name); anything else refuses.
+   * tokens are bound to it); anything else refuses.
    */
   authorize?: (req: IncomingMessage) => AuthorizeResult | Promise<AuthorizeResult>;
   /** HTTP basic credentials for the viewer (compared in constant time). */
