@@ -38,7 +38,8 @@ export function text(value: unknown, what: string, max: number): string | null {
 export function onlyParameters(query: Request['query'], allowed: readonly string[]): void {
   for (const key of Object.keys(query)) {
     if (!allowed.includes(key)) {
-      throw new HttpError(400, `Unknown query parameter "${key.slice(0, 40)}": this list accepts ${allowed.join(', ')}`);
+      const accepted = allowed.length > 0 ? `this list accepts ${allowed.join(', ')}` : 'this address takes none';
+      throw new HttpError(400, `Unknown query parameter "${key.slice(0, 40)}": ${accepted}`);
     }
   }
 }

@@ -4,9 +4,9 @@ import type { RunStatus } from '../types.js';
 import { jsonColumn, loadTimeline, readJson } from '../workflow/inspect.js';
 import type { Timeline, TruncatedValue } from '../workflow/inspect.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
+import type { Cursor } from './cursor.js';
 import { VIEW_LIMITS, readValue } from './values.js';
 import type { ValuePath } from './values.js';
-import type { Cursor } from './cursor.js';
 
 export const RUN_STATUSES: readonly RunStatus[] = [
   'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
