@@ -20,7 +20,7 @@ export type { MigrateResult } from './db/migrator.js';
 export type { DurableFlowModels } from './db/models.js';
 export type { Change, ChangeType, ChangeSubscriber } from './changes/feed.js';
 export type { Worker, WorkerOptions, StopOptions } from './worker/worker.js';
-export type { RouterOptions } from './http/options.js';
+export type { AuthorizeResult, RouterOptions } from './http/options.js';
 export type { LiveHandle, LiveOptions } from './http/live.js';
 export { signatureHeader, verifySignature, SIGNATURE_HEADER } from './http/ingest.js';
 export type { Timeline, TimelineItem, TimelineStep, TimelineWait, TimelineEvent, TimelineLog } from './workflow/inspect.js';

@@ -12,6 +12,8 @@ export interface Tables {
   cancelTriggers: string;
   live: string;
   migrations: string;
+  /** Random values durable-flow keeps for itself (the viewer's CSRF key). */
+  secrets: string;
   /** NOTIFY channel names. */
   wakeChannel: string;
   changesChannel: string;
@@ -40,6 +42,7 @@ export function tablesFor(schema: string): Tables {
     cancelTriggers: `${s}.durable_flow_cancel_triggers`,
     live: `${s}.durable_flow_live`,
     migrations: `${s}.durable_flow_migrations`,
+    secrets: `${s}.durable_flow_secrets`,
     wakeChannel: `${channelPrefix}wake`,
     changesChannel: `${channelPrefix}changes`,
     channelPrefix,

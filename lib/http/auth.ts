@@ -3,12 +3,13 @@ import type { IncomingMessage } from 'node:http';
 import type { ResolvedRouterOptions } from './options.js';
 
 export type AccessDecision =
-  | { ok: true }
+  /** `actor`: the signed-in user (the basic-auth name, or the `actor` authorize() returned), null if none. */
+  | { ok: true; actor: string | null }
   | { ok: false; status: 401 | 403; message: string; headers?: Record<string, string> };
 
 const DENIED_BY_DEFAULT =
   'Access to the durable-flow viewer is denied by default. Configure flow.router() with one of: ' +
-  'authorize: (req) => boolean (your own check), basicAuth: { username, password }, or allowUnauthenticated: true (local development only).';
+  'authorize: (req) => boolean | { actor } (your own check), basicAuth: { username, password }, or allowUnauthenticated: true (local development only).';
 
 /** Equal-length digests, so the comparison takes the same time whatever the input's length. */
 function safeEqual(a: string, b: string): boolean {
@@ -32,20 +33,30 @@ function basicCredentials(req: IncomingMessage): { username: string; password: s
  */
 export async function checkAccess(req: IncomingMessage, options: ResolvedRouterOptions): Promise<AccessDecision> {
   if (options.authorize) {
-    let allowed = false;
+    let answer: unknown = false;
     try {
-      allowed = (await options.authorize(req)) === true;
+      answer = await options.authorize(req);
     } catch {
-      allowed = false;
+      answer = false;
     }
-    return allowed ? { ok: true } : { ok: false, status: 403, message: 'Forbidden: the authorize() check of this durable-flow viewer refused the request.' };
+    if (answer === true) return { ok: true, actor: null };
+    const actor = (answer as { actor?: unknown } | null)?.actor;
+    if (typeof answer === 'object' && answer !== null && typeof actor === 'string' && actor.length > 0) return { ok: true, actor };
+    const malformed = answer !== false && answer !== undefined && answer !== null;
+    return {
+      ok: false,
+      status: 403,
+      message: malformed
+        ? 'Forbidden: the authorize() check of this durable-flow viewer returned neither true, false nor { actor: non-empty string }; refused.'
+        : 'Forbidden: the authorize() check of this durable-flow viewer refused the request.',
+    };
   }
   if (options.basicAuth) {
     const given = basicCredentials(req);
     // Both compared, always, so timing says nothing about which one was wrong.
     const userOk = safeEqual(given?.username ?? '', options.basicAuth.username);
     const passOk = safeEqual(given?.password ?? '', options.basicAuth.password);
-    if (given && userOk && passOk) return { ok: true };
+    if (given && userOk && passOk) return { ok: true, actor: given.username };
     return {
       ok: false,
       status: 401,
@@ -53,7 +64,7 @@ export async function checkAccess(req: IncomingMessage, options: ResolvedRouterO
       headers: { 'WWW-Authenticate': 'Basic realm="durable-flow", charset="UTF-8"' },
     };
   }
-  if (options.allowUnauthenticated) return { ok: true };
+  if (options.allowUnauthenticated) return { ok: true, actor: null };
   return { ok: false, status: 403, message: DENIED_BY_DEFAULT };
 }
 

@@ -4,10 +4,17 @@ import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 
+/** What `authorize(req)` answers: allowed (`true`, or `{ actor }` naming the user), or refused (`false`). */
+export type AuthorizeResult = boolean | { actor: string };
+
 /** Options of `flow.router()`. Without `authorize`, `basicAuth` or `allowUnauthenticated`, the viewer denies everyone. */
 export interface RouterOptions {
-  /** Decides who may use the viewer (pages, JSON, live updates, actions). May be async. Also called with the socket.io handshake request. */
-  authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
+  /**
+   * Decides who may use the viewer (pages, JSON, live updates, actions). May be async. Also called with
+   * the socket.io handshake request. `true` allows; `{ actor }` allows and names the signed-in user (CSRF
+   * tokens are bound to it); anything else refuses.
+   */
+  authorize?: (req: IncomingMessage) => AuthorizeResult | Promise<AuthorizeResult>;
   /**
    * HTTP basic credentials for the viewer (compared in constant time). The object is read at every
    * check: a password changed on it applies to the next request, and to open live sockets at their next recheck.
@@ -33,7 +40,7 @@ export interface RouterOptions {
 }
 
 export interface ResolvedRouterOptions {
-  authorize: ((req: IncomingMessage) => boolean | Promise<boolean>) | undefined;
+  authorize: ((req: IncomingMessage) => AuthorizeResult | Promise<AuthorizeResult>) | undefined;
   basicAuth: { username: string; password: string } | undefined;
   allowUnauthenticated: boolean;
   eventSecrets: string[];
@@ -47,7 +54,7 @@ export interface ResolvedRouterOptions {
 export function resolveRouterOptions(options: RouterOptions = {}): ResolvedRouterOptions {
   if (typeof options !== 'object' || options === null) throw invalidOption('router options', options, 'an object');
   if (options.authorize !== undefined && typeof options.authorize !== 'function') {
-    throw invalidOption('authorize', options.authorize, 'a function (req) => boolean | Promise<boolean>');
+    throw invalidOption('authorize', options.authorize, 'a function (req) => boolean | { actor: string } (or a Promise of one)');
   }
   const basic = options.basicAuth;
   if (basic !== undefined && (typeof basic?.username !== 'string' || typeof basic?.password !== 'string' || basic.password.length === 0)) {

@@ -1,6 +1,12 @@
 import type pg from 'pg';
 import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
+import { jsonColumn, loadTimeline, readJson } from '../workflow/inspect.js';
+import type { Timeline, TruncatedValue } from '../workflow/inspect.js';
+import { cursorTimeSql, encodeCursor } from './cursor.js';
+import type { Cursor } from './cursor.js';
+import { VIEW_LIMITS, readValue } from './values.js';
+import type { ValuePath } from './values.js';
 
 export const RUN_STATUSES: readonly RunStatus[] = [
   'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
@@ -11,7 +17,7 @@ export interface RunFilter {
   workflow: string | null;
   q: string | null;
   /** Keyset cursor: rows strictly older than (createdAt, id). */
-  before: { createdAt: string; id: string } | null;
+  before: Cursor | null;
   limit: number;
 }
 
@@ -36,23 +42,16 @@ function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-export function encodeCursor(row: { createdAt: Date; id: string }): string {
-  return `${row.createdAt.toISOString()}_${row.id}`;
-}
-
-/** Whether `text` is a decimal id Postgres can hold in a `bigint` (a larger one would be an SQL error). */
-export function isBigintId(text: string): boolean {
-  return /^\d{1,19}$/.test(text) && BigInt(text) <= 9_223_372_036_854_775_807n;
-}
-
-/** Parses a cursor; null when it is not one (the caller answers 400). */
-export function decodeCursor(text: string): { createdAt: string; id: string } | null {
-  const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)_(\d{1,19})$/.exec(text);
-  if (!match || !isBigintId(match[2]!)) return null;
-  // Only a real instant that Postgres accepts: no February 30th (Date.parse rolls it over), no year 0.
-  const time = Date.parse(match[1]!);
-  if (Number.isNaN(time) || new Date(time).toISOString() !== match[1] || match[1]!.startsWith('0000')) return null;
-  return { createdAt: match[1]!, id: match[2]! };
+/**
+ * What the search compares with the input's JSON text. That text escapes `"` and `\` inside strings
+ * (`{"said": "a \"b\""}`), so a search holding either is compared with the text unescaped instead
+ * (`{"said": "a "b""}`), where both what the user typed into a value or key and JSON as stored
+ * (`"status": "paid"`) still match. Without them the two texts match the same searches, and the
+ * cheaper one serves. Control characters stay escaped in both, so they are escaped here too.
+ */
+function inputSearch(q: string): { pattern: string; unescape: boolean } {
+  const controls = q.replace(/[\u0001-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1));
+  return { pattern: escapeLike(controls), unescape: /["\\]/.test(q) };
 }
 
 /**
@@ -64,21 +63,56 @@ export class ViewerQueries {
   readonly #t: Tables;
   /** Counts that were slow to compute, with the time until which they are reused. */
   readonly #countCache = new Map<string, { at: number; counts: Record<string, number> }>();
+  #csrfKey: Promise<string> | undefined;
 
   constructor(pool: pg.Pool, tables: Tables) {
     this.#pool = pool;
     this.#t = tables;
   }
 
+  /**
+   * The key of the viewer's CSRF tokens, read once (and again after a failed read). It lives in the
+   * database so that every web process signs alike; a deleted row is made anew (a key rotation).
+   */
+  csrfKey(): Promise<string> {
+    this.#csrfKey ??= this.#readCsrfKey().catch((error: unknown) => {
+      this.#csrfKey = undefined;
+      throw error;
+    });
+    return this.#csrfKey;
+  }
+
+  async #readCsrfKey(): Promise<string> {
+    const read = async () =>
+      (await this.#pool.query<{ value: string }>(`SELECT value FROM ${this.#t.secrets} WHERE name = 'viewer_csrf'`)).rows[0]?.value;
+    let key: string | undefined;
+    try {
+      key = await read();
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') {
+        throw new Error('durable-flow: the viewer needs migration 003 (its CSRF key table): run `await flow.migrate()` at start-up', { cause: error });
+      }
+      throw error;
+    }
+    if (key) return key;
+    await this.#pool.query(
+      `INSERT INTO ${this.#t.secrets} (name, value)
+       VALUES ('viewer_csrf', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')) ON CONFLICT (name) DO NOTHING`,
+    );
+    return (await read())!;
+  }
+
   /** Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. */
   async listRuns(filter: RunFilter): Promise<RunPage> {
+    const search = filter.q === null ? null : inputSearch(filter.q);
     const { rows } = await this.#pool.query(
       `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at,
-              coalesce(completed_at, failed_at, cancelled_at) AS finished_at
+              coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key
        FROM ${this.#t.runs}
        WHERE ($1::text IS NULL OR status = $1)
          AND ($2::text IS NULL OR workflow_name = $2)
-         AND ($3::text IS NULL OR run_id = $3 OR input::text ILIKE '%' || $4 || '%')
+         AND ($3::text IS NULL OR run_id = $3
+              OR (CASE WHEN $8::boolean THEN regexp_replace(input::text, '\\\\(["\\\\])', '\\1', 'g') ELSE input::text END) ILIKE '%' || $4 || '%')
          AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::bigint))
        ORDER BY created_at DESC, id DESC
        LIMIT $7`,
@@ -86,13 +120,15 @@ export class ViewerQueries {
         filter.status,
         filter.workflow,
         filter.q,
-        filter.q === null ? null : escapeLike(filter.q),
+        search?.pattern ?? null,
         filter.before?.createdAt ?? null,
         filter.before?.id ?? null,
         filter.limit + 1,
+        search?.unescape ?? false,
       ],
     );
-    const runs: RunRow[] = rows.slice(0, filter.limit).map((r) => ({
+    const page = rows.slice(0, filter.limit);
+    const runs: RunRow[] = page.map((r) => ({
       id: String(r.id),
       runId: r.run_id,
       workflow: r.workflow_name,
@@ -102,8 +138,8 @@ export class ViewerQueries {
       updatedAt: r.updated_at,
       finishedAt: r.finished_at,
     }));
-    const last = runs[runs.length - 1];
-    return { runs, next: rows.length > filter.limit && last ? encodeCursor(last) : null };
+    const last = page[page.length - 1];
+    return { runs, next: rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null };
   }
 
   /**
@@ -153,7 +189,7 @@ export class ViewerQueries {
   /** Recent events (newest first, keyset on id), each with the waits it matched. */
   async listEvents(filter: { name: string | null; beforeId: string | null; limit: number }) {
     const { rows } = await this.#pool.query(
-      `SELECT e.id, e.event_id, e.name, e.payload, e.source, e.occurred_at,
+      `SELECT e.id, e.event_id, e.name, ${jsonColumn('e.payload', 'payload_text', { limit: '$4', preview: '$5' })}, e.source, e.occurred_at,
               coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
                         FROM ${this.#t.waits} w
                         JOIN ${this.#t.runs} r ON r.id = w.workflow_run_id
@@ -163,19 +199,36 @@ export class ViewerQueries {
        WHERE ($1::text IS NULL OR e.name = $1) AND ($2::bigint IS NULL OR e.id < $2::bigint)
        ORDER BY e.id DESC
        LIMIT $3`,
-      [filter.name, filter.beforeId, filter.limit + 1],
+      [filter.name, filter.beforeId, filter.limit + 1, VIEW_LIMITS.valueBytes, VIEW_LIMITS.previewChars],
     );
+    const truncated: TruncatedValue[] = [];
     const events = rows.slice(0, filter.limit).map((e) => ({
       id: String(e.id),
       eventId: e.event_id as string | null,
       name: e.name as string,
-      payload: e.payload as unknown,
+      payload: readJson(e, 'payload_text', `events.${e.id}.payload`, truncated),
       source: e.source as string | null,
       occurredAt: e.occurred_at as Date,
       matched: e.matched as { runId: string; workflow: string; step: string }[],
     }));
     const last = events[events.length - 1];
-    return { events, next: rows.length > filter.limit && last ? last.id : null };
+    return { events, truncated, next: rows.length > filter.limit && last ? last.id : null };
+  }
+
+  /** The whole payload of an event as JSON text, or null when there is no such event. */
+  async eventPayload(id: string): Promise<string | null> {
+    const { rows } = await this.#pool.query<{ payload: string }>(`SELECT payload::text AS payload FROM ${this.#t.events} WHERE id = $1`, [id]);
+    return rows[0]?.payload ?? null;
+  }
+
+  /** A run's timeline as the viewer shows it (bounded: VIEW_LIMITS), from the log after `logsAfter` on. */
+  timeline(runId: string, logs: { after?: string; limit?: number } = {}): Promise<Timeline | null> {
+    return loadTimeline(this.#pool, this.#t, runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after });
+  }
+
+  /** The whole text of one value of a run (see values.ts), or null. */
+  value(runId: string, path: ValuePath): Promise<string | null> {
+    return readValue(this.#pool, this.#t, runId, path);
   }
 
   /** Status and workflow of some runs (the parent and children shown on a run page). */

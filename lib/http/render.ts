@@ -3,6 +3,7 @@ import ejs from 'ejs';
 import { DateTime } from 'luxon';
 import { packageDir } from '../paths.js';
 import type { Timeline } from '../workflow/inspect.js';
+import { runSegment } from './run-path.js';
 
 /** CSS class of a status badge (the original viewer's mapping). */
 export function statusClass(status: string | null | undefined): string {
@@ -65,6 +66,13 @@ export function prettyJson(value: unknown): string {
   }
 }
 
+/** `812 B`, `64.0 KB`, `5.0 MB` (powers of 1024). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
 export interface ChartBar {
   x: number;
   width: number;
@@ -118,7 +126,7 @@ export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
   return { width: labelWidth + plotWidth + 20, height: 34 + Math.max(1, bars.length) * rowHeight, labelWidth, bars, ticks };
 }
 
-const helpers = { statusClass, formatTime, isoTime, formatDuration, prettyJson, encode: encodeURIComponent };
+const helpers = { statusClass, formatTime, isoTime, formatDuration, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
 
 /** Renders a viewer template (views/<name>.ejs); every `<%= %>` is HTML-escaped. */
 export function render(name: string, data: Record<string, unknown>): Promise<string> {

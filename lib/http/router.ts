@@ -5,14 +5,20 @@ import type { NextFunction, Request, Response, Router } from 'express';
 import { DurableFlowError } from '../errors.js';
 import type { DurableFlow } from '../flow.js';
 import { packageDir } from '../paths.js';
-import type { RunStatus } from '../types.js';
 import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
 import { ingestHandler } from './ingest.js';
 import type { ResolvedRouterOptions } from './options.js';
-import { RUN_STATUSES, decodeCursor, isBigintId } from './queries.js';
-import type { RunFilter, ViewerQueries } from './queries.js';
+import { isBigintId } from './cursor.js';
+import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
+import { RUN_STATUSES } from './queries.js';
+import type { ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
+import { runSegment } from './run-path.js';
+import { LOG_PAGE, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
+
+/** The signed-in user of each request the access check let in (null: allowed, no user named). */
+const actors = new WeakMap<Request, string | null>();
 
 /** Where the browser finds the live channel (set by flow.attachLive), and which viewer it names there. */
 export interface LiveInfo {
@@ -33,90 +39,6 @@ const CSP = [
   "form-action 'self'",
   "frame-ancestors 'none'",
 ].join('; ');
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function wantsJson(req: Request): boolean {
-  return req.path.startsWith('/api/') || req.get('accept')?.includes('application/json') === true;
-}
-
-function text(value: unknown, what: string, max: number): string | null {
-  if (value === undefined || value === '') return null;
-  if (typeof value !== 'string' || value.length > max) throw new HttpError(400, `Invalid ${what}: expected one string of at most ${max} characters`);
-  // Postgres text cannot hold U+0000: bound as a parameter it would be an SQL error, not a filter.
-  if (value.includes('\u0000')) throw new HttpError(400, `Invalid ${what}: it contains the character U+0000`);
-  return value;
-}
-
-/**
- * Refuses query parameters a list does not know (`sort`, `order`, a misspelt filter): silently ignoring
- * them would show an unfiltered list as if it were the filtered one.
- */
-function onlyParameters(query: Request['query'], allowed: readonly string[]): void {
-  for (const key of Object.keys(query)) {
-    if (!allowed.includes(key)) {
-      throw new HttpError(400, `Unknown query parameter "${key.slice(0, 40)}": this list accepts ${allowed.join(', ')}`);
-    }
-  }
-}
-
-const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'before', 'limit', 'fragment'];
-const EVENT_LIST_PARAMETERS = ['name', 'before', 'fragment'];
-
-/** The run id of a URL; one that no run can have (too long, U+0000) is a 404 without asking Postgres. */
-function runIdParam(req: Request): string {
-  const runId = String(req.params.runId);
-  if (runId.length > 255 || runId.includes('\u0000')) throw new HttpError(404, 'No run with this id: run ids are at most 255 characters, without U+0000');
-  return runId;
-}
-
-function runFilter(query: Request['query'], pageSize: number): RunFilter {
-  onlyParameters(query, RUN_LIST_PARAMETERS);
-  const status = text(query.status, 'status', 20);
-  if (status !== null && !RUN_STATUSES.includes(status as RunStatus)) {
-    throw new HttpError(400, `Invalid status: expected one of ${RUN_STATUSES.join(', ')}`);
-  }
-  const before = text(query.before, 'cursor', 80);
-  const cursor = before === null ? null : decodeCursor(before);
-  if (before !== null && !cursor) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
-  const limitText = query.limit;
-  const limit = limitText === undefined || limitText === '' ? pageSize : typeof limitText === 'string' && /^\d{1,3}$/.test(limitText) ? Number(limitText) : NaN;
-  if (!(limit >= 1 && limit <= 500)) throw new HttpError(400, 'Invalid limit: expected an integer from 1 to 500');
-  return {
-    status: status as RunStatus | null,
-    workflow: text(query.workflow, 'workflow', 255),
-    q: text(query.q, 'search text', 200),
-    before: cursor,
-    limit,
-  };
-}
-
-/** What a 4xx error of Express or its body parser means, in words that say what to change. */
-function clientError(error: { status: number; type?: string }): { status: number; message: string } {
-  switch (error.type) {
-    case 'entity.too.large':
-      return { status: 413, message: 'The form is over the 200 kB limit of viewer actions: send a smaller payload' };
-    case 'parameters.too.many':
-      return { status: 413, message: 'The form has too many fields' };
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return { status: 415, message: 'Unsupported form encoding: send the form uncompressed, in UTF-8' };
-    case 'request.aborted':
-      return { status: 400, message: 'The request ended before its body was complete; send it again' };
-    default:
-      // Express answers 400 itself for a URL whose percent-encoding does not decode.
-      return error.status === 400
-        ? { status: 400, message: 'Bad request: the URL or form is malformed (check its percent-encoding)' }
-        : { status: error.status, message: 'Bad request' };
-  }
-}
 
 /**
  * The viewer and event-ingest router. Every route but the signed ingest goes through the access check
@@ -148,7 +70,10 @@ export function createRouter(
 
   router.use((req, res, next) => {
     checkAccess(req, options).then((decision) => {
-      if (decision.ok) return next();
+      if (decision.ok) {
+        actors.set(req, decision.actor);
+        return next();
+      }
       if (decision.headers) res.set(decision.headers);
       if (wantsJson(req)) res.status(decision.status).json({ error: decision.message });
       else res.status(decision.status).type('text/plain').send(decision.message);
@@ -161,7 +86,8 @@ export function createRouter(
   const page = async (req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string) => {
     const base = req.baseUrl;
     const info = live();
-    const common = { base, title: options.title, csrf: csrfToken(req, res), socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
+    const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
+    const common = { base, title: options.title, csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
@@ -181,7 +107,7 @@ export function createRouter(
       queries.workflowNames(),
     ]);
     const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
-    return { filter, page, counts, workflows, statuses: RUN_STATUSES };
+    return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize };
   };
   router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
   router.get('/api/runs', handle(async (req, res) => {
@@ -190,20 +116,57 @@ export function createRouter(
   }));
 
   // ---- One run ----------------------------------------------------------------------------------
-  const runData = async (req: Request) => {
+  // Bounded (values.ts): previews of large values with links to them whole, and logs a page at a time.
+  const runData = async (req: Request, logs: { after?: string; limit?: number } = {}) => {
     const runId = runIdParam(req);
-    const timeline = await flow.timeline(runId);
+    const timeline = await queries.timeline(runId, logs);
     if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
-    const related = await queries.runSummaries([...(timeline.run.parentRunId ? [timeline.run.parentRunId] : []), ...timeline.run.childRunIds]);
-    return { timeline, related, chart: timelineChart(timeline) };
+    const cuts = withHrefs(req.baseUrl, runId, timeline.truncated ?? []);
+    const logsHref = (after: string | null) =>
+      after === null ? null : `${req.baseUrl}/${wantsJson(req) ? 'api/' : ''}runs/${runSegment(runId)}/logs?after=${after}${logs.limit ? `&limit=${logs.limit}` : ''}`;
+    return { timeline: { ...timeline, truncated: cuts, logsNext: logsHref(timeline.logsNext ?? null) }, cuts };
+  };
+  const pageData = async (req: Request) => {
+    const data = await runData(req);
+    const run = data.timeline.run;
+    const related = await queries.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
+    return { ...data, related, chart: timelineChart(data.timeline), cut: cutOf(data.cuts) };
   };
   router.get('/runs/:runId', handle(async (req, res) => {
-    const data = await runData(req);
+    const data = await pageData(req);
     await page(req, res, 'run', { ...data, live: `run:${data.timeline.run.runId}` }, 'run-body');
   }));
   router.get('/api/runs/:runId', handle(async (req, res) => {
-    const { timeline } = await runData(req);
-    res.json(timeline);
+    res.json((await runData(req)).timeline);
+  }));
+  // Every log of a run, in pages, oldest first; the steps come along for their names.
+  const logsData = async (req: Request) => {
+    onlyParameters(req.query, ['after', 'limit']);
+    const after = text(req.query.after, 'log cursor', 20);
+    if (after !== null && !isBigintId(after)) throw new HttpError(400, 'Invalid log cursor: use the link of the previous page');
+    const limit = integerParameter(req.query.limit, 'limit', LOG_PAGE.default, LOG_PAGE.max);
+    const { timeline, cuts } = await runData(req, { ...(after ? { after } : {}), ...(req.query.limit ? { limit } : {}) });
+    const stepNames = new Map(timeline.steps.map(({ step }) => [step.id, step.name]));
+    const logs = [...timeline.runLogs, ...timeline.steps.flatMap((s) => s.logs)].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || Number(a.id) - Number(b.id));
+    return { run: timeline.run, logs, logCount: timeline.logCount ?? 0, next: timeline.logsNext, after, stepNames, cuts };
+  };
+  router.get('/runs/:runId/logs', handle(async (req, res) => {
+    const data = await logsData(req);
+    await page(req, res, 'logs', { ...data, cut: cutOf(data.cuts), live: '' });
+  }));
+  router.get('/api/runs/:runId/logs', handle(async (req, res) => {
+    const { logs, logCount, next, cuts } = await logsData(req);
+    res.json({ logs, logCount, next, truncated: cuts });
+  }));
+  // A value a page left out, whole: the JSON as stored (a log message: its text).
+  router.get('/api/runs/:runId/values/:path', handle(async (req, res) => {
+    onlyParameters(req.query, []);
+    const path = parseValuePath(String(req.params.path));
+    if (!path) throw new HttpError(404, 'No such value: use a link of the run page (run.input, run.output, run.error, steps.<id>.result …)');
+    const runId = runIdParam(req);
+    const value = await queries.value(runId, path);
+    if (value === null) throw new HttpError(404, `Run "${runId.slice(0, 200)}" has no value ${String(req.params.path)}`);
+    sendWhole(res, value, path.type, String(req.params.path));
   }));
 
   // ---- Actions (POST only, CSRF) ----------------------------------------------------------------
@@ -211,26 +174,30 @@ export function createRouter(
   const action =
     (fn: (req: Request) => Promise<string>) =>
     (req: Request, res: Response, next: NextFunction): void => {
-      if (!csrfValid(req)) {
-        const message = 'Forbidden: missing or invalid CSRF token, or a request from another origin';
-        if (wantsJson(req)) res.status(403).json({ error: message });
-        else res.status(403).type('text/plain').send(message);
-        return;
-      }
-      fn(req).then((location) => {
-        if (wantsJson(req)) res.json({ ok: true });
-        else res.redirect(303, `${req.baseUrl}${location}`);
-      }, next);
+      queries
+        .csrfKey()
+        .then(async (key) => {
+          if (!csrfValid(req, key, actors.get(req) ?? null)) {
+            const message = 'Forbidden: missing or invalid CSRF token, or a request from another origin';
+            if (wantsJson(req)) res.status(403).json({ error: message });
+            else res.status(403).type('text/plain').send(message);
+            return;
+          }
+          const location = await fn(req);
+          if (wantsJson(req)) res.json({ ok: true });
+          else res.redirect(303, `${req.baseUrl}${location}`);
+        })
+        .catch(next);
     };
   router.post('/runs/:runId/cancel', form, action(async (req) => {
     const runId = runIdParam(req);
     await flow.cancel(runId, { reason: 'Cancelled from the viewer' });
-    return `/runs/${encodeURIComponent(runId)}`;
+    return `/runs/${runSegment(runId)}`;
   }));
   router.post('/runs/:runId/retry', form, action(async (req) => {
     const runId = runIdParam(req);
     await flow.retry(runId);
-    return `/runs/${encodeURIComponent(runId)}`;
+    return `/runs/${runSegment(runId)}`;
   }));
   router.post('/actions/send-event', form, action(async (req) => {
     const body = req.body as Record<string, unknown>;
@@ -274,12 +241,25 @@ export function createRouter(
     const name = text(req.query.name, 'event name', 255);
     const before = text(req.query.before, 'cursor', 20);
     if (before !== null && !isBigintId(before)) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
-    return { name, ...(await queries.listEvents({ name, beforeId: before, limit: options.pageSize })) };
+    const { truncated, ...list } = await queries.listEvents({ name, beforeId: before, limit: options.pageSize });
+    // A payload over the page's limit is previewed; its whole is at /api/events/<id>/payload.
+    const cuts = truncated.map((cut) => ({ ...cut, href: `${req.baseUrl}/api/events/${cut.path.split('.')[1]!}/payload` }));
+    return { name, ...list, cuts };
   };
-  router.get('/events', handle(async (req, res) => page(req, res, 'events', { ...(await eventsData(req)), live: 'events' }, 'events-list')));
+  router.get('/events', handle(async (req, res) => {
+    const data = await eventsData(req);
+    await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), live: 'events' }, 'events-list');
+  }));
   router.get('/api/events', handle(async (req, res) => {
-    const { events, next } = await eventsData(req);
-    res.json({ events, next });
+    const { events, next, cuts } = await eventsData(req);
+    res.json({ events, next, truncated: cuts });
+  }));
+  router.get('/api/events/:eventId/payload', handle(async (req, res) => {
+    onlyParameters(req.query, []);
+    const id = String(req.params.eventId);
+    const payload = isBigintId(id) ? await queries.eventPayload(id) : null;
+    if (payload === null) throw new HttpError(404, `No event with id ${id.slice(0, 40)}`);
+    sendWhole(res, payload, 'json', `event-${id}-payload`);
   }));
 
   // ---- Errors -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ export interface RunRow {
   priority: number;
   input_text: string | null;
   output_text: string | null;
-  error: StoredError | null;
+  error_text: string | null;
   idempotency_key: string | null;
   parent_run_id: string | null;
   wake_at: Date | null;
@@ -35,9 +35,72 @@ export interface RunRow {
   child_run_ids?: string[] | null;
 }
 
-export const runColumns = `id, run_id, workflow_name, status, queue_name, priority, input::text AS input_text,
-  output::text AS output_text, error, idempotency_key, parent_run_id, wake_at, lease_owner, lease_expires_at,
-  attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at`;
+/**
+ * Bounds for a timeline that is shown rather than processed (the viewer): JSON values and log messages
+ * over `valueBytes` of text come as a preview of `previewChars` (pretty JSON) instead, an error's
+ * message and stack are cut to `previewChars`, and only the first `logs` logs come, so a run with a
+ * 5 MB input or 100,000 log lines costs a bounded page. What was cut is listed in `truncated`; the
+ * next logs are those after `logsNext`.
+ */
+export interface TimelineLimits {
+  valueBytes: number;
+  previewChars: number;
+  logs: number;
+  /** The id of a log of the run: only logs after it come (the next page of `logsNext`). */
+  logsAfter?: string | undefined;
+}
+
+/** A value a bounded timeline left out: where it is (`run.input`, `steps.<id>.result`, `logs.<id>.data` …), its size, its start. */
+export interface TruncatedValue {
+  path: string;
+  bytes: number;
+  preview: string;
+}
+
+/** The placeholders of a bounded query's limit (bytes) and preview length (characters). */
+export interface Bound {
+  limit: string;
+  preview: string;
+}
+const BOUND: Bound = { limit: '$2', preview: '$3' };
+
+/**
+ * The select-list entries of a JSON value as text (`<alias>`); bounded, also `<alias>_bytes` and
+ * `<alias>_preview` for a value over the limit, whose text is then null (read them with readJson).
+ */
+export function jsonColumn(expr: string, alias: string, bound: Bound | null): string {
+  if (!bound) return `${expr}::text AS ${alias}`;
+  const bytes = `octet_length(${expr}::text)`;
+  return `CASE WHEN ${bytes} <= ${bound.limit} THEN ${expr}::text END AS ${alias},
+    CASE WHEN ${bytes} > ${bound.limit} THEN ${bytes} END AS ${alias}_bytes,
+    CASE WHEN ${bytes} > ${bound.limit} THEN left(jsonb_pretty(${expr}), ${bound.preview}) END AS ${alias}_preview`;
+}
+
+/** An error, bounded: over the limit it keeps its shape (class, code, step) with message and stack cut to the preview length. */
+function errorColumn(expr: string, alias: string, bounded: boolean): string {
+  if (!bounded) return `${expr}::text AS ${alias}`;
+  // Only ever $2/$3: errors are bounded in timelines alone.
+  const bytes = `octet_length(${expr}::text)`;
+  return `(CASE WHEN ${bytes} <= $2 THEN ${expr} ELSE jsonb_strip_nulls(jsonb_build_object(
+      'class', left(${expr}->>'class', 200), 'code', left(${expr}->>'code', 200), 'step', left(${expr}->>'step', 300),
+      'message', left(${expr}->>'message', $3), 'stack', left(${expr}->>'stack', $3))) END)::text AS ${alias},
+    CASE WHEN ${bytes} > $2 THEN ${bytes} END AS ${alias}_bytes,
+    CASE WHEN ${bytes} > $2 THEN '' END AS ${alias}_preview`;
+}
+
+/** Reads a column of `jsonColumn` or `errorColumn`, noting in `truncated` a value left out. */
+export function readJson(row: Record<string, unknown>, alias: string, path: string, truncated: TruncatedValue[]): unknown {
+  const bytes = row[`${alias}_bytes`];
+  if (bytes !== undefined && bytes !== null) truncated.push({ path, bytes: Number(bytes), preview: String(row[`${alias}_preview`] ?? '') });
+  return parse(row[alias] as string | null);
+}
+
+export function runColumns(bounded = false): string {
+  const bound = bounded ? BOUND : null;
+  return `id, run_id, workflow_name, status, queue_name, priority, ${jsonColumn('input', 'input_text', bound)},
+  ${jsonColumn('output', 'output_text', bound)}, ${errorColumn('error', 'error_text', bounded)}, idempotency_key, parent_run_id,
+  wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at`;
+}
 
 export function toRunInfo(row: RunRow): RunInfo {
   return {
@@ -46,7 +109,7 @@ export function toRunInfo(row: RunRow): RunInfo {
     status: row.status,
     input: parse(row.input_text),
     output: parse(row.output_text),
-    error: row.error,
+    error: (parse(row.error_text) as StoredError | undefined) ?? null,
     queue: row.queue_name,
     priority: row.priority,
     idempotencyKey: row.idempotency_key,
@@ -65,12 +128,12 @@ export function toRunInfo(row: RunRow): RunInfo {
   };
 }
 
-export async function getRunRow(pool: pg.Pool, t: Tables, runId: string): Promise<RunRow | null> {
+export async function getRunRow(pool: pg.Pool, t: Tables, runId: string, limits?: TimelineLimits): Promise<RunRow | null> {
   const { rows } = await pool.query<RunRow>(
-    `SELECT ${runColumns},
+    `SELECT ${runColumns(limits !== undefined)},
             (SELECT coalesce(array_agg(c.run_id ORDER BY c.id), '{}') FROM ${t.runs} c WHERE c.parent_run_id = r.run_id) AS child_run_ids
      FROM ${t.runs} r WHERE run_id = $1`,
-    [runId],
+    limits ? [runId, limits.valueBytes, limits.previewChars] : [runId],
   );
   return rows[0] ?? null;
 }
@@ -140,35 +203,59 @@ export interface Timeline {
   steps: { step: TimelineStep; logs: TimelineLog[]; waits: TimelineWait[]; events: TimelineEvent[] }[];
   runLogs: TimelineLog[];
   items: TimelineItem[];
+  /** Bounded timelines only (`limits` given): the values left out, and how many logs the run has in all. */
+  truncated?: TruncatedValue[];
+  logCount?: number;
+  logsNext?: string | null;
 }
 
 const TYPE_ORDER = { step: 0, wait: 1, event: 2, log: 3 } as const;
 
-/** The whole story of a run: its steps (each with its logs, waits and matched events), run-level logs, and a flat chronological list. */
-export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string): Promise<Timeline | null> {
-  const row = await getRunRow(pool, t, runId);
+/**
+ * The whole story of a run: its steps (each with its logs, waits and matched events), run-level logs,
+ * and a flat chronological list. With `limits`, bounded for display (see TimelineLimits).
+ */
+export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limits?: TimelineLimits): Promise<Timeline | null> {
+  const row = await getRunRow(pool, t, runId, limits);
   if (!row) return null;
-  const [steps, waits, logs] = await Promise.all([
+  const b = limits !== undefined;
+  const bound = b ? BOUND : null;
+  const params = limits ? [row.id, limits.valueBytes, limits.previewChars] : [row.id];
+  const message = b
+    ? `CASE WHEN octet_length(message) <= $2 THEN message ELSE left(message, $3) END AS message,
+       CASE WHEN octet_length(message) > $2 THEN octet_length(message) END AS message_bytes`
+    : 'message';
+  const [steps, waits, logs, logCount] = await Promise.all([
     pool.query(
-      `SELECT id, name, kind, status, attempts, position, result::text AS result_text, error, cursor, metadata,
-              started_at, completed_at, created_at, updated_at
+      `SELECT id, name, kind, status, attempts, position, ${jsonColumn('result', 'result_text', bound)}, ${errorColumn('error', 'error_text', b)},
+              ${jsonColumn('cursor', 'cursor_text', bound)}, metadata, started_at, completed_at, created_at, updated_at
        FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY coalesce(position, 2147483647), created_at, id`,
-      [row.id],
+      params,
     ),
     pool.query(
-      `SELECT w.id, w.workflow_step_id, w.workflow_event_id, w.event_name, w.status, w.match, w.allow_past_events,
-              w.timeout_at, w.created_at, w.updated_at,
-              e.event_id AS e_event_id, e.name AS e_name, e.payload AS e_payload, e.source AS e_source, e.occurred_at AS e_occurred_at
+      `SELECT w.id, w.workflow_step_id, w.workflow_event_id, w.event_name, w.status, ${jsonColumn('w.match', 'match_text', bound)},
+              w.allow_past_events, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
+              ${jsonColumn('e.payload', 'e_payload_text', bound)}, e.source AS e_source, e.occurred_at AS e_occurred_at
        FROM ${t.waits} w LEFT JOIN ${t.events} e ON e.id = w.workflow_event_id
        WHERE w.workflow_run_id = $1 ORDER BY w.created_at, w.id`,
-      [row.id],
+      params,
     ),
     pool.query(
-      `SELECT id, workflow_step_id, level, message, data, created_at FROM ${t.logs}
-       WHERE workflow_run_id = $1 ORDER BY created_at, id`,
-      [row.id],
+      `SELECT id, workflow_step_id, level, ${message}, ${jsonColumn('data', 'data_text', bound)}, created_at FROM ${t.logs}
+       WHERE workflow_run_id = $1
+       ${limits ? `AND ($5::bigint IS NULL OR (created_at, id) > (SELECT created_at, id FROM ${t.logs} WHERE id = $5 AND workflow_run_id = $1))` : ''}
+       ORDER BY created_at, id${limits ? ' LIMIT $4' : ''}`,
+      // One more than shown: whether there is a next page.
+      limits ? [...params, limits.logs + 1, limits.logsAfter ?? null] : params,
     ),
+    limits ? pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.logs} WHERE workflow_run_id = $1`, [row.id]) : null,
   ]);
+  const truncated: TruncatedValue[] = [];
+  if (limits) {
+    for (const [alias, path] of [['input_text', 'run.input'], ['output_text', 'run.output'], ['error_text', 'run.error']] as const) {
+      readJson(row as unknown as Record<string, unknown>, alias, path, truncated);
+    }
+  }
   const stepList: TimelineStep[] = steps.rows.map((s) => ({
     id: String(s.id),
     name: s.name,
@@ -176,9 +263,9 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string): Pro
     status: s.status,
     attempts: s.attempts,
     position: s.position,
-    result: parse(s.result_text),
-    error: s.error,
-    cursor: s.cursor,
+    result: readJson(s, 'result_text', `steps.${s.id}.result`, truncated),
+    error: (readJson(s, 'error_text', `steps.${s.id}.error`, truncated) as StoredError | undefined) ?? null,
+    cursor: readJson(s, 'cursor_text', `steps.${s.id}.cursor`, truncated) ?? null,
     metadata: s.metadata,
     startedAt: date(s.started_at),
     completedAt: date(s.completed_at),
@@ -192,7 +279,7 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string): Pro
         id: String(w.workflow_event_id),
         eventId: w.e_event_id,
         name: w.e_name,
-        payload: w.e_payload,
+        payload: readJson(w, 'e_payload_text', `events.${w.workflow_event_id}.payload`, truncated) ?? null,
         source: w.e_source,
         occurredAt: new Date(w.e_occurred_at),
       });
@@ -203,21 +290,25 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string): Pro
       eventId: w.workflow_event_id === null ? null : String(w.workflow_event_id),
       event: w.event_name,
       status: w.status,
-      match: w.match,
+      match: readJson(w, 'match_text', `waits.${w.id}.match`, truncated) ?? null,
       allowPastEvents: w.allow_past_events,
       timeoutAt: date(w.timeout_at),
       createdAt: new Date(w.created_at),
       updatedAt: new Date(w.updated_at),
     };
   });
-  const logList: TimelineLog[] = logs.rows.map((l) => ({
-    id: String(l.id),
-    stepId: l.workflow_step_id === null ? null : String(l.workflow_step_id),
-    level: l.level,
-    message: l.message,
-    data: l.data,
-    createdAt: new Date(l.created_at),
-  }));
+  const more = limits !== undefined && logs.rows.length > limits.logs;
+  const logList: TimelineLog[] = logs.rows.slice(0, limits?.logs).map((l) => {
+    if (l.message_bytes !== undefined && l.message_bytes !== null) truncated.push({ path: `logs.${l.id}.message`, bytes: Number(l.message_bytes), preview: l.message });
+    return {
+      id: String(l.id),
+      stepId: l.workflow_step_id === null ? null : String(l.workflow_step_id),
+      level: l.level,
+      message: l.message,
+      data: (readJson(l, 'data_text', `logs.${l.id}.data`, truncated) as Record<string, unknown> | undefined) ?? {},
+      createdAt: new Date(l.created_at),
+    };
+  });
   const entries = stepList.map((step) => {
     const stepWaits = waitList.filter((w) => w.stepId === step.id);
     return {
@@ -247,5 +338,11 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string): Pro
       TYPE_ORDER[a.type] - TYPE_ORDER[b.type] ||
       Number(a.record.id) - Number(b.record.id),
   );
-  return { run: toRunInfo(row), steps: entries, runLogs: logList.filter((l) => l.stepId === null), items };
+  return {
+    run: toRunInfo(row),
+    steps: entries,
+    runLogs: logList.filter((l) => l.stepId === null),
+    items,
+    ...(limits ? { truncated, logCount: logCount!.rows[0]!.n, logsNext: more ? logList[logList.length - 1]!.id : null } : {}),
+  };
 }

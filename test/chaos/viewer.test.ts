@@ -93,7 +93,7 @@ function routesOf(router: Router, runId: string): { method: string; path: string
         m === '_all' ? ['get', 'head', 'post', 'put', 'patch', 'delete'] : m === 'get' ? ['get', 'head'] : [m],
       );
       for (const routePath of [layer.route.path].flat()) {
-        const concrete = routePath.replace(':runId', encodeURIComponent(runId));
+        const concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1');
         expect(concrete, `a route parameter this test does not know: ${routePath}`).not.toMatch(/[:*{]/);
         for (const method of methods) routes.push({ method: method.toUpperCase(), path: concrete });
       }
@@ -363,6 +363,7 @@ describe('cross-site scripting', () => {
     '/?status=failed',
     `/runs/${encodeURIComponent(failedRunId)}`,
     `/runs/${encodeURIComponent(failedRunId)}?fragment=run-body`,
+    `/runs/${encodeURIComponent(failedRunId)}/logs`,
     `/runs/${encodeURIComponent(childRunId)}`,
     `/runs/${encodeURIComponent(waitingRunId)}`,
     '/workflows',

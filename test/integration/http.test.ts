@@ -61,6 +61,19 @@ describe('access', () => {
     expect((await request(custom).get('/df/api/runs')).status).toBe(403);
     expect((await request(custom).get('/df/api/runs').set('x-role', 'admin')).status).toBe(200);
   });
+
+  it('takes { actor } from authorize(req) as allowed, and refuses any other answer with a message saying what to return', async () => {
+    const answers: Record<string, unknown> = { alice: { actor: 'alice' }, empty: { actor: '' }, number: { actor: 7 }, object: {}, text: 'yes', one: 1 };
+    const custom = app({ authorize: (req) => answers[String(req.headers['x-answer'])] as never });
+    expect((await request(custom).get('/df/api/runs').set('x-answer', 'alice')).status).toBe(200);
+    for (const key of ['empty', 'number', 'object', 'text', 'one']) {
+      const res = await request(custom).get('/df/api/runs').set('x-answer', key);
+      expect(res.status, key).toBe(403);
+      expect(res.body.error, key).toMatch(/returned neither true, false nor \{ actor: non-empty string \}/);
+    }
+    const refused = await request(custom).get('/df/api/runs').set('x-answer', 'none');
+    expect(refused.body.error).toMatch(/authorize\(\) check of this durable-flow viewer refused the request/);
+  });
 });
 
 describe('pages', () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DurableFlow } from '../../lib/index.js';
 import { loadMigrations } from '../../lib/db/migrator.js';
+import { DurableFlow } from '../../lib/index.js';
 import type { Change, WorkflowContext } from '../../lib/index.js';
 import { spawnFixture, killAllChildren } from '../helpers/child.js';
 import { createEmptyDatabase } from '../helpers/db.js';
@@ -31,6 +31,7 @@ describe('migrate()', () => {
         'durable_flow_cancel_triggers',
         'durable_flow_live',
         'durable_flow_migrations',
+        'durable_flow_secrets',
         'durable_flow_workflow_events',
         'durable_flow_workflow_logs',
         'durable_flow_workflow_runs',
