@@ -142,8 +142,8 @@ export function schemaProblem(check: SchemaCheck): string | null {
   }
   if (check.missing.length > 0) {
     return (
-      `The database lacks durable-flow migration ${check.missing.join(', ')}, which this release needs. ` +
-      'This worker claims no runs until it is applied: call await flow.migrate() at boot (safe from any number of processes).'
+      `The database lacks durable-flow ${check.missing.length === 1 ? 'migration' : 'migrations'} ${check.missing.join(', ')}, which this release needs. ` +
+      `This worker claims no runs until ${check.missing.length === 1 ? 'it is' : 'they are'} applied: call await flow.migrate() at boot (safe from any number of processes).`
     );
   }
   return null;

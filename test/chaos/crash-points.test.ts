@@ -134,6 +134,7 @@ describe('crash everywhere', () => {
     expect((await result('cp_invoke')).output).toBe(42);
     expect((await result('cp_cursor')).output).toBe(4);
     expect((await result('cp_many')).output).toEqual([2, 4, 6]);
+    expect((await result('cp_long')).output).toBe(1200);
     // One event each: the provider answered once, sendEvent stored once.
     const { rows: events } = await flow.pool.query<{ name: string; n: number }>(
       `SELECT name, count(*)::int AS n FROM ${flow.tables.events} GROUP BY name ORDER BY name`,

@@ -46,11 +46,15 @@ describe('a silent LISTEN connection', () => {
     await worker.start();
     try {
       expect(await (await wf.start(1)).result({ timeout: '10 seconds' })).toBe(1);
-      // The worker is idle (no claim of its own still on the way that could find the next run).
+      // The worker is idle (no claim of its own still on the way that could find the next run): its
+      // sessions idle and nothing executing, five times in a row 40 ms apart (a claim loop between two
+      // of its statements shows no active session for a moment).
+      let idleInARow = 0;
       await eventually(async () => {
         const { rows } = await flow.pool.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'c2-worker' AND state <> 'idle'`);
-        return rows.length === 0 && worker.active === 0;
-      });
+        idleInARow = rows.length === 0 && worker.active === 0 ? idleInARow + 1 : 0;
+        return idleInARow >= 5;
+      }, 10_000, 40);
       const pid = remote.listener.pid!;
       expect(proxy.blackhole((c) => c.applicationName === 'c2-worker-listen')).toBe(1);
       const missed = await wf.start(2); // its NOTIFY goes into the blackhole
@@ -156,6 +160,14 @@ describe('NOTIFY semantics', () => {
       expect(await real.result({ timeout: '10 seconds' })).toBe(1);
       const { rows: [row] } = await flow.pool.query<{ id: string }>('SELECT id::text FROM durable_flow_workflow_runs WHERE run_id = $1', [real.runId]);
       await eventually(() => changes.some((c) => c.runId === real.runId && c.snapshot.status === 'completed'));
+      // …and every other change of that run (its steps may come in a later batch than its completion).
+      let stable = 0;
+      let seen = -1;
+      await eventually(() => {
+        stable = changes.length === seen ? stable + 1 : 0;
+        seen = changes.length;
+        return stable >= 5;
+      }, 10_000, 40);
       // A run deleted after its notification was sent (its id is one that existed).
       const gone = await wf.start(2, { delay: '1 hour' });
       const { rows: [goneRow] } = await flow.pool.query<{ id: string }>('DELETE FROM durable_flow_workflow_runs WHERE run_id = $1 RETURNING id::text', [gone.runId]);

@@ -193,9 +193,13 @@ describe('G10: huge payloads', () => {
   it('in Chromium, the big run page and the log pages load and respond: details open, links lead on', async () => {
     const { page, errors, context } = await openPage(browser, { httpCredentials: CREDENTIALS });
     try {
+      // The page goes live and refetches its fragments once (catching up): wait for that before clicking,
+      // not for network idle (live updates may long-poll).
+      const caughtUp = page.waitForResponse((r) => r.url().includes('fragment='), { timeout: 30_000 });
       const response = await page.goto(`${viewer.base}/runs/${bigRun}`);
       expect(response!.status()).toBe(200);
-      await page.waitForLoadState('networkidle');
+      await caughtUp;
+      await page.waitForLoadState('load');
       const details = page.locator('details.value-cut').first();
       const open = await details.evaluate((d) => (d as HTMLDetailsElement).open);
       await details.locator('summary').click();
