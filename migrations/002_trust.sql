@@ -204,7 +204,9 @@ BEGIN
   SELECT coalesce(array_agg(id), '{}') INTO v_cancelled FROM c;
   UPDATE {{schema}}.durable_flow_workflow_waits SET status = 'cancelled', updated_at = clock_timestamp()
   WHERE workflow_run_id = ANY(v_cancelled) AND status = 'pending';
-  UPDATE {{schema}}.durable_flow_workflow_steps SET status = 'cancelled', updated_at = clock_timestamp()
+  UPDATE {{schema}}.durable_flow_workflow_steps
+  SET status = 'cancelled', completed_at = statement_timestamp() + p_offset_ms * interval '1 millisecond',
+      updated_at = clock_timestamp()
   WHERE workflow_run_id = ANY(v_cancelled) AND status IN ('pending', 'running', 'sleeping', 'waiting', 'retrying');
   RETURN cardinality(v_cancelled);
 END

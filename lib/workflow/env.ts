@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { ResolvedOptions } from '../config.js';
+import { runSql } from '../db/queryable.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import type { StoredError } from '../errors.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
@@ -30,3 +31,16 @@ export type ExecutionOutcome =
   | { kind: 'released' }
   | { kind: 'lost' }
   | { kind: 'error'; error: unknown };
+
+/**
+ * After an infrastructure error (connection lost, database restarting) an execution hands its run
+ * back, due in a second, so another attempt resumes it; if even that fails, the lease expiry does it.
+ * The claim counter is kept: a run that keeps failing this way still ends up failed.
+ */
+export async function handBackAfterError(env: ExecutionEnv, run: { id: string; epoch: string }): Promise<void> {
+  try {
+    await runSql(env.pool, env.sql.releaseRuns, [JSON.stringify([{ id: run.id, epoch: run.epoch, delay_ms: 1000, clean: false }]), env.clockOffsetMs()]);
+  } catch {
+    // The lease expires on its own.
+  }
+}

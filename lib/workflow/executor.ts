@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
 import { resolveBackoff } from '../config.js';
-import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import { DurableFlowError, LeaseLostError, deserializeError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
@@ -9,6 +8,7 @@ import type { LogLevel, StepContext, StepRunOptions, WorkflowLog } from '../type
 import { runAttempt } from './attempt.js';
 import type { AttemptHost } from './attempt.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
+import { handBackAfterError } from './env.js';
 import type { ExecutionEnv, ExecutionOutcome } from './env.js';
 import { codeChanged, duplicateStepName, invalidStepName, stepKindChanged, workerCrashed } from './replay-errors.js';
 import { MAX_STEP_NAME } from './ids.js';
@@ -577,17 +577,8 @@ export class Execution {
     this.#env.options.logger.warn(`Execution of run ${this.run.runId} stopped by an error; the run is handed back to be resumed`, {
       error: (error as Error)?.message ?? String(error),
     });
-    // An infrastructure error (connection lost, database restarting): hand the run back so another
-    // attempt resumes it; if even that fails, the lease expiry does it. The claim counter is kept.
     this.#abort.abort(error);
-    try {
-      await runSql(this.#env.pool, this.#env.sql.releaseRuns, [
-        JSON.stringify([{ id: this.run.id, epoch: this.run.epoch, delay_ms: 1000, clean: false }]),
-        this.#env.clockOffsetMs(),
-      ]);
-    } catch {
-      // The lease expires on its own.
-    }
+    await handBackAfterError(this.#env, this.run);
     this.#conclude({ kind: 'error', error });
   }
 

@@ -81,7 +81,8 @@ function errorColumn(expr: string, alias: string, bounded: boolean): string {
   if (!bounded) return `${expr}::text AS ${alias}`;
   // Only ever $2/$3: errors are bounded in timelines alone.
   const bytes = `octet_length(${expr}::text)`;
-  return `(CASE WHEN ${bytes} <= $2 THEN ${expr} ELSE jsonb_strip_nulls(jsonb_build_object(
+  // (No error is NULL, not an empty object: `octet_length(NULL) <= $2` is NULL, which would fall to ELSE.)
+  return `(CASE WHEN ${expr} IS NULL OR ${bytes} <= $2 THEN ${expr} ELSE jsonb_strip_nulls(jsonb_build_object(
       'class', left(${expr}->>'class', 200), 'code', left(${expr}->>'code', 200), 'step', left(${expr}->>'step', 300),
       'message', left(${expr}->>'message', $3), 'stack', left(${expr}->>'stack', $3))) END)::text AS ${alias},
     CASE WHEN ${bytes} > $2 THEN ${bytes} END AS ${alias}_bytes,

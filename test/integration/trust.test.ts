@@ -227,6 +227,9 @@ describe('cancelled runs', () => {
       }
       const page = await (await fetch(`${base}/runs/${encodeURIComponent(run.runId)}`)).text();
       expect(page).not.toMatch(/Wakes at|Waiting for|Sleeping until/i);
+      // Steps without an error show none (not an empty error box).
+      expect(page).not.toMatch(/<strong><\/strong>:/);
+      for (const { step } of timeline.steps) expect(step.completedAt).not.toBeNull();
     }
   });
 });
