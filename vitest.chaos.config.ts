@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
+import { SERIAL_CHAOS_FILES } from './test/chaos/serial.js';
 
 /**
  * The fault and bad-input suite (test/chaos, `npm run test:chaos`): real worker processes, a real
@@ -11,7 +12,7 @@ export default defineConfig({
   ...base,
   test: {
     ...base.test,
-    include: ['test/chaos/**/*.test.ts'],
+    include: SERIAL_CHAOS_FILES,
     exclude: ['**/node_modules/**'],
     maxWorkers: 1,
     minWorkers: 1,

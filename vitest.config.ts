@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { SERIAL_CHAOS_FILES } from './test/chaos/serial.js';
 
 const lib = (file: string) => fileURLToPath(new URL(`./lib/${file}`, import.meta.url));
 
@@ -13,14 +14,15 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
-    // The fault suite runs on its own, one file at a time: `npm run test:chaos` (vitest.chaos.config.ts).
-    exclude: ['test/chaos/**', '**/node_modules/**'],
+    // The fault-suite files that kill processes or measure leases run on their own, one at a time:
+    // `npm run test:chaos` (vitest.chaos.config.ts). The rest of test/chaos/ runs here.
+    exclude: [...SERIAL_CHAOS_FILES, '**/node_modules/**'],
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',
     // Two cores shared with Postgres: more parallel files only add noise.
     maxWorkers: 2,
     minWorkers: 1,
-    testTimeout: 60_000,
+    testTimeout: 180_000,
     hookTimeout: 60_000,
     teardownTimeout: 30_000,
   },
