@@ -1,9 +1,9 @@
 import path from 'node:path';
 import ejs from 'ejs';
-import { DateTime } from 'luxon';
 import { packageDir } from '../paths.js';
 import type { Timeline } from '../workflow/inspect.js';
 import { runSegment } from './run-path.js';
+import { formatDuration, timeHelpers } from './time.js';
 
 /** CSS class of a status badge (the original viewer's mapping). */
 export function statusClass(status: string | null | undefined): string {
@@ -30,29 +30,6 @@ export function statusClass(status: string | null | undefined): string {
     default:
       return 'neutral';
   }
-}
-
-/** `Mar 4, 05:06:07 UTC`; `—` for none. */
-export function formatTime(value: Date | string | null | undefined): string {
-  if (!value) return '—';
-  return DateTime.fromJSDate(new Date(value), { zone: 'utc' }).toFormat("LLL d, HH:mm:ss 'UTC'");
-}
-
-export function isoTime(value: Date | string | null | undefined): string {
-  return value ? new Date(value).toISOString() : '';
-}
-
-/** `42s`, `7m`, `3h`, `3h 12m` (to now when unfinished); `—` without a start. */
-export function formatDuration(start: Date | string | null | undefined, end?: Date | string | null): string {
-  if (!start) return '—';
-  const ms = Math.max(0, (end ? new Date(end).getTime() : Date.now()) - new Date(start).getTime());
-  if (ms < 1000) return `${ms}ms`;
-  const seconds = Math.floor(ms / 1000);
-  if (seconds < 60) return `${seconds}s`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes}m`;
-  const hours = Math.floor(minutes / 60);
-  return minutes % 60 === 0 ? `${hours}h` : `${hours}h ${minutes % 60}m`;
 }
 
 /** Pretty JSON for display (escaped by the template); '' for nothing or an empty object. */
@@ -126,10 +103,14 @@ export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
   return { width: labelWidth + plotWidth + 20, height: 34 + Math.max(1, bars.length) * rowHeight, labelWidth, bars, ticks };
 }
 
-const helpers = { statusClass, formatTime, isoTime, formatDuration, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
+const helpers = { statusClass, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
 
-/** Renders a viewer template (views/<name>.ejs); every `<%= %>` is HTML-escaped. */
+/**
+ * Renders a viewer template (views/<name>.ejs); every `<%= %>` is HTML-escaped. The time helpers
+ * (time.ts) are bound to `data.now`, the page's clock (default: this process's).
+ */
 export function render(name: string, data: Record<string, unknown>): Promise<string> {
   const views = packageDir('views', 'runs.ejs');
-  return ejs.renderFile(path.join(views, `${name}.ejs`), { ...helpers, ...data }, { async: false, cache: process.env.NODE_ENV !== 'development', rmWhitespace: false });
+  const now = typeof data.now === 'number' ? data.now : Date.now();
+  return ejs.renderFile(path.join(views, `${name}.ejs`), { ...helpers, ...timeHelpers(now), ...data }, { async: false, cache: process.env.NODE_ENV !== 'development', rmWhitespace: false });
 }
