@@ -1,9 +1,8 @@
 import path from 'node:path';
 import ejs from 'ejs';
 import { packageDir } from '../paths.js';
-import type { Timeline } from '../workflow/inspect.js';
 import { runSegment } from './run-path.js';
-import { formatDuration, timeHelpers } from './time.js';
+import { timeHelpers } from './time.js';
 
 /** CSS class of a status badge (the original viewer's mapping). */
 export function statusClass(status: string | null | undefined): string {
@@ -48,59 +47,6 @@ export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
-
-export interface ChartBar {
-  x: number;
-  width: number;
-  y: number;
-  label: string;
-  title: string;
-  cls: string;
-  kind: string;
-}
-
-export interface Chart {
-  width: number;
-  height: number;
-  labelWidth: number;
-  bars: ChartBar[];
-  ticks: { x: number; label: string }[];
-}
-
-/**
- * The timeline chart of a run: one bar per step on a shared time axis (from the run's creation to
- * its end, or now), coloured by status. Sleeps and waits are bars of their own kind, so the gaps in
- * the work are visible. Geometry only; the template draws it as SVG (attributes, not inline styles,
- * so the Content-Security-Policy needs no 'unsafe-inline').
- */
-export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
-  const labelWidth = 180;
-  const plotWidth = 720;
-  const rowHeight = 26;
-  const { run } = timeline;
-  const start = new Date(run.createdAt).getTime();
-  const finished = run.completedAt ?? run.failedAt ?? run.cancelledAt;
-  const stepTimes = timeline.steps.flatMap(({ step }) => [step.startedAt, step.completedAt, step.updatedAt].filter(Boolean).map((d) => new Date(d!).getTime()));
-  const end = Math.max(finished ? new Date(finished).getTime() : now, ...stepTimes, start + 1);
-  const span = end - start;
-  const xOf = (t: number) => labelWidth + ((t - start) / span) * plotWidth;
-  const bars = timeline.steps.map(({ step }, index) => {
-    const from = new Date(step.startedAt ?? step.createdAt).getTime();
-    const to = step.completedAt ? new Date(step.completedAt).getTime() : ['sleeping', 'waiting', 'running', 'retrying'].includes(step.status) ? (finished ? new Date(finished).getTime() : now) : from;
-    const x = xOf(from);
-    return {
-      x,
-      width: Math.max(3, xOf(to) - x),
-      y: 24 + index * rowHeight,
-      label: step.name.length > 26 ? `${step.name.slice(0, 25)}…` : step.name,
-      title: `${step.name}: ${step.status}, ${formatDuration(step.startedAt ?? step.createdAt, step.completedAt ?? (finished ? finished : null))}`,
-      cls: statusClass(step.status),
-      kind: step.kind,
-    };
-  });
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => ({ x: labelWidth + f * plotWidth, label: f === 0 ? '0' : `+${formatDuration(new Date(start), new Date(start + f * span))}` }));
-  return { width: labelWidth + plotWidth + 20, height: 34 + Math.max(1, bars.length) * rowHeight, labelWidth, bars, ticks };
 }
 
 const helpers = { statusClass, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
