@@ -33,7 +33,7 @@
       method: 'POST',
       credentials: 'same-origin',
       headers: { Accept: 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(new FormData(form)).toString(),
+      body: new URLSearchParams(new window.FormData(form)).toString(),
     })
       .then(function (response) {
         return response.json().then(
