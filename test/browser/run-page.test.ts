@@ -34,6 +34,7 @@ interface Order {
 }
 
 let waitingRunId: string;
+let longRunId: string;
 let orders: Workflow<Order, { shipped: boolean }>;
 let renewals: Workflow<unknown, void>;
 let doomed: Workflow<unknown, void>;
@@ -72,12 +73,15 @@ beforeAll(async () => {
   viewer = await startViewer(flow, { basicAuth: CREDENTIALS });
   browser = await launchBrowser();
 
-  // A run with a minute and a half on its clock: the sleep passes by moving the flow's clock.
-  const run = await orders.start({ orderId: `ord-${LONG}`, note: LONG });
+  // Runs with a minute and a half on their clock: the sleep passes by moving the flow's clock. One
+  // as a user would see it (the screenshots), one with an unbroken id and values.
+  const run = await orders.start({ orderId: 'ord-1042' });
+  const long = await orders.start({ orderId: `ord-${LONG}`, note: LONG }, { runId: `run-${LONG}` });
   waitingRunId = run.runId;
-  await eventually(async () => (await flow.getRun(run.runId))!.status === 'sleeping');
+  longRunId = long.runId;
+  for (const id of [run.runId, long.runId]) await eventually(async () => (await flow.getRun(id))!.status === 'sleeping');
   flow.setClockOffset(95_000);
-  await eventually(async () => (await flow.getRun(run.runId))!.status === 'waiting');
+  for (const id of [run.runId, long.runId]) await eventually(async () => (await flow.getRun(id))!.status === 'waiting');
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
@@ -88,6 +92,12 @@ afterAll(async () => {
 /** Errors of the page's own scripts and CSP refusals (not the network's: a favicon, the socket's first transport). */
 function scriptErrors(errors: string[]): string[] {
   return errors.filter((e) => !/^Failed to load resource|^WebSocket connection/.test(e));
+}
+
+/** Opens a run's page once its live channel has caught up (which redraws the page: measure after it). */
+async function openRun(page: Page, runId: string, tail = ''): Promise<void> {
+  await page.goto(`${viewer.base}/runs/${encodeURIComponent(runId)}${tail}`);
+  if (!tail) await page.waitForFunction(() => document.body.hasAttribute('data-refreshed'), undefined, { timeout: 10_000 });
 }
 
 async function noSidewaysScroll(page: Page): Promise<void> {
@@ -109,7 +119,7 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
   it('draws ticks evenly spaced with unique labels, a legend in the colours drawn, and every failed attempt', async () => {
     const { page, context, errors } = await openPage(browser, { ...auth, ...viewport });
     try {
-      await page.goto(`${viewer.base}/runs/${encodeURIComponent(waitingRunId)}`);
+      await openRun(page, waitingRunId);
       const ticks = page.locator('.tl-row').first().locator('line.tick');
       const xs = await ticks.evaluateAll((lines) => lines.map((line) => line.getBoundingClientRect().left));
       expect(xs.length).toBeGreaterThanOrEqual(3);
@@ -168,7 +178,8 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
         fs.mkdirSync(screenshotsDir, { recursive: true });
         await page.screenshot({ path: path.join(screenshotsDir, 'run.png'), fullPage: true });
       }
-      if (screenshotsDir && width === 390) await page.screenshot({ path: path.join(screenshotsDir, 'run-mobile.png'), fullPage: true });
+      // At 390 px, the first screen: header, cards and the timeline.
+      if (screenshotsDir && width === 390) await page.screenshot({ path: path.join(screenshotsDir, 'run-mobile.png') });
     } finally {
       await context.close();
     }
@@ -179,7 +190,7 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
     await eventually(async () => (await flow.getRun(run.runId))!.status === 'failed');
     const { page, context } = await openPage(browser, { ...auth, ...viewport });
     try {
-      await page.goto(`${viewer.base}/runs/${run.runId}`);
+      await openRun(page, run.runId);
       expect(await storedFailures(page, run.runId)).toBe(3);
       expect(await page.locator('.tl-row[data-key="danger-run"] .tl-failure').count()).toBe(3);
       expect(await page.locator('[data-step="always_fails"] .step-when').innerText()).toMatch(/^3 attempts · started .* · took \d+m?s$/);
@@ -195,7 +206,7 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
     const nextYear = String(new Date().getUTCFullYear() + 1);
     const { page, context } = await openPage(browser, { ...auth, ...viewport });
     try {
-      await page.goto(`${viewer.base}/runs/${encodeURIComponent(renewal.runId)}`);
+      await openRun(page, renewal.runId);
       const wakes = page.locator('[data-step="until_renewal"] p.meta', { hasText: 'Wakes' });
       expect(await wakes.innerText()).toMatch(new RegExp(`^Wakes Jan 1, ${nextYear} 14:03:05 UTC \\(in \\d+ (days|months)\\)$`));
       const card = page.locator('.card', { hasText: 'Next wake-up' }).locator('time');
@@ -208,7 +219,7 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
       expect(await created.getAttribute('title')).toMatch(/^[A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC$/);
       expect(await page.locator('[data-step="until_renewal"] .step-when').innerText()).toMatch(/^sleeping since /);
 
-      await page.goto(`${viewer.base}/runs/${encodeURIComponent(waitingRunId)}`);
+      await openRun(page, waitingRunId);
       const waiting = page.locator('[data-step="shipment_confirmed"]');
       expect(await waiting.locator('.badge').first().textContent()).toBe('waiting');
       expect(await waiting.innerText()).not.toContain('took');
@@ -228,10 +239,14 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
     }
   });
 
-  it('the logs page does not scroll sideways either: its table scrolls in its panel', async () => {
+  it('with an unbroken id and values, neither the run page nor its logs page scrolls sideways: tables and code scroll in their panel', async () => {
     const { page, context } = await openPage(browser, { ...auth, ...viewport });
     try {
-      await page.goto(`${viewer.base}/runs/${encodeURIComponent(waitingRunId)}/logs`);
+      await openRun(page, longRunId);
+      expect(await page.locator('.run-id').textContent()).toBe(longRunId);
+      expect(await page.locator('form.send-matching textarea').inputValue()).toContain(LONG);
+      await noSidewaysScroll(page);
+      await openRun(page, longRunId, '/logs');
       expect(await page.locator('table.logs-table tbody tr').count()).toBe(1);
       expect(await page.locator('table.logs-table time').first().getAttribute('title')).toMatch(/ago$/);
       await noSidewaysScroll(page);
@@ -250,9 +265,7 @@ describe('Send matching event', () => {
     await eventually(async () => (await flow.getRun(run.runId))!.status === 'waiting');
     const { page, context, dialogs, errors } = await openPage(browser, { ...auth, viewport: { width, height: 900 } });
     try {
-      await page.goto(`${viewer.base}/runs/${run.runId}`);
-      await expect.poll(() => page.locator('[data-live-indicator]').textContent(), { timeout: 10_000 }).toBe('live');
-      await page.waitForFunction(() => document.body.hasAttribute('data-refreshed'), undefined, { timeout: 10_000 });
+      await openRun(page, run.runId);
       const form = page.locator('form.send-matching');
       expect(await form.count()).toBe(1);
       expect(await form.locator('input[name="name"]').inputValue()).toBe('shipment.confirmed');

@@ -72,7 +72,7 @@ describe('the viewer in Chromium', () => {
       await page.locator('[data-step="apply"]').waitFor();
       // Same page, no reload.
       expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(43);
-      if (screenshotsDir) await page.screenshot({ path: path.join(screenshotsDir, 'run.png'), fullPage: true });
+      // docs/screenshots/run.png is test/browser/run-page.test.ts's.
       expect(dialogs).toEqual([]);
       expect(errors.filter((e) => /Content Security Policy|Refused/.test(e))).toEqual([]);
     } finally {
