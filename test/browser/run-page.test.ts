@@ -223,6 +223,8 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
       const waiting = page.locator('[data-step="shipment_confirmed"]');
       expect(await waiting.locator('.badge').first().textContent()).toBe('waiting');
       expect(await waiting.innerText()).not.toContain('took');
+      expect(await waiting.locator('.wait p.meta', { hasText: 'Times out' }).innerText()).toMatch(/^Times out [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC \(in 6 days\)$/);
+      expect(await page.locator('[data-card="duration"] .label').textContent()).toBe('Since start');
       expect(await waiting.locator('.step-when').innerText()).toMatch(/^waiting since [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC \(\d+m?s\)$/);
       expect(await page.locator('.tl-row[data-key="waiting-wait"] title').first().textContent()).toMatch(/^shipment_confirmed \(wait\): waiting, waiting since /);
       // A finished step did take its time.
@@ -294,6 +296,8 @@ describe('Send matching event', () => {
       await expect.poll(() => page.locator('h1 .badge').textContent(), { timeout: 10_000 }).toBe('completed');
       expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(7);
       expect(await page.locator('form.send-matching').count()).toBe(0);
+      expect(await page.locator('[data-card="duration"] .label').textContent()).toBe('Duration');
+      expect(await page.locator('[data-step="shipment_confirmed"] .wait').innerText()).not.toContain('Times out');
       expect(await page.locator('[data-step="notify_customer"] .step-when').innerText()).toContain('took');
       expect(dialogs).toEqual([]);
       expect(scriptErrors(errors)).toEqual([]);
