@@ -44,8 +44,8 @@ beforeAll(async () => {
   flow = ctx.flow();
   orders = flow.workflow('order-fulfilment', async ({ step, input, log }: WorkflowContext<Order>) => {
     const order = await step.run('load_order', () => ({ orderId: input.orderId, items: 3, total: 129.5 }));
-    // Fails its first two attempts (backoff 10 ms), so the step keeps two failed attempts.
-    await step.run('charge_card', { retries: 3, backoff: () => 10 }, ({ attempt }) => {
+    // Fails its first two attempts (10 s apart), so the step keeps two failed attempts.
+    await step.run('charge_card', { retries: 3, backoff: () => '10 seconds' }, ({ attempt }) => {
       if (attempt <= 2) throw new Error(`Card processor timed out (attempt ${attempt})`);
       return { charged: order.total };
     });
@@ -73,16 +73,31 @@ beforeAll(async () => {
   viewer = await startViewer(flow, { basicAuth: CREDENTIALS });
   browser = await launchBrowser();
 
-  // Runs with a minute and a half on their clock: the sleep passes by moving the flow's clock. One
-  // as a user would see it (the screenshots), one with an unbroken id and values.
-  const run = await orders.start({ orderId: 'ord-1042' });
-  const long = await orders.start({ orderId: `ord-${LONG}`, note: LONG }, { runId: `run-${LONG}` });
-  waitingRunId = run.runId;
-  longRunId = long.runId;
-  for (const id of [run.runId, long.runId]) await eventually(async () => (await flow.getRun(id))!.status === 'sleeping');
-  flow.setClockOffset(95_000);
-  for (const id of [run.runId, long.runId]) await eventually(async () => (await flow.getRun(id))!.status === 'waiting');
+  // Two waiting orders, one as a user would see it (the screenshots), one with an unbroken id and values.
+  waitingRunId = await waitingOrder('ord-1042');
+  longRunId = await waitingOrder(`ord-${LONG}`, { note: LONG, runId: `run-${LONG}` });
 }, 60_000);
+
+/**
+ * Starts an order and brings it to its wait, moving the flow's clock to each wake-up time (its two
+ * retries, 10 s apart, then its 90 s sleep), so its timeline spans about two minutes.
+ */
+async function waitingOrder(orderId: string, extra: { note?: string; runId?: string } = {}): Promise<string> {
+  const { runId } = await orders.start({ orderId, ...(extra.note ? { note: extra.note } : {}) }, extra.runId ? { runId: extra.runId } : {});
+  for (;;) {
+    const run = await eventually(async () => {
+      const r = (await flow.getRun(runId))!;
+      return ['retrying', 'sleeping', 'waiting'].includes(r.status) && (r.status === 'waiting' || r.wakeAt) ? r : null;
+    });
+    if (run.status === 'waiting') return runId;
+    flow.setClockOffset(Math.max(flow.clockOffsetMs, run.wakeAt!.getTime() - Date.now() + 50));
+    // Until the worker has taken this wake-up: another state or another wake-up time.
+    await eventually(async () => {
+      const r = (await flow.getRun(runId))!;
+      return r.status !== run.status || r.wakeAt?.getTime() !== run.wakeAt!.getTime();
+    });
+  }
+}
 afterAll(async () => {
   await browser?.close();
   await viewer?.close();
@@ -225,7 +240,7 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
       expect(await waiting.innerText()).not.toContain('took');
       expect(await waiting.locator('.wait p.meta', { hasText: 'Times out' }).innerText()).toMatch(/^Times out [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC \(in 6 days\)$/);
       expect(await page.locator('[data-card="duration"] .label').textContent()).toBe('Since start');
-      expect(await waiting.locator('.step-when').innerText()).toMatch(/^waiting since [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC \(\d+m?s\)$/);
+      expect(await waiting.locator('.step-when').innerText()).toMatch(/^waiting since [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC \(\d+(ms|s|m)\)$/);
       expect(await page.locator('.tl-row[data-key="waiting-wait"] title').first().textContent()).toMatch(/^shipment_confirmed \(wait\): waiting, waiting since /);
       // A finished step did take its time.
       expect(await page.locator('[data-step="load_order"] .step-when').innerText()).toMatch(/^1 attempt · started .* · took \d+m?s$/);
@@ -261,10 +276,7 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
 describe('Send matching event', () => {
   it.each(WIDTHS)('at %i px: is prefilled from the wait, keeps the form on bad JSON, and wakes the run', async (width) => {
     const orderId = `order-send-${width}`;
-    const run = await orders.start({ orderId });
-    await eventually(async () => (await flow.getRun(run.runId))!.status === 'sleeping');
-    flow.setClockOffset(flow.clockOffsetMs + 95_000);
-    await eventually(async () => (await flow.getRun(run.runId))!.status === 'waiting');
+    const run = { runId: await waitingOrder(orderId) };
     const { page, context, dialogs, errors } = await openPage(browser, { ...auth, viewport: { width, height: 900 } });
     try {
       await openRun(page, run.runId);
