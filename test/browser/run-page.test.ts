@@ -38,6 +38,7 @@ let longRunId: string;
 let orders: Workflow<Order, { shipped: boolean }>;
 let renewals: Workflow<unknown, void>;
 let doomed: Workflow<unknown, void>;
+let sprawlingRunId: string;
 
 beforeAll(async () => {
   ctx = await setupDatabase('runpage');
@@ -68,6 +69,13 @@ beforeAll(async () => {
       throw new Error('The upstream answered 502');
     });
   });
+  // Every name a run page shows, unbroken: workflow, step, event, child run.
+  const child = flow.workflow(`child-${'c'.repeat(120)}`, async ({ step }: WorkflowContext) => step.waitForEvent('never', { event: `never-${'e'.repeat(150)}` }));
+  const sprawling = flow.workflow(`sprawling-${'w'.repeat(150)}`, async ({ step, log }: WorkflowContext) => {
+    log.warn(`message-${LONG}`, { value: LONG });
+    await step.run(`step-${'s'.repeat(150)}`, () => ({ value: LONG }));
+    await step.invoke(`invoke-${'i'.repeat(150)}`, child, { note: LONG });
+  });
   worker = flow.worker({ pollInterval: 50 });
   await worker.start();
   viewer = await startViewer(flow, { basicAuth: CREDENTIALS });
@@ -76,6 +84,8 @@ beforeAll(async () => {
   // Two waiting orders, one as a user would see it (the screenshots), one with an unbroken id and values.
   waitingRunId = await waitingOrder('ord-1042');
   longRunId = await waitingOrder(`ord-${LONG}`, { note: LONG, runId: `run-${LONG}` });
+  sprawlingRunId = (await sprawling.start({}, { runId: `sprawl-${LONG}` })).runId;
+  await eventually(async () => (await flow.getRun(sprawlingRunId))!.childRunIds.length === 1 && (await flow.getRun(sprawlingRunId))!.status === 'waiting');
 }, 60_000);
 
 /**
@@ -256,12 +266,21 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
     }
   });
 
-  it('with an unbroken id and values, neither the run page nor its logs page scrolls sideways: tables and code scroll in their panel', async () => {
+  it('with unbroken ids, names and values, no run page or logs page scrolls sideways: tables and code scroll in their panel', async () => {
     const { page, context } = await openPage(browser, { ...auth, ...viewport });
     try {
       await openRun(page, longRunId);
       expect(await page.locator('.run-id').textContent()).toBe(longRunId);
       expect(await page.locator('form.send-matching textarea').inputValue()).toContain(LONG);
+      await noSidewaysScroll(page);
+      await openRun(page, sprawlingRunId);
+      expect(await page.locator('.related li').count()).toBe(1);
+      await noSidewaysScroll(page);
+      const childId = (await flow.getRun(sprawlingRunId))!.childRunIds[0]!;
+      await openRun(page, childId);
+      expect(await page.locator('.related').innerText()).toContain(sprawlingRunId);
+      await noSidewaysScroll(page);
+      await openRun(page, sprawlingRunId, '/logs');
       await noSidewaysScroll(page);
       await openRun(page, longRunId, '/logs');
       expect(await page.locator('table.logs-table tbody tr').count()).toBe(1);
