@@ -135,8 +135,11 @@ function barTitle(step: TimelineStep, end: number | null, now: number): string {
     case 'sleeping':
       return `${head}, sleeping since ${formatTime(from, now)}`;
     case 'running':
-    case 'retrying':
       return `${head}, running for ${formatDuration(from, end, now)}`;
+    case 'retrying': {
+      const last = stepFailures(step).at(-1);
+      return last ? `${head}, retrying since ${formatTime(last.at, now)}` : head;
+    }
     case 'pending':
       return `${head}, not started`;
     default:

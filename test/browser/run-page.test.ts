@@ -39,6 +39,7 @@ let orders: Workflow<Order, { shipped: boolean }>;
 let renewals: Workflow<unknown, void>;
 let doomed: Workflow<unknown, void>;
 let sprawlingRunId: string;
+let stubborn: Workflow<unknown, void>;
 
 beforeAll(async () => {
   ctx = await setupDatabase('runpage');
@@ -67,6 +68,11 @@ beforeAll(async () => {
   doomed = flow.workflow('doomed', async ({ step }: WorkflowContext) => {
     await step.run('always_fails', { retries: 2, backoff: () => 10 }, () => {
       throw new Error('The upstream answered 502');
+    });
+  });
+  stubborn = flow.workflow('stubborn', async ({ step }: WorkflowContext) => {
+    await step.run('flaky_api', { retries: 2, backoff: () => '1 hour' }, () => {
+      throw new Error('Rate limited');
     });
   });
   // Every name a run page shows, unbroken: workflow, step, event, child run.
@@ -252,6 +258,16 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
       expect(await page.locator('[data-card="duration"] .label').textContent()).toBe('Since start');
       expect(await waiting.locator('.step-when').innerText()).toMatch(/^waiting since [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC \(\d+(ms|s|m)\)$/);
       expect(await page.locator('.tl-row[data-key="waiting-wait"] title').first().textContent()).toMatch(/^shipment_confirmed \(wait\): waiting, waiting since /);
+      // A step between attempts is retrying, since its last failure.
+      const retrying = await stubborn.start({});
+      await eventually(async () => (await flow.getRun(retrying.runId))!.status === 'retrying');
+      await openRun(page, retrying.runId);
+      const flaky = page.locator('[data-step="flaky_api"]');
+      expect(await flaky.locator('.step-when').innerText()).toMatch(/^1 attempt · retrying since [A-Z][a-z]{2} \d{1,2}, \d\d:\d\d:\d\d UTC, first attempt (just now|\d+ s ago)$/);
+      expect(await flaky.locator('p.meta', { hasText: 'Next attempt' }).innerText()).toMatch(/^Next attempt .* UTC \(in (59|60) min\)$/);
+      expect(await flaky.innerText()).not.toContain('took');
+      expect(await page.locator('.tl-row .tl-failure').count()).toBe(1);
+      await openRun(page, waitingRunId);
       // A finished step did take its time.
       expect(await page.locator('[data-step="load_order"] .step-when').innerText()).toMatch(/^1 attempt · started .* · took \d+m?s$/);
       // Claims of the run versus attempts of a step, each explained.

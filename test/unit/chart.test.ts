@@ -110,6 +110,7 @@ describe('the timeline chart', () => {
         step({ id: '1', name: 'done', completedAt: at(3 * SECOND) }),
         step({ id: '2', name: 'approval', kind: 'wait', status: 'waiting', startedAt: at(5 * SECOND), completedAt: null }),
         step({ id: '3', name: 'work', status: 'running', startedAt: at(10 * SECOND), completedAt: null }),
+        step({ id: '4', name: 'flaky', status: 'retrying', completedAt: null, metadata: { failures: [{ attempt: 1, class: 'Error', message: 'x', at: at(20 * SECOND).toISOString() }] } }),
       ]),
       t0 + 2 * MINUTE,
     );
@@ -117,7 +118,9 @@ describe('the timeline chart', () => {
       'done (step): succeeded, took 3s',
       'approval (wait): waiting, waiting since Dec 2, 10:00:05 UTC',
       'work (step): running, running for 1m',
+      'flaky (step): retrying, retrying since Dec 2, 10:00:20 UTC',
     ]);
+    for (const bar of chart.bars.slice(1)) expect(bar.title).not.toContain('took');
     // Unfinished bars reach now, the end of the axis.
     expect(chart.bars[1]!.pct + chart.bars[1]!.widthPct).toBeCloseTo(100, 1);
   });
