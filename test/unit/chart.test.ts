@@ -124,4 +124,12 @@ describe('the timeline chart', () => {
     // Unfinished bars reach now, the end of the axis.
     expect(chart.bars[1]!.pct + chart.bars[1]!.widthPct).toBeCloseTo(100, 1);
   });
+
+  it("counts from the run's start once it has one (its creation is on another clock under the test harness)", () => {
+    const queued = timelineChart(timeline([step({ status: 'pending', startedAt: null, completedAt: null })]), t0 + MINUTE);
+    expect([queued.origin.getTime(), queued.originLabel]).toEqual([t0, 'since created']);
+    const started = timelineChart(timeline([step({ startedAt: at(5 * MINUTE), completedAt: at(6 * MINUTE) })], { startedAt: at(5 * MINUTE), completedAt: at(6 * MINUTE) }));
+    expect([started.origin.getTime(), started.originLabel]).toEqual([t0 + 5 * MINUTE, 'since start']);
+    expect([started.bars[0]!.pct, started.bars[0]!.widthPct]).toEqual([0, 100]);
+  });
 });
