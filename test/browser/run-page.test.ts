@@ -352,4 +352,35 @@ describe('Send matching event', () => {
       await context.close();
     }
   });
+
+  it('works without live updates (the page reloads) and without JavaScript (a plain form post)', async () => {
+    const quiet = await startViewer(flow, { basicAuth: CREDENTIALS }, false);
+    try {
+      // No live channel: after sending, the page loads again and shows the run awake.
+      const first = await waitingOrder('order-no-live');
+      const { page, context } = await openPage(browser, auth);
+      try {
+        await page.goto(`${quiet.base}/runs/${first}`);
+        // (This server has no socket.io attached: the page's socket never connects.)
+        expect(await page.locator('[data-live-indicator]').textContent()).toBe('offline');
+        await Promise.all([page.waitForEvent('load'), page.locator('form.send-matching').getByRole('button', { name: 'Send matching event' }).click()]);
+        await eventually(async () => (await flow.getRun(first))!.status === 'completed');
+      } finally {
+        await context.close();
+      }
+      // No JavaScript: the form posts to the send-event action, which wakes the run.
+      const second = await waitingOrder('order-no-js');
+      const noJs = await openPage(browser, { ...auth, javaScriptEnabled: false });
+      try {
+        await noJs.page.goto(`${quiet.base}/runs/${second}`);
+        await noJs.page.locator('form.send-matching').getByRole('button', { name: 'Send matching event' }).click();
+        await noJs.page.waitForURL(`${quiet.base}/events`);
+        await eventually(async () => (await flow.getRun(second))!.status === 'completed');
+      } finally {
+        await noJs.context.close();
+      }
+    } finally {
+      await quiet.close();
+    }
+  });
 });
