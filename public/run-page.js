@@ -4,6 +4,30 @@
 (function () {
   'use strict';
 
+  // The live channel redraws the page from the server whenever the run changes: what was typed into a
+  // form is put back into the form of the same wait.
+  var edits = {};
+  function fields(form) {
+    return { name: form.querySelector('[name="name"]'), payload: form.querySelector('[name="payload"]') };
+  }
+  function remember(event) {
+    var form = event.target && event.target.form;
+    if (!form || !form.hasAttribute('data-send-event')) return;
+    var f = fields(form);
+    edits[form.getAttribute('data-wait')] = { name: f.name.value, payload: f.payload.value };
+  }
+  document.addEventListener('input', remember);
+  new window.MutationObserver(function () {
+    document.querySelectorAll('form[data-send-event]').forEach(function (form) {
+      var wait = form.getAttribute('data-wait');
+      var edit = edits[wait];
+      if (!edit) return;
+      var f = fields(form);
+      if (f.name.value !== edit.name) f.name.value = edit.name;
+      if (f.payload.value !== edit.payload) f.payload.value = edit.payload;
+    });
+  }).observe(document.body, { childList: true, subtree: true });
+
   function show(element, text) {
     element.textContent = text;
     element.hidden = !text;

@@ -332,6 +332,13 @@ describe('Send matching event', () => {
       expect(page.url()).toBe(`${viewer.base}/runs/${run.runId}`);
       expect((await flow.getRun(run.runId))!.status).toBe('waiting');
 
+      // The run changes while the form is being edited: the page is redrawn, the edit stays.
+      const redrawn = await page.evaluate(() => document.body.getAttribute('data-refreshed'));
+      await flow.pool.query(`UPDATE ${flow.tables.runs} SET priority = 3, updated_at = clock_timestamp() WHERE run_id = $1`, [run.runId]);
+      await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, redrawn, { timeout: 10_000 });
+      expect(await page.locator('.card', { hasText: 'Queue · priority' }).locator('.value').textContent()).toBe('default · 3');
+      expect(await form.locator('textarea[name="payload"]').inputValue()).toBe(bad);
+
       // Fixed, it is sent: the run wakes and finishes, and the page shows it without a reload.
       await page.evaluate(() => {
         (window as unknown as { marker: number }).marker = 7;
