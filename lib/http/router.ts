@@ -13,7 +13,9 @@ import { isBigintId } from './cursor.js';
 import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
 import { RUN_STATUSES } from './queries.js';
 import type { ViewerQueries } from './queries.js';
-import { render, timelineChart } from './render.js';
+import { timelineChart } from './chart.js';
+import { render } from './render.js';
+import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
 import { LOG_PAGE, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 
@@ -87,7 +89,8 @@ export function createRouter(
     const base = req.baseUrl;
     const info = live();
     const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
-    const common = { base, title: options.title, csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
+    // One clock for the page's times: the database's as the flow sees it (time.ts).
+    const common = { base, title: options.title, now: Date.now() + flow.clockOffsetMs, csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
@@ -130,7 +133,8 @@ export function createRouter(
     const data = await runData(req);
     const run = data.timeline.run;
     const related = await queries.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
-    return { ...data, related, chart: timelineChart(data.timeline), cut: cutOf(data.cuts) };
+    const now = Date.now() + flow.clockOffsetMs;
+    return { ...data, ...RUN_PAGE_HELPERS, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
   router.get('/runs/:runId', handle(async (req, res) => {
     const data = await pageData(req);
