@@ -4,6 +4,7 @@ import { DateTime } from 'luxon';
 import { packageDir } from '../paths.js';
 import type { Timeline } from '../workflow/inspect.js';
 import { runSegment } from './run-path.js';
+import { absoluteTime, relativeTime } from './when.js';
 
 /** CSS class of a status badge (the original viewer's mapping). */
 export function statusClass(status: string | null | undefined): string {
@@ -127,9 +128,11 @@ export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
 }
 
 const helpers = { statusClass, formatTime, isoTime, formatDuration, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
+// The list pages' times (when.ts), kept apart so they can switch to shared helpers in one place.
+const listHelpers = { absoluteTime, relativeTime };
 
 /** Renders a viewer template (views/<name>.ejs); every `<%= %>` is HTML-escaped. */
 export function render(name: string, data: Record<string, unknown>): Promise<string> {
   const views = packageDir('views', 'runs.ejs');
-  return ejs.renderFile(path.join(views, `${name}.ejs`), { ...helpers, ...data }, { async: false, cache: process.env.NODE_ENV !== 'development', rmWhitespace: false });
+  return ejs.renderFile(path.join(views, `${name}.ejs`), { ...helpers, ...listHelpers, ...data }, { async: false, cache: process.env.NODE_ENV !== 'development', rmWhitespace: false });
 }

@@ -11,7 +11,7 @@ import { ingestHandler } from './ingest.js';
 import type { ResolvedRouterOptions } from './options.js';
 import { isBigintId } from './cursor.js';
 import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
-import { RUN_STATUSES } from './queries.js';
+import { CHILD_COUNT_CAP, RUN_STATUSES } from './queries.js';
 import type { ViewerQueries } from './queries.js';
 import { render, timelineChart } from './render.js';
 import { runSegment } from './run-path.js';
@@ -103,11 +103,11 @@ export function createRouter(
     const filter = runFilter(req.query, options.pageSize);
     const [page, counts, names] = await Promise.all([
       queries.listRuns(filter),
-      queries.countByStatus(filter.workflow),
+      queries.countByStatus(filter.workflow, filter.scope),
       queries.workflowNames(),
     ]);
     const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
-    return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize };
+    return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize, childCap: CHILD_COUNT_CAP };
   };
   router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
   router.get('/api/runs', handle(async (req, res) => {
