@@ -52,8 +52,8 @@ export function integerParameter(value: unknown, what: string, fallback: number,
   return n;
 }
 
-export const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'children', 'parent', 'before', 'limit', 'fragment'];
-export const EVENT_LIST_PARAMETERS = ['name', 'before', 'sent', 'fragment'];
+export const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'before', 'limit', 'children', 'parent', 'fragment'];
+export const EVENT_LIST_PARAMETERS = ['name', 'before', 'sent', 'duplicate', 'fragment'];
 
 /** The run id of a URL; one that no run can have (too long, U+0000) is a 404 without asking Postgres. */
 export function runIdParam(req: Request): string {
@@ -85,7 +85,7 @@ export function runFilter(query: Request['query'], pageSize: number): RunFilter 
 /** `parent=<runId>`: that run's children; `children=1`: every run; neither: the top-level runs. */
 function runScope(query: Request['query']): RunScope {
   const parent = text(query.parent, 'parent run id', 255);
-  const children = text(query.children, 'children', 1);
+  const children = text(query.children, 'children', 20);
   if (children !== null && children !== '1') throw new HttpError(400, 'Invalid children: expected 1 (list child runs too) or nothing');
   if (parent !== null) return { kind: 'children', parentRunId: parent };
   return children === '1' ? { kind: 'all' } : { kind: 'top' };

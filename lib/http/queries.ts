@@ -96,6 +96,22 @@ function scopeKey(scope: RunScope): string {
   return scope.kind === 'children' ? `children:${scope.parentRunId}` : scope.kind;
 }
 
+/** A wait an event matched: the run, its workflow and the waiting step. */
+export interface MatchedWait {
+  runId: string;
+  workflow: string;
+  step: string;
+}
+
+/** The waits event `e` matched, as a JSON array of MatchedWait (oldest wait first). */
+function matchedWaitsSql(t: Tables): string {
+  return `coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
+                    FROM ${t.waits} w
+                    JOIN ${t.runs} r ON r.id = w.workflow_run_id
+                    JOIN ${t.steps} s ON s.id = w.workflow_step_id
+                    WHERE w.workflow_event_id = e.id), '[]')`;
+}
+
 /**
  * The viewer's reads. They run on a pool of their own (small, with a statement timeout), so a heavy
  * page can neither starve the engine's connections nor run for ever. Every value is bound.
@@ -249,15 +265,21 @@ export class ViewerQueries {
     return rows.map((r) => r.workflow_name);
   }
 
+  /** One event's name and the waits it matched (the notice after sending it), or null when there is none. */
+  async eventMatches(id: string): Promise<{ id: string; name: string; eventId: string | null; matched: MatchedWait[] } | null> {
+    const { rows } = await this.#pool.query(
+      `SELECT e.id, e.name, e.event_id, ${matchedWaitsSql(this.#t)} AS matched FROM ${this.#t.events} e WHERE e.id = $1`,
+      [id],
+    );
+    const e = rows[0];
+    return e ? { id: String(e.id), name: e.name as string, eventId: e.event_id as string | null, matched: e.matched as MatchedWait[] } : null;
+  }
+
   /** Recent events (newest first, keyset on id), each with the waits it matched. */
   async listEvents(filter: { name: string | null; beforeId: string | null; limit: number }) {
     const { rows } = await this.#pool.query(
       `SELECT e.id, e.event_id, e.name, ${jsonColumn('e.payload', 'payload_text', { limit: '$4', preview: '$5' })}, e.source, e.occurred_at,
-              coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
-                        FROM ${this.#t.waits} w
-                        JOIN ${this.#t.runs} r ON r.id = w.workflow_run_id
-                        JOIN ${this.#t.steps} s ON s.id = w.workflow_step_id
-                        WHERE w.workflow_event_id = e.id), '[]') AS matched
+              ${matchedWaitsSql(this.#t)} AS matched
        FROM ${this.#t.events} e
        WHERE ($1::text IS NULL OR e.name = $1) AND ($2::bigint IS NULL OR e.id < $2::bigint)
        ORDER BY e.id DESC
@@ -272,7 +294,7 @@ export class ViewerQueries {
       payload: readJson(e, 'payload_text', `events.${e.id}.payload`, truncated),
       source: e.source as string | null,
       occurredAt: e.occurred_at as Date,
-      matched: e.matched as { runId: string; workflow: string; step: string }[],
+      matched: e.matched as MatchedWait[],
     }));
     const last = events[events.length - 1];
     return { events, truncated, next: rows.length > filter.limit && last ? last.id : null };
