@@ -18,6 +18,18 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // Lists: a link to a collapsed form (the Workflows page's "start a run") opens it.
+  function openTarget() {
+    var target = window.location.hash && document.getElementById(window.location.hash.slice(1));
+    if (target && target.tagName === 'DETAILS') {
+      target.open = true;
+      var field = target.querySelector('textarea');
+      if (field) field.focus();
+    }
+  }
+  window.addEventListener('hashchange', openTarget);
+  openTarget();
+
   function setIndicator(state) {
     if (!indicator) return;
     indicator.textContent = state;
