@@ -170,7 +170,8 @@ export function attachLive(
   const mounts = new Set<string>();
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = (req.url ?? '').split('?')[0]!;
-    if (mounts.has(pathname)) io.engine.handleUpgrade(req, socket, head);
+    // A mount at options.path itself (the default /durable_flow): engine.io's own listener takes it.
+    if (mounts.has(pathname) && pathname !== `${io.path()}/`) io.engine.handleUpgrade(req, socket, head);
   };
   if (ownsServer) target.on('upgrade', onUpgrade);
 
