@@ -10,6 +10,7 @@ import { csrfToken, csrfValid } from './csrf.js';
 import { FormError, asFormError, formFields, parseJsonField } from './forms.js';
 import type { FormState } from './forms.js';
 import { ingestHandler } from './ingest.js';
+import type { LiveChannel } from './live.js';
 import type { ResolvedRouterOptions } from './options.js';
 import { isBigintId } from './cursor.js';
 import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
@@ -24,10 +25,9 @@ import { LOG_PAGE, cutOf, parseValuePath, sendWhole, withHrefs } from './values.
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
 const actors = new WeakMap<Request, string | null>();
 
-/** Where the browser finds the live channel (set by flow.attachLive), and which viewer it names there. */
+/** The live channel (set by flow.attachLive), and which viewer this router's pages name there. */
 export interface LiveInfo {
-  path: string;
-  namespace: string;
+  channel: LiveChannel;
   viewer: string;
 }
 
@@ -84,6 +84,13 @@ export function createRouter(
     }, next);
   });
 
+  // The live channel's polling under this mount, past the access check above (live.ts).
+  router.all('/socket.io/', (req, res, next) => {
+    const serve = live()?.channel.serve;
+    if (serve) serve(req, res);
+    else next();
+  });
+
   router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));
   router.get('/assets/socket.io.min.js', (_req, res) => res.type('application/javascript').sendFile(socketClient));
 
@@ -91,8 +98,9 @@ export function createRouter(
     const base = req.baseUrl;
     const info = live();
     const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
+    const socket = info ? { socketPath: info.channel.pathFor(base), socketNamespace: info.channel.handle.namespace.name, socketViewer: info.viewer } : { socketPath: '', socketNamespace: '', socketViewer: '' };
     // One clock for the page's times: the database's as the flow sees it (time.ts).
-    const common = { base, title: options.title, now: Date.now() + flow.clockOffsetMs, csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
+    const common = { base, title: options.title, now: Date.now() + flow.clockOffsetMs, csrf, ...socket };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
