@@ -1,5 +1,5 @@
 /**
- * Renders README.md from README.template.md: every `@@path@@` becomes the `#region readme` part of that
+ * Renders README.md from docs/README.template.md: every `@@path@@` becomes the `#region readme` part of that
  * file (dedented), or the whole file for a Markdown file. test/docs/readme.test.ts checks that README.md
  * is exactly this rendering, so its code blocks are the examples the tests run.
  * Usage: npm run readme
@@ -27,11 +27,11 @@ export function excerpt(file: string): string {
 }
 
 export function renderReadme(): string {
-  const template = fs.readFileSync(path.join(root, 'README.template.md'), 'utf8');
+  const template = fs.readFileSync(path.join(root, 'docs', 'README.template.md'), 'utf8');
   return template.replace(/@@([\w./-]+)@@/g, (_, file: string) => excerpt(file === 'performance' ? 'docs/performance.md' : file));
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   fs.writeFileSync(path.join(root, 'README.md'), renderReadme());
-  console.log('README.md rendered from README.template.md');
+  console.log('README.md rendered from docs/README.template.md');
 }

@@ -68,7 +68,7 @@ function blocks(markdown: string): Block[] {
 }
 
 describe('the README', () => {
-  it('is rendered from README.template.md and the example files (run `npm run readme` after editing them)', () => {
+  it('is rendered from docs/README.template.md and the example files (run `npm run readme` after editing them)', () => {
     expect(readme).toBe(renderReadme());
   });
 
