@@ -18,7 +18,7 @@ function dedent(lines: string[]): string[] {
 /** The README part of a file: its `// #region readme` … `// #endregion readme` lines, or all of it. */
 export function excerpt(file: string): string {
   const text = fs.readFileSync(path.join(root, file), 'utf8');
-  if (!file.endsWith('.ts')) return text.trimEnd();
+  if (!/\.[jt]s$/.test(file)) return text.trimEnd();
   const lines = text.split('\n');
   const start = lines.findIndex((l) => l.trim() === '// #region readme');
   const end = lines.findIndex((l) => l.trim() === '// #endregion readme');

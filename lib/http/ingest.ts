@@ -147,7 +147,7 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
       // the exact bytes the signature covers are gone. Not the sender's fault, nor a forgery: 503, so
       // the sender retries (and succeeds once the router is mounted first), never a misleading 401.
       flow.options.logger.error('Event ingest cannot check signatures: mount flow.router() before express.json() and other body parsers');
-      throw new IngestError(503, 'Event ingest is misconfigured on this server (a body parser runs before it); nothing was stored, try again later');
+      throw new IngestError(503, 'Event ingest is misconfigured on this server: a body parser (express.json() or another) runs before flow.router() and consumed the signed body; mount the router before it. Nothing was stored; try again later');
     } else {
       body = await readBody(req, options.ingestLimit);
     }
