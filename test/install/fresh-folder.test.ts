@@ -26,12 +26,13 @@ const NPM_FLAGS = ['--no-audit', '--no-fund', '--loglevel=error'];
 
 /**
  * The environment of the npm and node children: this process's, without the variables npm sets for
- * its scripts (`npm test` runs this file), which would point a nested npm at this repository.
+ * its scripts (`npm test` runs this file), which would point a nested npm at this repository, and
+ * without vitest's NODE_ENV.
  */
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const keep = new Set(['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig']);
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('npm_') || keep.has(key)));
-  return { ...env, NODE_ENV: 'production', ...extra };
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'NODE_ENV' && (!key.startsWith('npm_') || keep.has(key))));
+  return { ...env, ...extra };
 }
 
 async function run(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<string> {
