@@ -194,4 +194,25 @@ describe('a page that cannot be live says why', () => {
       await context.close();
     }
   });
+
+  it('says it was disconnected when its access is revoked while it is open', async () => {
+    let allowed = true;
+    const revoking = ctx.flow();
+    const app = express();
+    app.use('/admin/flows', revoking.router({ authorize: () => allowed }));
+    const server = http.createServer(app);
+    revoking.attachLive(server, { recheckMs: 100 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    const { page, context } = await openPage(browser);
+    try {
+      await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/flows/events`);
+      await expect.poll(() => indicator(page), { timeout: 10_000 }).toBe('live');
+      allowed = false;
+      await expect.poll(() => indicator(page), { timeout: 10_000 }).toBe('not live: disconnected');
+      expect(await page.locator('[data-live-indicator]').getAttribute('title')).toMatch(/ended the live connection/);
+    } finally {
+      await context.close();
+    }
+  });
 });
