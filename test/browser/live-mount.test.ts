@@ -103,7 +103,7 @@ describe('live updates under /admin/flows with basicAuth', () => {
       expect(sockets.length).toBeGreaterThan(0);
       expect(new Set(sockets)).toEqual(new Set(['/admin/flows/socket.io/']));
       // The upgrade under the mount went through: the change came over the WebSocket.
-      expect(pushed).toContain('/admin/flows/socket.io/');
+      await expect.poll(() => pushed, { timeout: 10_000 }).toContain('/admin/flows/socket.io/');
       expect(dialogs).toEqual([]);
     } finally {
       await context.close();
