@@ -177,10 +177,11 @@ export function createRouter(
   const form = express.urlencoded({ extended: false, limit: '200kb' });
   type Outcome = string | { location: string; json: Record<string, unknown> };
   const refill: Record<FormState['form'], (req: Request, res: Response, state: FormState) => Promise<void>> = {
-    'start-run': async (req, res, state) => page(req, res, 'workflows', { ...(await workflowsPage()), formState: state, live: 'workflows' }),
+    'start-run': async (req, res, state) =>
+      page(req, res, 'workflows', { ...(await workflowsPage()), formState: state, live: 'workflows', pageUrl: `${req.baseUrl}/workflows` }),
     'send-event': async (req, res, state) => {
       const data = await eventsData(req, {});
-      await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), formState: state, live: 'events' });
+      await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), formState: state, live: 'events', pageUrl: `${req.baseUrl}/events` });
     },
   };
   const action =
