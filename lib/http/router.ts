@@ -10,22 +10,24 @@ import { csrfToken, csrfValid } from './csrf.js';
 import { FormError, asFormError, formFields, parseJsonField } from './forms.js';
 import type { FormState } from './forms.js';
 import { ingestHandler } from './ingest.js';
+import type { LiveChannel } from './live.js';
 import type { ResolvedRouterOptions } from './options.js';
 import { isBigintId } from './cursor.js';
 import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
 import { CHILD_COUNT_CAP, RUN_STATUSES } from './queries.js';
 import type { ViewerQueries } from './queries.js';
-import { render, timelineChart } from './render.js';
+import { timelineChart } from './chart.js';
+import { render } from './render.js';
+import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
 import { LOG_PAGE, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
 const actors = new WeakMap<Request, string | null>();
 
-/** Where the browser finds the live channel (set by flow.attachLive), and which viewer it names there. */
+/** The live channel (set by flow.attachLive), and which viewer this router's pages name there. */
 export interface LiveInfo {
-  path: string;
-  namespace: string;
+  channel: LiveChannel;
   viewer: string;
 }
 
@@ -82,6 +84,13 @@ export function createRouter(
     }, next);
   });
 
+  // The live channel's polling under this mount, past the access check above (live.ts).
+  router.all('/socket.io/', (req, res, next) => {
+    const serve = live()?.channel.serve;
+    if (serve) serve(req, res);
+    else next();
+  });
+
   router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));
   router.get('/assets/socket.io.min.js', (_req, res) => res.type('application/javascript').sendFile(socketClient));
 
@@ -89,7 +98,9 @@ export function createRouter(
     const base = req.baseUrl;
     const info = live();
     const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
-    const common = { base, title: options.title, csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
+    const socket = info ? { socketPath: info.channel.pathFor(base), socketNamespace: info.channel.handle.namespace.name, socketViewer: info.viewer } : { socketPath: '', socketNamespace: '', socketViewer: '' };
+    // One clock for the page's times: the database's as the flow sees it (time.ts).
+    const common = { base, title: options.title, now: Date.now() + flow.clockOffsetMs, csrf, ...socket };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
@@ -132,7 +143,8 @@ export function createRouter(
     const data = await runData(req);
     const run = data.timeline.run;
     const related = await queries.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
-    return { ...data, related, chart: timelineChart(data.timeline), cut: cutOf(data.cuts) };
+    const now = Date.now() + flow.clockOffsetMs;
+    return { ...data, ...RUN_PAGE_HELPERS, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
   router.get('/runs/:runId', handle(async (req, res) => {
     const data = await pageData(req);
