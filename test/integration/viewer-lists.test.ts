@@ -169,6 +169,26 @@ describe('starting a run from the Workflows page', () => {
     expect(await runCount()).toBe(before);
   });
 
+  it('shows the form again, as typed, when the engine refuses the input (over maxPayloadSize) or it is over the form\'s 100,000 characters', async () => {
+    const small = ctx.flow({ maxPayloadSize: 1024 });
+    small.workflow('lists-small', async () => null);
+    const smallApp = express();
+    smallApp.use('/df', small.router({ allowUnauthenticated: true }));
+    const { cookie, token } = await tokenFor('/workflows', smallApp);
+    const before = await runCount();
+    const typed = JSON.stringify({ blob: 'b'.repeat(2000) });
+    const res = await request(smallApp).post('/df/actions/start-run').set('Cookie', cookie).type('form').send({ _csrf: token, workflow: 'lists-small', input: typed });
+    expect(res.status).toBe(400);
+    expect(res.text).toMatch(/<p class="form-error" role="alert">The input of workflow &#34;lists-small&#34; is 20\d\d bytes of JSON, over the limit of 1024 bytes/);
+    expect(res.text).toContain(`>${typed.replace(/"/g, '&#34;')}</textarea>`);
+    const huge = `"${'h'.repeat(100_001)}"`;
+    const long = await request(smallApp).post('/df/actions/start-run').set('Cookie', cookie).type('form').send({ _csrf: token, workflow: 'lists-small', input: huge });
+    expect(long.status).toBe(400);
+    expect(long.text).toContain('Invalid input: expected one string of at most 100000 characters');
+    expect(long.text).toContain(`>${huge.replace(/"/g, '&#34;')}</textarea>`);
+    expect(await runCount()).toBe(before);
+  });
+
   it('refuses a workflow not registered here, a missing CSRF token, and a request without credentials', async () => {
     const { cookie, token } = await tokenFor('/workflows');
     const before = await runCount();
