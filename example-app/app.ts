@@ -116,9 +116,11 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
     const origin = `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
     const eventSecret = options.eventSecret ?? DEMO_EVENT_SECRET;
     const webhookSecret = options.webhookSecret ?? DEMO_WEBHOOK_SECRET;
+    // The event command approves the newest waiting refund, or (none waiting) sends an event nobody awaits.
     const newest = pending[0] as { input: { orderId: string } } | undefined;
-    const event = newest
-      ? { name: 'refund_approval_decided', payload: { approvalId: `apr_${newest.input.orderId}`, approved: true, by: 'curl' } }
+    const approves = newest ? `apr_${newest.input.orderId}` : null;
+    const event = approves
+      ? { name: 'refund_approval_decided', payload: { approvalId: approves, approved: true, by: 'curl' } }
       : { name: 'demo_ping', payload: { from: 'curl' } };
     const data = {
       runs: rows,
@@ -136,7 +138,7 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
         secret: eventSecret === DEMO_EVENT_SECRET ? { value: eventSecret } : { variable: 'DURABLE_FLOW_EVENT_SECRET' },
         body: JSON.stringify(event),
       }),
-      approves: newest ? `apr_${newest.input.orderId}` : null,
+      approves,
       webhookCommand: signedCurl({
         url: `${origin}/webhooks/payments`,
         header: 'Provider-Signature',

@@ -54,7 +54,7 @@
     if (status === 401) return { refused: true, text: 'not live: sign-in refused', detail: said || 'The live channel asked for credentials and the browser sent none it accepts' };
     if (status === 403 || said) return { refused: true, text: 'not live: refused', detail: said || 'The live channel refused this page (HTTP 403)' };
     if (status) return { refused: true, text: 'not live: HTTP ' + status, detail: 'The live channel answered HTTP ' + status + (said ? ': ' + said : '') };
-    // A WebSocket attempt fails without a status (after polling said why, that stands).
+    // No status: the server could not be reached (a refusal said before stands, see connect_error).
     return { refused: false, text: 'reconnecting…', detail: 'The live channel cannot be reached; retrying' };
   }
 

@@ -43,7 +43,7 @@ export interface LiveChannel {
 }
 
 /** Mount paths remembered for WebSocket upgrades: a parameterised mount (`/:tenant/flows`) must not grow the set forever. */
-export const MAX_MOUNTS = 1000;
+const MAX_MOUNTS = 1000;
 
 // Any run id may be followed, spaces and all (run ids are any text of up to 255 characters).
 const ROOM = /^(?:runs|workflows|events|run:[\s\S]{1,255})$/;

@@ -86,9 +86,11 @@ export function createRouter(
 
   // The live channel's polling under this mount, past the access check above (live.ts).
   router.all('/socket.io/', (req, res, next) => {
-    const serve = live()?.channel.serve;
-    if (serve) serve(req, res);
-    else next();
+    const channel = live()?.channel;
+    if (!channel?.serve) return next();
+    // A page served before a restart polls first: its mount is remembered for the upgrade that follows.
+    channel.pathFor(req.baseUrl);
+    channel.serve(req, res);
   });
 
   router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));

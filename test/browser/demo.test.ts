@@ -207,6 +207,16 @@ describe('the demo in Chromium', () => {
     }
   });
 
+  it('the home page does not scroll sideways at 390 px (the commands scroll in their box)', async () => {
+    const { page, context } = await openPage(browser, { viewport: { width: 390, height: 800 } });
+    try {
+      await page.goto(url);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    } finally {
+      await context.close();
+    }
+  });
+
   // SCREENSHOTS=1: docs/screenshots/demo.png, the home page at 1400 px with a run in each state worth seeing.
   it.skipIf(!screenshots)('takes the demo screenshot', async () => {
     const { page, context } = await openPage(browser, { viewport: { width: 1400, height: 900 } });

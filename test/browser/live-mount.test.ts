@@ -60,12 +60,25 @@ async function openLive(path: string) {
   opened.page.on('request', (request) => {
     if (request.url().includes('socket.io/?')) sockets.push(new URL(request.url()).pathname);
   });
+  // Changes that arrived over a WebSocket (the upgrade after polling), by its path.
+  const pushed: string[] = [];
+  const upgraded: string[] = [];
+  opened.page.on('websocket', (ws) => {
+    sockets.push(new URL(ws.url()).pathname);
+    ws.on('framereceived', (frame) => {
+      if (String(frame.payload).includes('"change"')) pushed.push(new URL(ws.url()).pathname);
+    });
+    // engine.io's upgrade packet: from here on, messages come over the WebSocket.
+    ws.on('framesent', (frame) => {
+      if (frame.payload === '5') upgraded.push(new URL(ws.url()).pathname);
+    });
+  });
   await opened.page.goto(`${url}${path}`);
   await expect.poll(() => indicator(opened.page), { timeout: 10_000 }).toBe('live');
   await opened.page.evaluate(() => {
     (window as unknown as { marker: number }).marker = 7;
   });
-  return { ...opened, sockets };
+  return { ...opened, sockets, pushed, upgraded };
 }
 const notReloaded = async (page: Page) => expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(7);
 
@@ -78,16 +91,19 @@ describe('live updates under /admin/flows with basicAuth', () => {
     });
     const run = await approval.start({ id: 'm1' });
     await eventually(async () => (await flow.getRun(run.runId))!.status === 'waiting');
-    const { page, context, sockets, dialogs } = await openLive(`/admin/flows/runs/${run.runId}`);
+    const { page, context, sockets, pushed, upgraded, dialogs } = await openLive(`/admin/flows/runs/${run.runId}`);
     try {
       expect(await page.locator('body').getAttribute('data-socket-path')).toBe('/admin/flows/socket.io');
       expect(await page.locator('h1 .badge').textContent()).toBe('waiting');
+      await expect.poll(() => upgraded, { timeout: 10_000 }).toContain('/admin/flows/socket.io/');
       await flow.notify('mount-decision', { id: 'm1', ok: true });
       await expect.poll(() => page.locator('h1 .badge').textContent(), { timeout: 10_000 }).toBe('completed');
       await page.locator('[data-step="apply"]').waitFor();
       await notReloaded(page);
       expect(sockets.length).toBeGreaterThan(0);
       expect(new Set(sockets)).toEqual(new Set(['/admin/flows/socket.io/']));
+      // The upgrade under the mount went through: the change came over the WebSocket.
+      expect(pushed).toContain('/admin/flows/socket.io/');
       expect(dialogs).toEqual([]);
     } finally {
       await context.close();
@@ -174,6 +190,27 @@ describe('a page that cannot be live says why', () => {
       await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/flows/`);
       await expect.poll(() => indicator(page), { timeout: 10_000 }).toBe('not live: refused');
       expect(await page.locator('[data-live-indicator]').getAttribute('title')).toMatch(/Forbidden/);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('says it was disconnected when its access is revoked while it is open', async () => {
+    let allowed = true;
+    const revoking = ctx.flow();
+    const app = express();
+    app.use('/admin/flows', revoking.router({ authorize: () => allowed }));
+    const server = http.createServer(app);
+    revoking.attachLive(server, { recheckMs: 100 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    const { page, context } = await openPage(browser);
+    try {
+      await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/flows/events`);
+      await expect.poll(() => indicator(page), { timeout: 10_000 }).toBe('live');
+      allowed = false;
+      await expect.poll(() => indicator(page), { timeout: 10_000 }).toBe('not live: disconnected');
+      expect(await page.locator('[data-live-indicator]').getAttribute('title')).toMatch(/ended the live connection/);
     } finally {
       await context.close();
     }
