@@ -70,7 +70,8 @@
     var fragments = document.querySelectorAll('[data-fragment]');
     var jobs = [];
     fragments.forEach(function (element) {
-      var url = new URL(window.location.href);
+      // A refused form is answered at its action's address: the page it shows is refreshed from its own.
+      var url = new URL(body.getAttribute('data-page-url') || window.location.href, window.location.href);
       url.searchParams.set('fragment', element.getAttribute('data-fragment'));
       jobs.push(
         fetch(url.toString(), { credentials: 'same-origin', headers: { Accept: 'text/html' } })

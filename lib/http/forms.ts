@@ -4,7 +4,7 @@
  * must go back from (and lose their text).
  */
 import { DurableFlowError } from '../errors.js';
-import { HttpError } from './params.js';
+import { HttpError, text } from './params.js';
 
 /** Which form was refused, what it held, and why. */
 export interface FormState {
@@ -38,7 +38,7 @@ export function formFields(body: unknown, names: readonly string[]): Record<stri
  * Parses a JSON field (empty: `{}`). The refusal names the field and where the JSON breaks, by line
  * and column (V8's message quotes the whole text instead, which the form already shows).
  */
-export function parseJsonField(text: string, what: string): { ok: true; value: unknown } | { ok: false; message: string } {
+function parseJsonField(text: string, what: string): { ok: true; value: unknown } | { ok: false; message: string } {
   if (text.trim() === '') return { ok: true, value: {} };
   try {
     return { ok: true, value: JSON.parse(text) };
@@ -53,6 +53,23 @@ export function parseJsonField(text: string, what: string): { ok: true; value: u
     }
     return { ok: false, message: `The ${what} is not valid JSON: ${reason}` };
   }
+}
+
+/** A text field (as `text()` in params.ts reads it), refused as a FormError: the form comes back as typed. */
+export function formText(form: FormState['form'], fields: Record<string, string>, name: string, what: string, max: number): string | null {
+  try {
+    return text(fields[name], what, max);
+  } catch (error) {
+    if (error instanceof HttpError) throw new FormError(error.status, { form, fields, message: error.message });
+    throw error;
+  }
+}
+
+/** A JSON field (empty: `{}`, at most 100,000 characters), refused as a FormError. */
+export function formJson(form: FormState['form'], fields: Record<string, string>, name: string, what: string): unknown {
+  const parsed = parseJsonField(formText(form, fields, name, what, 100_000) ?? '', what);
+  if (!parsed.ok) throw new FormError(400, { form, fields, message: parsed.message });
+  return parsed.value;
 }
 
 /**

@@ -3,7 +3,6 @@ import ejs from 'ejs';
 import { packageDir } from '../paths.js';
 import { runSegment } from './run-path.js';
 import { timeHelpers } from './time.js';
-import { absoluteTime, relativeTime } from './when.js';
 
 /** CSS class of a status badge (the original viewer's mapping). */
 export function statusClass(status: string | null | undefined): string {
@@ -50,8 +49,6 @@ export function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
-// The list pages' times (when.ts), until they switch to time.ts.
-const listHelpers = { absoluteTime, relativeTime };
 const helpers = { statusClass, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
 
 /**
@@ -61,5 +58,5 @@ const helpers = { statusClass, formatBytes, prettyJson, encode: encodeURICompone
 export function render(name: string, data: Record<string, unknown>): Promise<string> {
   const views = packageDir('views', 'runs.ejs');
   const now = typeof data.now === 'number' ? data.now : Date.now();
-  return ejs.renderFile(path.join(views, `${name}.ejs`), { ...helpers, ...listHelpers, ...timeHelpers(now), ...data }, { async: false, cache: process.env.NODE_ENV !== 'development', rmWhitespace: false });
+  return ejs.renderFile(path.join(views, `${name}.ejs`), { ...helpers, ...timeHelpers(now), ...data }, { async: false, cache: process.env.NODE_ENV !== 'development', rmWhitespace: false });
 }

@@ -7,7 +7,7 @@ import type { DurableFlow } from '../flow.js';
 import { packageDir } from '../paths.js';
 import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
-import { FormError, asFormError, formFields, parseJsonField } from './forms.js';
+import { FormError, asFormError, formFields, formJson, formText } from './forms.js';
 import type { FormState } from './forms.js';
 import { ingestHandler } from './ingest.js';
 import type { LiveChannel } from './live.js';
@@ -191,10 +191,11 @@ export function createRouter(
   const form = express.urlencoded({ extended: false, limit: '200kb' });
   type Outcome = string | { location: string; json: Record<string, unknown> };
   const refill: Record<FormState['form'], (req: Request, res: Response, state: FormState) => Promise<void>> = {
-    'start-run': async (req, res, state) => page(req, res, 'workflows', { ...(await workflowsPage()), formState: state, live: 'workflows' }),
+    'start-run': async (req, res, state) =>
+      page(req, res, 'workflows', { ...(await workflowsPage()), formState: state, live: 'workflows', pageUrl: `${req.baseUrl}/workflows` }),
     'send-event': async (req, res, state) => {
       const data = await eventsData(req, {});
-      await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), formState: state, live: 'events' });
+      await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), formState: state, live: 'events', pageUrl: `${req.baseUrl}/events` });
     },
   };
   const action =
@@ -239,9 +240,8 @@ export function createRouter(
     const name = text(fields.workflow, 'workflow', 255);
     const definition = name === null ? undefined : flow.definitions.get(name);
     if (!definition) throw new HttpError(400, `No workflow "${(name ?? '').slice(0, 255)}" is registered in the process serving this viewer: start its runs from a process that registers it`);
-    const input = parseJsonField(text(fields.input, 'input', 100_000) ?? '', 'input');
-    if (!input.ok) throw new FormError(400, { form: 'start-run', fields, message: input.message });
-    const runId = await flow.startRun(definition, input.value).catch((error: unknown) => {
+    const input = formJson('start-run', fields, 'input', 'input');
+    const runId = await flow.startRun(definition, input).catch((error: unknown) => {
       throw asFormError(error, 'start-run', fields);
     });
     return { location: `/runs/${runSegment(runId)}`, json: { runId } };
@@ -249,13 +249,11 @@ export function createRouter(
   // An event, as if a webhook sent it; then the Events page says which waits it matched.
   router.post('/actions/send-event', form, action(async (req) => {
     const fields = formFields(req.body, ['name', 'id', 'payload']);
-    const refuse = (message: string) => new FormError(400, { form: 'send-event', fields, message });
-    const name = text(fields.name, 'event name', 255);
-    if (!name) throw refuse('An event needs a name');
-    const payload = parseJsonField(text(fields.payload, 'payload', 100_000) ?? '', 'payload');
-    if (!payload.ok) throw refuse(payload.message);
-    const id = text(fields.id, 'event id', 255);
-    const event = await flow.notify(name, payload.value, { ...(id ? { id } : {}), source: 'viewer' }).catch((error: unknown) => {
+    const name = formText('send-event', fields, 'name', 'event name', 255);
+    if (!name) throw new FormError(400, { form: 'send-event', fields, message: 'An event needs a name' });
+    const payload = formJson('send-event', fields, 'payload', 'payload');
+    const id = formText('send-event', fields, 'id', 'event id', 255);
+    const event = await flow.notify(name, payload, { ...(id ? { id } : {}), source: 'viewer' }).catch((error: unknown) => {
       throw asFormError(error, 'send-event', fields);
     });
     return {

@@ -56,10 +56,7 @@ describe('the viewer in Chromium', () => {
       const run = await approval.start({ id: 'x' });
       await page.locator(`tr[data-run-id="${run.runId}"]`).waitFor({ timeout: 10_000 });
       await expect.poll(() => page.locator(`tr[data-run-id="${run.runId}"] .badge`).textContent(), { timeout: 10_000 }).toBe('waiting');
-      if (screenshotsDir) {
-        fs.mkdirSync(screenshotsDir, { recursive: true });
-        await page.screenshot({ path: path.join(screenshotsDir, 'runs.png'), fullPage: true });
-      }
+      // docs/screenshots/runs.png is taken by test/browser/lists.test.ts, over a realistic list.
 
       await page.goto(`${viewer.base}/runs/${run.runId}`);
       await expect.poll(() => page.locator('[data-live-indicator]').textContent(), { timeout: 10_000 }).toBe('live');
@@ -72,7 +69,10 @@ describe('the viewer in Chromium', () => {
       await page.locator('[data-step="apply"]').waitFor();
       // Same page, no reload.
       expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(43);
-      if (screenshotsDir) await page.screenshot({ path: path.join(screenshotsDir, 'run.png'), fullPage: true });
+      if (screenshotsDir) {
+        fs.mkdirSync(screenshotsDir, { recursive: true });
+        await page.screenshot({ path: path.join(screenshotsDir, 'run.png'), fullPage: true });
+      }
       expect(dialogs).toEqual([]);
       expect(errors.filter((e) => /Content Security Policy|Refused/.test(e))).toEqual([]);
     } finally {

@@ -375,6 +375,8 @@ describe('cross-site scripting', () => {
     `/?workflow=${encodeURIComponent(`wf ${ALL}`)}`,
     `/?q=${encodeURIComponent(HOSTILE[0]!)}`,
     '/?status=failed',
+    '/?children=1',
+    `/?parent=${encodeURIComponent(failedRunId)}`,
     `/runs/${encodeURIComponent(failedRunId)}`,
     `/runs/${encodeURIComponent(failedRunId)}?fragment=run-body`,
     `/runs/${encodeURIComponent(failedRunId)}/logs`,
