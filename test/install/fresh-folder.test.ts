@@ -111,7 +111,7 @@ describe('a fresh npm project, as the README says', () => {
     expect(packed.filter((f) => f.endsWith('.map'))).toEqual([]);
     expect(packed.filter((f) => /template/i.test(f))).toEqual([]);
     const outside = packed.filter((f) => !/^(dist\/lib|migrations|views|public)\//.test(f));
-    expect(outside.sort()).toEqual(['README.md', 'package.json']);
+    expect(outside.sort()).toEqual(['LICENSE', 'README.md', 'package.json']);
   });
 
   it('package.json has "type": "module" and the installed package is the tarball', () => {
