@@ -4,6 +4,7 @@ import ejs from 'ejs';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import type { DurableFlow, RouterOptions } from '../lib/index.js';
+import { signedCurl } from './commands.js';
 import { DemoServices, defineDemoWorkflows } from './workflows.js';
 import type { DemoOptions, DemoWorkflows } from './workflows.js';
 
@@ -25,7 +26,10 @@ export interface DemoApp {
 export const DEMO_EVENT_SECRET = 'demo_event_secret_change_me';
 export const DEMO_WEBHOOK_SECRET = 'whsec_demo_webhook_change_me';
 
-type Demo = 'refund' | 'onboarding' | 'order' | 'payment';
+type Demo = 'refund' | 'onboarding' | 'order' | 'payment' | 'label';
+
+/** Where the app mounts the viewer (its live channel is at `${VIEWER_MOUNT}/socket.io`). */
+const VIEWER_MOUNT = '/durable_flow';
 
 /**
  * Verifies a Stripe-style signature: header `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`,
@@ -67,7 +71,7 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
 
   // The viewer and the signed event-ingest endpoint.
   app.use(
-    '/durable_flow',
+    VIEWER_MOUNT,
     flow.router({
       ...(options.viewer ?? { allowUnauthenticated: true }),
       eventSecret: options.eventSecret ?? DEMO_EVENT_SECRET,
@@ -101,18 +105,48 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
 
   const form = express.urlencoded({ extended: false, limit: '16kb' });
 
-  app.get('/', async (_req: Request, res: Response) => {
+  // The home page; `?fragment=live` is its live part alone, which home.js refetches on every run change.
+  app.get('/', async (req: Request, res: Response) => {
     const { rows } = await flow.pool.query(
       `SELECT run_id, workflow_name, status, input, created_at FROM ${flow.tables.runs}
        WHERE parent_run_id IS NULL ORDER BY created_at DESC, id DESC LIMIT 25`,
     );
-    const html = await ejs.renderFile(path.join(views, 'home.ejs'), {
+    const pending = rows.filter((r) => r.workflow_name === 'refund_approval' && r.status === 'waiting');
+    // The commands post to this very server, whatever PORT (or host) it was opened at.
+    const origin = `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
+    const eventSecret = options.eventSecret ?? DEMO_EVENT_SECRET;
+    const webhookSecret = options.webhookSecret ?? DEMO_WEBHOOK_SECRET;
+    // The event command approves the newest waiting refund, or (none waiting) sends an event nobody awaits.
+    const newest = pending[0] as { input: { orderId: string } } | undefined;
+    const approves = newest ? `apr_${newest.input.orderId}` : null;
+    const event = approves
+      ? { name: 'refund_approval_decided', payload: { approvalId: approves, approved: true, by: 'curl' } }
+      : { name: 'demo_ping', payload: { from: 'curl' } };
+    const data = {
       runs: rows,
-      pending: rows.filter((r) => r.workflow_name === 'refund_approval' && r.status === 'waiting'),
+      pending,
       trials: rows.filter((r) => r.workflow_name === 'trial_onboarding' && ['sleeping', 'waiting', 'enqueued', 'running'].includes(r.status)),
-      eventSecretIsDefault: (options.eventSecret ?? DEMO_EVENT_SECRET) === DEMO_EVENT_SECRET,
-      options,
-    });
+      failed: rows.filter((r) => r.status === 'failed'),
+      printerJammed: services.printerJammed,
+      mount: VIEWER_MOUNT,
+      eventSecret: eventSecret === DEMO_EVENT_SECRET ? eventSecret : null,
+      webhookSecret: webhookSecret === DEMO_WEBHOOK_SECRET ? webhookSecret : null,
+      eventCommand: signedCurl({
+        url: `${origin}${VIEWER_MOUNT}/events`,
+        header: 'DurableFlow-Signature',
+        // A secret of the user's own is never printed: the command reads it from the environment.
+        secret: eventSecret === DEMO_EVENT_SECRET ? { value: eventSecret } : { variable: 'DURABLE_FLOW_EVENT_SECRET' },
+        body: JSON.stringify(event),
+      }),
+      approves,
+      webhookCommand: signedCurl({
+        url: `${origin}/webhooks/payments`,
+        header: 'Provider-Signature',
+        secret: webhookSecret === DEMO_WEBHOOK_SECRET ? { value: webhookSecret } : { variable: 'PAYMENTS_WEBHOOK_SECRET' },
+        body: JSON.stringify({ id: 'evt_demo_1', type: 'payment_succeeded', data: { orderId: 'ord_demo_1' } }),
+      }),
+    };
+    const html = await ejs.renderFile(path.join(views, req.query.fragment === 'live' ? 'live.ejs' : 'home.ejs'), data);
     res.type('html').send(html);
   });
 
@@ -135,11 +169,23 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
         })
       ).runId;
     else if (demo === 'payment') runId = (await workflows.payment.start({ amount: 19.99 })).runId;
+    else if (demo === 'label') runId = (await workflows.label.start({ orderId: `ord_${n}` })).runId;
     else {
       res.status(404).type('text/plain').send('No such demo');
       return;
     }
-    res.redirect(303, `/durable_flow/runs/${encodeURIComponent(runId)}`);
+    res.redirect(303, `${VIEWER_MOUNT}/runs/${encodeURIComponent(runId)}`);
+  });
+
+  // The shipping label demo's printer: jammed, every label fails; fixed, a Retry of a failed run completes.
+  app.post('/demo/printer', sameOrigin, form, (req: Request, res: Response) => {
+    const state = (req.body as Record<string, string>).state;
+    if (state !== 'fix' && state !== 'jam') {
+      res.status(400).type('text/plain').send('Expected state=fix or state=jam');
+      return;
+    }
+    services.printerJammed = state === 'jam';
+    res.redirect(303, '/');
   });
 
   // The human in the loop: the decision is an event the waiting run matches on its approval id.
@@ -151,7 +197,7 @@ export function createApp(flow: DurableFlow, options: DemoAppOptions = {}): Demo
     }
     const approved = (req.body as Record<string, string>).decision === 'approve';
     await flow.notify('refund_approval_decided', { approvalId: `apr_${run.input.orderId}`, approved, by: 'demo user' });
-    res.redirect(303, (req.body as Record<string, string>).back === 'run' ? `/durable_flow/runs/${encodeURIComponent(run.runId)}` : '/');
+    res.redirect(303, (req.body as Record<string, string>).back === 'run' ? `${VIEWER_MOUNT}/runs/${encodeURIComponent(run.runId)}` : '/');
   });
 
   app.post('/demo/trials/:runId/upgrade', sameOrigin, async (req: Request, res: Response) => {

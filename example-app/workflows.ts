@@ -10,6 +10,8 @@ export interface DemoOptions {
   decisionTimeout?: string;
   /** Backoff of the flaky payment's retries. Default `'1 second'` (then doubling). */
   paymentBackoff?: string;
+  /** Backoff of the shipping label's retries (all fail while the printer is jammed). Default `'1 second'`. */
+  labelBackoff?: string;
 }
 
 export interface RefundInput {
@@ -23,6 +25,8 @@ export class DemoServices {
   readonly approvals = new Map<string, { approvalId: string; orderId: string; amount: number; status: string }>();
   readonly emails: { to: string; template: string }[] = [];
   paymentAttempts = 0;
+  /** The label printer starts jammed: every label fails until someone fixes it on the home page. */
+  printerJammed = true;
 
   createApproval(orderId: string, amount: number) {
     const approvalId = `apr_${orderId}`;
@@ -36,10 +40,16 @@ export class DemoServices {
     return { messageId: `msg_${this.emails.length}`, template };
   }
 
+  printLabel(orderId: string) {
+    if (this.printerJammed) throw new Error('The label printer is jammed: fix it on the demo’s home page, then Retry this run');
+    return { labelId: `lbl_${orderId}` };
+  }
+
   reset() {
     this.approvals.clear();
     this.emails.length = 0;
     this.paymentAttempts = 0;
+    this.printerJammed = true;
   }
 }
 
@@ -121,7 +131,18 @@ export function defineDemoWorkflows(flow: DurableFlow, services: DemoServices, o
     return charge;
   });
 
-  return { refund, onboarding, order, lineItem, payment };
+  /**
+   * A failure retries cannot fix: while the printer is jammed every attempt fails and the run fails.
+   * Once the printer is fixed, Retry in the viewer runs the step again and the run completes.
+   */
+  const label = flow.workflow('shipping_label', async ({ input, step, log }: WorkflowContext<{ orderId: string }>) => {
+    const printed = await step.run('print_label', { retries: 2, backoff: { initial: options.labelBackoff ?? '1 second' } }, () => services.printLabel(input.orderId));
+    log.info('Label printed', { labelId: printed.labelId });
+    await step.run('notify_carrier', () => ({ pickup: `pck_${input.orderId}` }));
+    return printed;
+  });
+
+  return { refund, onboarding, order, lineItem, payment, label };
 }
 
 export type DemoWorkflows = ReturnType<typeof defineDemoWorkflows>;

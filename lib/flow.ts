@@ -24,7 +24,7 @@ import { DurableFlowError } from './errors.js';
 import { isPlainObject } from './json.js';
 import { notify } from './events/notify.js';
 import { attachLive } from './http/live.js';
-import type { LiveHandle, LiveOptions } from './http/live.js';
+import type { LiveChannel, LiveHandle, LiveOptions } from './http/live.js';
 import { resolveRouterOptions } from './http/options.js';
 import type { RouterOptions } from './http/options.js';
 import { ViewerQueries } from './http/queries.js';
@@ -86,7 +86,7 @@ export class DurableFlow {
   #controlPool: pg.Pool | undefined;
   #viewerQueries: ViewerQueries | undefined;
   readonly #viewers = new ViewerRegistry();
-  #live: LiveHandle | undefined;
+  #live: LiveChannel | undefined;
 
   constructor(options: DurableFlowOptions = {}) {
     this.options = resolveOptions(options);
@@ -422,7 +422,7 @@ export class DurableFlow {
     this.#viewerPool ??= new pg.Pool({ ...this.#connection, max: 3, statement_timeout: 10_000, application_name: `${this.options.applicationName}-viewer` });
     this.#viewerPool.on('error', (error) => this.options.logger.warn('A viewer Postgres connection failed', { error: error.message }));
     this.#viewerQueries ??= new ViewerQueries(this.#viewerPool, this.tables);
-    const live = () => (this.#live ? { path: this.#live.path, namespace: this.#live.namespace.name, viewer: viewer ?? '' } : null);
+    const live = () => (this.#live ? { channel: this.#live, viewer: viewer ?? '' } : null);
     return createRouter(this, resolved, this.#viewerQueries, live);
   }
 
@@ -437,7 +437,7 @@ export class DurableFlow {
     const hasOwnAccess = options.authorize !== undefined || options.basicAuth !== undefined || options.allowUnauthenticated !== undefined;
     const own = hasOwnAccess ? resolveRouterOptions(options) : undefined;
     this.#live = attachLive(this, target, own ? () => own : (req) => this.#viewers.rulesFor(req), options);
-    return this.#live;
+    return this.#live.handle;
   }
 
   /**
@@ -458,7 +458,7 @@ export class DurableFlow {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
-    await this.#live?.close();
+    await this.#live?.handle.close();
     this.#feed.close();
     this.#results.close();
     await this.#viewerPool?.end();

@@ -71,7 +71,13 @@
       })
       .then(function (answer) {
         if (!answer.ok) throw new Error(answer.body.error || 'The event was not sent');
-        show(status, 'Sent. The run wakes up…');
+        var event = answer.body.event || {};
+        var matched = typeof event.matchedWaits === 'number' ? event.matchedWaits : null;
+        show(status, event.duplicate ? 'An event with that id was sent before: nothing new was sent.' : matched === 0 ? 'Sent, but it matched no wait: check the payload against the match.' : 'Sent: it matched ' + (matched === null ? 'the wait' : matched + ' wait' + (matched === 1 ? '' : 's')) + '. The run wakes up…');
+        if (matched === 0) {
+          button.disabled = false;
+          return;
+        }
         // The live channel redraws the page; without it, load it again.
         var indicator = document.querySelector('[data-live-indicator]');
         if (!indicator || indicator.getAttribute('data-state') !== 'live') window.location.reload();

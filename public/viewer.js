@@ -3,7 +3,6 @@
 (function () {
   'use strict';
   var body = document.body;
-  var base = body.getAttribute('data-base') || '';
   var room = body.getAttribute('data-live');
   var socketPath = body.getAttribute('data-socket-path');
   var namespace = body.getAttribute('data-socket-namespace') || '/durable_flow';
@@ -18,10 +17,45 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
-  function setIndicator(state) {
+  // Lists: a link to a collapsed form (the Workflows page's "start a run") opens it.
+  function openTarget() {
+    var target = window.location.hash && document.getElementById(window.location.hash.slice(1));
+    if (target && target.tagName === 'DETAILS') {
+      target.open = true;
+      var field = target.querySelector('textarea');
+      if (field) field.focus();
+    }
+  }
+  window.addEventListener('hashchange', openTarget);
+  openTarget();
+
+  // The live indicator says whether the page is live and, when not, why (its title says more).
+  function setIndicator(state, text, detail) {
     if (!indicator) return;
-    indicator.textContent = state;
+    indicator.textContent = text || state;
     indicator.setAttribute('data-state', state);
+    indicator.title = detail || 'Live updates: ' + (text || state);
+  }
+
+  // Why a connection attempt failed, in words: the refusal's own message when the server sent one.
+  function refusal(error) {
+    var status = error && typeof error.description === 'number' ? error.description : 0;
+    var said = '';
+    var xhr = error && error.context;
+    if (xhr && typeof xhr.responseText === 'string') {
+      try {
+        said = JSON.parse(xhr.responseText).message || '';
+      } catch {
+        said = xhr.responseText;
+      }
+    }
+    if (!status && error && error.message && !/poll error|websocket error|timeout/.test(error.message)) said = error.message;
+    said = String(said).slice(0, 300);
+    if (status === 401) return { refused: true, text: 'not live: sign-in refused', detail: said || 'The live channel asked for credentials and the browser sent none it accepts' };
+    if (status === 403 || said) return { refused: true, text: 'not live: refused', detail: said || 'The live channel refused this page (HTTP 403)' };
+    if (status) return { refused: true, text: 'not live: HTTP ' + status, detail: 'The live channel answered HTTP ' + status + (said ? ': ' + said : '') };
+    // No status: the server could not be reached (a refusal said before stands, see connect_error).
+    return { refused: false, text: 'reconnecting…', detail: 'The live channel cannot be reached; retrying' };
   }
 
   // Re-fetch each live fragment of this page (server-rendered, escaped HTML) and swap it in.
@@ -36,7 +70,8 @@
     var fragments = document.querySelectorAll('[data-fragment]');
     var jobs = [];
     fragments.forEach(function (element) {
-      var url = new URL(window.location.href);
+      // A refused form is answered at its action's address: the page it shows is refreshed from its own.
+      var url = new URL(body.getAttribute('data-page-url') || window.location.href, window.location.href);
       url.searchParams.set('fragment', element.getAttribute('data-fragment'));
       jobs.push(
         fetch(url.toString(), { credentials: 'same-origin', headers: { Accept: 'text/html' } })
@@ -79,15 +114,19 @@
     }, 150);
   }
 
-  if (room && socketPath && typeof io === 'function') {
-    // A browser sends basic credentials unasked only under the path of the page that asked for them:
-    // under the viewer's mount, WebSocket at once; elsewhere polling first, whose 401 challenge the
-    // browser answers with them (the same realm), then the upgrade. Either falls back to the other.
-    var underMount = socketPath.indexOf(base + '/') === 0;
+  if (!room && socketPath) {
+    setIndicator('off', 'not live here', 'This page does not update live: reload it to see changes');
+  } else if (room && socketPath && typeof io !== 'function') {
+    setIndicator('off', 'not live: client missing', 'The socket.io client (assets/socket.io.min.js) did not load');
+  } else if (room && socketPath) {
+    // The socket path lies under this viewer's mount, so the router's access check guards it too.
+    // Polling first: a browser sends basic credentials unasked only under the path of the page that
+    // asked for them, but answers a polling request's 401 challenge with them (same realm); a
+    // WebSocket handshake cannot answer one. The upgrade to WebSocket follows. (No fallback to a
+    // WebSocket handshake: a refused poll's status and message are what the indicator shows.)
     var socket = io(namespace, {
       path: socketPath,
-      transports: underMount ? ['websocket', 'polling'] : ['polling', 'websocket'],
-      tryAllTransports: true,
+      transports: ['polling', 'websocket'],
       query: viewer ? { viewer: viewer } : {},
     });
     socket.on('connect', function () {
@@ -96,11 +135,14 @@
       // Catch up on what changed between rendering the page and joining the room (or while offline).
       schedule();
     });
-    socket.on('disconnect', function () {
-      setIndicator('offline');
+    socket.on('disconnect', function (reason) {
+      if (reason === 'io server disconnect') setIndicator('refused', 'not live: disconnected', 'The server ended the live connection (access revoked?); reload to try again');
+      else setIndicator('reconnecting', 'reconnecting…', 'Live connection lost (' + reason + '); reconnecting');
     });
-    socket.on('connect_error', function () {
-      setIndicator('offline');
+    socket.on('connect_error', function (error) {
+      var why = refusal(error);
+      if (!why.refused && indicator && indicator.getAttribute('data-state') === 'refused') return;
+      setIndicator(why.refused ? 'refused' : 'reconnecting', why.text, why.detail);
     });
     socket.on('change', schedule);
     window.addEventListener('beforeunload', function () {

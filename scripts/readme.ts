@@ -1,5 +1,5 @@
 /**
- * Renders README.md from README.template.md: every `@@path@@` becomes the `#region readme` part of that
+ * Renders README.md from docs/README.template.md: every `@@path@@` becomes the `#region readme` part of that
  * file (dedented), or the whole file for a Markdown file. test/docs/readme.test.ts checks that README.md
  * is exactly this rendering, so its code blocks are the examples the tests run.
  * Usage: npm run readme
@@ -18,7 +18,7 @@ function dedent(lines: string[]): string[] {
 /** The README part of a file: its `// #region readme` … `// #endregion readme` lines, or all of it. */
 export function excerpt(file: string): string {
   const text = fs.readFileSync(path.join(root, file), 'utf8');
-  if (!file.endsWith('.ts')) return text.trimEnd();
+  if (!/\.[jt]s$/.test(file)) return text.trimEnd();
   const lines = text.split('\n');
   const start = lines.findIndex((l) => l.trim() === '// #region readme');
   const end = lines.findIndex((l) => l.trim() === '// #endregion readme');
@@ -27,11 +27,11 @@ export function excerpt(file: string): string {
 }
 
 export function renderReadme(): string {
-  const template = fs.readFileSync(path.join(root, 'README.template.md'), 'utf8');
+  const template = fs.readFileSync(path.join(root, 'docs', 'README.template.md'), 'utf8');
   return template.replace(/@@([\w./-]+)@@/g, (_, file: string) => excerpt(file === 'performance' ? 'docs/performance.md' : file));
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   fs.writeFileSync(path.join(root, 'README.md'), renderReadme());
-  console.log('README.md rendered from README.template.md');
+  console.log('README.md rendered from docs/README.template.md');
 }

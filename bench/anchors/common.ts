@@ -205,14 +205,14 @@ const requireHere = createRequire(import.meta.url);
 /** The installed version of `pkg`, read from node_modules/<pkg>/package.json. */
 export function installedVersion(pkg: string): string {
   // Resolve the package's own directory through Node's lookup (works for hoisted and nested
-  // installs); fall back to the repository's node_modules.
+  // installs); fall back to bench/node_modules (the anchors, bench/package.json), then the repository's.
   const candidates: string[] = [];
   try {
     candidates.push(join(dirname(requireHere.resolve(`${pkg}/package.json`)), 'package.json'));
   } catch {
     // Packages whose "exports" hide package.json end up here.
   }
-  candidates.push(join(process.cwd(), 'node_modules', pkg, 'package.json'));
+  candidates.push(new URL(`../node_modules/${pkg}/package.json`, import.meta.url).pathname);
   candidates.push(new URL(`../../node_modules/${pkg}/package.json`, import.meta.url).pathname);
   for (const file of candidates) {
     try {

@@ -138,16 +138,18 @@ export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions)
       throw new IngestError(404, 'Event ingest is disabled: configure flow.router({ eventSecret }) to enable it');
     }
     let body: Buffer;
-    if (Buffer.isBuffer(req.body)) {
-      // An app-level express.raw() leaves the exact bytes, which is all the signature needs.
-      if (req.body.length > options.ingestLimit) throw tooLarge(options.ingestLimit);
-      body = req.body;
+    // An app-level express.raw() leaves the exact bytes, which is all the signature needs; so does a
+    // parser that kept them as `req.rawBody` (express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })).
+    const raw = Buffer.isBuffer(req.body) ? req.body : (req as { rawBody?: unknown }).rawBody;
+    if (Buffer.isBuffer(raw)) {
+      if (raw.length > options.ingestLimit) throw tooLarge(options.ingestLimit);
+      body = raw;
     } else if (req.body !== undefined || req.readableEnded) {
       // A body parser of the app (express.json(), …) mounted before the router consumed the stream:
       // the exact bytes the signature covers are gone. Not the sender's fault, nor a forgery: 503, so
       // the sender retries (and succeeds once the router is mounted first), never a misleading 401.
-      flow.options.logger.error('Event ingest cannot check signatures: mount flow.router() before express.json() and other body parsers');
-      throw new IngestError(503, 'Event ingest is misconfigured on this server (a body parser runs before it); nothing was stored, try again later');
+      flow.options.logger.error('Event ingest cannot check signatures: mount flow.router() before express.json() and other body parsers (or keep the raw bytes as req.rawBody in the parser\'s `verify`)');
+      throw new IngestError(503, 'Event ingest is misconfigured on this server: a body parser (express.json() or another) runs before flow.router() and consumed the signed body; mount the router before it. Nothing was stored; try again later');
     } else {
       body = await readBody(req, options.ingestLimit);
     }

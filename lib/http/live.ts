@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server } from 'socket.io';
 import type { Namespace } from 'socket.io';
+import type { Duplex } from 'node:stream';
 import type { Change } from '../changes/feed.js';
 import { checkInteger } from '../config.js';
 import type { DurableFlow } from '../flow.js';
@@ -11,7 +12,10 @@ import type { ResolvedRouterOptions } from './options.js';
 import type { LiveRules } from './viewers.js';
 
 export interface LiveOptions {
-  /** socket.io path (when durable-flow creates the socket.io server). Default `'/durable_flow/socket.io'`. */
+  /**
+   * socket.io path for clients of your own (when durable-flow creates the socket.io server). Viewer
+   * pages connect under their own mount instead (`<mount>/socket.io`). Default `'/durable_flow/socket.io'`.
+   */
   path?: string;
   /** socket.io namespace of the live channel. Default `'/durable_flow'`. */
   namespace?: string;
@@ -25,6 +29,21 @@ export interface LiveHandle {
   path: string;
   close(): Promise<void>;
 }
+
+/**
+ * The live channel as the viewer routers see it: where a page under a mount connects, and the
+ * handler of that path's polling requests (none on the app's own socket.io server, whose path is its own).
+ */
+export interface LiveChannel {
+  handle: LiveHandle;
+  /** The socket path of pages mounted at `base` (the router's `req.baseUrl`). */
+  pathFor(base: string): string;
+  /** Serves an engine.io request the router took at `<mount>/socket.io/` (after its access check). */
+  serve: ((req: IncomingMessage, res: ServerResponse) => void) | null;
+}
+
+/** Mount paths remembered for WebSocket upgrades: a parameterised mount (`/:tenant/flows`) must not grow the set forever. */
+const MAX_MOUNTS = 1000;
 
 // Any run id may be followed, spaces and all (run ids are any text of up to 255 characters).
 const ROOM = /^(?:runs|workflows|events|run:[\s\S]{1,255})$/;
@@ -42,13 +61,20 @@ const OTHER_ORIGIN = 'Forbidden: the live channel only accepts connections from 
  * own this runs in engine.io's `allowRequest`, so a refused client never gets a session; on the app's
  * server (whose engine is the app's), at the namespace. Admitted sockets are checked again every
  * `recheckMs` against the rules they were admitted under (socket.io checks only at the handshake).
+ *
+ * Paths: a viewer page connects under its own mount (`/admin/flows/socket.io`), where the browser
+ * sends the mount's basic credentials and the router's access check answers a missing one with the
+ * challenge the browser answers. Polling requests there reach engine.io through the router
+ * (`serve`); WebSocket upgrades never pass through Express, so the mounts pages were served from are
+ * remembered and their upgrades handed to engine.io here. `options.path` stays open for clients of
+ * the app's own. On the app's own socket.io server, pages use its path.
  */
 export function attachLive(
   flow: DurableFlow,
   target: http.Server | Server,
   rulesFor: (req: IncomingMessage) => LiveRules,
   options: LiveOptions = {},
-): LiveHandle {
+): LiveChannel {
   const recheckMs = checkInteger('recheckMs', options.recheckMs ?? 30_000, 100, 3_600_000);
   const ownsServer = !(target instanceof Server);
   const admitted = new WeakMap<IncomingMessage, ResolvedRouterOptions>();
@@ -140,7 +166,16 @@ export function attachLive(
     if (change.type.startsWith('workflow_run.')) namespace.to(['runs', 'workflows']).emit('change', message);
     if (change.type === 'workflow_event.created' || change.type.startsWith('workflow_wait.')) namespace.to('events').emit('change', message);
   });
-  return {
+  // Upgrades to a mount's socket path (polling there comes through the router, see serve).
+  const mounts = new Set<string>();
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const pathname = (req.url ?? '').split('?')[0]!;
+    // A mount at options.path itself (the default /durable_flow): engine.io's own listener takes it.
+    if (mounts.has(pathname) && pathname !== `${io.path()}/`) io.engine.handleUpgrade(req, socket, head);
+  };
+  if (ownsServer) target.on('upgrade', onUpgrade);
+
+  const handle: LiveHandle = {
     io,
     namespace,
     path: io.path(),
@@ -148,7 +183,20 @@ export function attachLive(
       clearInterval(recheck);
       unsubscribe();
       namespace.disconnectSockets(true);
-      if (ownsServer) await new Promise<void>((resolve) => io.close(() => resolve()));
+      if (ownsServer) {
+        target.off('upgrade', onUpgrade);
+        await new Promise<void>((resolve) => io.close(() => resolve()));
+      }
     },
+  };
+  return {
+    handle,
+    pathFor(base) {
+      if (!ownsServer) return io.path();
+      const path = `${base}/socket.io`;
+      if (mounts.size < MAX_MOUNTS) mounts.add(`${path}/`);
+      return path;
+    },
+    serve: ownsServer ? (req, res) => io.engine.handleRequest(req, res) : null,
   };
 }

@@ -6,7 +6,7 @@ import type { Request } from 'express';
 import type { RunStatus } from '../types.js';
 import { decodeCursor } from './cursor.js';
 import { RUN_STATUSES } from './queries.js';
-import type { RunFilter } from './queries.js';
+import type { RunFilter, RunScope } from './queries.js';
 import { runIdOfSegment } from './run-path.js';
 
 /** A refusal of a request, answered with its status and message (as JSON under /api/, else as text). */
@@ -52,8 +52,8 @@ export function integerParameter(value: unknown, what: string, fallback: number,
   return n;
 }
 
-export const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'before', 'limit', 'fragment'];
-export const EVENT_LIST_PARAMETERS = ['name', 'before', 'fragment'];
+export const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'before', 'limit', 'children', 'parent', 'fragment'];
+export const EVENT_LIST_PARAMETERS = ['name', 'before', 'sent', 'duplicate', 'fragment'];
 
 /** The run id of a URL; one that no run can have (too long, U+0000) is a 404 without asking Postgres. */
 export function runIdParam(req: Request): string {
@@ -73,12 +73,22 @@ export function runFilter(query: Request['query'], pageSize: number): RunFilter 
   if (before !== null && !cursor) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
   const limit = integerParameter(query.limit, 'limit', pageSize, 500);
   return {
+    scope: runScope(query),
     status: status as RunStatus | null,
     workflow: text(query.workflow, 'workflow', 255),
     q: text(query.q, 'search text', 200),
     before: cursor,
     limit,
   };
+}
+
+/** `parent=<runId>`: that run's children; `children=1`: every run; neither: the top-level runs. */
+function runScope(query: Request['query']): RunScope {
+  const parent = text(query.parent, 'parent run id', 255);
+  const children = text(query.children, 'children', 20);
+  if (children !== null && children !== '1') throw new HttpError(400, 'Invalid children: expected 1 (list child runs too) or nothing');
+  if (parent !== null) return { kind: 'children', parentRunId: parent };
+  return children === '1' ? { kind: 'all' } : { kind: 'top' };
 }
 
 /** What a 4xx error of Express or its body parser means, in words that say what to change. */

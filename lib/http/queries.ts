@@ -12,10 +12,18 @@ export const RUN_STATUSES: readonly RunStatus[] = [
   'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
 ];
 
+/**
+ * Which runs a list holds: the top-level ones (the default: a fan-out of a thousand children does not
+ * bury its parent), every run, or the children of one run.
+ */
+export type RunScope = { kind: 'top' } | { kind: 'all' } | { kind: 'children'; parentRunId: string };
+
 export interface RunFilter {
   status: RunStatus | null;
   workflow: string | null;
+  /** A run id whole or its start, or text in the input or in the error. */
   q: string | null;
+  scope: RunScope;
   /** Keyset cursor: rows strictly older than (createdAt, id). */
   before: Cursor | null;
   limit: number;
@@ -30,7 +38,25 @@ export interface RunRow {
   startedAt: Date | null;
   updatedAt: Date;
   finishedAt: Date | null;
+  /** The run that started this one (step.invoke), if any. */
+  parentRunId: string | null;
+  /** Runs this one started, counted up to CHILD_COUNT_CAP (a larger count shows as the cap). */
+  childCount: number;
+  /** A failed or cancelled run's error, bounded: its code (or class) and the start of its message. */
+  error: RunErrorSummary | null;
 }
+
+export interface RunErrorSummary {
+  code: string;
+  message: string;
+  /** Whether the message was cut at ERROR_MESSAGE_CHARS. */
+  cut: boolean;
+}
+
+/** How much of a run's error message the list shows (the run page has it whole). */
+export const ERROR_MESSAGE_CHARS = 160;
+/** Children counted per listed run; a fan-out past it shows as "1000+". */
+export const CHILD_COUNT_CAP = 1000;
 
 export interface RunPage {
   runs: RunRow[];
@@ -52,6 +78,38 @@ function escapeLike(text: string): string {
 function inputSearch(q: string): { pattern: string; unescape: boolean } {
   const controls = q.replace(/[\u0001-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1));
   return { pattern: escapeLike(controls), unescape: /["\\]/.test(q) };
+}
+
+/** SQL and parameters of a scope (`$n`: the next free parameter number). A run id typed whole finds its run in any scope. */
+function scopeSql(scope: RunScope, n: number, q: number): { sql: string; params: unknown[] } {
+  switch (scope.kind) {
+    case 'all':
+      return { sql: 'TRUE', params: [] };
+    case 'top':
+      return { sql: `(parent_run_id IS NULL OR run_id = $${q})`, params: [] };
+    case 'children':
+      return { sql: `parent_run_id = $${n}`, params: [scope.parentRunId] };
+  }
+}
+
+function scopeKey(scope: RunScope): string {
+  return scope.kind === 'children' ? `children:${scope.parentRunId}` : scope.kind;
+}
+
+/** A wait an event matched: the run, its workflow and the waiting step. */
+export interface MatchedWait {
+  runId: string;
+  workflow: string;
+  step: string;
+}
+
+/** The waits event `e` matched, as a JSON array of MatchedWait (oldest wait first). */
+function matchedWaitsSql(t: Tables): string {
+  return `coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
+                    FROM ${t.waits} w
+                    JOIN ${t.runs} r ON r.id = w.workflow_run_id
+                    JOIN ${t.steps} s ON s.id = w.workflow_step_id
+                    WHERE w.workflow_event_id = e.id), '[]')`;
 }
 
 /**
@@ -102,18 +160,31 @@ export class ViewerQueries {
     return (await read())!;
   }
 
-  /** Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. */
+  /**
+   * Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. The search
+   * matches a run id's start (any run id typed whole, in any scope), the input's JSON text, and the
+   * error's class, code and message.
+   */
   async listRuns(filter: RunFilter): Promise<RunPage> {
     const search = filter.q === null ? null : inputSearch(filter.q);
+    const scope = scopeSql(filter.scope, 10, 3);
     const { rows } = await this.#pool.query(
-      `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at,
-              coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key
-       FROM ${this.#t.runs}
+      `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id,
+              coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key,
+              CASE WHEN error IS NULL OR jsonb_typeof(error) <> 'object' THEN NULL
+                   ELSE left(coalesce(error->>'code', error->>'class', 'Error'), 80) END AS error_code,
+              left(error->>'message', ${ERROR_MESSAGE_CHARS}) AS error_message,
+              coalesce(length(error->>'message') > ${ERROR_MESSAGE_CHARS}, false) AS error_cut,
+              (SELECT count(*)::int FROM (SELECT 1 FROM ${this.#t.runs} c WHERE c.parent_run_id = r.run_id LIMIT ${CHILD_COUNT_CAP}) AS children) AS child_count
+       FROM ${this.#t.runs} r
        WHERE ($1::text IS NULL OR status = $1)
          AND ($2::text IS NULL OR workflow_name = $2)
-         AND ($3::text IS NULL OR run_id = $3
-              OR (CASE WHEN $8::boolean THEN regexp_replace(input::text, '\\\\(["\\\\])', '\\1', 'g') ELSE input::text END) ILIKE '%' || $4 || '%')
+         AND ($3::text IS NULL OR starts_with(run_id, $3)
+              OR (CASE WHEN $8::boolean THEN regexp_replace(input::text, '\\\\(["\\\\])', '\\1', 'g') ELSE input::text END) ILIKE '%' || $4 || '%'
+              OR (jsonb_typeof(error) = 'object'
+                  AND (error->>'message' ILIKE '%' || $9 || '%' OR error->>'class' ILIKE '%' || $9 || '%' OR error->>'code' ILIKE '%' || $9 || '%')))
          AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::bigint))
+         AND ${scope.sql}
        ORDER BY created_at DESC, id DESC
        LIMIT $7`,
       [
@@ -125,6 +196,8 @@ export class ViewerQueries {
         filter.before?.id ?? null,
         filter.limit + 1,
         search?.unescape ?? false,
+        filter.q === null ? null : escapeLike(filter.q),
+        ...scope.params,
       ],
     );
     const page = rows.slice(0, filter.limit);
@@ -137,24 +210,30 @@ export class ViewerQueries {
       startedAt: r.started_at,
       updatedAt: r.updated_at,
       finishedAt: r.finished_at,
+      parentRunId: r.parent_run_id,
+      childCount: r.child_count,
+      error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? '', cut: r.error_cut },
     }));
     const last = page[page.length - 1];
     return { runs, next: rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null };
   }
 
   /**
-   * Runs by status over all runs (of one workflow when given). Exact and uncached while counting is
+   * Runs by status over all runs of a scope (of one workflow when given). Exact and uncached while counting is
    * cheap; once a count takes over 100 ms (a million runs), reused for five seconds so live pages do
    * not keep the database counting.
    */
-  async countByStatus(workflow: string | null): Promise<Record<string, number>> {
-    const key = workflow ?? '';
+  async countByStatus(workflow: string | null, scope: RunScope = { kind: 'all' }): Promise<Record<string, number>> {
+    const key = `${scopeKey(scope)}\u0000${workflow ?? ''}`;
     const cached = this.#countCache.get(key);
     if (cached && Date.now() < cached.at) return cached.counts;
     const started = Date.now();
     const { rows } = await this.#pool.query<{ status: string; n: number }>(
-      `SELECT status, count(*)::int AS n FROM ${this.#t.runs} WHERE ($1::text IS NULL OR workflow_name = $1) GROUP BY status`,
-      [workflow],
+      `SELECT status, count(*)::int AS n FROM ${this.#t.runs}
+       WHERE ($1::text IS NULL OR workflow_name = $1)
+         AND ${scope.kind === 'top' ? 'parent_run_id IS NULL' : scope.kind === 'children' ? 'parent_run_id = $2' : 'TRUE'}
+       GROUP BY status`,
+      scope.kind === 'children' ? [workflow, scope.parentRunId] : [workflow],
     );
     const counts: Record<string, number> = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0]));
     for (const row of rows) counts[row.status] = row.n;
@@ -186,15 +265,21 @@ export class ViewerQueries {
     return rows.map((r) => r.workflow_name);
   }
 
+  /** One event's name and the waits it matched (the notice after sending it), or null when there is none. */
+  async eventMatches(id: string): Promise<{ id: string; name: string; eventId: string | null; matched: MatchedWait[] } | null> {
+    const { rows } = await this.#pool.query(
+      `SELECT e.id, e.name, e.event_id, ${matchedWaitsSql(this.#t)} AS matched FROM ${this.#t.events} e WHERE e.id = $1`,
+      [id],
+    );
+    const e = rows[0];
+    return e ? { id: String(e.id), name: e.name as string, eventId: e.event_id as string | null, matched: e.matched as MatchedWait[] } : null;
+  }
+
   /** Recent events (newest first, keyset on id), each with the waits it matched. */
   async listEvents(filter: { name: string | null; beforeId: string | null; limit: number }) {
     const { rows } = await this.#pool.query(
       `SELECT e.id, e.event_id, e.name, ${jsonColumn('e.payload', 'payload_text', { limit: '$4', preview: '$5' })}, e.source, e.occurred_at,
-              coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
-                        FROM ${this.#t.waits} w
-                        JOIN ${this.#t.runs} r ON r.id = w.workflow_run_id
-                        JOIN ${this.#t.steps} s ON s.id = w.workflow_step_id
-                        WHERE w.workflow_event_id = e.id), '[]') AS matched
+              ${matchedWaitsSql(this.#t)} AS matched
        FROM ${this.#t.events} e
        WHERE ($1::text IS NULL OR e.name = $1) AND ($2::bigint IS NULL OR e.id < $2::bigint)
        ORDER BY e.id DESC
@@ -209,7 +294,7 @@ export class ViewerQueries {
       payload: readJson(e, 'payload_text', `events.${e.id}.payload`, truncated),
       source: e.source as string | null,
       occurredAt: e.occurred_at as Date,
-      matched: e.matched as { runId: string; workflow: string; step: string }[],
+      matched: e.matched as MatchedWait[],
     }));
     const last = events[events.length - 1];
     return { events, truncated, next: rows.length > filter.limit && last ? last.id : null };

@@ -7,11 +7,14 @@ import type { DurableFlow } from '../flow.js';
 import { packageDir } from '../paths.js';
 import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
+import { FormError, asFormError, formFields, formJson, formText } from './forms.js';
+import type { FormState } from './forms.js';
 import { ingestHandler } from './ingest.js';
+import type { LiveChannel } from './live.js';
 import type { ResolvedRouterOptions } from './options.js';
 import { isBigintId } from './cursor.js';
 import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
-import { RUN_STATUSES } from './queries.js';
+import { CHILD_COUNT_CAP, RUN_STATUSES } from './queries.js';
 import type { ViewerQueries } from './queries.js';
 import { timelineChart } from './chart.js';
 import { render } from './render.js';
@@ -22,10 +25,9 @@ import { LOG_PAGE, cutOf, parseValuePath, sendWhole, withHrefs } from './values.
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
 const actors = new WeakMap<Request, string | null>();
 
-/** Where the browser finds the live channel (set by flow.attachLive), and which viewer it names there. */
+/** The live channel (set by flow.attachLive), and which viewer this router's pages name there. */
 export interface LiveInfo {
-  path: string;
-  namespace: string;
+  channel: LiveChannel;
   viewer: string;
 }
 
@@ -82,6 +84,15 @@ export function createRouter(
     }, next);
   });
 
+  // The live channel's polling under this mount, past the access check above (live.ts).
+  router.all('/socket.io/', (req, res, next) => {
+    const channel = live()?.channel;
+    if (!channel?.serve) return next();
+    // A page served before a restart polls first: its mount is remembered for the upgrade that follows.
+    channel.pathFor(req.baseUrl);
+    channel.serve(req, res);
+  });
+
   router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));
   router.get('/assets/socket.io.min.js', (_req, res) => res.type('application/javascript').sendFile(socketClient));
 
@@ -91,7 +102,8 @@ export function createRouter(
     const base = req.baseUrl;
     const info = live();
     const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
-    const common = { base, title: options.title, now: flowNow(), csrf, socketPath: info?.path ?? '', socketNamespace: info?.namespace ?? '', socketViewer: info?.viewer ?? '' };
+    const socket = info ? { socketPath: info.channel.pathFor(base), socketNamespace: info.channel.handle.namespace.name, socketViewer: info.viewer } : { socketPath: '', socketNamespace: '', socketViewer: '' };
+    const common = { base, title: options.title, now: flowNow(), csrf, ...socket };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
@@ -107,11 +119,11 @@ export function createRouter(
     const filter = runFilter(req.query, options.pageSize);
     const [page, counts, names] = await Promise.all([
       queries.listRuns(filter),
-      queries.countByStatus(filter.workflow),
+      queries.countByStatus(filter.workflow, filter.scope),
       queries.workflowNames(),
     ]);
     const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
-    return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize };
+    return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize, childCap: CHILD_COUNT_CAP };
   };
   router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
   router.get('/api/runs', handle(async (req, res) => {
@@ -175,9 +187,20 @@ export function createRouter(
   }));
 
   // ---- Actions (POST only, CSRF) ----------------------------------------------------------------
+  // An action answers with where to go next (a redirect; JSON clients get `{ ok: true, ...json }`). A
+  // FormError shows the form's page again, its content kept, with the status of the refusal.
   const form = express.urlencoded({ extended: false, limit: '200kb' });
+  type Outcome = string | { location: string; json: Record<string, unknown> };
+  const refill: Record<FormState['form'], (req: Request, res: Response, state: FormState) => Promise<void>> = {
+    'start-run': async (req, res, state) =>
+      page(req, res, 'workflows', { ...(await workflowsPage()), formState: state, live: 'workflows', pageUrl: `${req.baseUrl}/workflows` }),
+    'send-event': async (req, res, state) => {
+      const data = await eventsData(req, {});
+      await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), formState: state, live: 'events', pageUrl: `${req.baseUrl}/events` });
+    },
+  };
   const action =
-    (fn: (req: Request) => Promise<string>) =>
+    (fn: (req: Request) => Promise<Outcome>) =>
     (req: Request, res: Response, next: NextFunction): void => {
       queries
         .csrfKey()
@@ -188,8 +211,16 @@ export function createRouter(
             else res.status(403).type('text/plain').send(message);
             return;
           }
-          const location = await fn(req);
-          if (wantsJson(req)) res.json({ ok: true });
+          let outcome: Outcome;
+          try {
+            outcome = await fn(req);
+          } catch (error) {
+            if (!(error instanceof FormError) || wantsJson(req)) throw error;
+            res.status(error.status);
+            return refill[error.state.form](req, res, error.state);
+          }
+          const { location, json } = typeof outcome === 'string' ? { location: outcome, json: {} } : outcome;
+          if (wantsJson(req)) res.json({ ok: true, ...json });
           else res.redirect(303, `${req.baseUrl}${location}`);
         })
         .catch(next);
@@ -204,22 +235,34 @@ export function createRouter(
     await flow.retry(runId);
     return `/runs/${runSegment(runId)}`;
   }));
-  router.post('/actions/send-event', form, action(async (req) => {
-    const body = req.body as Record<string, unknown>;
-    const name = text(body.name, 'event name', 255);
-    if (!name) throw new HttpError(400, 'An event needs a name');
-    const payloadText = text(body.payload, 'payload', 100_000) ?? '{}';
-    let payload: unknown;
-    try {
-      payload = JSON.parse(payloadText);
-    } catch {
-      throw new HttpError(400, 'The payload is not valid JSON');
-    }
-    const id = text(body.id, 'event id', 255);
-    await flow.notify(name, payload, { ...(id ? { id } : {}), source: 'viewer' });
-    return '/events';
+  // A run of a workflow this process registers, from the Workflows page; then its page.
+  router.post('/actions/start-run', form, action(async (req) => {
+    const fields = formFields(req.body, ['workflow', 'input']);
+    const name = text(fields.workflow, 'workflow', 255);
+    const definition = name === null ? undefined : flow.definitions.get(name);
+    if (!definition) throw new HttpError(400, `No workflow "${(name ?? '').slice(0, 255)}" is registered in the process serving this viewer: start its runs from a process that registers it`);
+    const input = formJson('start-run', fields, 'input', 'input');
+    const runId = await flow.startRun(definition, input).catch((error: unknown) => {
+      throw asFormError(error, 'start-run', fields);
+    });
+    return { location: `/runs/${runSegment(runId)}`, json: { runId } };
   }));
-  router.all(['/runs/:runId/cancel', '/runs/:runId/retry', '/actions/send-event'], (_req, res) => {
+  // An event, as if a webhook sent it; then the Events page says which waits it matched.
+  router.post('/actions/send-event', form, action(async (req) => {
+    const fields = formFields(req.body, ['name', 'id', 'payload']);
+    const name = formText('send-event', fields, 'name', 'event name', 255);
+    if (!name) throw new FormError(400, { form: 'send-event', fields, message: 'An event needs a name' });
+    const payload = formJson('send-event', fields, 'payload', 'payload');
+    const id = formText('send-event', fields, 'id', 'event id', 255);
+    const event = await flow.notify(name, payload, { ...(id ? { id } : {}), source: 'viewer' }).catch((error: unknown) => {
+      throw asFormError(error, 'send-event', fields);
+    });
+    return {
+      location: `/events?sent=${event.id}${event.duplicate ? '&duplicate=1' : ''}`,
+      json: { event: { id: event.id, duplicate: event.duplicate, matchedWaits: event.matchedWaits } },
+    };
+  }));
+  router.all(['/runs/:runId/cancel', '/runs/:runId/retry', '/actions/start-run', '/actions/send-event'], (_req, res) => {
     res.set('Allow', 'POST').status(405).type('text/plain').send('Method not allowed: actions are POST forms with a CSRF token');
   });
 
@@ -235,29 +278,37 @@ export function createRouter(
       total: Object.values(stats.get(name) ?? {}).reduce((a, b) => a + b, 0),
     }));
   };
-  router.get('/workflows', handle(async (req, res) => page(req, res, 'workflows', { workflows: await workflowsData(), statuses: RUN_STATUSES, live: 'workflows' }, 'workflows-list')));
+  const workflowsPage = async () => ({ workflows: await workflowsData(), statuses: RUN_STATUSES, formState: null });
+  router.get('/workflows', handle(async (req, res) => page(req, res, 'workflows', { ...(await workflowsPage()), live: 'workflows' }, 'workflows-list')));
   router.get('/api/workflows', handle(async (_req, res) => {
     res.json({ workflows: await workflowsData() });
   }));
 
   // ---- Events -----------------------------------------------------------------------------------
-  const eventsData = async (req: Request) => {
-    onlyParameters(req.query, EVENT_LIST_PARAMETERS);
-    const name = text(req.query.name, 'event name', 255);
-    const before = text(req.query.before, 'cursor', 20);
+  // `sent` (and `duplicate`): the event the form just sent, shown with the waits it matched.
+  const eventsData = async (req: Request, query: Request['query'] = req.query) => {
+    onlyParameters(query, EVENT_LIST_PARAMETERS);
+    const name = text(query.name, 'event name', 255);
+    const before = text(query.before, 'cursor', 20);
     if (before !== null && !isBigintId(before)) throw new HttpError(400, 'Invalid cursor: use the link of the previous page');
-    const { truncated, ...list } = await queries.listEvents({ name, beforeId: before, limit: options.pageSize });
+    const sentId = text(query.sent, 'sent event', 20);
+    if (sentId !== null && !isBigintId(sentId)) throw new HttpError(400, 'Invalid sent event: expected an event number');
+    if (query.duplicate !== undefined && query.duplicate !== '1') throw new HttpError(400, 'Invalid duplicate: expected 1 or nothing');
+    const [{ truncated, ...list }, sent] = await Promise.all([
+      queries.listEvents({ name, beforeId: before, limit: options.pageSize }),
+      sentId === null ? null : queries.eventMatches(sentId),
+    ]);
     // A payload over the page's limit is previewed; its whole is at /api/events/<id>/payload.
     const cuts = truncated.map((cut) => ({ ...cut, href: `${req.baseUrl}/api/events/${cut.path.split('.')[1]!}/payload` }));
-    return { name, ...list, cuts };
+    return { name, ...list, cuts, sent: sent && { ...sent, duplicate: query.duplicate === '1' }, formState: null };
   };
   router.get('/events', handle(async (req, res) => {
     const data = await eventsData(req);
     await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), live: 'events' }, 'events-list');
   }));
   router.get('/api/events', handle(async (req, res) => {
-    const { events, next, cuts } = await eventsData(req);
-    res.json({ events, next, truncated: cuts });
+    const { events, next, cuts, sent } = await eventsData(req);
+    res.json({ events, next, truncated: cuts, ...(sent ? { sent } : {}) });
   }));
   router.get('/api/events/:eventId/payload', handle(async (req, res) => {
     onlyParameters(req.query, []);

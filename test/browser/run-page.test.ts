@@ -339,6 +339,12 @@ describe('Send matching event', () => {
       expect(await page.locator('.card', { hasText: 'Queue · priority' }).locator('.value').textContent()).toBe('default · 3');
       expect(await form.locator('textarea[name="payload"]').inputValue()).toBe(bad);
 
+      // Valid JSON that does not contain the match: sent, matching nothing, and the page says so.
+      await form.locator('textarea[name="payload"]').fill(`{ "orderId": "${orderId}", "warehouse": { "id": "us-2" } }`);
+      await form.getByRole('button', { name: 'Send matching event' }).click();
+      await expect.poll(() => form.locator('.form-status').textContent()).toBe('Sent, but it matched no wait: check the payload against the match.');
+      expect((await flow.getRun(run.runId))!.status).toBe('waiting');
+
       // Fixed, it is sent: the run wakes and finishes, and the page shows it without a reload.
       await page.evaluate(() => {
         (window as unknown as { marker: number }).marker = 7;
@@ -346,6 +352,7 @@ describe('Send matching event', () => {
       await form.locator('textarea[name="payload"]').fill(`{ "orderId": "${orderId}", "warehouse": { "id": "eu-1", "dock": 4 }, "carrier": "DHL" }`);
       await form.getByRole('button', { name: 'Send matching event' }).click();
       await eventually(async () => (await flow.getRun(run.runId))!.status === 'completed');
+      // (The status line may already be gone with the form, when the page was redrawn first.)
       expect((await flow.getRun(run.runId))!.output).toEqual({ shipped: true });
       await expect.poll(() => page.locator('h1 .badge').textContent(), { timeout: 10_000 }).toBe('completed');
       expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(7);
@@ -361,27 +368,34 @@ describe('Send matching event', () => {
   });
 
   it('works without live updates (the page reloads) and without JavaScript (a plain form post)', async () => {
-    const quiet = await startViewer(flow, { basicAuth: CREDENTIALS }, false);
+    // The viewer of another flow on the same database, with no live channel attached.
+    const quiet = await startViewer(ctx.flow(), { basicAuth: CREDENTIALS }, false);
     try {
       // No live channel: after sending, the page loads again and shows the run awake.
       const first = await waitingOrder('order-no-live');
       const { page, context } = await openPage(browser, auth);
       try {
         await page.goto(`${quiet.base}/runs/${first}`);
-        // (This server has no socket.io attached: the page's socket never connects.)
-        expect(await page.locator('[data-live-indicator]').textContent()).toBe('offline');
+        expect(await page.locator('body').getAttribute('data-socket-path')).toBe('');
         await Promise.all([page.waitForEvent('load'), page.locator('form.send-matching').getByRole('button', { name: 'Send matching event' }).click()]);
         await eventually(async () => (await flow.getRun(first))!.status === 'completed');
       } finally {
         await context.close();
       }
-      // No JavaScript: the form posts to the send-event action, which wakes the run.
+      // No JavaScript: the form posts to the send-event action, which wakes the run. Bad JSON comes
+      // back in the Events page's form, as typed, with what is wrong.
       const second = await waitingOrder('order-no-js');
       const noJs = await openPage(browser, { ...auth, javaScriptEnabled: false });
       try {
         await noJs.page.goto(`${quiet.base}/runs/${second}`);
+        await noJs.page.locator('form.send-matching textarea[name="payload"]').fill('{ "orderId": ');
         await noJs.page.locator('form.send-matching').getByRole('button', { name: 'Send matching event' }).click();
-        await noJs.page.waitForURL(`${quiet.base}/events`);
+        expect(await noJs.page.locator('body').innerText()).toContain('The payload is not valid JSON');
+        expect(await noJs.page.locator('textarea[name="payload"]').inputValue()).toBe('{ "orderId": ');
+        expect((await flow.getRun(second))!.status).toBe('waiting');
+        await noJs.page.goto(`${quiet.base}/runs/${second}`);
+        await noJs.page.locator('form.send-matching').getByRole('button', { name: 'Send matching event' }).click();
+        await noJs.page.waitForURL(/\/events\?sent=\d+$/);
         await eventually(async () => (await flow.getRun(second))!.status === 'completed');
       } finally {
         await noJs.context.close();

@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,7 +32,6 @@ afterAll(async () => {
 });
 
 const auth = { httpCredentials: CREDENTIALS };
-const screenshotsDir = process.env.SCREENSHOTS ? path.resolve(import.meta.dirname, '../../docs/screenshots') : undefined;
 
 // Hostile strings on every page, denied routes and CSRF: test/chaos/viewer.test.ts.
 describe('the viewer in Chromium', () => {
@@ -56,10 +53,7 @@ describe('the viewer in Chromium', () => {
       const run = await approval.start({ id: 'x' });
       await page.locator(`tr[data-run-id="${run.runId}"]`).waitFor({ timeout: 10_000 });
       await expect.poll(() => page.locator(`tr[data-run-id="${run.runId}"] .badge`).textContent(), { timeout: 10_000 }).toBe('waiting');
-      if (screenshotsDir) {
-        fs.mkdirSync(screenshotsDir, { recursive: true });
-        await page.screenshot({ path: path.join(screenshotsDir, 'runs.png'), fullPage: true });
-      }
+      // docs/screenshots/runs.png is taken by test/browser/lists.test.ts, over a realistic list.
 
       await page.goto(`${viewer.base}/runs/${run.runId}`);
       await expect.poll(() => page.locator('[data-live-indicator]').textContent(), { timeout: 10_000 }).toBe('live');

@@ -53,6 +53,12 @@ beforeAll(async () => {
   app.use('/big', flow.router({ ...viewer, eventSecret: SECRET, ingestLimit: 8 * 1024 * 1024 }));
   // The mistake this catches: an app-wide express.json() mounted before the router eats the raw body.
   app.use('/parsed', express.json(), flow.router({ ...viewer, eventSecret: SECRET }));
+  // A parser that keeps the exact bytes (the usual `verify` hook) lets ingest check them after all.
+  app.use(
+    '/parsed-raw',
+    express.json({ verify: (req, _res, buf) => Object.assign(req, { rawBody: Buffer.from(buf) }) }),
+    flow.router({ ...viewer, eventSecret: SECRET }),
+  );
   server = http.createServer(app);
   const live = flow.attachLive(server, viewer);
   closeLive = () => live.close();
@@ -198,6 +204,12 @@ describe('signatures', () => {
     expectCleanRefusal(parsed, 503, /misconfigured.*body parser/, 'parsed');
     expect(loggedErrors.splice(0)).toEqual([expect.stringMatching(/mount flow.router\(\) before express.json\(\)/)]);
     expect(await eventRows()).toBe(before + 1);
+
+    // The same parser keeping req.rawBody: the signature is checked over those bytes, a forgery is a 401.
+    const kept = JSON.stringify({ name: 'f3-raw-kept', payload: { a: 1 } });
+    expect((await post('/parsed-raw/events', kept, sign(kept))).status).toBe(202);
+    expectCleanRefusal(await post('/parsed-raw/events', kept.replace('1', '2'), sign(kept)), 401, /DurableFlow-Signature/, 'raw-forged');
+    expect(await eventRows()).toBe(before + 2);
   });
 
   it('F4: a timestamp 301 s in the past or future, non-numeric, hex, fractional or missing is a 401', async () => {

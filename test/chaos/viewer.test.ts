@@ -93,8 +93,10 @@ function routesOf(router: Router, runId: string): { method: string; path: string
         m === '_all' ? ['get', 'head', 'post', 'put', 'patch', 'delete'] : m === 'get' ? ['get', 'head'] : [m],
       );
       for (const routePath of [layer.route.path].flat()) {
-        const concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1');
+        let concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1');
         expect(concrete, `a route parameter this test does not know: ${routePath}`).not.toMatch(/[:*{]/);
+        // The live channel's polling: asked as a socket.io client asks, with a handshake.
+        if (concrete === '/socket.io/') concrete += '?EIO=4&transport=polling';
         for (const method of methods) routes.push({ method: method.toUpperCase(), path: concrete });
       }
     } else if (layer.rawPath && layer.rawPath !== '/') {
@@ -186,6 +188,7 @@ describe('access', () => {
           'GET /assets/socket.io.min.js',
           `POST /runs/${run.runId}/cancel`,
           'POST /actions/send-event',
+          'POST /actions/start-run',
           'POST /events',
         ]) {
           expect(routes.map((r) => `${r.method} ${r.path}`)).toContain(known);
@@ -208,6 +211,13 @@ describe('access', () => {
               // The ingest is not the viewer: it is authenticated by its signature.
               expect(res.status, what).toBe(401);
               expect(text, what).toMatch(/DurableFlow-Signature/);
+              continue;
+            }
+            if (routePath.startsWith('/socket.io/') && method !== 'GET') {
+              // Only a GET opens a session; engine.io answers anything else without one with 400, before any data.
+              // (Through the router, at a mount the socket server does not own, the access check answers first.)
+              expect([400, config.status], what).toContain(res.status);
+              expect(text, what).not.toContain('g1-data');
               continue;
             }
             expect(res.status, what).toBe(config.status);
@@ -236,24 +246,28 @@ describe('access', () => {
     const failed = await failing.start({});
     await eventually(async () => (await statusOf(sleeping.runId)) === 'sleeping' && (await statusOf(failed.runId)) === 'failed');
     const events = await eventCount();
+    const runCount = async () => (await flow.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM durable_flow_workflow_runs')).rows[0]!.n;
+    const runs = await runCount();
     // The actions, from the router's stack; retry is tried on the failed run, the others on the sleeping one.
     const actions = [
       ...new Set(
         routesOf(viewer.router, 'RUN')
-          .filter((r) => r.method === 'POST' && r.path !== '/events')
+          // Not actions: the signed ingest, and the live channel's polling (its own origin and access checks, G1).
+          .filter((r) => r.method === 'POST' && r.path !== '/events' && !r.path.startsWith('/socket.io/'))
           .map((r) => r.path),
       ),
     ].map((p) => p.replace('RUN', p.endsWith('/retry') ? failed.runId : sleeping.runId));
-    expect(actions).toHaveLength(3);
+    expect(actions).toHaveLength(4);
     const unchanged = async () => {
       expect(await statusOf(sleeping.runId)).toBe('sleeping');
       expect(await statusOf(failed.runId)).toBe('failed');
       expect(await eventCount()).toBe(events);
+      expect(await runCount()).toBe(runs);
     };
 
     for (const action of actions) {
       for (const method of ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE']) {
-        const res = await call(`${action}?_csrf=x&name=g4&payload=%7B%7D`, { method });
+        const res = await call(`${action}?_csrf=x&name=g4&payload=%7B%7D&workflow=g4-sleeper&input=%7B%7D`, { method });
         expect(res.status, `${method} ${action}`).toBe(405);
         expect(res.headers.get('allow')).toBe('POST');
       }
@@ -265,7 +279,7 @@ describe('access', () => {
     // Double-submit: the token lives in a cookie the page's own script cannot read, scoped to the viewer.
     expect(setCookie).toMatch(/^durable_flow_csrf=[A-Za-z0-9_-]{43}; Path=\/durable_flow; HttpOnly; SameSite=Strict$/);
     const form = (fields: Record<string, string>) =>
-      new URLSearchParams({ name: 'g4-event', payload: '{}', ...fields }).toString();
+      new URLSearchParams({ name: 'g4-event', payload: '{}', workflow: 'g4-sleeper', input: '{}', ...fields }).toString();
     const attempts: { what: string; headers: Record<string, string>; body: string }[] = [
       { what: 'no token, no cookie', headers: {}, body: form({}) },
       { what: 'cookie, no token', headers: { Cookie: cookie }, body: form({}) },
@@ -361,6 +375,8 @@ describe('cross-site scripting', () => {
     `/?workflow=${encodeURIComponent(`wf ${ALL}`)}`,
     `/?q=${encodeURIComponent(HOSTILE[0]!)}`,
     '/?status=failed',
+    '/?children=1',
+    `/?parent=${encodeURIComponent(failedRunId)}`,
     `/runs/${encodeURIComponent(failedRunId)}`,
     `/runs/${encodeURIComponent(failedRunId)}?fragment=run-body`,
     `/runs/${encodeURIComponent(failedRunId)}/logs`,
@@ -524,6 +540,10 @@ describe('SQL injection', () => {
       ['workflow=%00', /Invalid workflow: it contains the character U\+0000/],
       ['q=%00', /Invalid search text/],
       [`q=${'x'.repeat(201)}`, /Invalid search text: expected one string of at most 200/],
+      ["children=1' OR '1'='1", /Invalid children: expected 1/],
+      ['children=1&children=1', /Invalid children/],
+      ['parent=%00', /Invalid parent run id: it contains the character U\+0000/],
+      [`parent=${'p'.repeat(256)}`, /Invalid parent run id: expected one string of at most 255/],
     ];
     for (const [query, message] of refused) {
       for (const [pagePath, json] of [
@@ -569,8 +589,10 @@ describe('SQL injection', () => {
         const body = (await res.json()) as { runs?: unknown[]; events?: unknown[] };
         expect(body.runs ?? body.events, `${pagePath} ${q}`).toEqual([]);
       }
-      const workflowFilter = await call(`/api/runs?workflow=${encodeURIComponent(q)}`);
-      expect(((await workflowFilter.json()) as { runs: unknown[] }).runs).toEqual([]);
+      for (const filter of ['workflow', 'parent']) {
+        const res = await call(`/api/runs?${filter}=${encodeURIComponent(q)}`);
+        expect(((await res.json()) as { runs: unknown[] }).runs, `${filter} ${q}`).toEqual([]);
+      }
     }
     const { rows } = await flow.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM durable_flow_workflow_runs');
     expect(rows[0]!.n).toBe(runsBefore);

@@ -68,7 +68,7 @@ function blocks(markdown: string): Block[] {
 }
 
 describe('the README', () => {
-  it('is rendered from README.template.md and the example files (run `npm run readme` after editing them)', () => {
+  it('is rendered from docs/README.template.md and the example files (run `npm run readme` after editing them)', () => {
     expect(readme).toBe(renderReadme());
   });
 
@@ -132,12 +132,17 @@ describe('the README examples run', () => {
     expect(result).toEqual({ refunded: true, paymentId: 'pay_ord_42' });
   });
 
-  it('installing into an Express app', async () => {
-    const example = await runExample<{ server: http.Server; flow: DurableFlow }>('express-app.ts', { PORT: '0', VIEWER_PASSWORD: 'pw' });
+  it('installing into an Express app: a signed event wakes the refund', async () => {
+    const secret = 'readme-secret-0123456789';
+    const example = await runExample<{ server: http.Server; flow: DurableFlow }>('express-app.js', { PORT: '0', VIEWER_PASSWORD: 'pw', DURABLE_FLOW_EVENT_SECRET: secret });
     const url = await serve(example.server, example.flow);
     const created = await fetch(`${url}/refunds`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': 'k1' }, body: '{"orderId":"o1"}' });
     expect(created.status).toBe(202);
     const { runId } = (await created.json()) as { runId: string };
+    await eventually(async () => (await example.flow.getRun(runId))?.status === 'waiting');
+    const body = JSON.stringify({ name: 'refund_approved', payload: { orderId: 'o1' } });
+    const sent = await fetch(`${url}/durable_flow/events`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'DurableFlow-Signature': signatureHeader(secret, body) }, body });
+    expect(sent.status).toBe(202);
     expect(await example.flow.handle(runId).result({ timeout: '10 seconds' })).toEqual({ id: 'pay_o1' });
     expect((await fetch(`${url}/durable_flow/`)).status).toBe(401);
     expect((await fetch(`${url}/durable_flow/`, { headers: { Authorization: `Basic ${Buffer.from('ops:pw').toString('base64')}` } })).status).toBe(200);

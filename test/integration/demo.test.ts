@@ -18,7 +18,7 @@ let harness: TestHarness;
 beforeAll(async () => {
   ctx = await setupDatabase('demo');
   flow = ctx.flow();
-  demo = createApp(flow, { paymentBackoff: '100 ms' });
+  demo = createApp(flow, { paymentBackoff: '100 ms', labelBackoff: '100 ms' });
   harness = createTestHarness(flow);
 });
 beforeEach(async () => {
@@ -42,8 +42,18 @@ describe('the demo app', () => {
   it('serves a home page that starts each demo and links to the viewer', async () => {
     const home = await request(demo.app).get('/');
     expect(home.status).toBe(200);
-    for (const name of ['refund', 'onboarding', 'order', 'payment']) expect(home.text).toContain(`action="/demo/start/${name}"`);
+    for (const name of ['refund', 'onboarding', 'order', 'payment', 'label']) expect(home.text).toContain(`action="/demo/start/${name}"`);
     expect(home.text).toContain('Reset demo');
+    // Reset asks first (public/home.js turns data-confirm into a confirm dialog; the browser test clicks it).
+    expect(home.text).toMatch(/<form method="post" action="\/demo\/reset" class="reset" data-confirm="Reset the demo\? [^"]+">/);
+    // Live: the page loads the socket.io client and its script, and its live part is served alone.
+    expect(home.text).toContain('<script src="/durable_flow/assets/socket.io.min.js"></script>');
+    expect(home.text).toContain('data-socket-path="/durable_flow/socket.io"');
+    const part = await request(demo.app).get('/?fragment=live');
+    expect(part.status).toBe(200);
+    expect(part.text).toContain('id="runs"');
+    expect(part.text).not.toContain('<html');
+    expect((await request(demo.app).get('/static/home.js')).status).toBe(200);
     expect((await request(demo.app).get('/durable_flow/')).status).toBe(200);
     expect((await request(demo.app).post('/demo/start/nope')).status).toBe(404);
     expect((await request(demo.app).post('/demo/start/refund').set('Origin', 'https://evil.example')).status).toBe(403);
@@ -118,6 +128,39 @@ describe('the demo app', () => {
     await harness.assertCompleted(runId);
     await harness.assertStepAttempts(runId, 'charge_card', 3);
     expect(demo.services.paymentAttempts).toBe(3);
+  });
+
+  it('shipping label: fails for real while the printer is jammed (every attempt), and a Retry after fixing it completes', async () => {
+    const runId = await start('label');
+    for (let i = 0; i < 3; i++) {
+      await harness.drain();
+      await harness.travel('1 second');
+    }
+    await harness.drain();
+    const failed = await flow.getRun(runId);
+    expect(failed!.status).toBe('failed');
+    expect(JSON.stringify(failed!.error)).toContain('The label printer is jammed');
+    await harness.assertStepAttempts(runId, 'print_label', 3);
+    // A Retry while still jammed fails again: the failure is real, not a counter.
+    await flow.retry(runId);
+    for (let i = 0; i < 3; i++) {
+      await harness.drain();
+      await harness.travel('1 second');
+    }
+    await harness.drain();
+    expect((await flow.getRun(runId))!.status).toBe('failed');
+
+    expect((await request(demo.app).get('/')).text).toContain('data-printer="jammed"');
+    expect((await request(demo.app).post('/demo/printer').type('form').send({ state: 'oil' })).status).toBe(400);
+    expect((await request(demo.app).post('/demo/printer').type('form').send({ state: 'fix' })).status).toBe(303);
+    expect((await request(demo.app).get('/')).text).toContain('data-printer="working"');
+    await flow.retry(runId);
+    await harness.drain();
+    await harness.assertCompleted(runId, { labelId: `lbl_${((await flow.getRun(runId))!.input as { orderId: string }).orderId}` });
+    await harness.assertLog(runId, { message: 'Label printed' });
+    // Reset jams it again, so the next visitor sees the failure too.
+    await request(demo.app).post('/demo/reset');
+    expect(demo.services.printerJammed).toBe(true);
   });
 
   it('takes a provider webhook only with a valid signature, once per event id', async () => {
