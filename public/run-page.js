@@ -46,7 +46,8 @@
       JSON.parse(payload.value.trim() === '' ? '{}' : payload.value);
     } catch (parseError) {
       payload.setAttribute('aria-invalid', 'true');
-      show(error, 'The payload is not valid JSON: ' + parseError.message + '. Nothing was sent.');
+      // V8 ends its message with the text near the error and ' is not valid JSON': keep the first.
+      show(error, 'The payload is not valid JSON: ' + parseError.message.replace(/ is not valid JSON$/, '') + '. Nothing was sent.');
       payload.focus();
       return;
     }
