@@ -4,6 +4,30 @@
 (function () {
   'use strict';
 
+  // The live channel redraws the page from the server whenever the run changes: what was typed into a
+  // form is put back into the form of the same wait.
+  var edits = {};
+  function fields(form) {
+    return { name: form.querySelector('[name="name"]'), payload: form.querySelector('[name="payload"]') };
+  }
+  function remember(event) {
+    var form = event.target && event.target.form;
+    if (!form || !form.hasAttribute('data-send-event')) return;
+    var f = fields(form);
+    edits[form.getAttribute('data-wait')] = { name: f.name.value, payload: f.payload.value };
+  }
+  document.addEventListener('input', remember);
+  new window.MutationObserver(function () {
+    document.querySelectorAll('form[data-send-event]').forEach(function (form) {
+      var wait = form.getAttribute('data-wait');
+      var edit = edits[wait];
+      if (!edit) return;
+      var f = fields(form);
+      if (f.name.value !== edit.name) f.name.value = edit.name;
+      if (f.payload.value !== edit.payload) f.payload.value = edit.payload;
+    });
+  }).observe(document.body, { childList: true, subtree: true });
+
   function show(element, text) {
     element.textContent = text;
     element.hidden = !text;
@@ -22,7 +46,8 @@
       JSON.parse(payload.value.trim() === '' ? '{}' : payload.value);
     } catch (parseError) {
       payload.setAttribute('aria-invalid', 'true');
-      show(error, 'The payload is not valid JSON: ' + parseError.message + '. Nothing was sent.');
+      // V8 ends its message with the text near the error and ' is not valid JSON': keep the first.
+      show(error, 'The payload is not valid JSON: ' + parseError.message.replace(/ is not valid JSON$/, '') + '. Nothing was sent.');
       payload.focus();
       return;
     }
@@ -47,7 +72,13 @@
       })
       .then(function (answer) {
         if (!answer.ok) throw new Error(answer.body.error || 'The event was not sent');
-        show(status, 'Sent. The run wakes up…');
+        var event = answer.body.event || {};
+        var matched = typeof event.matchedWaits === 'number' ? event.matchedWaits : null;
+        show(status, event.duplicate ? 'An event with that id was sent before: nothing new was sent.' : matched === 0 ? 'Sent, but it matched no wait: check the payload against the match.' : 'Sent: it matched ' + (matched === null ? 'the wait' : matched + ' wait' + (matched === 1 ? '' : 's')) + '. The run wakes up…');
+        if (matched === 0) {
+          button.disabled = false;
+          return;
+        }
         // The live channel redraws the page; without it, load it again.
         var indicator = document.querySelector('[data-live-indicator]');
         if (!indicator || indicator.getAttribute('data-state') !== 'live') window.location.reload();

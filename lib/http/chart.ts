@@ -51,8 +51,9 @@ export interface Chart {
   legend: ChartKey[];
   /** The failed attempts drawn (the ones steps keep: their last ten each). */
   failedAttempts: number;
-  /** What the axis counts from. */
+  /** What the axis counts from: the run's start (its first claim), or its creation before that. */
   origin: Date;
+  originLabel: 'since start' | 'since created';
 }
 
 const SECOND = 1000;
@@ -135,8 +136,11 @@ function barTitle(step: TimelineStep, end: number | null, now: number): string {
     case 'sleeping':
       return `${head}, sleeping since ${formatTime(from, now)}`;
     case 'running':
-    case 'retrying':
       return `${head}, running for ${formatDuration(from, end, now)}`;
+    case 'retrying': {
+      const last = stepFailures(step).at(-1);
+      return last ? `${head}, retrying since ${formatTime(last.at, now)}` : head;
+    }
     case 'pending':
       return `${head}, not started`;
     default:
@@ -146,7 +150,9 @@ function barTitle(step: TimelineStep, end: number | null, now: number): string {
 
 export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
   const { run } = timeline;
-  const start = ms(run.createdAt);
+  // From the start, not the creation: the times a run's execution writes (started_at, steps, waits)
+  // are on the flow's clock, which the test harness moves; created_at is the database's own.
+  const start = ms(run.startedAt ?? run.createdAt);
   const finished = run.completedAt ?? run.failedAt ?? run.cancelledAt;
   const stop = finished ? ms(finished) : null;
   const times = timeline.steps.flatMap(({ step }) => [
@@ -190,5 +196,5 @@ export function timelineChart(timeline: Timeline, now = Date.now()): Chart {
   const keys = [...legend.values()]
     .sort((a, b) => a.key.localeCompare(b.key))
     .map(({ statuses, ...entry }) => ({ ...entry, label: `${NOUNS[entry.kind]}: ${[...statuses].sort().join(' / ')}` }));
-  return { bars, ticks: chartTicks(span), legend: keys, failedAttempts, origin: new Date(start) };
+  return { bars, ticks: chartTicks(span), legend: keys, failedAttempts, origin: new Date(start), originLabel: run.startedAt ? 'since start' : 'since created' };
 }

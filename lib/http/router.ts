@@ -96,13 +96,14 @@ export function createRouter(
   router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));
   router.get('/assets/socket.io.min.js', (_req, res) => res.type('application/javascript').sendFile(socketClient));
 
+  // One clock for a page's times: the database's as the flow sees it (time.ts).
+  const flowNow = () => Date.now() + flow.clockOffsetMs;
   const page = async (req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string) => {
     const base = req.baseUrl;
     const info = live();
     const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
     const socket = info ? { socketPath: info.channel.pathFor(base), socketNamespace: info.channel.handle.namespace.name, socketViewer: info.viewer } : { socketPath: '', socketNamespace: '', socketViewer: '' };
-    // One clock for the page's times: the database's as the flow sees it (time.ts).
-    const common = { base, title: options.title, now: Date.now() + flow.clockOffsetMs, csrf, ...socket };
+    const common = { base, title: options.title, now: flowNow(), csrf, ...socket };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
     res.type('html').send(html);
   };
@@ -145,7 +146,7 @@ export function createRouter(
     const data = await runData(req);
     const run = data.timeline.run;
     const related = await queries.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
-    const now = Date.now() + flow.clockOffsetMs;
+    const now = flowNow();
     return { ...data, ...RUN_PAGE_HELPERS, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
   router.get('/runs/:runId', handle(async (req, res) => {

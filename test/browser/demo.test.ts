@@ -82,7 +82,7 @@ describe('the demo in Chromium', () => {
         await home.getByRole('button', { name: 'Take a payment' }).click();
         await home.waitForURL(/\/durable_flow\/runs\//);
         await expect.poll(() => home.locator('h1 .badge').textContent(), { timeout: 20_000 }).toBe('completed');
-        await home.screenshot({ path: path.join(screenshots, 'run.png'), fullPage: true });
+        // docs/screenshots/run.png is test/browser/run-page.test.ts's.
         await home.goto(`${url}/durable_flow/`);
         await home.screenshot({ path: path.join(screenshots, 'runs.png'), fullPage: true });
         await home.goto(url);

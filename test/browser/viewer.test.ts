@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,7 +32,6 @@ afterAll(async () => {
 });
 
 const auth = { httpCredentials: CREDENTIALS };
-const screenshotsDir = process.env.SCREENSHOTS ? path.resolve(import.meta.dirname, '../../docs/screenshots') : undefined;
 
 // Hostile strings on every page, denied routes and CSRF: test/chaos/viewer.test.ts.
 describe('the viewer in Chromium', () => {
@@ -69,10 +66,7 @@ describe('the viewer in Chromium', () => {
       await page.locator('[data-step="apply"]').waitFor();
       // Same page, no reload.
       expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(43);
-      if (screenshotsDir) {
-        fs.mkdirSync(screenshotsDir, { recursive: true });
-        await page.screenshot({ path: path.join(screenshotsDir, 'run.png'), fullPage: true });
-      }
+      // docs/screenshots/run.png is test/browser/run-page.test.ts's.
       expect(dialogs).toEqual([]);
       expect(errors.filter((e) => /Content Security Policy|Refused/.test(e))).toEqual([]);
     } finally {

@@ -226,7 +226,7 @@ describe('cancelled runs', () => {
         for (const wait of waits) expect(wait.status).toBe('cancelled');
       }
       const page = await (await fetch(`${base}/runs/${encodeURIComponent(run.runId)}`)).text();
-      expect(page).not.toMatch(/Wakes at|Waiting for|Sleeping until/i);
+      expect(page).not.toMatch(/Wakes |Waiting for|Sleeping until|waiting since|sleeping since|running for/i);
       // Steps without an error show none (not an empty error box).
       expect(page).not.toMatch(/<strong><\/strong>:/);
       for (const { step } of timeline.steps) expect(step.completedAt).not.toBeNull();
