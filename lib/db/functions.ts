@@ -33,7 +33,31 @@ export function renderFunction(sql: string, tables: Tables): string {
     .replaceAll('{{concurrency_lock_namespace}}', String(CONCURRENCY_LOCK_NAMESPACE));
 }
 
-const HASH_PREFIX = 'durable-flow functions sha256:';
+/** This release's version (package.json), recorded with the hash of the functions it applied. */
+function releaseVersion(): string {
+  const dir = packageDir('.', 'package.json');
+  return (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** -1, 0 or 1 as version a is older than, the same as or newer than b (x.y.z; a pre-release tag is ignored). */
+export function compareVersions(a: string, b: string): number {
+  const parts = (v: string) =>
+    v
+      .split(/[-+]/)[0]!
+      .split('.')
+      .map((n) => Number.parseInt(n, 10) || 0);
+  const [pa, pb] = [parts(a), parts(b)];
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
+}
+
+/** The comment of the migrations table once the functions are applied: 'durable-flow functions <version> sha256:<hash>'. */
+export function functionsComment(tables: Tables, version = releaseVersion()): string {
+  return `durable-flow functions ${version} sha256:${functionsHash(tables)}`;
+}
 
 /** The hash of every function file as this schema renders them: what the database records once applied. */
 export function functionsHash(tables: Tables): string {
@@ -44,20 +68,26 @@ export function functionsHash(tables: Tables): string {
 
 /**
  * Applies every function file (CREATE OR REPLACE; triggers dropped and created again) in one
- * transaction, unless the database records that it already has exactly these files: the hash of all
- * of them is kept as the comment of the migrations table, which the migrator owns. The caller holds the
- * migrator's advisory lock. Returns whether anything was applied.
+ * transaction, unless the database records that it already has exactly these files, or that a newer
+ * release applied its own: the release and the hash of all the files are kept as the comment of the
+ * migrations table, which the migrator owns. The caller holds the migrator's advisory lock. Returns
+ * whether anything was applied.
  *
  * Skipping matters: dropping and creating a trigger takes an exclusive lock on its table, which would
- * stall every worker at each process's boot.
+ * stall every worker at each process's boot. And during a rolling deploy, a process of the previous
+ * release booting after the new one must not put the old definitions back.
  */
 export async function applyFunctions(client: pg.PoolClient, tables: Tables): Promise<boolean> {
-  const hash = functionsHash(tables);
+  const version = releaseVersion();
+  const comment = functionsComment(tables, version);
   const { rows } = await client.query<{ comment: string | null }>(
     `SELECT obj_description(to_regclass($1), 'pg_class') AS comment`,
     [tables.migrations],
   );
-  if (rows[0]?.comment === HASH_PREFIX + hash) return false;
+  const stored = rows[0]?.comment ?? null;
+  if (stored === comment) return false;
+  const storedVersion = stored ? /^durable-flow functions (\S+) sha256:/.exec(stored)?.[1] : undefined;
+  if (storedVersion !== undefined && compareVersions(storedVersion, version) > 0) return false;
   await client.query('BEGIN');
   try {
     for (const file of loadFunctions()) {
@@ -69,7 +99,8 @@ export async function applyFunctions(client: pg.PoolClient, tables: Tables): Pro
         });
       }
     }
-    await client.query(`COMMENT ON TABLE ${tables.migrations} IS '${HASH_PREFIX}${hash}'`);
+    // The version comes from our own package.json; quoted all the same.
+    await client.query(`COMMENT ON TABLE ${tables.migrations} IS '${comment.replaceAll("'", "''")}'`);
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK');

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { functionsHash } from '../../lib/db/functions.js';
+import { functionsComment } from '../../lib/db/functions.js';
 import { loadMigrations } from '../../lib/db/migrator.js';
 import { DurableFlow } from '../../lib/index.js';
 import type { Change, WorkflowContext } from '../../lib/index.js';
@@ -53,7 +53,8 @@ describe('migrate()', () => {
       await flow.migrate();
       const expected = (await flow.pool.query(lockKey)).rows[0].k as number;
       const hash = (await flow.pool.query(comment)).rows[0].c as string;
-      expect(hash).toBe(`durable-flow functions sha256:${functionsHash(flow.tables)}`);
+      expect(hash).toBe(functionsComment(flow.tables));
+      expect(hash).toMatch(/^durable-flow functions 0\.\d+\.\d+ sha256:[0-9a-f]{64}$/);
       // A definition changed behind migrate()'s back stays as long as the recorded hash matches the
       // files: an unchanged release applies nothing (no trigger is dropped, no table locked).
       await flow.pool.query(
@@ -76,7 +77,7 @@ describe('migrate()', () => {
     }
   });
 
-  it('leaves the functions alone in a database a newer release migrated', async () => {
+  it('leaves the functions alone in a database a newer release migrated, and puts an older release’s back', async () => {
     const other = await createEmptyDatabase('fnn');
     const flow = new DurableFlow({ databaseUrl: other.url, logger: false });
     try {
@@ -88,6 +89,16 @@ describe('migrate()', () => {
       );
       expect(await flow.migrate()).toEqual({ applied: [], unknown: [999] });
       expect((await flow.pool.query(`SELECT durable_flow_event_lock_key('x') AS k`)).rows[0].k).toBe(7);
+      // A newer release that changed only function files (no new migration): its functions stay too,
+      // so a process of the previous release booting during a rolling deploy does not put its own back.
+      await flow.pool.query(`DELETE FROM durable_flow_migrations WHERE version = 999`);
+      await flow.pool.query(`COMMENT ON TABLE durable_flow_migrations IS 'durable-flow functions 99.0.0 sha256:newer'`);
+      expect(await flow.migrate()).toEqual({ applied: [], unknown: [] });
+      expect((await flow.pool.query(`SELECT durable_flow_event_lock_key('x') AS k`)).rows[0].k).toBe(7);
+      // An older release's functions: this release's files replace them.
+      await flow.pool.query(`COMMENT ON TABLE durable_flow_migrations IS 'durable-flow functions 0.0.1 sha256:older'`);
+      await flow.migrate();
+      expect((await flow.pool.query(`SELECT durable_flow_event_lock_key('x') AS k`)).rows[0].k).not.toBe(7);
     } finally {
       await flow.close();
       await other.drop();
