@@ -3,7 +3,8 @@ import path from 'node:path';
 import type pg from 'pg';
 import { packageDir } from '../paths.js';
 import type { Tables } from './tables.js';
-import { quoteIdent } from './tables.js';
+import { MIGRATOR_LOCK_KEY, quoteIdent } from './tables.js';
+import { applyFunctions } from './functions.js';
 
 export interface Migration {
   version: number;
@@ -52,8 +53,8 @@ export async function migrate(pool: pg.Pool, tables: Tables): Promise<MigrateRes
   const client = await pool.connect();
   let broken = false;
   try {
-    // Lock (namespace, 0): the migrator's. Held for the session, released in finally.
-    await client.query('SELECT pg_advisory_lock($1, 0)', [tables.lockNamespace]);
+    // The migrator's lock (LOCK_NAMESPACE, MIGRATOR_LOCK_KEY). Held for the session, released in finally.
+    await client.query('SELECT pg_advisory_lock($1, $2)', [tables.lockNamespace, MIGRATOR_LOCK_KEY]);
     try {
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(tables.schema)}`);
       await client.query(
@@ -85,15 +86,19 @@ export async function migrate(pool: pg.Pool, tables: Tables): Promise<MigrateRes
         }
         applied.push(migration.name);
       }
+      const known = new Set(migrations.map((m) => m.version));
+      const unknown = [...done].filter((v) => !known.has(v)).sort((a, b) => a - b);
+      // The current functions (lib/db/functions/), after the numbered migrations, unless a newer release
+      // migrated this database: its functions are newer than ours.
+      if (unknown.length === 0) await applyFunctions(client, tables);
       // Workers of every release check their schema now, rather than at their next low-rate check:
       // those of an older release stop claiming, those waiting for these migrations start.
       if (applied.length > 0) {
         await client.query('SELECT pg_notify($1, $2)', [migrationsChannel(tables), String(migrations.at(-1)!.version)]);
       }
-      const known = new Set(migrations.map((m) => m.version));
-      return { applied, unknown: [...done].filter((v) => !known.has(v)).sort((a, b) => a - b) };
+      return { applied, unknown };
     } finally {
-      await client.query('SELECT pg_advisory_unlock($1, 0)', [tables.lockNamespace]).catch(() => {
+      await client.query('SELECT pg_advisory_unlock($1, $2)', [tables.lockNamespace, MIGRATOR_LOCK_KEY]).catch(() => {
         broken = true;
       });
     }

@@ -26,8 +26,23 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** 'dflw' as a 32-bit integer. */
-const LOCK_NAMESPACE = 0x64666c77;
+/**
+ * 'dflw' as a 32-bit integer: the first key of durable-flow's two-key advisory locks that are not
+ * concurrency keys. Second keys: MIGRATOR_LOCK_KEY (session lock of migrate()) and the event-name keys
+ * 0..EVENT_LOCK_KEYS-1 (durable_flow_event_lock_key: hashtext(name) & 63, transaction locks of
+ * durable_flow_notify and of a suspension creating waits). See docs/ARCHITECTURE.md "Locks".
+ */
+export const LOCK_NAMESPACE = 0x64666c77;
+/** Second key of the migrator's lock in LOCK_NAMESPACE. It is also event-name key 0 (see "Locks"). */
+export const MIGRATOR_LOCK_KEY = 0;
+/** How many event-name lock keys LOCK_NAMESPACE holds (hashtext(name) & 63 in durable_flow_event_lock_key). */
+export const EVENT_LOCK_KEYS = 64;
+/**
+ * 'dfhx' as a 32-bit integer: the first key of the concurrency-key locks (second key hashtext(key)),
+ * taken by durable_flow_claim and durable_flow_wake_next. The function files name it
+ * {{concurrency_lock_namespace}}; migrations 001 and 002 spell it out as 1684433016.
+ */
+export const CONCURRENCY_LOCK_NAMESPACE = 0x64666878;
 
 export function tablesFor(schema: string): Tables {
   const s = quoteIdent(schema);

@@ -12,11 +12,13 @@ export function urlFor(database: string): string {
   return url.toString();
 }
 
-/** Name of the migrated template database: changes whenever a migration does. */
+/** Name of the migrated template database: changes whenever a migration or a function file does. */
 export function templateName(): string {
-  const dir = path.resolve(import.meta.dirname, '../../migrations');
   const hash = crypto.createHash('sha1');
-  for (const file of fs.readdirSync(dir).sort()) hash.update(file).update(fs.readFileSync(path.join(dir, file)));
+  for (const folder of ['migrations', 'lib/db/functions']) {
+    const dir = path.resolve(import.meta.dirname, '../..', folder);
+    for (const file of fs.readdirSync(dir).sort()) hash.update(`${folder}/${file}`).update(fs.readFileSync(path.join(dir, file)));
+  }
   return `durable_flow_tmpl_${hash.digest('hex').slice(0, 12)}`;
 }
 

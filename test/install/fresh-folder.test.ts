@@ -104,13 +104,15 @@ describe('a fresh npm project, as the README says', () => {
   it('the tarball holds the built JavaScript and what it serves, and nothing else: no source maps, no README template', () => {
     expect(packed).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/testing/index.js']));
     expect(packed).toEqual(expect.arrayContaining(fs.readdirSync(path.join(root, 'migrations')).map((f) => `migrations/${f}`)));
+    // The SQL functions migrate() applies after the migrations (lib/db/functions), found from dist/lib.
+    expect(packed).toEqual(expect.arrayContaining(fs.readdirSync(path.join(root, 'lib/db/functions')).map((f) => `lib/db/functions/${f}`)));
     expect(packed.some((f) => f.startsWith('views/') && f.endsWith('.ejs'))).toBe(true);
     for (const file of fs.readdirSync(path.join(root, 'public'), { recursive: true, encoding: 'utf8' })) {
       if (fs.statSync(path.join(root, 'public', file)).isFile()) expect(packed).toContain(`public/${file}`);
     }
     expect(packed.filter((f) => f.endsWith('.map'))).toEqual([]);
     expect(packed.filter((f) => /template/i.test(f))).toEqual([]);
-    const outside = packed.filter((f) => !/^(dist\/lib|migrations|views|public)\//.test(f));
+    const outside = packed.filter((f) => !/^(dist\/lib|migrations|lib\/db\/functions|views|public)\//.test(f));
     expect(outside.sort()).toEqual(['LICENSE', 'README.md', 'package.json']);
   });
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { functionsComment } from '../../lib/db/functions.js';
 import { loadMigrations } from '../../lib/db/migrator.js';
 import { DurableFlow } from '../../lib/index.js';
 import type { Change, WorkflowContext } from '../../lib/index.js';
@@ -40,6 +41,67 @@ describe('migrate()', () => {
       ]);
     } finally {
       await Promise.all(flows.map((flow) => flow.close()));
+    }
+  });
+
+  it('applies the function files after the migrations: once, and again when the files differ from what the database has', async () => {
+    const other = await createEmptyDatabase('fns');
+    const flow = new DurableFlow({ databaseUrl: other.url, logger: false });
+    const lockKey = `SELECT durable_flow_event_lock_key('x') AS k`;
+    const comment = `SELECT obj_description('durable_flow_migrations'::regclass, 'pg_class') AS c`;
+    try {
+      await flow.migrate();
+      const expected = (await flow.pool.query(lockKey)).rows[0].k as number;
+      const hash = (await flow.pool.query(comment)).rows[0].c as string;
+      expect(hash).toBe(functionsComment(flow.tables));
+      expect(hash).toMatch(/^durable-flow functions 0\.\d+\.\d+ sha256:[0-9a-f]{64}$/);
+      // A definition changed behind migrate()'s back stays as long as the recorded hash matches the
+      // files: an unchanged release applies nothing (no trigger is dropped, no table locked).
+      await flow.pool.query(
+        `CREATE OR REPLACE FUNCTION durable_flow_event_lock_key(p_name text) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 99 $$`,
+      );
+      await flow.migrate();
+      expect((await flow.pool.query(lockKey)).rows[0].k).toBe(99);
+      // A database whose functions an earlier release wrote (another hash, or none): the files' definitions again.
+      await flow.pool.query(`COMMENT ON TABLE durable_flow_migrations IS NULL`);
+      expect(await flow.migrate()).toEqual({ applied: [], unknown: [] });
+      expect((await flow.pool.query(lockKey)).rows[0].k).toBe(expected);
+      expect((await flow.pool.query(comment)).rows[0].c).toBe(hash);
+      const { rows } = await flow.pool.query(
+        `SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'durable_flow_workflow_runs'::regclass AND NOT tgisinternal`,
+      );
+      expect(rows[0].n).toBe(6);
+    } finally {
+      await flow.close();
+      await other.drop();
+    }
+  });
+
+  it('leaves the functions alone in a database a newer release migrated, and puts an older release’s back', async () => {
+    const other = await createEmptyDatabase('fnn');
+    const flow = new DurableFlow({ databaseUrl: other.url, logger: false });
+    try {
+      await flow.migrate();
+      await flow.pool.query(`INSERT INTO durable_flow_migrations (version, name) VALUES (999, '999_future')`);
+      await flow.pool.query(`COMMENT ON TABLE durable_flow_migrations IS 'durable-flow functions sha256:newer'`);
+      await flow.pool.query(
+        `CREATE OR REPLACE FUNCTION durable_flow_event_lock_key(p_name text) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 7 $$`,
+      );
+      expect(await flow.migrate()).toEqual({ applied: [], unknown: [999] });
+      expect((await flow.pool.query(`SELECT durable_flow_event_lock_key('x') AS k`)).rows[0].k).toBe(7);
+      // A newer release that changed only function files (no new migration): its functions stay too,
+      // so a process of the previous release booting during a rolling deploy does not put its own back.
+      await flow.pool.query(`DELETE FROM durable_flow_migrations WHERE version = 999`);
+      await flow.pool.query(`COMMENT ON TABLE durable_flow_migrations IS 'durable-flow functions 99.0.0 sha256:newer'`);
+      expect(await flow.migrate()).toEqual({ applied: [], unknown: [] });
+      expect((await flow.pool.query(`SELECT durable_flow_event_lock_key('x') AS k`)).rows[0].k).toBe(7);
+      // An older release's functions: this release's files replace them.
+      await flow.pool.query(`COMMENT ON TABLE durable_flow_migrations IS 'durable-flow functions 0.0.1 sha256:older'`);
+      await flow.migrate();
+      expect((await flow.pool.query(`SELECT durable_flow_event_lock_key('x') AS k`)).rows[0].k).not.toBe(7);
+    } finally {
+      await flow.close();
+      await other.drop();
     }
   });
 
@@ -116,7 +178,9 @@ describe('onChange', () => {
       registerCrashWorkflows(flow);
       const runId = await flow.startRun(flow.definitions.get('chain')!, { steps: 2 });
       expect(await flow.handle(runId).result({ timeout: '10 seconds' })).toBe(1);
-      await eventually(() => changes.some((c) => c.type === 'workflow_run.updated' && c.runId === runId && c.snapshot.status === 'completed'));
+      await eventually(() =>
+        changes.some((c) => c.type === 'workflow_run.updated' && c.runId === runId && c.snapshot.status === 'completed'),
+      );
       const types = changes.filter((c) => c.runId === runId).map((c) => c.type);
       expect(types).toContain('workflow_run.created');
       expect(types).toContain('workflow_step.created');
@@ -124,7 +188,11 @@ describe('onChange', () => {
       expect(step).toMatchObject({ workflow: 'chain', snapshot: { name: expect.stringMatching(/^s\d$/) } });
       expect(step.payload).toMatchObject({ type: 'workflow_step.created', runId, workflow: 'chain', recordId: step.recordId });
       await flow.notify('anything', { x: 1 });
-      await eventually(() => changes.some((c) => c.type === 'workflow_event.created' && c.runId === null && (c.snapshot.payload as { x?: number }).x === 1));
+      await eventually(() =>
+        changes.some(
+          (c) => c.type === 'workflow_event.created' && c.runId === null && (c.snapshot.payload as { x?: number }).x === 1,
+        ),
+      );
     } finally {
       unsubscribe();
       unsubscribeBad();

@@ -1,0 +1,117 @@
+-- A worker's claim, in one round trip: up to p_limit due runs of its queues and workflows, leased to
+-- p_owner, with their step history, the time the next not-yet-due run wakes, the database clock and a
+-- snapshot (the low-water mark of waits created in these executions).
+--
+-- Lock: FOR UPDATE SKIP LOCKED on the due rows, so claimers never wait for each other and never claim
+-- the same run. A run that is executing is due again only when its lease expired (its wake_at is the
+-- lease expiry); the claim bumps lease_epoch, which fences every later write of the worker that lost
+-- it. claim_count counts claims since the run last stopped cleanly (the executor fails a run that
+-- keeps killing its worker).
+--
+-- Runs with a concurrency key take a second path: under the key's advisory lock (also taken when a
+-- slot frees, durable_flow_wake_next), count the runs of that key executing now, lease those that fit
+-- and park the others (concurrency_waiting, no wake_at) until a slot frees.
+--
+-- The planner must drive this from the wake_at index whatever its statistics say (a table that just
+-- grew from empty looks tiny to it): sequential scans are off inside the function, and the workflow
+-- filter is an expression so the (workflow_name, status) index is never chosen instead.
+--
+-- Since 002_trust.sql, with the claim's snapshot handed to durable_flow_lease as the executions' mark.
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
+  p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8
+) RETURNS TABLE (runs json, steps json, next_wake_ms float8, db_now_ms float8, snapshot text)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+AS $$
+DECLARE
+  v_now timestamptz := statement_timestamp() + p_offset_ms * interval '1 millisecond';
+  v_lease timestamptz := v_now + p_lease_ms * interval '1 millisecond';
+  v_mark text := pg_current_snapshot()::text;
+  v_runs jsonb := '[]';
+  v_more jsonb;
+  v_replay bigint[] := '{}';
+  v_more_replay bigint[];
+  v_count integer := 0;
+  v_due bigint[];
+  v_candidates bigint[];
+  v_keys text[];
+  v_admit bigint[];
+  v_block bigint[];
+BEGIN
+  -- Runs without a concurrency limit: lock the due ones, lease them.
+  SELECT coalesce(array_agg(d.id), '{}'), count(*) INTO v_due, v_count
+  FROM (
+    SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
+    WHERE r.wake_at <= v_now AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+      AND r.concurrency_key IS NULL
+    ORDER BY r.priority, r.wake_at, r.id
+    LIMIT p_limit
+    FOR UPDATE OF r SKIP LOCKED
+  ) d;
+  IF v_count > 0 THEN
+    SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
+  END IF;
+
+  -- Runs with a concurrency limit, when slots remain and some are due.
+  IF v_count < p_limit AND EXISTS (
+    SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
+    WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
+      AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+  ) THEN
+    SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) INTO v_candidates, v_keys
+    FROM (
+      SELECT r.id, r.concurrency_key FROM {{schema}}.durable_flow_workflow_runs r
+      WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
+        AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+      ORDER BY r.priority, r.wake_at, r.id
+      LIMIT (p_limit - v_count) * 4
+    ) c;
+    PERFORM pg_advisory_xact_lock({{concurrency_lock_namespace}}, k.h)
+    FROM (SELECT DISTINCT hashtext(key) AS h FROM unnest(v_keys) AS key ORDER BY 1) AS k;
+    WITH locked AS (
+      SELECT r.id, r.concurrency_key, r.concurrency_limit, r.priority, r.wake_at
+      FROM {{schema}}.durable_flow_workflow_runs r
+      WHERE r.id = ANY(v_candidates) AND r.wake_at <= v_now
+      FOR UPDATE SKIP LOCKED
+    ), busy AS (
+      SELECT r.concurrency_key, count(*) AS n FROM {{schema}}.durable_flow_workflow_runs r
+      -- Every run of the key holding a live lease, candidates included: one may have been claimed by
+      -- another worker between choosing the candidates and taking the key lock.
+      WHERE r.concurrency_key = ANY(v_keys) AND r.status = 'running' AND r.lease_expires_at > v_now
+      GROUP BY r.concurrency_key
+    ), ranked AS (
+      SELECT l.id, l.priority, l.wake_at,
+             row_number() OVER (PARTITION BY l.concurrency_key ORDER BY l.priority, l.wake_at, l.id)
+               <= greatest(coalesce(l.concurrency_limit, 1) - coalesce(b.n, 0), 0) AS fits
+      FROM locked l LEFT JOIN busy b ON b.concurrency_key = l.concurrency_key
+    ), numbered AS (
+      SELECT id, fits, row_number() OVER (PARTITION BY fits ORDER BY priority, wake_at, id) AS n FROM ranked
+    )
+    SELECT coalesce(array_agg(id) FILTER (WHERE fits AND n <= p_limit - v_count), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE NOT fits), '{}')
+      INTO v_admit, v_block
+    FROM numbered;
+
+    -- No free slot: park them until a run of their key leaves 'running' (durable_flow_wake_next).
+    UPDATE {{schema}}.durable_flow_workflow_runs SET wake_at = NULL, concurrency_waiting = true,
+           updated_at = clock_timestamp()
+    WHERE id = ANY(v_block);
+
+    SELECT l.runs, l.replay INTO v_more, v_more_replay
+    FROM {{schema}}.durable_flow_lease(v_admit, p_owner, v_now, v_lease, v_mark) l;
+    v_runs := v_runs || v_more;
+    v_replay := v_replay || v_more_replay;
+  END IF;
+
+  RETURN QUERY SELECT
+    v_runs::json,
+    {{schema}}.durable_flow_history(v_replay),
+    (SELECT extract(epoch FROM n.wake_at - v_now)::float8 * 1000
+       FROM (SELECT r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
+             WHERE r.wake_at > v_now AND r.queue_name = ANY(p_queues)
+               AND (r.workflow_name || '') = ANY(p_workflows)
+             ORDER BY r.wake_at LIMIT 1) n),
+    extract(epoch FROM v_now)::float8 * 1000,
+    v_mark;
+END
+$$;

@@ -1,0 +1,13 @@
+-- The step history of the given runs (with each wait step's wait), as the executor replays it.
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_history(p_run_ids bigint[]) RETURNS json
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(json_agg(json_build_object(
+      'run', s.workflow_run_id, 'id', s.id, 'name', s.name, 'kind', s.kind, 'status', s.status,
+      'attempts', s.attempts, 'position', s.position, 'result', s.result::text, 'error', s.error,
+      'cursor', s.cursor, 'metadata', s.metadata, 'snapshot', s.exec_snapshot,
+      'waitId', w.id, 'waitStatus', w.status
+    ) ORDER BY s.id), '[]')
+  FROM {{schema}}.durable_flow_workflow_steps s
+  LEFT JOIN {{schema}}.durable_flow_workflow_waits w ON w.workflow_step_id = s.id
+  WHERE s.workflow_run_id = ANY(p_run_ids)
+$$;

@@ -1,0 +1,108 @@
+-- flow.notify in one round trip: store the event (once per event_id), match every pending wait it
+-- satisfies, store its payload as the wait step's result, and make the suspended runs due.
+-- A matching cancelOn trigger cancels its run instead. Waits for a run (step.invoke) are not events.
+-- Locks, in the order every other path takes them: the event name's advisory lock (so a wait being
+-- created at this moment either sees this event or is seen by it), then the runs (by id), then the waits.
+--
+-- When the calling process has a worker with free slots (p_claim_limit > 0), up to that many woken runs
+-- of its queues and workflows are claimed for it right here (leased to p_owner, as durable_flow_claim
+-- would) and returned with their history: they resume without a NOTIFY, without a claim round trip.
+-- Their executions' snapshot carries this transaction's id and event, so those runs never take this
+-- event for a later one. The other woken runs become due and the wake trigger NOTIFYs the workers.
+--
+-- Since 002_trust.sql, and:
+-- - an id already stored with another name or payload is a conflict (is_conflict, nothing stored or
+--   woken; the caller raises EVENT_ID_CONFLICT without aborting the caller's transaction);
+-- - a wait whose timeout has passed on the flow's clock never matches, though no worker has settled it;
+-- - the event's occurred_at is the flow's clock when it was stored (after the name's lock), which the
+--   suspension compares with a wait's timeout (resolveWaits);
+-- - the name lock is its shared key (durable_flow_event_lock_key);
+-- - a matched wait's step keeps its mark (the snapshot it was created in), instead of this
+--   transaction's, which would hide from the next wait every event committed before this one.
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_notify(
+  p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
+  p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[]
+) RETURNS TABLE (
+  event_pk bigint, event_key text, event_name text, event_payload jsonb, event_occurred_at timestamptz,
+  is_duplicate boolean, is_conflict boolean, matched_waits integer, claimed json, history json,
+  db_now_ms float8, snapshot text
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  v_event {{schema}}.durable_flow_workflow_events%ROWTYPE;
+  v_now timestamptz;
+  v_matched integer := 0;
+  v_runs bigint[];
+  v_mark text;
+  v_claimed json := '[]';
+  v_claimed_ids bigint[] := '{}';
+BEGIN
+  PERFORM pg_advisory_xact_lock(p_lock_namespace, {{schema}}.durable_flow_event_lock_key(p_name));
+  v_now := clock_timestamp() + p_offset_ms * interval '1 millisecond';
+  INSERT INTO {{schema}}.durable_flow_workflow_events (event_id, name, payload, source, occurred_at)
+  VALUES (p_event_id, p_name, p_payload, p_source, v_now)
+  ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
+  RETURNING * INTO v_event;
+  IF NOT FOUND THEN
+    SELECT * INTO v_event FROM {{schema}}.durable_flow_workflow_events e WHERE e.event_id = p_event_id;
+    RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, true,
+      (v_event.name <> p_name OR v_event.payload <> p_payload), 0, '[]'::json, '[]'::json, NULL::float8, NULL::text;
+    RETURN;
+  END IF;
+
+  -- cancelOn: runs (with their children) that this event cancels.
+  PERFORM {{schema}}.durable_flow_cancel(
+    ARRAY(SELECT DISTINCT t.workflow_run_id FROM {{schema}}.durable_flow_cancel_triggers t
+          JOIN {{schema}}.durable_flow_workflow_runs r ON r.id = t.workflow_run_id
+          WHERE t.event_name = p_name AND p_payload @> t.match
+            AND r.status NOT IN ('completed', 'failed', 'cancelled')),
+    'Cancelled by event "' || p_name || '"', p_offset_ms);
+
+  v_mark := pg_current_snapshot()::text || '|' || pg_current_xact_id()::text || '|' || v_event.id::text;
+  PERFORM 1 FROM {{schema}}.durable_flow_workflow_runs r
+  WHERE r.id IN (
+    SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
+    WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.event_name = p_name AND p_payload @> w.match
+      AND (w.timeout_at IS NULL OR w.timeout_at > v_now))
+  ORDER BY r.id DESC
+  FOR NO KEY UPDATE;
+
+  IF FOUND THEN
+    WITH m AS (
+      UPDATE {{schema}}.durable_flow_workflow_waits w
+      SET status = 'matched', workflow_event_id = v_event.id, updated_at = clock_timestamp()
+      WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.event_name = p_name AND p_payload @> w.match
+        AND (w.timeout_at IS NULL OR w.timeout_at > v_now)
+      RETURNING w.workflow_run_id, w.workflow_step_id
+    ), s AS (
+      UPDATE {{schema}}.durable_flow_workflow_steps s
+      -- exec_snapshot stays the one the wait was created with: the wait after this one sees every event
+      -- since (resolveWaits leaves out the events this run's earlier waits took).
+      SET status = 'succeeded', result = p_payload, completed_at = v_now, attempts = s.attempts + 1,
+          updated_at = clock_timestamp()
+      WHERE s.id IN (SELECT workflow_step_id FROM m)
+    )
+    SELECT count(*), array_agg(DISTINCT workflow_run_id) INTO v_matched, v_runs FROM m;
+
+    -- Runs for a worker of the calling process: claimed now.
+    IF p_claim_limit > 0 THEN
+      SELECT l.runs, l.replay INTO v_claimed, v_claimed_ids
+      FROM {{schema}}.durable_flow_lease(
+        ARRAY(SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
+              WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
+                AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
+                AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
+              ORDER BY r.id LIMIT p_claim_limit),
+        p_owner, v_now, v_now + p_lease_ms * interval '1 millisecond', v_mark) l;
+    END IF;
+    -- The others that are suspended become due; a run still executing finds its matched wait when it
+    -- next suspends.
+    UPDATE {{schema}}.durable_flow_workflow_runs r
+    SET status = 'ready', wake_at = v_now, updated_at = clock_timestamp()
+    WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying');
+  END IF;
+
+  RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, false, false,
+    v_matched, v_claimed, {{schema}}.durable_flow_history(v_claimed_ids), extract(epoch FROM v_now)::float8 * 1000, v_mark;
+END
+$$;
