@@ -77,13 +77,6 @@ describe('lib/ imports', () => {
   it('form no circle, counting `import type` and `export … from`', () => {
     const graph = importGraph();
     expect(graph.size).toBeGreaterThan(20);
-    // Circles not removed yet (issue #12). A new circle fails this test, and so does one removed
-    // but still listed: take it off the list.
-    const KNOWN_CYCLES = [
-      'flow.ts → http/live.ts → flow.ts',
-      'flow.ts → http/router.ts → flow.ts',
-      'flow.ts → http/router.ts → http/ingest.ts → flow.ts',
-    ];
-    expect(findCycles(graph)).toEqual(KNOWN_CYCLES);
+    expect(findCycles(graph)).toEqual([]);
   });
 });
