@@ -119,6 +119,33 @@ describe('Sequelize models', () => {
     );
   });
 
+  it("allow exactly the values of the tables' CHECK constraints", async () => {
+    const { rows } = await flow.pool.query<{ table: string; check: string }>(
+      `SELECT conrelid::regclass::text AS table, pg_get_constraintdef(oid) AS check FROM pg_constraint
+       WHERE contype = 'c' AND connamespace = 'public'::regnamespace ORDER BY 1`,
+    );
+    const fromTables = rows.map(({ table, check }) => {
+      const list = /^CHECK \(\((\w+) = ANY \(ARRAY\[(.*)\]\)\)\)$/.exec(check);
+      const single = /^CHECK \(\((\w+) = (\d+)\)\)$/.exec(check);
+      if (list) return `${table}.${list[1]}: ${[...list[2]!.matchAll(/'([^']*)'::text/g)].map((m) => m[1]).join(', ')}`;
+      if (single) return `${table}.${single[1]}: ${single[2]}`;
+      return `${table}: unparsed ${check}`;
+    });
+    const fromModels = Object.values(flow.models)
+      .flatMap((model) =>
+        Object.values(model.getAttributes() as Record<string, ModelAttributeColumnOptions>)
+          .filter((a) => a.validate?.isIn)
+          .map((a) => `${model.tableName}.${a.field}: ${(a.validate!.isIn as unknown[][])[0]!.join(', ')}`),
+      )
+      .sort();
+    expect(fromModels).toEqual(fromTables.sort());
+    expect(fromModels).toHaveLength(5);
+    const { WorkflowRun } = flow.models;
+    await expect(WorkflowRun.build({ runId: 'r', workflowName: 'w', status: 'done' }).validate()).rejects.toThrow(
+      'Validation isIn on status failed',
+    );
+  });
+
   it('leave to the database the defaults only it computes, and apply the constant ones', async () => {
     const { WorkflowEvent } = flow.models;
     const event = await WorkflowEvent.create({ name: 'modelled.event' });
