@@ -129,7 +129,7 @@ export class DurableFlow {
     return this.#sequelize;
   }
 
-  /** Sequelize models of the five tables (read models; the engine does the writes that need its locks). */
+  /** Sequelize models of every table, column for column (read models; the engine does the writes that need its locks). */
   get models(): DurableFlowModels {
     this.#models ??= defineModels(this.sequelize, this.options.schema);
     return this.#models;

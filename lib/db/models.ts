@@ -1,10 +1,19 @@
-import { DataTypes, Model } from 'sequelize';
-import type { ModelStatic, Sequelize } from 'sequelize';
+import { DataTypes, Model, literal } from 'sequelize';
+import type { ModelAttributes, ModelStatic, Sequelize } from 'sequelize';
+import type { LogLevel, RunStatus, StepStatus, WaitStatus } from '../types.js';
 
 /**
- * Sequelize models of durable-flow's tables, for reading runs, steps, waits, events and logs with
- * the ORM the host app already uses. Writes that matter for correctness go through the engine
+ * Sequelize models of every durable-flow table, column for column (test/integration/models.test.ts
+ * compares them with a freshly migrated database), for reading runs, steps, waits, events and logs
+ * with the ORM the host app already uses. Writes that matter for correctness go through the engine
  * (leases and fencing live there), so treat these as read models.
+ *
+ * Defaults: a constant default of the table is the model's `defaultValue`, `now()` is `DataTypes.NOW`,
+ * and a default only the database can compute (`pg_current_snapshot()`, `pg_current_xact_id()`) is the
+ * same SQL as a literal, so an INSERT through the model asks the database for it.
+ *
+ * Sequelize writes into the attribute objects it is given (each one's `field`), so every attribute
+ * is a fresh object: the helpers below are functions, never shared constants.
  */
 export interface DurableFlowModels {
   WorkflowRun: ModelStatic<Model>;
@@ -12,119 +21,197 @@ export interface DurableFlowModels {
   WorkflowEvent: ModelStatic<Model>;
   WorkflowWait: ModelStatic<Model>;
   WorkflowLog: ModelStatic<Model>;
+  /** `cancelOn`: an event of this name whose payload contains `match` cancels the run. */
+  CancelTrigger: ModelStatic<Model>;
+  /** One row: until when some process wants live changes. */
+  Live: ModelStatic<Model>;
+  /** Random values durable-flow keeps for itself (the viewer's CSRF key). */
+  Secret: ModelStatic<Model>;
+  /** The migrations applied, by version. */
+  Migration: ModelStatic<Model>;
 }
 
-const timestamps = {
-  createdAt: { type: DataTypes.DATE, field: 'created_at' },
-  updatedAt: { type: DataTypes.DATE, field: 'updated_at' },
-};
+// The values each CHECK constraint allows (migrations 001 and 002), as the TypeScript unions spell them.
+const RUN_STATUSES: RunStatus[] = [
+  'enqueued',
+  'running',
+  'sleeping',
+  'waiting',
+  'ready',
+  'retrying',
+  'completed',
+  'failed',
+  'cancelled',
+];
+const STEP_STATUSES: StepStatus[] = ['pending', 'running', 'succeeded', 'sleeping', 'waiting', 'retrying', 'failed', 'cancelled'];
+const WAIT_STATUSES: WaitStatus[] = ['pending', 'matched', 'timed_out', 'cancelled'];
+const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+const bigId = () => ({ type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true });
+const now = (field: string) => ({ type: DataTypes.DATE, allowNull: false, defaultValue: DataTypes.NOW, field });
+const createdAt = () => ({ createdAt: now('created_at') });
+const timestamps = () => ({ ...createdAt(), updatedAt: now('updated_at') });
+const time = (field: string) => ({ type: DataTypes.DATE, field });
+const text = (field: string) => ({ type: DataTypes.TEXT, field });
+const required = <T extends object>(attribute: T) => ({ ...attribute, allowNull: false });
+const jsonObject = () => ({ type: DataTypes.JSONB, allowNull: false, defaultValue: {} });
+const oneOf = (values: string[]) => ({ type: DataTypes.TEXT, allowNull: false, validate: { isIn: [values] } });
+const status = (values: string[], defaultValue: string) => ({ ...oneOf(values), defaultValue });
+const runFk = () => ({ type: DataTypes.BIGINT, allowNull: false, field: 'workflow_run_id' });
+
+const runAttributes = (): ModelAttributes => ({
+  id: bigId(),
+  runId: required(text('run_id')),
+  workflowName: required(text('workflow_name')),
+  status: status(RUN_STATUSES, 'enqueued'),
+  queueName: { ...required(text('queue_name')), defaultValue: 'default' },
+  priority: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+  input: DataTypes.JSONB,
+  output: DataTypes.JSONB,
+  error: DataTypes.JSONB,
+  idempotencyKey: text('idempotency_key'),
+  parentRunId: text('parent_run_id'),
+  parentStepName: text('parent_step_name'),
+  concurrencyKey: text('concurrency_key'),
+  concurrencyLimit: { type: DataTypes.INTEGER, field: 'concurrency_limit' },
+  /** Blocked by its concurrency limit: no wake_at until a run of its key frees a slot. */
+  concurrencyWaiting: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'concurrency_waiting' },
+  /** Some wait watches this run (step.invoke, step.waitForWorkflow). */
+  watched: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+  wakeAt: time('wake_at'),
+  leaseOwner: text('lease_owner'),
+  leaseEpoch: { type: DataTypes.BIGINT, allowNull: false, defaultValue: 0, field: 'lease_epoch' },
+  leaseExpiresAt: time('lease_expires_at'),
+  claimCount: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0, field: 'claim_count' },
+  attempts: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+  /** The snapshot the run was created in. */
+  createdSnapshot: { ...required(text('created_snapshot')), defaultValue: literal('(pg_current_snapshot())::text') },
+  /** The low-water mark of the executions since the run last stopped cleanly (migration 002). */
+  resumeSnapshot: text('resume_snapshot'),
+  startedAt: time('started_at'),
+  interruptedAt: time('interrupted_at'),
+  completedAt: time('completed_at'),
+  failedAt: time('failed_at'),
+  cancelledAt: time('cancelled_at'),
+  ...timestamps(),
+});
+
+const stepAttributes = (): ModelAttributes => ({
+  id: bigId(),
+  workflowRunId: runFk(),
+  name: { type: DataTypes.TEXT, allowNull: false },
+  kind: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'run' },
+  status: status(STEP_STATUSES, 'pending'),
+  attempts: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+  position: DataTypes.INTEGER,
+  result: DataTypes.JSONB,
+  error: DataTypes.JSONB,
+  cursor: DataTypes.JSONB,
+  metadata: jsonObject(),
+  /** The snapshot of the execution that stored this step (see docs/ARCHITECTURE.md, "No lost wake-up"). */
+  execSnapshot: text('exec_snapshot'),
+  startedAt: time('started_at'),
+  completedAt: time('completed_at'),
+  ...timestamps(),
+});
+
+const eventAttributes = (): ModelAttributes => ({
+  id: bigId(),
+  eventId: text('event_id'),
+  name: { type: DataTypes.TEXT, allowNull: false },
+  payload: jsonObject(),
+  source: DataTypes.TEXT,
+  /** The storing transaction's id (xid8), read as its decimal text. */
+  txid: { type: DataTypes.TEXT, allowNull: false, defaultValue: literal('pg_current_xact_id()') },
+  occurredAt: now('occurred_at'),
+  ...timestamps(),
+});
+
+const waitAttributes = (): ModelAttributes => ({
+  id: bigId(),
+  workflowRunId: runFk(),
+  workflowStepId: { type: DataTypes.BIGINT, allowNull: false, field: 'workflow_step_id' },
+  workflowEventId: { type: DataTypes.BIGINT, field: 'workflow_event_id' },
+  eventName: required(text('event_name')),
+  status: status(WAIT_STATUSES, 'pending'),
+  match: jsonObject(),
+  allowPastEvents: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'allow_past_events' },
+  /** Set for step.invoke / step.waitForWorkflow: the wait ends when this run finishes. */
+  watchedRunId: text('watched_run_id'),
+  sinceSnapshot: text('since_snapshot'),
+  timeoutAt: time('timeout_at'),
+  ...timestamps(),
+});
+
+const logAttributes = (): ModelAttributes => ({
+  id: bigId(),
+  workflowRunId: runFk(),
+  workflowStepId: { type: DataTypes.BIGINT, field: 'workflow_step_id' },
+  key: { type: DataTypes.TEXT, allowNull: false },
+  level: oneOf(LOG_LEVELS),
+  message: { type: DataTypes.TEXT, allowNull: false },
+  data: jsonObject(),
+  ...timestamps(),
+});
 
 export function defineModels(sequelize: Sequelize, schema: string): DurableFlowModels {
-  const options = (tableName: string) => ({ tableName, schema, timestamps: true, underscored: true });
-  const bigId = { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true };
+  const options = (tableName: string, stamps: 'both' | 'created' | 'none' = 'both') => ({
+    tableName,
+    schema,
+    timestamps: stamps !== 'none',
+    updatedAt: stamps === 'both' ? 'updatedAt' : false,
+    underscored: true,
+  });
+  const define = (name: string, attributes: ModelAttributes, table: string, stamps?: 'both' | 'created' | 'none') =>
+    sequelize.define(`DurableFlow${name}`, attributes, options(table, stamps));
 
-  const WorkflowRun = sequelize.define(
-    'DurableFlowWorkflowRun',
+  const WorkflowRun = define('WorkflowRun', runAttributes(), 'durable_flow_workflow_runs');
+  const WorkflowStep = define('WorkflowStep', stepAttributes(), 'durable_flow_workflow_steps');
+  const WorkflowEvent = define('WorkflowEvent', eventAttributes(), 'durable_flow_workflow_events');
+  const WorkflowWait = define('WorkflowWait', waitAttributes(), 'durable_flow_workflow_waits');
+  const WorkflowLog = define('WorkflowLog', logAttributes(), 'durable_flow_workflow_logs');
+  const CancelTrigger = define(
+    'CancelTrigger',
     {
-      id: bigId,
-      runId: { type: DataTypes.TEXT, allowNull: false, field: 'run_id' },
-      workflowName: { type: DataTypes.TEXT, allowNull: false, field: 'workflow_name' },
-      status: { type: DataTypes.TEXT, allowNull: false },
-      queueName: { type: DataTypes.TEXT, field: 'queue_name' },
-      priority: DataTypes.INTEGER,
-      input: DataTypes.JSONB,
-      output: DataTypes.JSONB,
-      error: DataTypes.JSONB,
-      idempotencyKey: { type: DataTypes.TEXT, field: 'idempotency_key' },
-      parentRunId: { type: DataTypes.TEXT, field: 'parent_run_id' },
-      parentStepName: { type: DataTypes.TEXT, field: 'parent_step_name' },
-      concurrencyKey: { type: DataTypes.TEXT, field: 'concurrency_key' },
-      wakeAt: { type: DataTypes.DATE, field: 'wake_at' },
-      leaseOwner: { type: DataTypes.TEXT, field: 'lease_owner' },
-      leaseEpoch: { type: DataTypes.BIGINT, field: 'lease_epoch' },
-      leaseExpiresAt: { type: DataTypes.DATE, field: 'lease_expires_at' },
-      claimCount: { type: DataTypes.INTEGER, field: 'claim_count' },
-      attempts: DataTypes.INTEGER,
-      startedAt: { type: DataTypes.DATE, field: 'started_at' },
-      interruptedAt: { type: DataTypes.DATE, field: 'interrupted_at' },
-      completedAt: { type: DataTypes.DATE, field: 'completed_at' },
-      failedAt: { type: DataTypes.DATE, field: 'failed_at' },
-      cancelledAt: { type: DataTypes.DATE, field: 'cancelled_at' },
-      ...timestamps,
+      id: bigId(),
+      workflowRunId: runFk(),
+      eventName: required(text('event_name')),
+      match: jsonObject(),
+      ...createdAt(),
     },
-    options('durable_flow_workflow_runs'),
+    'durable_flow_cancel_triggers',
+    'created',
   );
-
-  const WorkflowStep = sequelize.define(
-    'DurableFlowWorkflowStep',
+  const Live = define(
+    'Live',
     {
-      id: bigId,
-      workflowRunId: { type: DataTypes.BIGINT, allowNull: false, field: 'workflow_run_id' },
+      id: { type: DataTypes.INTEGER, primaryKey: true, validate: { isIn: [[1]] } },
+      liveUntil: time('live_until'),
+    },
+    'durable_flow_live',
+    'none',
+  );
+  const Secret = define(
+    'Secret',
+    { name: { type: DataTypes.TEXT, primaryKey: true }, value: { type: DataTypes.TEXT, allowNull: false }, ...createdAt() },
+    'durable_flow_secrets',
+    'created',
+  );
+  const Migration = define(
+    'Migration',
+    {
+      version: { type: DataTypes.INTEGER, primaryKey: true },
       name: { type: DataTypes.TEXT, allowNull: false },
-      kind: DataTypes.TEXT,
-      status: { type: DataTypes.TEXT, allowNull: false },
-      attempts: DataTypes.INTEGER,
-      position: DataTypes.INTEGER,
-      result: DataTypes.JSONB,
-      error: DataTypes.JSONB,
-      cursor: DataTypes.JSONB,
-      metadata: DataTypes.JSONB,
-      startedAt: { type: DataTypes.DATE, field: 'started_at' },
-      completedAt: { type: DataTypes.DATE, field: 'completed_at' },
-      ...timestamps,
+      appliedAt: now('applied_at'),
     },
-    options('durable_flow_workflow_steps'),
-  );
-
-  const WorkflowEvent = sequelize.define(
-    'DurableFlowWorkflowEvent',
-    {
-      id: bigId,
-      eventId: { type: DataTypes.TEXT, field: 'event_id' },
-      name: { type: DataTypes.TEXT, allowNull: false },
-      payload: DataTypes.JSONB,
-      source: DataTypes.TEXT,
-      occurredAt: { type: DataTypes.DATE, field: 'occurred_at' },
-      ...timestamps,
-    },
-    options('durable_flow_workflow_events'),
-  );
-
-  const WorkflowWait = sequelize.define(
-    'DurableFlowWorkflowWait',
-    {
-      id: bigId,
-      workflowRunId: { type: DataTypes.BIGINT, allowNull: false, field: 'workflow_run_id' },
-      workflowStepId: { type: DataTypes.BIGINT, allowNull: false, field: 'workflow_step_id' },
-      workflowEventId: { type: DataTypes.BIGINT, field: 'workflow_event_id' },
-      eventName: { type: DataTypes.TEXT, allowNull: false, field: 'event_name' },
-      status: { type: DataTypes.TEXT, allowNull: false },
-      match: DataTypes.JSONB,
-      allowPastEvents: { type: DataTypes.BOOLEAN, field: 'allow_past_events' },
-      timeoutAt: { type: DataTypes.DATE, field: 'timeout_at' },
-      ...timestamps,
-    },
-    options('durable_flow_workflow_waits'),
-  );
-
-  const WorkflowLog = sequelize.define(
-    'DurableFlowWorkflowLog',
-    {
-      id: bigId,
-      workflowRunId: { type: DataTypes.BIGINT, allowNull: false, field: 'workflow_run_id' },
-      workflowStepId: { type: DataTypes.BIGINT, field: 'workflow_step_id' },
-      key: DataTypes.TEXT,
-      level: { type: DataTypes.TEXT, allowNull: false, validate: { isIn: [['debug', 'info', 'warn', 'error']] } },
-      message: { type: DataTypes.TEXT, allowNull: false },
-      data: DataTypes.JSONB,
-      ...timestamps,
-    },
-    options('durable_flow_workflow_logs'),
+    'durable_flow_migrations',
+    'none',
   );
 
   WorkflowRun.hasMany(WorkflowStep, { foreignKey: 'workflowRunId', as: 'steps' });
   WorkflowRun.hasMany(WorkflowWait, { foreignKey: 'workflowRunId', as: 'waits' });
   WorkflowRun.hasMany(WorkflowLog, { foreignKey: 'workflowRunId', as: 'logs' });
+  WorkflowRun.hasMany(CancelTrigger, { foreignKey: 'workflowRunId', as: 'cancelTriggers' });
   WorkflowStep.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
   WorkflowStep.hasMany(WorkflowLog, { foreignKey: 'workflowStepId', as: 'logs' });
   WorkflowWait.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
@@ -133,6 +220,7 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
   WorkflowEvent.hasMany(WorkflowWait, { foreignKey: 'workflowEventId', as: 'waits' });
   WorkflowLog.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
   WorkflowLog.belongsTo(WorkflowStep, { foreignKey: 'workflowStepId', as: 'step' });
+  CancelTrigger.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
 
-  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog };
+  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Migration };
 }

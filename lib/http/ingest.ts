@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { DurableFlowError } from '../errors.js';
-import type { DurableFlow } from '../flow.js';
+import type { ViewerBackend } from './backend.js';
 import { MAX_JSON_DEPTH, isPlainObject } from '../json.js';
 import { notifyMany, validateEvent } from '../events/notify.js';
 import type { ResolvedRouterOptions } from './options.js';
@@ -130,7 +130,7 @@ const DEADLOCK_DETECTED = '40P01';
  * (the signature covers its exact bytes), checked whole, then every event is stored in one transaction:
  * a bad request stores nothing. Every refusal is a JSON `{ error }` that says what to fix.
  */
-export function ingestHandler(flow: DurableFlow, options: ResolvedRouterOptions): RequestHandler {
+export function ingestHandler(flow: ViewerBackend, options: ResolvedRouterOptions): RequestHandler {
   const rate = options.ingestRateLimit;
   const bucket = rate ? new TokenBucket(rate.limit, rate.periodMs) : undefined;
   const handle = async (req: Request, res: Response): Promise<void> => {
@@ -216,7 +216,7 @@ function withReplayIds(events: IngestEvent[], header: string, body: Buffer): Ing
  * rows (runs waiting for several events at once) can still be chosen by Postgres to break a cycle;
  * that transaction stored nothing and is tried again.
  */
-async function storeEvents(flow: DurableFlow, events: IngestEvent[]) {
+async function storeEvents(flow: ViewerBackend, events: IngestEvent[]) {
   const env = { pool: flow.pool, sql: flow.sql, lockNamespace: flow.tables.lockNamespace, clockOffsetMs: () => flow.clockOffsetMs };
   for (let attempt = 1; ; attempt++) {
     try {

@@ -5,7 +5,7 @@ import type { Namespace } from 'socket.io';
 import type { Duplex } from 'node:stream';
 import type { Change } from '../changes/feed.js';
 import { checkInteger } from '../config.js';
-import type { DurableFlow } from '../flow.js';
+import type { ViewerBackend } from './backend.js';
 import { checkAccess, sameOrigin } from './auth.js';
 import type { AccessDecision } from './auth.js';
 import type { ResolvedRouterOptions } from './options.js';
@@ -70,7 +70,7 @@ const OTHER_ORIGIN = 'Forbidden: the live channel only accepts connections from 
  * the app's own. On the app's own socket.io server, pages use its path.
  */
 export function attachLive(
-  flow: DurableFlow,
+  flow: ViewerBackend,
   target: http.Server | Server,
   rulesFor: (req: IncomingMessage) => LiveRules,
   options: LiveOptions = {},

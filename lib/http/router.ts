@@ -3,7 +3,7 @@ import path from 'node:path';
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { DurableFlowError } from '../errors.js';
-import type { DurableFlow } from '../flow.js';
+import type { ViewerBackend } from './backend.js';
 import { packageDir } from '../paths.js';
 import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
@@ -49,7 +49,7 @@ const CSP = [
  * first (so a route added later is protected too); actions are POST only, CSRF-checked and same-origin.
  */
 export function createRouter(
-  flow: DurableFlow,
+  flow: ViewerBackend,
   options: ResolvedRouterOptions,
   queries: ViewerQueries,
   live: () => LiveInfo | null,

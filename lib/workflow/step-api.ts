@@ -12,19 +12,36 @@ import type {
   WaitForEventOptions,
   WorkflowRef,
 } from '../types.js';
+import type { ClaimedRun } from './definition.js';
 import type { ExecutionEnv } from './env.js';
-import type { Execution } from './executor.js';
 import { derivedId, derivedStepName } from './ids.js';
 import { WORKFLOW_FINISHED_EVENT } from './suspend.js';
 
 /** Longest invokeMany key (it becomes part of two step names). */
 const MAX_KEY = 200;
 
-function invalid(execution: Execution, message: string): Error {
+/**
+ * The step primitives of an execution (the replay executor's `Execution` provides them): declared here,
+ * so that the step API depends on what it calls and not on the executor, which creates it.
+ */
+export interface StepPrimitives {
+  readonly run: ClaimedRun;
+  dbNow(): number;
+  /** A programming error in the workflow: the run fails with it once running bodies finish; returned to be thrown. */
+  fail(error: Error): Error;
+  runStep<T>(name: string, options: StepRunOptions, fn: (context: StepContext) => T | Promise<T>): Promise<T>;
+  sleepStep(name: string, wakeAtIfNew: () => number): Promise<void>;
+  waitStep(
+    name: string,
+    spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string },
+  ): Promise<unknown>;
+}
+
+function invalid(execution: StepPrimitives, message: string): Error {
   return execution.fail(new DurableFlowError('INVALID_ARGUMENT', message));
 }
 
-function workflowName(execution: Execution, name: string, workflow: WorkflowRef): string {
+function workflowName(execution: StepPrimitives, name: string, workflow: WorkflowRef): string {
   const value = typeof workflow === 'string' ? workflow : workflow?.name;
   if (typeof value !== 'string' || value.length === 0) {
     throw invalid(execution, `Expected the workflow of step "${name}" to be a workflow (from flow.workflow) or its name`);
@@ -32,7 +49,7 @@ function workflowName(execution: Execution, name: string, workflow: WorkflowRef)
   return value;
 }
 
-function checkOnFailure(execution: Execution, name: string, onFailure: unknown): 'raise' | 'return' {
+function checkOnFailure(execution: StepPrimitives, name: string, onFailure: unknown): 'raise' | 'return' {
   if (onFailure === undefined) return 'raise';
   if (onFailure !== 'raise' && onFailure !== 'return') {
     throw invalid(execution, `Expected \`onFailure\` of step "${name}" to be 'raise' or 'return', got ${JSON.stringify(onFailure)}`);
@@ -45,7 +62,7 @@ function timeoutOf(name: string, timeout: unknown): number | undefined {
 }
 
 /** The `step` object a workflow receives: thin argument checking over the execution's step primitives. */
-export function createStepApi(execution: Execution, env: ExecutionEnv): StepApi {
+export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): StepApi {
   const runId = execution.run.runId;
 
   const watch = (name: string, watchedRunId: string, timeoutMs: number | undefined) =>

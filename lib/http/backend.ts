@@ -1,0 +1,30 @@
+import type pg from 'pg';
+import type { ChangeSubscriber } from '../changes/feed.js';
+import type { ResolvedOptions } from '../config.js';
+import type { SqlTexts } from '../db/sql/index.js';
+import type { Tables } from '../db/tables.js';
+import type { EventRecord, NotifyOptions } from '../types.js';
+import type { WorkflowDefinition } from '../workflow/definition.js';
+
+/**
+ * What the viewer, the event ingest and the live channel need of the flow that mounts them. `DurableFlow`
+ * satisfies it; declaring it here lets http/ depend on these few members instead of on the facade
+ * (which imports http/ to build the router).
+ */
+export interface ViewerBackend {
+  readonly options: Pick<ResolvedOptions, 'logger' | 'maxPayloadSize'>;
+  readonly tables: Pick<Tables, 'lockNamespace'>;
+  /** The engine's pool and SQL texts: ingest stores signed events with them (notifyMany). */
+  readonly pool: pg.Pool;
+  readonly sql: SqlTexts;
+  /** The flow's clock is the database's shifted by this (0 outside the test harness). */
+  readonly clockOffsetMs: number;
+  /** The workflows registered in this process, by name. */
+  readonly definitions: ReadonlyMap<string, WorkflowDefinition>;
+  startRun(definition: WorkflowDefinition, input: unknown): Promise<string>;
+  cancel(runId: string, options?: { reason?: string }): Promise<boolean>;
+  retry(runId: string): Promise<void>;
+  notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;
+  /** Every committed change, from any process; returns the unsubscribe function. */
+  onChange(fn: ChangeSubscriber): () => void;
+}
