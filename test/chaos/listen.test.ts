@@ -108,6 +108,51 @@ describe('a silent LISTEN connection', () => {
   });
 });
 
+describe('the pg-listen subscriber and its supervisor', () => {
+  it('C1: after its backend is killed, pg-listen reconnects and LISTENs again to every channel, and the catch-up runs once', async () => {
+    const listener = new Listener({ connection: { connectionString: ctx.db.url, application_name: 'c1-relisten' }, logger: quiet });
+    let caughtUp = 0;
+    listener.onReconnect(() => void caughtUp++);
+    const received: string[] = [];
+    try {
+      await listener.listen('c1_one', (payload) => void received.push(`one ${payload}`));
+      await listener.listen('c1_two', (payload) => void received.push(`two ${payload}`));
+      const pid = listener.pid!;
+      await flow.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      await eventually(() => listener.state === 'listening' && listener.pid !== undefined && listener.pid !== pid, 10_000);
+      expect(listener.reconnects).toBe(1);
+      expect(caughtUp).toBe(1);
+      const { rows } = await flow.pool.query<{ channel: string }>(
+        `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND application_name = 'c1-relisten-listen'`,
+        [listener.pid],
+      );
+      expect(rows).toHaveLength(1);
+      await flow.pool.query(`SELECT pg_notify('c1_one', 'a'), pg_notify('c1_two', 'b')`);
+      await eventually(() => received.includes('one a') && received.includes('two b'));
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('C2: a first connect that fails is retried until it succeeds (listen() does not wait for it)', async () => {
+    const mine = (c: ProxiedConnection) => c.applicationName?.startsWith('c2-first') === true;
+    proxy.partition(mine);
+    const listener = new Listener({ connection: { connectionString: proxy.url(ctx.db.name), application_name: 'c2-first' }, logger: quiet, checkIntervalMs: 1000 });
+    const received: string[] = [];
+    try {
+      await listener.listen('c2_first', (payload) => void received.push(payload));
+      expect(listener.state).not.toBe('listening');
+      proxy.heal();
+      await eventually(() => listener.state === 'listening', 20_000);
+      expect(listener.reconnects).toBe(0); // the first connection: nothing was missed, no catch-up
+      await flow.pool.query(`SELECT pg_notify('c2_first', 'at last')`);
+      await eventually(() => received.includes('at last'));
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
 describe('NOTIFY semantics', () => {
   /** A plain client LISTENing to the engine's two channels, recording what arrives. */
   async function observer(url: string) {
