@@ -134,6 +134,35 @@ describe('the pg-listen subscriber and its supervisor', () => {
     }
   });
 
+  // Freezing a backend takes a signal to the server's process: only as root, with Postgres on this machine.
+  it.skipIf(process.getuid?.() !== 0)('C2: a frozen backend (SIGSTOP) fails the NOTIFY round trip, the subscriber is replaced, and a NOTIFY then wakes the worker at once', async () => {
+    const remote = ctx.flow({ applicationName: 'c2-frozen' });
+    const wf = flow.workflow('c2-frozen', async ({ input }: WorkflowContext<number>) => input);
+    remote.workflow('c2-frozen', async ({ input }: WorkflowContext<number>) => input);
+    const worker = remote.worker({ pollInterval: '1 minute' });
+    await worker.start();
+    let frozen: number | undefined;
+    try {
+      expect(await (await wf.start(1)).result({ timeout: '10 seconds' })).toBe(1);
+      frozen = remote.listener.pid!;
+      // The backend's process stops: its socket stays open, nothing answers (no error, no end).
+      process.kill(frozen, 'SIGSTOP');
+      const missed = await wf.start(2); // its NOTIFY reaches a backend that never passes it on
+      // Default check: every 10 s a round trip with a 5 s timeout; the next poll is a minute away.
+      expect(await missed.result({ timeout: '40 seconds' })).toBe(2);
+      expect(remote.listener.reconnects).toBe(1);
+      expect(remote.listener.pid).not.toBe(frozen);
+      expect(await (await wf.start(3)).result({ timeout: '10 seconds' })).toBe(3);
+    } finally {
+      if (frozen !== undefined) {
+        process.kill(frozen, 'SIGCONT');
+        await flow.pool.query('SELECT pg_terminate_backend($1)', [frozen]);
+      }
+      await worker.stop();
+      await remote.close();
+    }
+  });
+
   it('C2: a first connect that fails is retried until it succeeds (listen() does not wait for it)', async () => {
     const mine = (c: ProxiedConnection) => c.applicationName?.startsWith('c2-first') === true;
     proxy.partition(mine);
