@@ -186,6 +186,8 @@ export class Listener {
 
   /** A (re)connected subscriber: learn its backend pid by a round trip, then catch up after a reconnect. */
   async #connected(current: Current): Promise<void> {
+    // A channel first listened to while pg-listen was reconnecting is not among those it re-LISTENs.
+    for (const channel of this.#handlers.keys()) await current.subscriber.listenTo(channel);
     this.pid = await this.#roundTrip(current);
     if (this.#current !== current || this.#state === 'closed') return;
     this.#state = 'listening';

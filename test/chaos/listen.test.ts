@@ -134,6 +134,28 @@ describe('the pg-listen subscriber and its supervisor', () => {
     }
   });
 
+  it('C1: a channel first listened to while pg-listen is reconnecting is LISTENed once it is back', async () => {
+    const mine = (c: ProxiedConnection) => c.applicationName?.startsWith('c1-late') === true;
+    const listener = new Listener({ connection: { connectionString: proxy.url(ctx.db.name), application_name: 'c1-late' }, logger: quiet, checkIntervalMs: 1000 });
+    const received: string[] = [];
+    try {
+      await listener.listen('c1_early', (payload) => void received.push(`early ${payload}`));
+      const pid = listener.pid!;
+      proxy.partition(mine); // its reconnect attempts get no answer until heal()
+      await flow.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      await eventually(() => listener.state !== 'listening', 10_000);
+      await listener.listen('c1_late', (payload) => void received.push(`late ${payload}`));
+      expect(listener.state).not.toBe('listening');
+      proxy.heal();
+      await eventually(() => listener.state === 'listening', 20_000);
+      expect(listener.pid).not.toBe(pid);
+      await flow.pool.query(`SELECT pg_notify('c1_early', 'a'), pg_notify('c1_late', 'b')`);
+      await eventually(() => received.includes('early a') && received.includes('late b'));
+    } finally {
+      await listener.close();
+    }
+  });
+
   // Freezing a backend takes a signal to the server's process: only as root, with Postgres on this machine.
   it.skipIf(process.getuid?.() !== 0)('C2: a frozen backend (SIGSTOP) fails the NOTIFY round trip, the subscriber is replaced, and a NOTIFY then wakes the worker at once', async () => {
     const remote = ctx.flow({ applicationName: 'c2-frozen' });
