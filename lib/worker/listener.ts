@@ -1,10 +1,14 @@
+import net from 'node:net';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import pgListen from 'pg-listen';
+import type { Subscriber } from 'pg-listen';
 import type { Logger } from '../config.js';
 
 export interface ListenerOptions {
   connection: pg.ClientConfig;
   logger: Logger;
-  /** How often the connection is checked (a query with a timeout, and that our channels are still listened to). Default 10 s. */
+  /** How often the connection is checked (a NOTIFY to itself that must come back within a timeout). Default 10 s. */
   checkIntervalMs?: number;
   /** Longest wait between reconnect attempts. Default 5 s. */
   maxBackoffMs?: number;
@@ -12,27 +16,42 @@ export interface ListenerOptions {
 
 type Handler = (payload: string) => void;
 
+// pg-listen is CommonJS with an `exports.default`; depending on the loader the function is the default
+// import itself or its `default`.
+const createSubscriber = ((pgListen as { default?: unknown }).default ?? pgListen) as typeof pgListen.default;
+
+/** One pg-listen subscriber and the sockets its clients opened (so that a half-open one can be destroyed). */
+interface Current {
+  subscriber: Subscriber;
+  sockets: Set<net.Socket>;
+  closed: boolean;
+}
+
 /**
- * One dedicated connection per flow that LISTENs to durable-flow's channels.
+ * One dedicated connection per flow that LISTENs to durable-flow's channels, through pg-listen.
  *
  * NOTIFY is only ever a hint here: callers poll anyway, and after every reconnect `onReconnect`
  * handlers run so they can catch up on what was missed while the connection was down.
  *
- * States: idle → connecting → listening → (connection lost) → waiting → connecting … → closed.
- * It never gives up reconnecting (a database that is down for a minute must not leave workers deaf
- * for good), checks the connection with a timed query so a half-open socket is noticed, never opens
- * a transaction, and ignores notifications it cannot use.
+ * pg-listen reconnects a connection that errors or ends and LISTENs again to every channel; it is
+ * configured to retry forever with capped exponential backoff (its default gives up after 3 s). What it
+ * lacks, this supervisor adds: a timed round-trip check (every `checkIntervalMs` a NOTIFY on a private
+ * channel that must arrive back within a timeout) that closes and replaces a frozen or half-open
+ * subscriber, retries of the first connect (pg-listen's `connect()` does not retry), bounded waits on
+ * every connect, query and close, and the catch-up (`onReconnect`) on every `connected` after the first.
  *
- * pg-listen was the first choice, but its 1.7.0 gives up after 3 s, does not re-issue LISTEN after a
- * reconnect and only checks the connection every 30 s; this is the small part of it we need, fixed.
+ * States: idle → connecting → listening → (connection lost) → waiting → connecting … → closed.
  */
 export class Listener {
   readonly #options: Required<Omit<ListenerOptions, 'logger' | 'connection'>> & ListenerOptions;
-  /** The longest wait for a connect, a query or an end on the connection: then it counts as dead. */
+  /** The longest wait for a connect, a query, a round trip or an end: then the connection counts as dead. */
   readonly #timeoutMs: number;
+  /** The private channel of the round-trip check. */
+  readonly #pingChannel = `durable_flow_ping_${randomUUID().replaceAll('-', '')}`;
+  readonly #pings = new Map<string, (processId: number) => void>();
   readonly #handlers = new Map<string, Set<Handler>>();
   readonly #reconnectHandlers = new Set<() => void>();
-  #client: pg.Client | undefined;
+  #current: Current | undefined;
   #state: 'idle' | 'connecting' | 'listening' | 'waiting' | 'closed' = 'idle';
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -63,8 +82,9 @@ export class Listener {
     set.add(handler);
     if (this.#state === 'idle') await this.#connect();
     else if (this.#connecting) await this.#connecting.catch(() => undefined);
-    if (isNew && this.#state === 'listening' && this.#client) {
-      await this.#client.query(`LISTEN ${pg.escapeIdentifier(channel)}`).catch(() => this.#lost());
+    const current = this.#current;
+    if (isNew && this.#state === 'listening' && current) {
+      await Promise.resolve(current.subscriber.listenTo(channel)).catch(() => this.#replace(current, 'LISTEN failed'));
     }
     return () => {
       set.delete(handler);
@@ -76,48 +96,26 @@ export class Listener {
     return () => this.#reconnectHandlers.delete(handler);
   }
 
+  /** Opens a new subscriber, LISTENs to every channel and checks the round trip once; retried on failure. */
   #connect(): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve();
     this.#state = 'connecting';
+    const current = this.#open();
     const attempt = (async () => {
-      // Every wait is bounded: a connect into a partitioned network, or a LISTEN on a connection that
-      // went silent, must fail and be retried rather than leave the listener connecting forever.
-      const client = new pg.Client({
-        ...this.#options.connection,
-        application_name: `${this.#options.connection.application_name ?? 'durable-flow'}-listen`,
-        keepAlive: true,
-        connectionTimeoutMillis: this.#timeoutMs,
-        query_timeout: this.#timeoutMs,
-      });
-      client.on('error', () => this.#lost(client));
-      client.on('end', () => this.#lost(client));
-      client.on('notification', (message) => this.#dispatch(message));
       try {
-        await client.connect();
-        for (const channel of this.#handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-        const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-        if (this.#state === 'closed') {
-          await this.#end(client);
+        await current.subscriber.connect();
+        for (const channel of [this.#pingChannel, ...this.#handlers.keys()]) await current.subscriber.listenTo(channel);
+        if (this.#state === 'closed' || current.closed) {
+          await this.#close(current);
           return;
         }
-        this.#client = client;
-        this.pid = rows[0]?.pid;
-        this.#state = 'listening';
-        this.#attempt = 0;
-        this.#scheduleCheck();
-        if (this.#connectedOnce) {
-          this.reconnects++;
-          for (const handler of this.#reconnectHandlers) this.#safely(handler);
-        }
-        this.#connectedOnce = true;
+        this.#current = current;
+        await this.#connected(current);
       } catch (error) {
-        client.removeAllListeners('end');
-        client.on('error', () => undefined);
-        await this.#end(client);
+        await this.#close(current);
+        if (this.#current === current) this.#current = undefined;
         if (!this.#connectedOnce && this.#attempt === 0) {
-          this.#options.logger.warn('LISTEN connection failed; workers poll until it is back', {
-            error: (error as Error).message,
-          });
+          this.#options.logger.warn('LISTEN connection failed; workers poll until it is back', { error: (error as Error).message });
         }
         this.#scheduleRetry();
       }
@@ -128,19 +126,106 @@ export class Listener {
     return this.#connecting;
   }
 
-  #lost(client?: pg.Client): void {
-    if (client && client !== this.#client) return;
-    if (this.#state !== 'listening') return;
-    const old = this.#client;
-    this.#client = undefined;
-    this.pid = undefined;
-    if (old) {
-      old.removeAllListeners('notification');
-      old.removeAllListeners('end');
-      old.on('error', () => undefined);
-      void this.#end(old);
+  #open(): Current {
+    const sockets = new Set<net.Socket>();
+    const current: Current = { sockets, closed: false, subscriber: undefined as unknown as Subscriber };
+    const connection = this.#options.connection;
+    current.subscriber = createSubscriber(
+      {
+        ...connection,
+        application_name: `${connection.application_name ?? 'durable-flow'}-listen`,
+        keepAlive: true,
+        connectionTimeoutMillis: this.#timeoutMs,
+        query_timeout: this.#timeoutMs,
+        // Every socket its clients open is known, so that close() can destroy a half-open one; a
+        // subscriber that was closed gets no new connection (pg-listen's reconnect loop may still run).
+        stream: () => {
+          const socket = new net.Socket();
+          if (current.closed) setImmediate(() => socket.destroy(new Error('LISTEN subscriber closed')));
+          sockets.add(socket);
+          socket.once('close', () => sockets.delete(socket));
+          return socket;
+        },
+      },
+      {
+        paranoidChecking: false, // its check has no timeout; the round trip below replaces it
+        retryLimit: Infinity,
+        retryTimeout: 0, // 0: never stop reconnecting
+        // Capped exponential backoff. Throwing ends pg-listen's reconnect loop of a closed subscriber.
+        retryInterval: (attempt: number) => {
+          if (current.closed) throw new Error('LISTEN subscriber closed');
+          return Math.min(this.#options.maxBackoffMs, 100 * 2 ** Math.min(attempt, 16));
+        },
+        parse: (payload: string) => payload,
+        serialize: (payload: unknown) => String(payload),
+      },
+    );
+    const events = current.subscriber.events;
+    events.on('notification', (message) => {
+      if (this.#current !== current) return;
+      if (message.channel === this.#pingChannel) this.#pings.get(String(message.payload))?.(message.processId);
+      else this.#dispatch(message.channel, String(message.payload ?? ''));
+    });
+    events.on('reconnect', () => {
+      if (this.#current !== current || this.#state !== 'listening') return;
+      this.pid = undefined;
+      this.#state = 'waiting';
+      if (this.#checkTimer) clearTimeout(this.#checkTimer);
+      this.#options.logger.warn('LISTEN connection lost; reconnecting (workers keep polling meanwhile)');
+    });
+    // Only after a reconnect inside pg-listen (the first `connected` is awaited in #connect).
+    events.on('connected', () => {
+      if (this.#current !== current || this.#state !== 'waiting') return;
+      this.#connected(current).catch((error: Error) => this.#replace(current, error.message));
+    });
+    events.on('error', (error) => {
+      if (this.#current === current) this.#replace(current, error.message);
+    });
+    return current;
+  }
+
+  /** A (re)connected subscriber: learn its backend pid by a round trip, then catch up after a reconnect. */
+  async #connected(current: Current): Promise<void> {
+    // A channel first listened to while pg-listen was reconnecting is not among those it re-LISTENs.
+    for (const channel of this.#handlers.keys()) await current.subscriber.listenTo(channel);
+    this.pid = await this.#roundTrip(current);
+    if (this.#current !== current || this.#state === 'closed') return;
+    this.#state = 'listening';
+    this.#attempt = 0;
+    this.#scheduleCheck();
+    if (this.#connectedOnce) {
+      this.reconnects++;
+      for (const handler of this.#reconnectHandlers) this.#safely(handler);
     }
-    this.#options.logger.warn('LISTEN connection lost; reconnecting (workers keep polling meanwhile)');
+    this.#connectedOnce = true;
+  }
+
+  /**
+   * NOTIFYs the private channel over the subscriber itself and waits for it to come back; resolves to
+   * the backend pid it came from. Rejects after the timeout (a frozen backend or half-open socket).
+   */
+  async #roundTrip(current: Current): Promise<number> {
+    const token = randomUUID();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no NOTIFY round trip within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+        this.#pings.set(token, resolve);
+        current.subscriber.notify(this.#pingChannel, token).catch(reject);
+      });
+    } finally {
+      clearTimeout(timer);
+      this.#pings.delete(token);
+    }
+  }
+
+  /** Closes a subscriber that failed and opens a new one (after a backoff). */
+  #replace(current: Current, reason: string): void {
+    if (this.#current !== current || this.#state === 'closed') return;
+    this.#current = undefined;
+    this.pid = undefined;
+    this.#options.logger.warn('LISTEN connection lost; reconnecting (workers keep polling meanwhile)', { error: reason });
+    void this.#close(current);
     this.#scheduleRetry();
   }
 
@@ -160,26 +245,24 @@ export class Listener {
     this.#checkTimer.unref();
   }
 
-  /** A timed query (`query_timeout`) plus pg_listening_channels(): catches half-open sockets and lost LISTENs. */
+  /** The round trip on the private channel: catches frozen backends, half-open sockets and a lost LISTEN. */
   async #check(): Promise<void> {
-    const client = this.#client;
-    if (!client || this.#state !== 'listening') return;
+    const current = this.#current;
+    if (!current || this.#state !== 'listening') return;
     try {
-      const { rows } = await client.query<{ channel: string }>('SELECT pg_listening_channels() AS channel');
-      const listening = new Set(rows.map((row) => row.channel));
-      const missing = [...this.#handlers.keys()].filter((channel) => !listening.has(channel));
-      if (missing.length > 0) throw new Error(`not listening to ${missing.join(', ')}`);
-      this.#scheduleCheck();
+      await this.#roundTrip(current);
+      if (this.#current === current && this.#state === 'listening') this.#scheduleCheck();
     } catch (error) {
+      if (this.#current !== current || this.#state !== 'listening') return;
       this.#options.logger.warn('LISTEN connection check failed', { error: (error as Error).message });
-      this.#lost(client);
+      this.#replace(current, (error as Error).message);
     }
   }
 
-  #dispatch(message: pg.Notification): void {
-    const handlers = this.#handlers.get(message.channel);
+  #dispatch(channel: string, payload: string): void {
+    const handlers = this.#handlers.get(channel);
     if (!handlers) return;
-    for (const handler of handlers) this.#safely(() => handler(message.payload ?? ''));
+    for (const handler of handlers) this.#safely(() => handler(payload));
   }
 
   #safely(fn: () => void): void {
@@ -195,26 +278,24 @@ export class Listener {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     if (this.#checkTimer) clearTimeout(this.#checkTimer);
     await this.#connecting?.catch(() => undefined);
-    const client = this.#client;
-    this.#client = undefined;
-    if (client) {
-      client.removeAllListeners('end');
-      client.on('error', () => undefined);
-      await this.#end(client);
-    }
+    const current = this.#current;
+    this.#current = undefined;
+    this.pid = undefined;
+    if (current) await this.#close(current);
   }
 
   /**
-   * Ends a client; when the server does not acknowledge in time (the connection is half-open, so the
-   * goodbye goes nowhere), destroys its socket instead, so that close() never hangs on it.
+   * Closes a subscriber; when the server does not acknowledge in time (the connection is half-open, so
+   * the goodbye goes nowhere), destroys its sockets instead, so that close() never hangs on it.
    */
-  async #end(client: pg.Client): Promise<void> {
+  async #close(current: Current): Promise<void> {
+    current.closed = true;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), this.#timeoutMs);
     });
-    const outcome = await Promise.race([client.end().catch(() => undefined), late]);
+    const outcome = await Promise.race([current.subscriber.close().catch(() => undefined), late]);
     clearTimeout(timer);
-    if (outcome === 'late') (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    if (outcome === 'late') for (const socket of current.sockets) socket.destroy();
   }
 }

@@ -108,6 +108,102 @@ describe('a silent LISTEN connection', () => {
   });
 });
 
+describe('the pg-listen subscriber and its supervisor', () => {
+  it('C1: after its backend is killed, pg-listen reconnects and LISTENs again to every channel, and the catch-up runs once', async () => {
+    const listener = new Listener({ connection: { connectionString: ctx.db.url, application_name: 'c1-relisten' }, logger: quiet });
+    let caughtUp = 0;
+    listener.onReconnect(() => void caughtUp++);
+    const received: string[] = [];
+    try {
+      await listener.listen('c1_one', (payload) => void received.push(`one ${payload}`));
+      await listener.listen('c1_two', (payload) => void received.push(`two ${payload}`));
+      const pid = listener.pid!;
+      await flow.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      await eventually(() => listener.state === 'listening' && listener.pid !== undefined && listener.pid !== pid, 10_000);
+      expect(listener.reconnects).toBe(1);
+      expect(caughtUp).toBe(1);
+      const { rows } = await flow.pool.query<{ channel: string }>(
+        `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND application_name = 'c1-relisten-listen'`,
+        [listener.pid],
+      );
+      expect(rows).toHaveLength(1);
+      await flow.pool.query(`SELECT pg_notify('c1_one', 'a'), pg_notify('c1_two', 'b')`);
+      await eventually(() => received.includes('one a') && received.includes('two b'));
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('C1: a channel first listened to while pg-listen is reconnecting is LISTENed once it is back', async () => {
+    const mine = (c: ProxiedConnection) => c.applicationName?.startsWith('c1-late') === true;
+    const listener = new Listener({ connection: { connectionString: proxy.url(ctx.db.name), application_name: 'c1-late' }, logger: quiet, checkIntervalMs: 1000 });
+    const received: string[] = [];
+    try {
+      await listener.listen('c1_early', (payload) => void received.push(`early ${payload}`));
+      const pid = listener.pid!;
+      proxy.partition(mine); // its reconnect attempts get no answer until heal()
+      await flow.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      await eventually(() => listener.state !== 'listening', 10_000);
+      await listener.listen('c1_late', (payload) => void received.push(`late ${payload}`));
+      expect(listener.state).not.toBe('listening');
+      proxy.heal();
+      await eventually(() => listener.state === 'listening', 20_000);
+      expect(listener.pid).not.toBe(pid);
+      await flow.pool.query(`SELECT pg_notify('c1_early', 'a'), pg_notify('c1_late', 'b')`);
+      await eventually(() => received.includes('early a') && received.includes('late b'));
+    } finally {
+      await listener.close();
+    }
+  });
+
+  // Freezing a backend takes a signal to the server's process: only as root, with Postgres on this machine.
+  it.skipIf(process.getuid?.() !== 0)('C2: a frozen backend (SIGSTOP) fails the NOTIFY round trip, the subscriber is replaced, and a NOTIFY then wakes the worker at once', async () => {
+    const remote = ctx.flow({ applicationName: 'c2-frozen' });
+    const wf = flow.workflow('c2-frozen', async ({ input }: WorkflowContext<number>) => input);
+    remote.workflow('c2-frozen', async ({ input }: WorkflowContext<number>) => input);
+    const worker = remote.worker({ pollInterval: '1 minute' });
+    await worker.start();
+    let frozen: number | undefined;
+    try {
+      expect(await (await wf.start(1)).result({ timeout: '10 seconds' })).toBe(1);
+      frozen = remote.listener.pid!;
+      // The backend's process stops: its socket stays open, nothing answers (no error, no end).
+      process.kill(frozen, 'SIGSTOP');
+      const missed = await wf.start(2); // its NOTIFY reaches a backend that never passes it on
+      // Default check: every 10 s a round trip with a 5 s timeout; the next poll is a minute away.
+      expect(await missed.result({ timeout: '40 seconds' })).toBe(2);
+      expect(remote.listener.reconnects).toBe(1);
+      expect(remote.listener.pid).not.toBe(frozen);
+      expect(await (await wf.start(3)).result({ timeout: '10 seconds' })).toBe(3);
+    } finally {
+      if (frozen !== undefined) {
+        process.kill(frozen, 'SIGCONT');
+        await flow.pool.query('SELECT pg_terminate_backend($1)', [frozen]);
+      }
+      await worker.stop();
+      await remote.close();
+    }
+  });
+
+  it('C2: a first connect that fails is retried until it succeeds (listen() does not wait for it)', async () => {
+    const mine = (c: ProxiedConnection) => c.applicationName?.startsWith('c2-first') === true;
+    proxy.partition(mine);
+    const listener = new Listener({ connection: { connectionString: proxy.url(ctx.db.name), application_name: 'c2-first' }, logger: quiet, checkIntervalMs: 1000 });
+    const received: string[] = [];
+    try {
+      await listener.listen('c2_first', (payload) => void received.push(payload));
+      expect(listener.state).not.toBe('listening');
+      proxy.heal();
+      await eventually(() => listener.state === 'listening', 20_000);
+      expect(listener.reconnects).toBe(0); // the first connection: nothing was missed, no catch-up
+      await flow.pool.query(`SELECT pg_notify('c2_first', 'at last')`);
+      await eventually(() => received.includes('at last'));
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
 describe('NOTIFY semantics', () => {
   /** A plain client LISTENing to the engine's two channels, recording what arrives. */
   async function observer(url: string) {

@@ -126,7 +126,8 @@ export async function startProxy(target: { host: string; port: number }): Promis
           continue;
         }
         const type = String.fromCharCode(message[0]!);
-        if (type === 'Q' && message.includes('LISTEN "')) connection.listens = true;
+        // A simple query starting with LISTEN (pg-listen quotes a channel name only when it needs it).
+        if (type === 'Q' && /^\s*LISTEN\s/i.test(message.subarray(5).toString())) connection.listens = true;
         if (!cutState) {
           const cut = cuts.find((c) => c.left > 0 && c.match(type, message));
           if (cut) {
