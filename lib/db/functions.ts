@@ -4,7 +4,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { packageDir } from '../paths.js';
 import type { Tables } from './tables.js';
-import { CONCURRENCY_LOCK_NAMESPACE, quoteIdent } from './tables.js';
+import { renderSql } from './tables.js';
 
 /** One file of lib/db/functions/: a PL/pgSQL (or SQL) function, with the triggers that call it. */
 export interface FunctionFile {
@@ -24,13 +24,6 @@ export function loadFunctions(): FunctionFile[] {
     .sort()
     .map((file) => ({ name: file.replace(/\.sql$/, ''), sql: fs.readFileSync(path.join(dir, file), 'utf8') }));
   return cached;
-}
-
-export function renderFunction(sql: string, tables: Tables): string {
-  return sql
-    .replaceAll('{{schema}}', quoteIdent(tables.schema))
-    .replaceAll('{{channel}}', tables.channelPrefix)
-    .replaceAll('{{concurrency_lock_namespace}}', String(CONCURRENCY_LOCK_NAMESPACE));
 }
 
 /** This release's version (package.json), recorded with the hash of the functions it applied. */
@@ -62,7 +55,7 @@ export function functionsComment(tables: Tables, version = releaseVersion()): st
 /** The hash of every function file as this schema renders them: what the database records once applied. */
 export function functionsHash(tables: Tables): string {
   const hash = createHash('sha256');
-  for (const file of loadFunctions()) hash.update(`${file.name}\n${renderFunction(file.sql, tables)}\n`);
+  for (const file of loadFunctions()) hash.update(`${file.name}\n${renderSql(file.sql, tables)}\n`);
   return hash.digest('hex');
 }
 
@@ -92,7 +85,7 @@ export async function applyFunctions(client: pg.PoolClient, tables: Tables): Pro
   try {
     for (const file of loadFunctions()) {
       try {
-        await client.query(renderFunction(file.sql, tables));
+        await client.query(renderSql(file.sql, tables));
       } catch (error) {
         throw new Error(`durable-flow: function file ${file.name}.sql failed: ${(error as Error).message}`, {
           cause: error,

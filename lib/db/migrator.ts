@@ -3,7 +3,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { packageDir } from '../paths.js';
 import type { Tables } from './tables.js';
-import { MIGRATOR_LOCK_KEY, quoteIdent } from './tables.js';
+import { MIGRATOR_LOCK_KEY, quoteIdent, renderSql } from './tables.js';
 import { applyFunctions } from './functions.js';
 
 export interface Migration {
@@ -27,10 +27,6 @@ export function loadMigrations(): Migration[] {
       sql: fs.readFileSync(path.join(dir, file), 'utf8'),
     }));
   return cached;
-}
-
-function render(sql: string, tables: Tables): string {
-  return sql.replaceAll('{{schema}}', quoteIdent(tables.schema)).replaceAll('{{channel}}', tables.channelPrefix);
 }
 
 /** The channel migrate() announces a newly applied schema on; workers check their schema when it fires. */
@@ -72,7 +68,7 @@ export async function migrate(pool: pg.Pool, tables: Tables): Promise<MigrateRes
         if (done.has(migration.version)) continue;
         await client.query('BEGIN');
         try {
-          await client.query(render(migration.sql, tables));
+          await client.query(renderSql(migration.sql, tables));
           await client.query(`INSERT INTO ${tables.migrations} (version, name) VALUES ($1, $2)`, [
             migration.version,
             migration.name,

@@ -44,6 +44,14 @@ export const EVENT_LOCK_KEYS = 64;
  */
 export const CONCURRENCY_LOCK_NAMESPACE = 0x64666878;
 
+/** A migration or function file for this schema: its `{{schema}}`, `{{channel}}` and `{{concurrency_lock_namespace}}` filled in. */
+export function renderSql(sql: string, tables: Tables): string {
+  return sql
+    .replaceAll('{{schema}}', quoteIdent(tables.schema))
+    .replaceAll('{{channel}}', tables.channelPrefix)
+    .replaceAll('{{concurrency_lock_namespace}}', String(CONCURRENCY_LOCK_NAMESPACE));
+}
+
 export function tablesFor(schema: string): Tables {
   const s = quoteIdent(schema);
   const channelPrefix = schema === 'public' ? 'durable_flow_' : `durable_flow_${schema}_`;
