@@ -11,10 +11,10 @@ import { checkSchema, migrate, migrationsChannel } from './db/migrator.js';
 import type { MigrateResult } from './db/migrator.js';
 import { defineModels } from './db/models.js';
 import type { DurableFlowModels } from './db/models.js';
-import { buildSql } from './db/sql/index.js';
+import { Store } from './db/store.js';
 import { Batcher } from './db/batcher.js';
 import { gatePool } from './db/gate.js';
-import { fromPg, poolTimeouts, runSql } from './db/queryable.js';
+import { fromPg, poolTimeouts } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
@@ -30,7 +30,6 @@ import type { RouterOptions } from './http/options.js';
 import { ViewerQueries } from './http/queries.js';
 import { createRouter } from './http/router.js';
 import { ViewerRegistry } from './http/viewers.js';
-import type { LocalTaker } from './events/notify.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -48,8 +47,9 @@ import type { Timeline } from './workflow/inspect.js';
 import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
 import { insertRows, startRun } from './workflow/start.js';
-import type { DispatchTarget, InsertResult, ParentLink, RunRow } from './workflow/start.js';
+import type { InsertResult, ParentLink, RunRow } from './workflow/start.js';
 import { Listener } from './worker/listener.js';
+import { LocalClaims } from './worker/local-claim.js';
 import { Worker } from './worker/worker.js';
 import type { WorkerHost, WorkerOptions } from './worker/worker.js';
 
@@ -68,6 +68,7 @@ export class DurableFlow {
   readonly options: ResolvedOptions;
   readonly tables: Tables;
   readonly #pool: pg.Pool;
+  readonly #store: Store;
   readonly #sql: SqlTexts;
   readonly #connection: pg.ClientConfig;
   readonly #definitions = new Map<string, WorkflowDefinition>();
@@ -78,6 +79,8 @@ export class DurableFlow {
   readonly #batcher: CommitBatcher;
   readonly #starts: Batcher<RunRow, InsertResult>;
   readonly #executionEnv: ExecutionEnv;
+  /** Direct dispatch and a notify's local claim: runs leased to this process's workers by its own statements. */
+  readonly #localClaims: LocalClaims;
   #clockOffsetMs = 0;
   #sequelize: Sequelize | undefined;
   #models: DurableFlowModels | undefined;
@@ -91,9 +94,10 @@ export class DurableFlow {
   constructor(options: DurableFlowOptions = {}) {
     this.options = resolveOptions(options);
     this.tables = tablesFor(this.options.schema);
-    this.#sql = buildSql(this.tables);
     this.#connection = connectionConfig(this.options);
     this.#pool = new pg.Pool({ ...this.#connection, ...poolTimeouts(this.options.queryTimeoutMs), max: this.options.poolSize });
+    this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs);
+    this.#sql = this.#store.statements;
     const gate = gatePool(this.#pool);
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.#pool.on('error', (error) => this.options.logger.warn('A pooled Postgres connection failed', { error: error.message }));
@@ -103,6 +107,7 @@ export class DurableFlow {
     this.#batcher = new CommitBatcher(this.#pool, this.#sql, () => this.#clockOffsetMs);
     this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#sql, this.#clockOffsetMs, rows), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
+    this.#localClaims = new LocalClaims({ workers: () => this.#workers, workflows: () => [...this.#definitions.keys()], leaseTtlMs: this.options.leaseTtlMs });
     this.#executionEnv = {
       pool: this.#pool,
       sql: this.#sql,
@@ -231,7 +236,7 @@ export class DurableFlow {
         sql: this.#sql,
         maxPayloadSize: this.options.maxPayloadSize,
         clockOffsetMs: () => this.#clockOffsetMs,
-        dispatchTarget: (queue) => this.#dispatchTarget(queue),
+        localClaim: (queue) => this.#localClaims.forStart(queue),
         insert: (row) => this.#starts.submit(row),
         changesReady: () => this.#feed.ready(),
       },
@@ -240,41 +245,6 @@ export class DurableFlow {
       options,
       parent,
     );
-  }
-
-  /**
-   * A worker of this process that can start a new run of `queue` at once. The run is then inserted
-   * already claimed by it: no NOTIFY, no claim round trip, and no wait for the next poll.
-   */
-  #dispatchTarget(queue: string): DispatchTarget | undefined {
-    for (const worker of this.#workers) {
-      if (!worker.reserve(queue)) continue;
-      return {
-        owner: worker.id,
-        leaseTtlMs: this.options.leaseTtlMs,
-        adopt: (row) => worker.adopt(row),
-        cancel: () => worker.unreserve(),
-      };
-    }
-    return undefined;
-  }
-
-  /** The worker of this process with the most free slots, with some reserved for runs a notify wakes. */
-  #localTaker(): LocalTaker | undefined {
-    let best: Worker | undefined;
-    for (const worker of this.#workers) if (worker.freeSlots > (best?.freeSlots ?? 0)) best = worker;
-    if (!best) return undefined;
-    const worker = best;
-    const limit = worker.reserveUpTo(8);
-    if (limit === 0) return undefined;
-    return {
-      owner: worker.id,
-      leaseTtlMs: this.options.leaseTtlMs,
-      limit,
-      queues: worker.queues,
-      workflows: [...this.#definitions.keys()],
-      adopt: (claimed, history, snapshot, dbNowMs) => worker.adoptClaimed(claimed, history, snapshot, dbNowMs, limit),
-    };
   }
 
   /** A handle for an existing run id (its result() works from any process). */
@@ -313,8 +283,7 @@ export class DurableFlow {
   async cancel(runId: string, options: { reason?: string } = {}): Promise<boolean> {
     this.#assertOpen();
     const reason = options.reason ?? 'Cancelled with flow.cancel()';
-    const { rows } = await runSql<{ cancelled: number }>(this.#pool, this.#sql.cancelRun, [runId, this.#clockOffsetMs, reason]);
-    if (rows[0]!.cancelled === 0) {
+    if ((await this.#store.cancelRun({ runId, reason })) === 0) {
       const run = await this.getRun(runId);
       if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
       return false;
@@ -325,8 +294,7 @@ export class DurableFlow {
   /** Resumes a failed run from the step that failed it; completed steps are not run again. */
   async retry(runId: string): Promise<void> {
     this.#assertOpen();
-    const { rows } = await runSql<{ retried: number }>(this.#pool, this.#sql.retryRun, [runId, this.#clockOffsetMs]);
-    if (rows[0]!.retried === 1) return;
+    if ((await this.#store.retryRun({ runId })) === 1) return;
     const run = await this.getRun(runId);
     if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
     throw new DurableFlowError('INVALID_STATE', `Run ${runId} is ${run.status}; only failed runs can be retried`);
@@ -345,7 +313,7 @@ export class DurableFlow {
         lockNamespace: this.tables.lockNamespace,
         maxPayloadSize: this.options.maxPayloadSize,
         clockOffsetMs: () => this.#clockOffsetMs,
-        localTaker: () => this.#localTaker(),
+        localClaim: () => this.#localClaims.forNotify(),
         changesReady: () => this.#feed.ready(),
       },
       name,
@@ -358,9 +326,8 @@ export class DurableFlow {
   worker(options?: WorkerOptions): Worker {
     this.#assertOpen();
     const host: WorkerHost = {
-      pool: this.#pool,
+      store: this.#store,
       controlPool: () => this.#control(),
-      sql: this.#sql,
       options: this.options,
       listener: this.#listener,
       wakeChannel: this.tables.wakeChannel,
@@ -368,7 +335,6 @@ export class DurableFlow {
       checkSchema: () => checkSchema(this.#pool, this.tables),
       definitions: this.#definitions,
       executionEnv: this.#executionEnv,
-      clockOffsetMs: () => this.#clockOffsetMs,
       track: (worker, active) => (active ? this.#workers.add(worker) : this.#workers.delete(worker)),
     };
     return new Worker(host, options);

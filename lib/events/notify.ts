@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
+import type { ClaimedRunRow, HistoryRow } from '../db/sql/claimed.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import { fromPg, queryableFor, withTransaction } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
@@ -6,6 +8,7 @@ import { debugPoint } from '../debug-point.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson } from '../json.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
+import type { LocalClaim } from '../worker/local-claim.js';
 
 export const MAX_EVENT_NAME = 255;
 export const MAX_EVENT_ID = 255;
@@ -19,24 +22,10 @@ interface NotifyRow {
   is_duplicate: boolean;
   is_conflict: boolean;
   matched_waits: number;
-  claimed: unknown[];
-  history: unknown[];
+  claimed: ClaimedRunRow[];
+  history: HistoryRow[];
   db_now_ms: number | null;
   snapshot: string | null;
-}
-
-/**
- * A worker of this process with slots reserved for runs this notify wakes: they are claimed for it
- * inside the notify transaction and handed over with their history. `adopt` is always called, with
- * what was claimed (nothing on failure), and gives back the unused slots.
- */
-export interface LocalTaker {
-  owner: string;
-  leaseTtlMs: number;
-  limit: number;
-  queues: string[];
-  workflows: string[];
-  adopt(claimed: unknown[], history: unknown[], snapshot: string, dbNowMs: number): void;
 }
 
 export interface NotifyEnv {
@@ -45,8 +34,8 @@ export interface NotifyEnv {
   lockNamespace: number;
   maxPayloadSize: number;
   clockOffsetMs(): number;
-  /** A worker of this process that takes woken runs directly, if one has free slots. */
-  localTaker?(): LocalTaker | undefined;
+  /** Slots on a worker of this process that takes woken runs directly, if one has free slots. */
+  localClaim?(): LocalClaim | undefined;
   /** Resolves once a change subscription being set up is in place (see StartEnv.changesReady). */
   changesReady?(): Promise<void>;
 }
@@ -77,12 +66,12 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
     throw new DurableFlowError('INVALID_ARGUMENT', 'Expected the options of notify to be an object');
   }
   const payloadText = validateEvent(name, payload, options.id, env.maxPayloadSize);
-  const run = (db: Queryable, taker: LocalTaker | undefined) => storeEvent(env, db, name as string, payloadText, options, taker);
+  const run = (db: Queryable, taker: LocalClaim | undefined) => storeEvent(env, db, name as string, payloadText, options, taker);
   // One statement: atomic on its own, or part of the caller's transaction when one is given (then the
   // runs are woken by NOTIFY at its commit, never taken directly: we cannot tell when it commits).
   const inTransaction = options.transaction !== undefined && options.transaction !== null;
   if (inTransaction) await env.changesReady?.();
-  const taker = inTransaction ? undefined : env.localTaker?.();
+  const taker = inTransaction ? undefined : env.localClaim?.();
   let claimed: NotifyRow | undefined;
   try {
     const stored = await run(queryableFor(env.pool, options.transaction), taker);
@@ -91,7 +80,7 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
     await debugPoint('NOTIFY_AFTER_COMMIT', { runId: options.source?.startsWith('run:') ? options.source.slice(4) : undefined });
     return stored.event;
   } finally {
-    taker?.adopt(claimed?.claimed ?? [], claimed?.history ?? [], claimed?.snapshot ?? '', Number(claimed?.db_now_ms ?? 0));
+    taker?.take(claimed && claimed.claimed.length > 0 ? toClaimedBatch(claimed.claimed, claimed.history, claimed.snapshot ?? '', claimed.db_now_ms ?? 0) : EMPTY_BATCH);
   }
 }
 
@@ -148,7 +137,7 @@ async function storeEvent(
   name: string,
   payloadText: string,
   options: NotifyOptions,
-  taker: LocalTaker | undefined,
+  taker: LocalClaim | undefined,
 ): Promise<{ event: EventRecord; row: NotifyRow }> {
   const [row] = await db.query<NotifyRow>(env.sql.notifyEvent, [
     options.id ?? null,

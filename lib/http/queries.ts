@@ -228,7 +228,7 @@ export class ViewerQueries {
     const cached = this.#countCache.get(key);
     if (cached && Date.now() < cached.at) return cached.counts;
     const started = Date.now();
-    const { rows } = await this.#pool.query<{ status: string; n: number }>(
+    const { rows } = await this.#pool.query<{ status: RunStatus; n: number }>(
       `SELECT status, count(*)::int AS n FROM ${this.#t.runs}
        WHERE ($1::text IS NULL OR workflow_name = $1)
          AND ${scope.kind === 'top' ? 'parent_run_id IS NULL' : scope.kind === 'children' ? 'parent_run_id = $2' : 'TRUE'}
@@ -245,7 +245,7 @@ export class ViewerQueries {
 
   /** Run counts by workflow and status. */
   async workflowStats(): Promise<Map<string, Record<string, number>>> {
-    const { rows } = await this.#pool.query<{ workflow_name: string; status: string; n: number }>(
+    const { rows } = await this.#pool.query<{ workflow_name: string; status: RunStatus; n: number }>(
       `SELECT workflow_name, status, count(*)::int AS n FROM ${this.#t.runs} GROUP BY workflow_name, status`,
     );
     const stats = new Map<string, Record<string, number>>();

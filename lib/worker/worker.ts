@@ -3,15 +3,16 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { checkInteger, invalidOption } from '../config.js';
 import type { ResolvedOptions } from '../config.js';
-import type { SqlTexts } from '../db/sql/index.js';
 import { schemaProblem } from '../db/migrator.js';
 import type { SchemaCheck } from '../db/migrator.js';
-import { runSql } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 import { MAX_TIMER_MS } from '../timers.js';
+import type { ClaimedBatch } from '../db/sql/claimed.js';
+import type { Store } from '../db/store.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from '../workflow/definition.js';
+import type { LocalWorker } from './local-claim.js';
 import { Execution } from '../workflow/executor.js';
 import type { ExecutionEnv, ExecutionOutcome } from '../workflow/env.js';
 import type { Listener } from './listener.js';
@@ -32,10 +33,9 @@ export interface StopOptions {
 
 /** What a worker needs from its flow. */
 export interface WorkerHost {
-  pool: pg.Pool;
+  store: Store;
   /** A small pool of its own for heartbeats (never starved by the main pool). */
   controlPool(): pg.Pool;
-  sql: SqlTexts;
   options: ResolvedOptions;
   listener: Listener;
   wakeChannel: string;
@@ -45,47 +45,8 @@ export interface WorkerHost {
   checkSchema(): Promise<SchemaCheck>;
   definitions: Map<string, WorkflowDefinition>;
   executionEnv: ExecutionEnv;
-  clockOffsetMs(): number;
   /** Called when the worker starts/stops, so the flow can stop workers on close(). */
   track(worker: Worker, active: boolean): void;
-}
-
-interface ClaimAnswer {
-  runs: {
-    id: string | number;
-    run_id: string;
-    workflow_name: string;
-    input: string | null;
-    lease_epoch: string | number;
-    claim_count: number;
-    attempts: number;
-    created_snapshot: string;
-    resume_snapshot: string | null;
-    parent_run_id: string | null;
-    queue_name: string;
-    replay: boolean;
-  }[];
-  steps: (Omit<HistoryStep, 'id' | 'waitId'> & { run: string | number; id: string | number; waitId: string | number | null })[];
-  next_wake_ms: number | null;
-  db_now_ms: number;
-  snapshot: string;
-}
-
-function toClaimedRun(row: ClaimAnswer['runs'][number]): ClaimedRun {
-  return {
-    id: String(row.id),
-    runId: row.run_id,
-    workflow: row.workflow_name,
-    input: row.input,
-    epoch: String(row.lease_epoch),
-    claimCount: row.claim_count,
-    attempts: row.attempts,
-    createdSnapshot: row.created_snapshot,
-    resumeSnapshot: row.resume_snapshot ?? row.created_snapshot,
-    parentRunId: row.parent_run_id,
-    queue: row.queue_name,
-    replay: row.replay,
-  };
 }
 
 /** Every this many polls a worker checks the schema, in case it missed the migrations NOTIFY. */
@@ -101,7 +62,7 @@ const SCHEMA_CHECK_POLLS = 10;
  * nothing (the heartbeat keeps trying, and claims resume when one succeeds). `stop()` resolves once
  * every execution has ended and the leases are released.
  */
-export class Worker {
+export class Worker implements LocalWorker {
   readonly id: string;
   readonly concurrency: number;
   readonly queues: string[];
@@ -247,33 +208,20 @@ export class Worker {
   async #claim(limit: number, names: string[]): Promise<number> {
     // Fault tests hold claims of several processes here, to release them at one moment.
     await this.#host.executionEnv.debugPoint('CLAIM_BEFORE', { worker: this.id });
-    const { rows } = await runSql<ClaimAnswer>(this.#host.pool, this.#host.sql.claimRuns, [
-      this.queues,
-      names,
+    const { batch, nextWakeMs } = await this.#host.store.claim({
+      queues: this.queues,
+      workflows: names,
       limit,
-      this.id,
-      this.#host.options.leaseTtlMs,
-      this.#host.clockOffsetMs(),
-    ]);
-    const answer = rows[0]!;
-    if (answer.next_wake_ms !== null) this.#scheduleWake(Number(answer.next_wake_ms));
-    this.#startClaimed(answer);
-    return answer.runs.length;
+      owner: this.id,
+      leaseMs: this.#host.options.leaseTtlMs,
+    });
+    if (nextWakeMs !== null) this.#scheduleWake(nextWakeMs);
+    this.#startClaimed(batch);
+    return batch.runs.length;
   }
 
-  #startClaimed(answer: ClaimAnswer): void {
-    if (answer.runs.length === 0) return;
-    const history = new Map<string, HistoryStep[]>();
-    for (const step of answer.steps) {
-      const runId = String(step.run);
-      const list = history.get(runId) ?? [];
-      list.push({ ...step, id: String(step.id), waitId: step.waitId === null ? null : String(step.waitId) });
-      history.set(runId, list);
-    }
-    for (const row of answer.runs) {
-      const run = toClaimedRun(row);
-      this.#execute(run, history.get(run.id) ?? [], answer.snapshot, Number(answer.db_now_ms));
-    }
+  #startClaimed(batch: ClaimedBatch): void {
+    for (const run of batch.runs) this.#execute(run, batch.history.get(run.id) ?? [], batch.snapshot, batch.dbNowMs);
   }
 
   /** Slots free for new runs (0 unless running). */
@@ -313,38 +261,21 @@ export class Worker {
     }
   }
 
-  /** @internal Reserves up to `max` free slots (for runs a notify of this process may hand over). */
-  reserveUpTo(max: number): number {
-    const n = Math.min(max, this.freeSlots);
+  /**
+   * @internal Reserves up to `max` free slots for runs a statement of this process leases to this
+   * worker directly (see LocalClaims); with `queue`, only if this worker takes that queue.
+   */
+  reserve(max: number, queue?: string): number {
+    if (queue !== undefined && !this.queues.includes(queue)) return 0;
+    const n = Math.max(0, Math.min(max, this.freeSlots));
     this.#reserved += n;
     return n;
   }
 
-  /** @internal Executes runs a notify claimed for this worker, and frees the rest of the `reserved` slots. */
-  adoptClaimed(claimed: unknown[], history: unknown[], snapshot: string, dbNowMs: number, reserved: number): void {
+  /** @internal Executes runs leased to this worker by such a statement and gives back the `reserved` slots. */
+  take(batch: ClaimedBatch, reserved: number): void {
     this.#reserved -= reserved;
-    if (claimed.length === 0) return;
-    this.#startClaimed({ runs: claimed, steps: history, snapshot, db_now_ms: dbNowMs } as unknown as ClaimAnswer);
-  }
-
-  /** @internal Reserves a slot for a run this process is starting, if the worker has one free. */
-  reserve(queue: string): boolean {
-    if (!this.#takesRuns() || !this.queues.includes(queue)) return false;
-    if (this.#executions.size + this.#reserved >= this.concurrency) return false;
-    this.#reserved++;
-    return true;
-  }
-
-  /** @internal Gives a reserved slot back (the start collided with an existing run). */
-  unreserve(): void {
-    this.#reserved--;
-  }
-
-  /** @internal Executes a run that was inserted already claimed by this worker. */
-  adopt(row: Record<string, unknown>): void {
-    this.#reserved--;
-    const run = toClaimedRun(row as unknown as ClaimAnswer['runs'][number]);
-    this.#execute(run, [], row.snapshot as string, Number(row.db_now_ms));
+    this.#startClaimed(batch);
   }
 
   /**
@@ -353,15 +284,11 @@ export class Worker {
    */
   async #checkOrphans(names: string[]): Promise<void> {
     this.#orphanCheckAt = Date.now() + 60_000;
-    const { rows } = await runSql<{ workflow_name: string; runs: number }>(this.#host.pool, this.#host.sql.orphanedWorkflows, [
-      this.queues,
-      names,
-      this.#host.clockOffsetMs(),
-    ]);
-    for (const row of rows) {
+    const orphans = await this.#host.store.orphanedWorkflows({ queues: this.queues, workflows: names });
+    for (const { workflow, runs } of orphans) {
       this.#host.options.logger.warn(
-        `${row.runs} run(s) of workflow "${row.workflow_name}" have been due for over a minute and no worker claims them: no running process registers that workflow for queue(s) ${this.queues.join(', ')}. Register it with flow.workflow('${row.workflow_name}', …) in your worker processes, or cancel those runs.`,
-        { workflow: row.workflow_name, runs: row.runs },
+        `${runs} run(s) of workflow "${workflow}" have been due for over a minute and no worker claims them: no running process registers that workflow for queue(s) ${this.queues.join(', ')}. Register it with flow.workflow('${workflow}', …) in your worker processes, or cancel those runs.`,
+        { workflow, runs },
       );
     }
   }
@@ -421,17 +348,15 @@ export class Worker {
     try {
       // Fault tests make heartbeats fail here (a worker that cannot renew its leases).
       await this.#host.executionEnv.debugPoint('HEARTBEAT_BEFORE', { worker: this.id, runs: executions.map((e) => e.run.runId) });
-      const { rows } = await runSql<{ id: string | number }>(this.#host.controlPool(), this.#host.sql.heartbeat, [
-        JSON.stringify(executions.map((e) => ({ id: e.run.id, epoch: e.run.epoch }))),
-        this.id,
-        this.#host.options.leaseTtlMs,
-        this.#host.clockOffsetMs(),
-      ]);
+      const held = await this.#host.store.heartbeat(this.#host.controlPool(), {
+        runs: executions.map((e) => e.run),
+        owner: this.id,
+        leaseMs: this.#host.options.leaseTtlMs,
+      });
       if (this.#heartbeatFailing) {
         this.#heartbeatFailing = false;
         this.#requestClaim(true);
       }
-      const held = new Set(rows.map((row) => String(row.id)));
       for (const execution of executions) {
         if (!held.has(execution.run.id) && this.#executions.get(execution.run.id) === execution) {
           this.#host.options.logger.warn(`Lost the lease of run ${execution.run.runId}; this worker stops executing it`);
@@ -501,10 +426,8 @@ export class Worker {
     }
     if (this.#executions.size > 0) {
       const remaining = [...this.#executions.values()];
-      await runSql(this.#host.pool, this.#host.sql.releaseRuns, [
-          JSON.stringify(remaining.map((e) => ({ id: e.run.id, epoch: e.run.epoch, delay_ms: 0, clean: false }))),
-          this.#host.clockOffsetMs(),
-        ])
+      await this.#host.store
+        .releaseRuns(remaining.map((e) => ({ id: e.run.id, epoch: e.run.epoch, delayMs: 0, clean: false })))
         .catch((error: unknown) => {
           this.#host.options.logger.warn('Could not hand back runs on stop; their leases expire instead', { error: (error as Error).message });
         });

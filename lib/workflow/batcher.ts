@@ -3,11 +3,12 @@ import { Batcher } from '../db/batcher.js';
 import { runSql } from '../db/queryable.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import type { StoredError } from '../errors.js';
+import type { RunStatus } from '../types.js';
 import type { PendingLog, PendingStep } from './writes.js';
 
 /** The run's new state, when a commit also moves it (complete, fail, suspend, hand back). */
 export interface Transition {
-  status: string;
+  status: RunStatus;
   output?: string | undefined;
   error?: StoredError | undefined;
   wakeAt?: string | null;

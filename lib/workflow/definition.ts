@@ -1,5 +1,5 @@
 import type { ResolvedBackoff } from '../config.js';
-import type { CancelOn, WorkflowHandler } from '../types.js';
+import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
 export interface WorkflowDefinition {
@@ -19,7 +19,7 @@ export interface HistoryStep {
   id: string;
   name: string;
   kind: string;
-  status: string;
+  status: StepStatus;
   attempts: number;
   position: number | null;
   /** The stored result as JSON text; null when the step stored `undefined` (or has no result). */
@@ -29,7 +29,7 @@ export interface HistoryStep {
   metadata: Record<string, unknown>;
   snapshot: string | null;
   waitId: string | null;
-  waitStatus: string | null;
+  waitStatus: WaitStatus | null;
 }
 
 /** A run as a worker claimed it. */

@@ -532,7 +532,7 @@ export class Execution {
   async #end(how: { kind: 'complete'; value: unknown } | { kind: 'fail'; error: unknown } | { kind: 'release' }): Promise<void> {
     await this.#commitChain;
     if (this.#ended) return;
-    let status = how.kind === 'complete' ? 'completed' : how.kind === 'fail' ? 'failed' : 'ready';
+    let status: 'completed' | 'failed' | 'ready' = how.kind === 'complete' ? 'completed' : how.kind === 'fail' ? 'failed' : 'ready';
     let output: string | undefined;
     let error: StoredError | undefined;
     try {

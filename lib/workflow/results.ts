@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Tables } from '../db/tables.js';
 import { DurableFlowError, deserializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
+import type { RunStatus } from '../types.js';
 import { longTimeout } from '../timers.js';
 
 export type Outcome =
@@ -102,7 +103,7 @@ export class ResultWatcher {
     let found = 0;
     try {
       const ids = [...this.#waiters.keys()];
-      const { rows } = await this.#pool.query<{ run_id: string; status: string; output: string | null; error: StoredError | null }>(
+      const { rows } = await this.#pool.query<{ run_id: string; status: RunStatus | null; output: string | null; error: StoredError | null }>(
         `SELECT ids.run_id, r.status, r.output::text AS output, r.error
          FROM unnest($1::text[]) AS ids(run_id)
          LEFT JOIN ${this.#tables.runs} r ON r.run_id = ids.run_id

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
+import type { ClaimedBatch, ClaimedRunRow } from '../db/sql/claimed.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
@@ -8,24 +10,17 @@ import { debugPoint } from '../debug-point.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
 import type { StartOptions } from '../types.js';
+import type { LocalClaim } from '../worker/local-claim.js';
 import type { WorkflowDefinition } from './definition.js';
 import { MAX_ID } from './ids.js';
-
-/** A local worker with a slot reserved for the run being started (see insertClaimedRun). */
-export interface DispatchTarget {
-  owner: string;
-  leaseTtlMs: number;
-  adopt(row: Record<string, unknown>): void;
-  cancel(): void;
-}
 
 export interface StartEnv {
   pool: pg.Pool;
   sql: SqlTexts;
   maxPayloadSize: number;
   clockOffsetMs(): number;
-  /** A worker of this process that can execute a run of `queue` right now, if any. */
-  dispatchTarget?(queue: string): DispatchTarget | undefined;
+  /** A slot on a worker of this process that can execute a run of `queue` right now, if any. */
+  localClaim?(queue: string): LocalClaim | undefined;
   /** Inserts a run outside any caller transaction (group-committed with other starts). */
   insert(row: RunRow): Promise<InsertResult>;
   /**
@@ -113,7 +108,7 @@ export async function startRun(
   // Inside the caller's transaction the run must not start before it commits, and a run with a
   // concurrency limit must be admitted by a claim: no direct dispatch for those.
   const dispatchable = options.transaction === undefined && delayMs === 0 && !concurrency;
-  const target = dispatchable ? env.dispatchTarget?.(queue) : undefined;
+  const target = dispatchable ? env.localClaim?.(queue) : undefined;
   const row: RunRow = {
     i: 0,
     run_id: runId,
@@ -132,22 +127,16 @@ export async function startRun(
     triggers,
   };
   if (options.transaction !== undefined) await env.changesReady?.();
-  let inserted: InsertResult;
+  let inserted: InsertResult | undefined;
   try {
     inserted =
       options.transaction === undefined
         ? await env.insert(row)
         : (await insertRows(queryableFor(env.pool, options.transaction), env.sql, env.clockOffsetMs(), [row]))[0]!;
-  } catch (error) {
-    target?.cancel();
-    throw error;
-  }
-  // The run is stored (a child: its parent's step not yet told).
-  await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: inserted.runId });
-  if (inserted.claimed) {
-    if (target) target.adopt(inserted.claimed);
-  } else {
-    target?.cancel();
+    // The run is stored (a child: its parent's step not yet told).
+    await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: inserted.runId });
+  } finally {
+    target?.take(inserted?.claimed ?? EMPTY_BATCH);
   }
   if (inserted.takenBy !== undefined) {
     throw new DurableFlowError(
@@ -181,7 +170,7 @@ export interface InsertResult {
   /** The run's id: the new run's, or the existing run's a repeated id or idempotency key points to. */
   runId: string;
   /** Set when the row was inserted already claimed by a local worker: what that worker executes. */
-  claimed?: Record<string, unknown>;
+  claimed?: ClaimedBatch;
   /** Set when the run id belongs to a run of another workflow (that workflow's name): nothing was started. */
   takenBy?: string;
 }
@@ -193,7 +182,7 @@ export interface InsertResult {
  */
 export async function insertRows(db: Queryable, sql: SqlTexts, offsetMs: number, rows: RunRow[]): Promise<InsertResult[]> {
   const numbered = rows.map((row, i) => ({ ...row, i }));
-  const [answer] = await db.query<{ runs: (Record<string, unknown> & { run_id: string; workflow_name: string; lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
+  const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
     sql.insertRuns,
     [JSON.stringify(numbered), offsetMs],
   );
@@ -203,7 +192,7 @@ export async function insertRows(db: Queryable, sql: SqlTexts, offsetMs: number,
     if (!run || run.workflow_name !== row.workflow_name) return undefined;
     // Two rows of one batch with the same run id: only the first was inserted (and claimed).
     inserted.delete(row.run_id);
-    return { runId: row.run_id, ...(run.lease_owner ? { claimed: { ...run, snapshot: answer!.snapshot, db_now_ms: answer!.db_now_ms } } : {}) };
+    return { runId: row.run_id, ...(run.lease_owner ? { claimed: toClaimedBatch([run], [], answer!.snapshot, answer!.db_now_ms) } : {}) };
   });
   const missing = numbered.filter((_, i) => !results[i]);
   if (missing.length > 0) {

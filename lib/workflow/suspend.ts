@@ -3,6 +3,7 @@ import { fromPg, withTransaction } from '../db/queryable.js';
 import type { SqlTexts } from '../db/sql/index.js';
 import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
+import type { RunStatus, WaitStatus } from '../types.js';
 import { sendCommits } from './batcher.js';
 import type { CommitRequest, CommitResult } from './batcher.js';
 import type { PendingLog, PendingStep } from './writes.js';
@@ -38,10 +39,13 @@ export interface Suspension {
   reject(error: unknown): void;
 }
 
+/** The statuses of a suspended run. */
+export type SuspendedStatus = Extract<RunStatus, 'sleeping' | 'waiting' | 'retrying'>;
+
 /** The run's status and next wake-up while suspended: a retry shows as `retrying` (with its error), then a wait as `waiting`. */
-export function suspendStateOf(suspensions: Iterable<Suspension>): { status: string; wakeAt: number | null; error: StoredError | undefined } {
+export function suspendStateOf(suspensions: Iterable<Suspension>): { status: SuspendedStatus; wakeAt: number | null; error: StoredError | undefined } {
   let wakeAt: number | null = null;
-  let status = 'sleeping';
+  let status: SuspendedStatus = 'sleeping';
   let error: StoredError | undefined;
   for (const s of suspensions) {
     if (s.wakeAt !== null) wakeAt = wakeAt === null ? s.wakeAt : Math.min(wakeAt, s.wakeAt);
@@ -70,7 +74,7 @@ export interface SuspendRequest {
   /** Something already settled (a sleep that is over): store everything, but do not suspend. */
   mustContinue: boolean;
   /** The run's status, next wake-up and error if nothing settles (computed only then). */
-  suspendState(): { status: string; wakeAt: number | null; error: StoredError | undefined };
+  suspendState(): { status: SuspendedStatus; wakeAt: number | null; error: StoredError | undefined };
   /** Called inside the transaction, with its locks held and its writes not yet committed (a debug point). */
   inTransaction?(): Promise<void>;
 }
@@ -88,7 +92,7 @@ export type SuspendResult =
 interface WaitRow {
   id: string;
   step_name: string;
-  status: string;
+  status: WaitStatus;
   event_name: string;
   expired: boolean;
   event_id: string | null;
@@ -99,7 +103,7 @@ interface WaitRow {
 interface WatchedRun {
   run_id: string;
   workflow_name: string;
-  status: string;
+  status: RunStatus;
   output: string | null;
   error: StoredError | null;
   finished_at: Date | null;

@@ -3,13 +3,13 @@ import { DurableFlowError, StepTimeoutError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
 import { longTimeout } from '../timers.js';
-import type { LogLevel } from '../types.js';
+import type { LogLevel, StepStatus } from '../types.js';
 
 /** A step write waiting for the next commit (the JSON commitBatch reads). */
 export interface PendingStep {
   name: string;
   kind: string;
-  status: string;
+  status: StepStatus;
   attempts: number;
   position: number | null;
   /** JSON text; absent for a step that stored `undefined`. */

@@ -1,0 +1,95 @@
+import type { StepStatus, WaitStatus } from '../../types.js';
+import type { ClaimedRun, HistoryStep } from '../../workflow/definition.js';
+
+/**
+ * A run leased to a worker of this process, as every statement that leases returns it: the claim
+ * (`durable_flow_lease`), a start inserted already claimed (insertRuns) and a notify's local claim.
+ */
+export interface ClaimedRunRow {
+  id: string | number;
+  run_id: string;
+  workflow_name: string;
+  input: string | null;
+  lease_epoch: string | number;
+  claim_count: number;
+  attempts: number;
+  created_snapshot: string;
+  resume_snapshot: string | null;
+  parent_run_id: string | null;
+  queue_name: string;
+  replay: boolean;
+}
+
+/** A step of a leased run as `durable_flow_history` returns it (ids as JSON numbers). */
+export interface HistoryRow {
+  run: string | number;
+  id: string | number;
+  name: string;
+  kind: string;
+  status: StepStatus;
+  attempts: number;
+  position: number | null;
+  result: string | null;
+  error: Record<string, unknown> | null;
+  cursor: unknown;
+  metadata: Record<string, unknown>;
+  snapshot: string | null;
+  waitId: string | number | null;
+  waitStatus: WaitStatus | null;
+}
+
+/** What a worker executes: leased runs, each with its step history, and the moment they were leased. */
+export interface ClaimedBatch {
+  runs: ClaimedRun[];
+  /** By run (database id): its steps in the order they were created. */
+  history: Map<string, HistoryStep[]>;
+  /** The snapshot of the leasing transaction (the executions' mark for waits they create). */
+  snapshot: string;
+  /** The database clock when they were leased (with the flow's clock offset). */
+  dbNowMs: number;
+}
+
+export const EMPTY_BATCH: ClaimedBatch = Object.freeze({ runs: [], history: new Map(), snapshot: '', dbNowMs: 0 });
+
+export function toClaimedRun(row: ClaimedRunRow): ClaimedRun {
+  return {
+    id: String(row.id),
+    runId: row.run_id,
+    workflow: row.workflow_name,
+    input: row.input,
+    epoch: String(row.lease_epoch),
+    claimCount: row.claim_count,
+    attempts: row.attempts,
+    createdSnapshot: row.created_snapshot,
+    resumeSnapshot: row.resume_snapshot ?? row.created_snapshot,
+    parentRunId: row.parent_run_id,
+    queue: row.queue_name,
+    replay: row.replay,
+  };
+}
+
+/** The row-to-domain mapping of every leasing statement's answer. */
+export function toClaimedBatch(runs: ClaimedRunRow[], steps: HistoryRow[], snapshot: string, dbNowMs: number | string): ClaimedBatch {
+  const history = new Map<string, HistoryStep[]>();
+  for (const step of steps) {
+    const runId = String(step.run);
+    const list = history.get(runId) ?? [];
+    list.push({
+      id: String(step.id),
+      name: step.name,
+      kind: step.kind,
+      status: step.status,
+      attempts: step.attempts,
+      position: step.position,
+      result: step.result,
+      error: step.error,
+      cursor: step.cursor,
+      metadata: step.metadata,
+      snapshot: step.snapshot,
+      waitId: step.waitId === null ? null : String(step.waitId),
+      waitStatus: step.waitStatus,
+    });
+    history.set(runId, list);
+  }
+  return { runs: runs.map(toClaimedRun), history, snapshot, dbNowMs: Number(dbNowMs) };
+}
