@@ -22,7 +22,7 @@ import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
 import { isPlainObject } from './json.js';
-import { notify } from './events/notify.js';
+import { notify, notifyMany } from './events/notify.js';
 import { attachLive } from './http/live.js';
 import type { LiveChannel, LiveHandle, LiveOptions } from './http/live.js';
 import { resolveRouterOptions } from './http/options.js';
@@ -232,10 +232,8 @@ export class DurableFlow {
     this.#assertOpen();
     return startRun(
       {
-        pool: this.#pool,
-        sql: this.#sql,
+        store: this.#store,
         maxPayloadSize: this.options.maxPayloadSize,
-        clockOffsetMs: () => this.#clockOffsetMs,
         localClaim: (queue) => this.#localClaims.forStart(queue),
         insert: (row) => this.#starts.submit(row),
         changesReady: () => this.#feed.ready(),
@@ -308,11 +306,8 @@ export class DurableFlow {
     this.#assertOpen();
     return notify(
       {
-        pool: this.#pool,
-        sql: this.#sql,
-        lockNamespace: this.tables.lockNamespace,
+        store: this.#store,
         maxPayloadSize: this.options.maxPayloadSize,
-        clockOffsetMs: () => this.#clockOffsetMs,
         localClaim: () => this.#localClaims.forNotify(),
         changesReady: () => this.#feed.ready(),
       },
@@ -320,6 +315,15 @@ export class DurableFlow {
       payload,
       options,
     );
+  }
+
+  /**
+   * @internal Stores already validated events in one statement, all or nothing (signed ingest): see
+   * events/notify.ts. Runs they wake are woken by NOTIFY, not taken by a local worker.
+   */
+  notifyMany(events: { name: string; payload: unknown; id?: string | undefined }[], source: string): Promise<EventRecord[]> {
+    this.#assertOpen();
+    return notifyMany(this.#store, events, source);
   }
 
   /** A worker that executes this flow's runs; call `start()` on it. */

@@ -1,7 +1,6 @@
-import type pg from 'pg';
 import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
 import type { ClaimedRunRow, HistoryRow } from '../db/sql/claimed.js';
-import type { SqlTexts } from '../db/sql/index.js';
+import type { Store } from '../db/store.js';
 import { fromPg, queryableFor, withTransaction } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
 import { debugPoint } from '../debug-point.js';
@@ -29,11 +28,8 @@ interface NotifyRow {
 }
 
 export interface NotifyEnv {
-  pool: pg.Pool;
-  sql: SqlTexts;
-  lockNamespace: number;
+  store: Store;
   maxPayloadSize: number;
-  clockOffsetMs(): number;
   /** Slots on a worker of this process that takes woken runs directly, if one has free slots. */
   localClaim?(): LocalClaim | undefined;
   /** Resolves once a change subscription being set up is in place (see StartEnv.changesReady). */
@@ -74,7 +70,7 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
   const taker = inTransaction ? undefined : env.localClaim?.();
   let claimed: NotifyRow | undefined;
   try {
-    const stored = await run(queryableFor(env.pool, options.transaction), taker);
+    const stored = await run(queryableFor(env.store.pool, options.transaction), taker);
     claimed = stored.row;
     // The event is stored (committed, unless inside the caller's transaction); the caller not told yet.
     await debugPoint('NOTIFY_AFTER_COMMIT', { runId: options.source?.startsWith('run:') ? options.source.slice(4) : undefined });
@@ -101,16 +97,16 @@ function eventIdConflict(id: string, stored: NotifyRow, name: string): DurableFl
  * fails the whole batch with EVENT_ID_CONFLICT (the statement's transaction stored nothing then).
  */
 export async function notifyMany(
-  env: Pick<NotifyEnv, 'pool' | 'sql' | 'lockNamespace' | 'clockOffsetMs'>,
+  store: Store,
   events: { name: string; payload: unknown; id?: string | undefined }[],
   source: string,
 ): Promise<EventRecord[]> {
-  return withTransaction(env.pool, async (client) => {
-    const rows = await fromPg(client).query<Omit<NotifyRow, 'claimed' | 'history' | 'db_now_ms' | 'snapshot'>>(env.sql.notifyEvents, [
+  return withTransaction(store.pool, async (client) => {
+    const rows = await fromPg(client).query<Omit<NotifyRow, 'claimed' | 'history' | 'db_now_ms' | 'snapshot'>>(store.statements.notifyEvents, [
       JSON.stringify(events.map((e) => ({ id: e.id ?? null, name: e.name, payload: e.payload ?? {} }))),
       source,
-      env.lockNamespace,
-      env.clockOffsetMs(),
+      store.lockNamespace,
+      store.clockOffsetMs(),
     ]);
     return rows.map((row, i) => {
       if (row.is_conflict) throw eventIdConflict(events[i]!.id!, row as NotifyRow, events[i]!.name);
@@ -139,13 +135,13 @@ async function storeEvent(
   options: NotifyOptions,
   taker: LocalClaim | undefined,
 ): Promise<{ event: EventRecord; row: NotifyRow }> {
-  const [row] = await db.query<NotifyRow>(env.sql.notifyEvent, [
+  const [row] = await db.query<NotifyRow>(env.store.statements.notifyEvent, [
     options.id ?? null,
     name,
     payloadText,
     options.source ?? 'notify',
-    env.lockNamespace,
-    env.clockOffsetMs(),
+    env.store.lockNamespace,
+    env.store.clockOffsetMs(),
     taker?.owner ?? null,
     taker?.leaseTtlMs ?? 0,
     taker?.limit ?? 0,

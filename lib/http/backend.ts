@@ -1,8 +1,5 @@
-import type pg from 'pg';
 import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
-import type { SqlTexts } from '../db/sql/index.js';
-import type { Tables } from '../db/tables.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
@@ -13,10 +10,6 @@ import type { WorkflowDefinition } from '../workflow/definition.js';
  */
 export interface ViewerBackend {
   readonly options: Pick<ResolvedOptions, 'logger' | 'maxPayloadSize'>;
-  readonly tables: Pick<Tables, 'lockNamespace'>;
-  /** The engine's pool and SQL texts: ingest stores signed events with them (notifyMany). */
-  readonly pool: pg.Pool;
-  readonly sql: SqlTexts;
   /** The flow's clock is the database's shifted by this (0 outside the test harness). */
   readonly clockOffsetMs: number;
   /** The workflows registered in this process, by name. */
@@ -25,6 +18,8 @@ export interface ViewerBackend {
   cancel(runId: string, options?: { reason?: string }): Promise<boolean>;
   retry(runId: string): Promise<void>;
   notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;
+  /** Stores validated events in one statement and one transaction, all or nothing (signed ingest). */
+  notifyMany(events: { name: string; payload: unknown; id?: string | undefined }[], source: string): Promise<EventRecord[]>;
   /** Every committed change, from any process; returns the unsubscribe function. */
   onChange(fn: ChangeSubscriber): () => void;
 }

@@ -3,7 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { DurableFlowError } from '../errors.js';
 import type { ViewerBackend } from './backend.js';
 import { MAX_JSON_DEPTH, isPlainObject } from '../json.js';
-import { notifyMany, validateEvent } from '../events/notify.js';
+import { validateEvent } from '../events/notify.js';
 import type { ResolvedRouterOptions } from './options.js';
 import { TokenBucket } from './rate-limit.js';
 
@@ -217,10 +217,9 @@ function withReplayIds(events: IngestEvent[], header: string, body: Buffer): Ing
  * that transaction stored nothing and is tried again.
  */
 async function storeEvents(flow: ViewerBackend, events: IngestEvent[]) {
-  const env = { pool: flow.pool, sql: flow.sql, lockNamespace: flow.tables.lockNamespace, clockOffsetMs: () => flow.clockOffsetMs };
   for (let attempt = 1; ; attempt++) {
     try {
-      return await notifyMany(env, events, 'ingest');
+      return await flow.notifyMany(events, 'ingest');
     } catch (error) {
       if ((error as { code?: string }).code !== DEADLOCK_DETECTED || attempt >= 5) throw error;
     }

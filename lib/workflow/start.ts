@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
 import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
 import type { ClaimedBatch, ClaimedRunRow } from '../db/sql/claimed.js';
 import type { SqlTexts } from '../db/sql/index.js';
+import type { Store } from '../db/store.js';
 import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
 import { toMilliseconds } from '../duration.js';
@@ -15,10 +15,8 @@ import type { WorkflowDefinition } from './definition.js';
 import { MAX_ID } from './ids.js';
 
 export interface StartEnv {
-  pool: pg.Pool;
-  sql: SqlTexts;
+  store: Store;
   maxPayloadSize: number;
-  clockOffsetMs(): number;
   /** A slot on a worker of this process that can execute a run of `queue` right now, if any. */
   localClaim?(queue: string): LocalClaim | undefined;
   /** Inserts a run outside any caller transaction (group-committed with other starts). */
@@ -132,7 +130,7 @@ export async function startRun(
     inserted =
       options.transaction === undefined
         ? await env.insert(row)
-        : (await insertRows(queryableFor(env.pool, options.transaction), env.sql, env.clockOffsetMs(), [row]))[0]!;
+        : (await insertRows(queryableFor(env.store.pool, options.transaction), env.store.statements, env.store.clockOffsetMs(), [row]))[0]!;
     // The run is stored (a child: its parent's step not yet told).
     await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: inserted.runId });
   } finally {
