@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Sequelize } from 'sequelize';
 import { toMilliseconds } from './duration.js';
 import type { DurationInput } from './duration.js';
@@ -157,7 +158,9 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
     );
   }
   if (options.sequelize) {
-    const dialect = (options.sequelize as unknown as { getDialect?: () => string }).getDialect?.();
+    // A JavaScript caller may pass anything here: ask only what every Sequelize instance answers.
+    const candidate: { getDialect?: unknown } = options.sequelize;
+    const dialect = typeof candidate.getDialect === 'function' ? String(candidate.getDialect()) : undefined;
     if (dialect !== 'postgres') {
       throw invalidOption('sequelize', `a ${dialect ?? 'non-Sequelize'} instance`, 'a Sequelize instance with the postgres dialect');
     }
@@ -205,4 +208,23 @@ export function redactUrl(url: string): string {
   } catch {
     return '(unparseable connection string)';
   }
+}
+
+/** The pg connection settings of a flow: from `databaseUrl`, or from the Sequelize instance it was given. */
+export function connectionConfig(options: ResolvedOptions): pg.ClientConfig {
+  if (options.databaseUrl) {
+    return { connectionString: options.databaseUrl, application_name: options.applicationName };
+  }
+  const config = options.sequelize!.config;
+  // Sequelize passes dialectOptions to pg as they are (its types list only a few of them).
+  const ssl = (config.dialectOptions as { ssl?: pg.ClientConfig['ssl'] } | undefined)?.ssl;
+  return {
+    host: config.host,
+    port: config.port === undefined ? undefined : Number(config.port),
+    database: config.database,
+    user: config.username,
+    password: config.password ?? undefined,
+    ...(ssl === undefined ? {} : { ssl }),
+    application_name: options.applicationName,
+  };
 }

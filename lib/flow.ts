@@ -1,11 +1,11 @@
 import type http from 'node:http';
 import type { Router } from 'express';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Server as SocketIOServer } from 'socket.io';
 import { Sequelize } from 'sequelize';
 import { ChangeFeed } from './changes/feed.js';
 import type { ChangeSubscriber } from './changes/feed.js';
-import { checkInteger, invalidOption, resolveBackoff, resolveOptions } from './config.js';
+import { connectionConfig, invalidOption, resolveOptions } from './config.js';
 import type { DurableFlowOptions, ResolvedOptions } from './config.js';
 import { checkSchema, migrate, migrationsChannel } from './db/migrator.js';
 import type { MigrateResult } from './db/migrator.js';
@@ -14,14 +14,14 @@ import type { DurableFlowModels } from './db/models.js';
 import { Store } from './db/store.js';
 import { Batcher } from './db/batcher.js';
 import { gatePool } from './db/gate.js';
-import { fromPg, poolTimeouts } from './db/queryable.js';
+import { fromPg } from './db/queryable.js';
+import { Pools } from './db/pools.js';
 import type { SqlTexts } from './db/sql/index.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
 import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
-import { isPlainObject } from './json.js';
 import { notify, notifyMany } from './events/notify.js';
 import { attachLive } from './http/live.js';
 import type { LiveChannel, LiveHandle, LiveOptions } from './http/live.js';
@@ -40,6 +40,7 @@ import type {
   WorkflowHandler,
   WorkflowOptions,
 } from './types.js';
+import { defineWorkflow, unregisteredWorkflow } from './workflow/definition.js';
 import type { WorkflowDefinition } from './workflow/definition.js';
 import type { ExecutionEnv } from './workflow/env.js';
 import { getRunRow, loadTimeline, toRunInfo } from './workflow/inspect.js';
@@ -52,6 +53,7 @@ import { Listener } from './worker/listener.js';
 import { LocalClaims } from './worker/local-claim.js';
 import { Worker } from './worker/worker.js';
 import type { WorkerHost, WorkerOptions } from './worker/worker.js';
+import type { RunningWorker } from './worker/host.js';
 
 /** A registered workflow: start runs of it with `start(input)`. */
 export interface Workflow<I = unknown, O = unknown> {
@@ -67,6 +69,7 @@ export interface Workflow<I = unknown, O = unknown> {
 export class DurableFlow {
   readonly options: ResolvedOptions;
   readonly tables: Tables;
+  readonly #pools: Pools;
   readonly #pool: pg.Pool;
   readonly #store: Store;
   readonly #sql: SqlTexts;
@@ -74,7 +77,7 @@ export class DurableFlow {
   readonly #definitions = new Map<string, WorkflowDefinition>();
   readonly #listener: Listener;
   readonly #feed: ChangeFeed;
-  readonly #workers = new Set<Worker>();
+  readonly #workers = new Set<RunningWorker>();
   readonly #results: ResultWatcher;
   readonly #batcher: CommitBatcher;
   readonly #starts: Batcher<RunRow, InsertResult>;
@@ -85,8 +88,6 @@ export class DurableFlow {
   #sequelize: Sequelize | undefined;
   #models: DurableFlowModels | undefined;
   #closed = false;
-  #viewerPool: pg.Pool | undefined;
-  #controlPool: pg.Pool | undefined;
   #viewerQueries: ViewerQueries | undefined;
   readonly #viewers = new ViewerRegistry();
   #live: LiveChannel | undefined;
@@ -95,12 +96,11 @@ export class DurableFlow {
     this.options = resolveOptions(options);
     this.tables = tablesFor(this.options.schema);
     this.#connection = connectionConfig(this.options);
-    this.#pool = new pg.Pool({ ...this.#connection, ...poolTimeouts(this.options.queryTimeoutMs), max: this.options.poolSize });
+    this.#pools = new Pools(this.#connection, this.options);
+    this.#pool = this.#pools.main;
     this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs);
     this.#sql = this.#store.statements;
     const gate = gatePool(this.#pool);
-    // An idle client losing its connection must not crash the process; the next query reconnects.
-    this.#pool.on('error', (error) => this.options.logger.warn('A pooled Postgres connection failed', { error: error.message }));
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
     this.#feed = new ChangeFeed(gate, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher(this.#pool, this.tables);
@@ -118,7 +118,7 @@ export class DurableFlow {
       commit: (request) => this.#batcher.commit(request),
       onFinished: (runId, outcome) => this.#results.finished(runId, outcome),
       startChild: (workflow, input, idempotencyKey, parent) =>
-        this.startRun(this.#definitions.get(workflow) ?? this.#unregistered(workflow), input, { idempotencyKey }, parent),
+        this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, { idempotencyKey }, parent),
       debugPoint,
     };
   }
@@ -158,10 +158,7 @@ export class DurableFlow {
   /** Creates or updates durable-flow's tables. Idempotent; safe when several processes run it at once. */
   async migrate(): Promise<MigrateResult> {
     this.#assertOpen();
-    // On a connection of its own, without `queryTimeout`: building an index on a big table, or
-    // waiting for another process's migration, may rightly take longer.
-    const pool = new pg.Pool({ ...this.#connection, max: 1 });
-    pool.on('error', (error) => this.options.logger.warn('The migration Postgres connection failed', { error: error.message }));
+    const pool = this.#pools.migration();
     try {
       return await migrate(pool, this.tables);
     } finally {
@@ -188,20 +185,7 @@ export class DurableFlow {
     if (this.#definitions.has(name)) {
       throw new DurableFlowError('INVALID_ARGUMENT', `Workflow "${name}" is already registered on this flow; each name must be registered once`);
     }
-    const definition: WorkflowDefinition = {
-      name,
-      handler: handler as WorkflowHandler<unknown, unknown>,
-      retries: checkInteger('retries', options.retries ?? this.options.retries, 0, 1000),
-      backoff: resolveBackoff('backoff', options.backoff, this.options.backoff),
-      queue: options.queue ?? 'default',
-      priority: options.priority === undefined ? 0 : checkInteger('priority', options.priority, -(2 ** 31) + 1, 2 ** 31 - 1),
-      maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? this.options.maxRecoveries, 0, 1000),
-      concurrency: resolveConcurrency(options.concurrency),
-      cancelOn: resolveCancelOn(options.cancelOn),
-    };
-    if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
-      throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
-    }
+    const definition = defineWorkflow(name, options, handler as WorkflowHandler<unknown, unknown>, this.options);
     this.#definitions.set(name, definition);
     return {
       name,
@@ -209,21 +193,6 @@ export class DurableFlow {
         const runId = await this.startRun(definition, input, startOptions);
         return this.handle<Awaited<O>>(runId);
       },
-    };
-  }
-
-  /** A workflow registered only in other processes: its runs get the defaults (queue, priority). */
-  #unregistered(name: string): WorkflowDefinition {
-    return {
-      name,
-      handler: () => undefined,
-      retries: this.options.retries,
-      backoff: this.options.backoff,
-      queue: 'default',
-      priority: 0,
-      maxRecoveries: this.options.maxRecoveries,
-      concurrency: undefined,
-      cancelOn: [],
     };
   }
 
@@ -331,7 +300,7 @@ export class DurableFlow {
     this.#assertOpen();
     const host: WorkerHost = {
       store: this.#store,
-      controlPool: () => this.#control(),
+      controlPool: () => this.#pools.control(),
       options: this.options,
       listener: this.#listener,
       wakeChannel: this.tables.wakeChannel,
@@ -342,21 +311,6 @@ export class DurableFlow {
       track: (worker, active) => (active ? this.#workers.add(worker) : this.#workers.delete(worker)),
     };
     return new Worker(host, options);
-  }
-
-  /**
-   * Workers' heartbeats run on connections of their own, so that steps holding every connection of
-   * the main pool (or a burst of commits queued for it) cannot starve them into losing their leases.
-   */
-  #control(): pg.Pool {
-    if (!this.#controlPool) {
-      // A heartbeat answered after the lease ran out is worthless: wait at most that long.
-      const timeoutMs = Math.min(this.options.queryTimeoutMs || Infinity, this.options.leaseTtlMs);
-      this.#controlPool = new pg.Pool({ ...this.#connection, ...poolTimeouts(timeoutMs), max: 2, application_name: `${this.options.applicationName}-control` });
-      // Once, when the pool is made (this runs at every heartbeat).
-      this.#controlPool.on('error', (error) => this.options.logger.warn('A heartbeat Postgres connection failed', { error: error.message }));
-    }
-    return this.#controlPool;
   }
 
   /** @internal the environment executions run in (the test harness drives executions itself). */
@@ -389,9 +343,7 @@ export class DurableFlow {
     this.#assertOpen();
     const resolved = resolveRouterOptions(options);
     const viewer = this.#viewers.register(resolved);
-    this.#viewerPool ??= new pg.Pool({ ...this.#connection, max: 3, statement_timeout: 10_000, application_name: `${this.options.applicationName}-viewer` });
-    this.#viewerPool.on('error', (error) => this.options.logger.warn('A viewer Postgres connection failed', { error: error.message }));
-    this.#viewerQueries ??= new ViewerQueries(this.#viewerPool, this.tables);
+    this.#viewerQueries ??= new ViewerQueries(this.#pools.viewer(), this.tables);
     const live = () => (this.#live ? { channel: this.#live, viewer: viewer ?? '' } : null);
     return createRouter(this, resolved, this.#viewerQueries, live);
   }
@@ -431,49 +383,8 @@ export class DurableFlow {
     await this.#live?.handle.close();
     this.#feed.close();
     this.#results.close();
-    await this.#viewerPool?.end();
-    await this.#controlPool?.end();
     await this.#listener.close();
-    await this.#pool.end();
+    await this.#pools.end();
     if (this.#sequelize && !this.options.sequelize) await this.#sequelize.close();
   }
-}
-
-function resolveConcurrency(value: WorkflowOptions['concurrency']): WorkflowDefinition['concurrency'] {
-  if (value === undefined) return undefined;
-  if (typeof value === 'number') return { limit: checkInteger('concurrency', value, 1, 100_000), key: undefined };
-  if (typeof value !== 'object' || value === null) throw invalidOption('concurrency', value, 'a number or { limit, key?: (input) => key }');
-  if (value.key !== undefined && typeof value.key !== 'function') throw invalidOption('concurrency.key', value.key, 'a function of the input');
-  return { limit: checkInteger('concurrency.limit', value.limit, 1, 100_000), key: value.key };
-}
-
-function resolveCancelOn(value: WorkflowOptions['cancelOn']): WorkflowDefinition['cancelOn'] {
-  if (value === undefined) return [];
-  if (!Array.isArray(value)) throw invalidOption('cancelOn', value, 'an array of { event, match? }');
-  return value.map((entry, i) => {
-    if (typeof entry !== 'object' || entry === null || typeof entry.event !== 'string' || entry.event.length === 0) {
-      throw invalidOption(`cancelOn[${i}]`, entry, 'an object { event: string, match?: object | (input) => object }');
-    }
-    if (entry.match !== undefined && typeof entry.match !== 'function' && !isPlainObject(entry.match)) {
-      throw invalidOption(`cancelOn[${i}].match`, entry.match, 'a plain object or a function of the input');
-    }
-    return entry;
-  });
-}
-
-function connectionConfig(options: ResolvedOptions): pg.ClientConfig {
-  if (options.databaseUrl) {
-    return { connectionString: options.databaseUrl, application_name: options.applicationName };
-  }
-  const config = (options.sequelize as unknown as { config: Record<string, unknown> }).config;
-  const dialectOptions = (config.dialectOptions ?? {}) as Record<string, unknown>;
-  return {
-    host: config.host as string | undefined,
-    port: config.port === undefined ? undefined : Number(config.port),
-    database: config.database as string | undefined,
-    user: config.username as string | undefined,
-    password: (config.password as string | undefined) ?? undefined,
-    ...(dialectOptions.ssl === undefined ? {} : { ssl: dialectOptions.ssl as pg.ClientConfig['ssl'] }),
-    application_name: options.applicationName,
-  };
 }

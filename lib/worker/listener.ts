@@ -128,9 +128,10 @@ export class Listener {
 
   #open(): Current {
     const sockets = new Set<net.Socket>();
-    const current: Current = { sockets, closed: false, subscriber: undefined as unknown as Subscriber };
+    // The subscriber's callbacks read `state.closed`; `current` is the same object once it has one.
+    const state = { sockets, closed: false };
     const connection = this.#options.connection;
-    current.subscriber = createSubscriber(
+    const subscriber = createSubscriber(
       {
         ...connection,
         application_name: `${connection.application_name ?? 'durable-flow'}-listen`,
@@ -141,7 +142,7 @@ export class Listener {
         // subscriber that was closed gets no new connection (pg-listen's reconnect loop may still run).
         stream: () => {
           const socket = new net.Socket();
-          if (current.closed) setImmediate(() => socket.destroy(new Error('LISTEN subscriber closed')));
+          if (state.closed) setImmediate(() => socket.destroy(new Error('LISTEN subscriber closed')));
           sockets.add(socket);
           socket.once('close', () => sockets.delete(socket));
           return socket;
@@ -153,14 +154,15 @@ export class Listener {
         retryTimeout: 0, // 0: never stop reconnecting
         // Capped exponential backoff. Throwing ends pg-listen's reconnect loop of a closed subscriber.
         retryInterval: (attempt: number) => {
-          if (current.closed) throw new Error('LISTEN subscriber closed');
+          if (state.closed) throw new Error('LISTEN subscriber closed');
           return Math.min(this.#options.maxBackoffMs, 100 * 2 ** Math.min(attempt, 16));
         },
         parse: (payload: string) => payload,
         serialize: (payload: unknown) => String(payload),
       },
     );
-    const events = current.subscriber.events;
+    const current: Current = Object.assign(state, { subscriber });
+    const events = subscriber.events;
     events.on('notification', (message) => {
       if (this.#current !== current) return;
       if (message.channel === this.#pingChannel) this.#pings.get(String(message.payload))?.(message.processId);

@@ -1,53 +1,18 @@
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
-import { checkInteger, invalidOption } from '../config.js';
-import type { ResolvedOptions } from '../config.js';
 import { schemaProblem } from '../db/migrator.js';
-import type { SchemaCheck } from '../db/migrator.js';
 import { toMilliseconds } from '../duration.js';
-import type { DurationInput } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 import { MAX_TIMER_MS } from '../timers.js';
 import type { ClaimedBatch } from '../db/sql/claimed.js';
-import type { Store } from '../db/store.js';
-import type { ClaimedRun, HistoryStep, WorkflowDefinition } from '../workflow/definition.js';
+import type { ClaimedRun, HistoryStep } from '../workflow/definition.js';
 import type { LocalWorker } from './local-claim.js';
 import { Execution } from '../workflow/executor.js';
-import type { ExecutionEnv, ExecutionOutcome } from '../workflow/env.js';
-import type { Listener } from './listener.js';
+import type { ExecutionOutcome } from '../workflow/env.js';
+import { resolveWorkerOptions } from './host.js';
+import type { StopOptions, WorkerHost, WorkerOptions } from './host.js';
 
-export interface WorkerOptions {
-  /** Runs executed at once by this worker. Default 10. */
-  concurrency?: number;
-  /** Queues to take runs from. Default `['default']`. */
-  queues?: string[];
-  /** How often to look for due runs when no NOTIFY arrives (the fallback; NOTIFY wakes it at once). Default `'1 second'`. */
-  pollInterval?: DurationInput;
-}
-
-export interface StopOptions {
-  /** How long to let running steps finish before handing their runs back anyway. Default `'30 seconds'`. */
-  timeout?: DurationInput;
-}
-
-/** What a worker needs from its flow. */
-export interface WorkerHost {
-  store: Store;
-  /** A small pool of its own for heartbeats (never starved by the main pool). */
-  controlPool(): pg.Pool;
-  options: ResolvedOptions;
-  listener: Listener;
-  wakeChannel: string;
-  /** migrate() NOTIFYs it when it applied migrations. */
-  migrationsChannel: string;
-  /** How the database's migrations compare with the ones this release knows. */
-  checkSchema(): Promise<SchemaCheck>;
-  definitions: Map<string, WorkflowDefinition>;
-  executionEnv: ExecutionEnv;
-  /** Called when the worker starts/stops, so the flow can stop workers on close(). */
-  track(worker: Worker, active: boolean): void;
-}
+export type { StopOptions, WorkerHost, WorkerOptions } from './host.js';
 
 /** Every this many polls a worker checks the schema, in case it missed the migrations NOTIFY. */
 const SCHEMA_CHECK_POLLS = 10;
@@ -105,20 +70,8 @@ export class Worker implements LocalWorker {
   readonly stats = { claimed: 0, completed: 0, failed: 0, suspended: 0, released: 0, lost: 0, errors: 0 };
 
   constructor(host: WorkerHost, options: WorkerOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw invalidOption('worker options', options, 'an object');
     this.#host = host;
-    this.concurrency = checkInteger('concurrency', options.concurrency ?? 10, 1, 10_000);
-    const queues = options.queues ?? ['default'];
-    if (!Array.isArray(queues) || queues.length === 0 || queues.some((q) => typeof q !== 'string' || q.length === 0)) {
-      throw invalidOption('queues', queues, 'a non-empty array of queue names');
-    }
-    this.queues = queues;
-    try {
-      this.pollIntervalMs = toMilliseconds(options.pollInterval ?? '1 second', '`pollInterval`');
-    } catch (error) {
-      throw new DurableFlowError('INVALID_OPTION', (error as Error).message);
-    }
-    if (this.pollIntervalMs > 2 ** 31 - 1) throw invalidOption('pollInterval', options.pollInterval, 'at most about 24 days');
+    ({ concurrency: this.concurrency, queues: this.queues, pollIntervalMs: this.pollIntervalMs } = resolveWorkerOptions(options));
     this.id = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   }
 

@@ -1,5 +1,7 @@
-import type { ResolvedBackoff } from '../config.js';
-import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler } from '../types.js';
+import { checkInteger, invalidOption, resolveBackoff } from '../config.js';
+import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
+import { isPlainObject } from '../json.js';
+import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
 export interface WorkflowDefinition {
@@ -51,4 +53,63 @@ export interface ClaimedRun {
   queue: string;
   /** The run executed before (so it may have history to replay). */
   replay: boolean;
+}
+
+/** The defaults a workflow's options are resolved against. */
+type Defaults = Pick<ResolvedOptions, 'retries' | 'backoff' | 'maxRecoveries'>;
+
+/** Resolves and checks a workflow's options (a bad one throws INVALID_OPTION naming it). */
+export function defineWorkflow(name: string, options: WorkflowOptions, handler: WorkflowHandler<unknown, unknown>, defaults: Defaults): WorkflowDefinition {
+  const definition: WorkflowDefinition = {
+    name,
+    handler,
+    retries: checkInteger('retries', options.retries ?? defaults.retries, 0, 1000),
+    backoff: resolveBackoff('backoff', options.backoff, defaults.backoff),
+    queue: options.queue ?? 'default',
+    priority: options.priority === undefined ? 0 : checkInteger('priority', options.priority, -(2 ** 31) + 1, 2 ** 31 - 1),
+    maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? defaults.maxRecoveries, 0, 1000),
+    concurrency: resolveConcurrency(options.concurrency),
+    cancelOn: resolveCancelOn(options.cancelOn),
+  };
+  if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
+    throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
+  }
+  return definition;
+}
+
+/** A workflow registered only in other processes (a child run's): its runs get the defaults (queue, priority). */
+export function unregisteredWorkflow(name: string, defaults: Defaults): WorkflowDefinition {
+  return {
+    name,
+    handler: () => undefined,
+    retries: defaults.retries,
+    backoff: defaults.backoff,
+    queue: 'default',
+    priority: 0,
+    maxRecoveries: defaults.maxRecoveries,
+    concurrency: undefined,
+    cancelOn: [],
+  };
+}
+
+function resolveConcurrency(value: WorkflowOptions['concurrency']): WorkflowDefinition['concurrency'] {
+  if (value === undefined) return undefined;
+  if (typeof value === 'number') return { limit: checkInteger('concurrency', value, 1, 100_000), key: undefined };
+  if (typeof value !== 'object' || value === null) throw invalidOption('concurrency', value, 'a number or { limit, key?: (input) => key }');
+  if (value.key !== undefined && typeof value.key !== 'function') throw invalidOption('concurrency.key', value.key, 'a function of the input');
+  return { limit: checkInteger('concurrency.limit', value.limit, 1, 100_000), key: value.key };
+}
+
+function resolveCancelOn(value: WorkflowOptions['cancelOn']): WorkflowDefinition['cancelOn'] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalidOption('cancelOn', value, 'an array of { event, match? }');
+  return value.map((entry, i) => {
+    if (typeof entry !== 'object' || entry === null || typeof entry.event !== 'string' || entry.event.length === 0) {
+      throw invalidOption(`cancelOn[${i}]`, entry, 'an object { event: string, match?: object | (input) => object }');
+    }
+    if (entry.match !== undefined && typeof entry.match !== 'function' && !isPlainObject(entry.match)) {
+      throw invalidOption(`cancelOn[${i}].match`, entry.match, 'a plain object or a function of the input');
+    }
+    return entry;
+  });
 }

@@ -90,10 +90,12 @@ function errorColumn(expr: string, alias: string, bounded: boolean): string {
 }
 
 /** Reads a column of `jsonColumn` or `errorColumn`, noting in `truncated` a value left out. */
-export function readJson(row: Record<string, unknown>, alias: string, path: string, truncated: TruncatedValue[]): unknown {
-  const bytes = row[`${alias}_bytes`];
-  if (bytes !== undefined && bytes !== null) truncated.push({ path, bytes: Number(bytes), preview: String(row[`${alias}_preview`] ?? '') });
-  return parse(row[alias] as string | null);
+export function readJson(row: object, alias: string, path: string, truncated: TruncatedValue[]): unknown {
+  const column = (name: string): unknown => Reflect.get(row, name);
+  const bytes = column(`${alias}_bytes`);
+  if (bytes !== undefined && bytes !== null) truncated.push({ path, bytes: Number(bytes), preview: String(column(`${alias}_preview`) ?? '') });
+  const text = column(alias);
+  return parse(typeof text === 'string' ? text : null);
 }
 
 export function runColumns(bounded = false): string {
@@ -254,7 +256,7 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
   const truncated: TruncatedValue[] = [];
   if (limits) {
     for (const [alias, path] of [['input_text', 'run.input'], ['output_text', 'run.output'], ['error_text', 'run.error']] as const) {
-      readJson(row as unknown as Record<string, unknown>, alias, path, truncated);
+      readJson(row, alias, path, truncated);
     }
   }
   const stepList: TimelineStep[] = steps.rows.map((s) => ({
