@@ -22,12 +22,13 @@ export interface NewStep {
 export type Ending = { kind: 'complete'; value: unknown } | { kind: 'fail'; error: unknown } | { kind: 'release' };
 
 /**
- * The life of an execution:
+ * The life of an execution, which only moves down this list:
  * - `running`: the handler replays and new step bodies start;
- * - `stopping` (requestStop): bodies now running finish, none starts; the run is handed back where
- *   the next would start (it may still complete, fail or suspend first);
- * - `aborting` (an infrastructure error): nothing more is written while the run is handed back;
- * - `ended`: the outcome is known and `done` resolved (a lost lease comes here directly).
+ * - `stopping` (requestStop, from `running` only): bodies now running finish, none starts; the run is
+ *   handed back where the next would start (it may still complete, fail or suspend first);
+ * - `aborting` (an infrastructure error, or a lost lease for the instant its abort is signalled):
+ *   nothing more is written while the run is handed back;
+ * - `ended`: the outcome is known and `done` resolved.
  */
 export type ExecutionState = 'running' | 'stopping' | 'aborting' | 'ended';
 
@@ -52,7 +53,9 @@ export class Scheduler {
   readonly #abort = new AbortController();
   /** Step bodies now running: the execution suspends or ends only when none runs. */
   #running = 0;
+  /** How the handler returned, once it has: the execution ends with it when no body runs. */
   #settled: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
+  /** The first programming error of the workflow: it fails the run, ahead of the handler's outcome. */
   #fatal: Error | undefined;
   #state: ExecutionState = 'running';
   // Tick mechanics, separate from the execution's life: ticks never overlap, and a tick asked for
@@ -155,6 +158,7 @@ export class Scheduler {
 
   leaseLost(): void {
     if (this.#ended()) return;
+    this.#state = 'aborting'; // already while the abort listeners of step bodies run
     this.#abort.abort(new LeaseLostError(this.#run.runId));
     this.#conclude({ kind: 'lost' });
   }
