@@ -1,4 +1,3 @@
-import type { StepStatus, WaitStatus } from '../../types.js';
 import type { ClaimedRun, HistoryStep } from '../../workflow/definition.js';
 
 /**
@@ -20,23 +19,8 @@ export interface ClaimedRunRow {
   replay: boolean;
 }
 
-/** A step of a leased run as `durable_flow_history` returns it (ids as JSON numbers). */
-export interface HistoryRow {
-  run: string | number;
-  id: string | number;
-  name: string;
-  kind: string;
-  status: StepStatus;
-  attempts: number;
-  position: number | null;
-  result: string | null;
-  error: Record<string, unknown> | null;
-  cursor: unknown;
-  metadata: Record<string, unknown>;
-  snapshot: string | null;
-  waitId: string | number | null;
-  waitStatus: WaitStatus | null;
-}
+/** A step of a leased run as `durable_flow_history` returns it: ids as JSON numbers, and its run's. */
+export type HistoryRow = Omit<HistoryStep, 'id' | 'waitId'> & { run: string | number; id: string | number; waitId: string | number | null };
 
 /** What a worker executes: leased runs, each with its step history, and the moment they were leased. */
 export interface ClaimedBatch {
@@ -74,21 +58,8 @@ export function toClaimedBatch(runs: ClaimedRunRow[], steps: HistoryRow[], snaps
   for (const step of steps) {
     const runId = String(step.run);
     const list = history.get(runId) ?? [];
-    list.push({
-      id: String(step.id),
-      name: step.name,
-      kind: step.kind,
-      status: step.status,
-      attempts: step.attempts,
-      position: step.position,
-      result: step.result,
-      error: step.error,
-      cursor: step.cursor,
-      metadata: step.metadata,
-      snapshot: step.snapshot,
-      waitId: step.waitId === null ? null : String(step.waitId),
-      waitStatus: step.waitStatus,
-    });
+    const { run: _run, ...rest } = step;
+    list.push({ ...rest, id: String(step.id), waitId: step.waitId === null ? null : String(step.waitId) });
     history.set(runId, list);
   }
   return { runs: runs.map(toClaimedRun), history, snapshot, dbNowMs: Number(dbNowMs) };
