@@ -72,7 +72,6 @@ export class DurableFlow {
   readonly #pools: Pools;
   readonly #pool: pg.Pool;
   readonly #store: Store;
-  readonly #sql: SqlTexts;
   readonly #connection: pg.ClientConfig;
   readonly #definitions = new Map<string, WorkflowDefinition>();
   readonly #listener: Listener;
@@ -99,18 +98,18 @@ export class DurableFlow {
     this.#pools = new Pools(this.#connection, this.options);
     this.#pool = this.#pools.main;
     this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs);
-    this.#sql = this.#store.statements;
     const gate = gatePool(this.#pool);
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
     this.#feed = new ChangeFeed(gate, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher(this.#pool, this.tables);
-    this.#batcher = new CommitBatcher(this.#pool, this.#sql, () => this.#clockOffsetMs);
-    this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#sql, this.#clockOffsetMs, rows), { maxBatch: 500, maxInFlight: 2 });
+    this.#batcher = new CommitBatcher(this.#pool, this.#store.statements, () => this.#clockOffsetMs);
+    this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#store, rows), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
     this.#localClaims = new LocalClaims({ workers: () => this.#workers, workflows: () => [...this.#definitions.keys()], leaseTtlMs: this.options.leaseTtlMs });
     this.#executionEnv = {
+      store: this.#store,
       pool: this.#pool,
-      sql: this.#sql,
+      sql: this.#store.statements,
       options: this.options,
       lockNamespace: this.tables.lockNamespace,
       clockOffsetMs: () => this.#clockOffsetMs,
@@ -203,7 +202,7 @@ export class DurableFlow {
       {
         store: this.#store,
         maxPayloadSize: this.options.maxPayloadSize,
-        localClaim: (queue) => this.#localClaims.forStart(queue),
+        localClaim: (queue, workflow) => this.#localClaims.forStart(queue, workflow),
         insert: (row) => this.#starts.submit(row),
         changesReady: () => this.#feed.ready(),
       },
@@ -320,7 +319,7 @@ export class DurableFlow {
 
   /** @internal */
   get sql(): SqlTexts {
-    return this.#sql;
+    return this.#store.statements;
   }
 
   /**

@@ -27,8 +27,10 @@ export class Pools {
    * heartbeat answered after the lease ran out is worthless: it waits at most that long.
    */
   control(): pg.Pool {
-    const timeoutMs = Math.min(this.#options.queryTimeoutMs || Infinity, this.#options.leaseTtlMs);
-    this.#control ??= this.#pool('heartbeat', { ...poolTimeouts(timeoutMs), max: 2, application_name: `${this.#options.applicationName}-control` });
+    if (!this.#control) {
+      const timeoutMs = Math.min(this.#options.queryTimeoutMs || Infinity, this.#options.leaseTtlMs);
+      this.#control = this.#pool('heartbeat', { ...poolTimeouts(timeoutMs), max: 2, application_name: `${this.#options.applicationName}-control` });
+    }
     return this.#control;
   }
 

@@ -43,10 +43,10 @@ export class LocalClaims {
     this.#leaseTtlMs = options.leaseTtlMs;
   }
 
-  /** A slot for a run of `queue` this process is starting now, on the first worker that has one. */
-  forStart(queue: string): LocalClaim | undefined {
+  /** A slot for a run of `workflow` in `queue` this process is starting now, on the first worker that has one. */
+  forStart(queue: string, workflow: string): LocalClaim | undefined {
     for (const worker of this.#workers()) {
-      if (worker.reserve(1, queue) === 1) return this.#claim(worker, 1, [queue]);
+      if (worker.reserve(1, queue) === 1) return this.#claim(worker, 1, [queue], [workflow]);
     }
     return undefined;
   }
@@ -57,17 +57,17 @@ export class LocalClaims {
     for (const worker of this.#workers()) if (worker.freeSlots > (best?.freeSlots ?? 0)) best = worker;
     if (!best) return undefined;
     const limit = best.reserve(NOTIFY_LIMIT);
-    return limit === 0 ? undefined : this.#claim(best, limit, best.queues);
+    return limit === 0 ? undefined : this.#claim(best, limit, best.queues, this.#workflows());
   }
 
-  #claim(worker: LocalWorker, limit: number, queues: string[]): LocalClaim {
+  #claim(worker: LocalWorker, limit: number, queues: string[], workflows: string[]): LocalClaim {
     let taken = false;
     return {
       owner: worker.id,
       leaseTtlMs: this.#leaseTtlMs,
       limit,
       queues,
-      workflows: this.#workflows(),
+      workflows,
       take: (batch) => {
         if (taken) return;
         taken = true;

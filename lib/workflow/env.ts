@@ -1,13 +1,14 @@
 import type pg from 'pg';
 import type { ResolvedOptions } from '../config.js';
-import { runSql } from '../db/queryable.js';
 import type { SqlTexts } from '../db/sql/index.js';
+import type { Store } from '../db/store.js';
 import type { StoredError } from '../errors.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
 import type { CommitRequest, CommitResult } from './batcher.js';
 
 /** What an execution needs from the flow that runs it. */
 export interface ExecutionEnv {
+  store: Store;
   pool: pg.Pool;
   sql: SqlTexts;
   options: ResolvedOptions;
@@ -39,7 +40,7 @@ export type ExecutionOutcome =
  */
 export async function handBackAfterError(env: ExecutionEnv, run: { id: string; epoch: string }): Promise<void> {
   try {
-    await runSql(env.pool, env.sql.releaseRuns, [JSON.stringify([{ id: run.id, epoch: run.epoch, delay_ms: 1000, clean: false }]), env.clockOffsetMs()]);
+    await env.store.releaseRuns([{ id: run.id, epoch: run.epoch, delayMs: 1000, clean: false }]);
   } catch {
     // The lease expires on its own.
   }

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
 import type { ClaimedBatch, ClaimedRunRow } from '../db/sql/claimed.js';
-import type { SqlTexts } from '../db/sql/index.js';
 import type { Store } from '../db/store.js';
 import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
@@ -18,7 +17,7 @@ export interface StartEnv {
   store: Store;
   maxPayloadSize: number;
   /** A slot on a worker of this process that can execute a run of `queue` right now, if any. */
-  localClaim?(queue: string): LocalClaim | undefined;
+  localClaim?(queue: string, workflow: string): LocalClaim | undefined;
   /** Inserts a run outside any caller transaction (group-committed with other starts). */
   insert(row: RunRow): Promise<InsertResult>;
   /**
@@ -106,7 +105,7 @@ export async function startRun(
   // Inside the caller's transaction the run must not start before it commits, and a run with a
   // concurrency limit must be admitted by a claim: no direct dispatch for those.
   const dispatchable = options.transaction === undefined && delayMs === 0 && !concurrency;
-  const target = dispatchable ? env.localClaim?.(queue) : undefined;
+  const target = dispatchable ? env.localClaim?.(queue, definition.name) : undefined;
   const row: RunRow = {
     i: 0,
     run_id: runId,
@@ -130,7 +129,7 @@ export async function startRun(
     inserted =
       options.transaction === undefined
         ? await env.insert(row)
-        : (await insertRows(queryableFor(env.store.pool, options.transaction), env.store.statements, env.store.clockOffsetMs(), [row]))[0]!;
+        : (await insertRows(queryableFor(env.store.pool, options.transaction), env.store, [row]))[0]!;
     // The run is stored (a child: its parent's step not yet told).
     await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: inserted.runId });
   } finally {
@@ -178,11 +177,11 @@ export interface InsertResult {
  * the same workflow its id or idempotency key collided with (an idempotency key wins over a run id),
  * or — a run id of another workflow's run — `takenBy`.
  */
-export async function insertRows(db: Queryable, sql: SqlTexts, offsetMs: number, rows: RunRow[]): Promise<InsertResult[]> {
+export async function insertRows(db: Queryable, store: Store, rows: RunRow[]): Promise<InsertResult[]> {
   const numbered = rows.map((row, i) => ({ ...row, i }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
-    sql.insertRuns,
-    [JSON.stringify(numbered), offsetMs],
+    store.statements.insertRuns,
+    [JSON.stringify(numbered), store.clockOffsetMs()],
   );
   const inserted = new Map(answer!.runs.map((run) => [run.run_id, run]));
   const results: (InsertResult | undefined)[] = numbered.map((row) => {
@@ -195,7 +194,7 @@ export async function insertRows(db: Queryable, sql: SqlTexts, offsetMs: number,
   const missing = numbered.filter((_, i) => !results[i]);
   if (missing.length > 0) {
     const keyed = missing.filter((row) => row.idempotency_key !== null);
-    const existing = await db.query<{ run_id: string; workflow_name: string; idempotency_key: string | null }>(sql.findRunsByKeys, [
+    const existing = await db.query<{ run_id: string; workflow_name: string; idempotency_key: string | null }>(store.statements.findRunsByKeys, [
       missing.map((row) => row.run_id),
       keyed.map((row) => row.workflow_name),
       keyed.map((row) => row.idempotency_key),
