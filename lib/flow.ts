@@ -27,7 +27,6 @@ import { attachLive } from './http/live.js';
 import type { LiveChannel, LiveHandle, LiveOptions } from './http/live.js';
 import { resolveRouterOptions } from './http/options.js';
 import type { RouterOptions } from './http/options.js';
-import { ViewerQueries } from './http/queries.js';
 import { createRouter } from './http/router.js';
 import { ViewerRegistry } from './http/viewers.js';
 import type {
@@ -43,12 +42,14 @@ import type {
 import { defineWorkflow, unregisteredWorkflow } from './workflow/definition.js';
 import type { WorkflowDefinition } from './workflow/definition.js';
 import type { ExecutionEnv } from './workflow/env.js';
-import { getRunRow, loadTimeline, toRunInfo } from './workflow/inspect.js';
-import type { Timeline } from './workflow/inspect.js';
 import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
 import { insertRows, startRun } from './workflow/start.js';
 import type { InsertResult, ParentLink, RunRow } from './workflow/start.js';
+import { viewerSide } from './read/side.js';
+import type { ViewerSide } from './read/side.js';
+import type { RecordIds } from './read/records.js';
+import type { Timeline } from './read/timeline.js';
 import { Listener } from './worker/listener.js';
 import { LocalClaims } from './worker/local-claim.js';
 import { Worker } from './worker/worker.js';
@@ -87,7 +88,7 @@ export class DurableFlow {
   #sequelize: Sequelize | undefined;
   #models: DurableFlowModels | undefined;
   #closed = false;
-  #viewerQueries: ViewerQueries | undefined;
+  #viewerSide: ViewerSide | undefined;
   readonly #viewers = new ViewerRegistry();
   #live: LiveChannel | undefined;
 
@@ -100,8 +101,9 @@ export class DurableFlow {
     this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs);
     const gate = gatePool(this.#pool);
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
-    this.#feed = new ChangeFeed(gate, this.tables, this.#listener, this.options.logger);
-    this.#results = new ResultWatcher(this.#pool, this.tables);
+    const feedRecords = { changedRecords: (ids: RecordIds) => this.#side().feed.changedRecords(ids), keepLive: (ms: number) => this.#side().feed.keepLive(ms) };
+    this.#feed = new ChangeFeed(gate, feedRecords, this.tables, this.#listener, this.options.logger);
+    this.#results = new ResultWatcher((runIds) => this.#side().reader.finishedRuns(runIds));
     this.#batcher = new CommitBatcher(this.#pool, this.#store.statements, () => this.#clockOffsetMs);
     this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#store, rows), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
@@ -231,14 +233,13 @@ export class DurableFlow {
   async getRun<I = any, O = any>(runId: string): Promise<RunInfo<I, O> | null> {
     this.#assertOpen();
     if (typeof runId !== 'string') return null;
-    const row = await getRunRow(this.#pool, this.tables, runId);
-    return row ? (toRunInfo(row) as RunInfo<I, O>) : null;
+    return (await this.#side().reader.run(runId)) as RunInfo<I, O> | null;
   }
 
   /** The run with its steps, waits, events and logs; null if there is no such run. */
   timeline(runId: string): Promise<Timeline | null> {
     this.#assertOpen();
-    return loadTimeline(this.#pool, this.tables, runId);
+    return this.#side().reader.timeline(runId);
   }
 
   /**
@@ -249,21 +250,18 @@ export class DurableFlow {
   async cancel(runId: string, options: { reason?: string } = {}): Promise<boolean> {
     this.#assertOpen();
     const reason = options.reason ?? 'Cancelled with flow.cancel()';
-    if ((await this.#store.cancelRun({ runId, reason })) === 0) {
-      const run = await this.getRun(runId);
-      if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
-      return false;
-    }
-    return true;
+    const { status, done } = await this.#side().operator.cancel(runId, reason);
+    if (status === null) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
+    return done;
   }
 
   /** Resumes a failed run from the step that failed it; completed steps are not run again. */
   async retry(runId: string): Promise<void> {
     this.#assertOpen();
-    if ((await this.#store.retryRun({ runId })) === 1) return;
-    const run = await this.getRun(runId);
-    if (!run) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
-    throw new DurableFlowError('INVALID_STATE', `Run ${runId} is ${run.status}; only failed runs can be retried`);
+    const { status, done } = await this.#side().operator.retry(runId);
+    if (done) return;
+    if (status === null) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
+    throw new DurableFlowError('INVALID_STATE', `Run ${runId} is ${status}; only failed runs can be retried`);
   }
 
   /**
@@ -342,9 +340,8 @@ export class DurableFlow {
     this.#assertOpen();
     const resolved = resolveRouterOptions(options);
     const viewer = this.#viewers.register(resolved);
-    this.#viewerQueries ??= new ViewerQueries(this.#pools.viewer(), this.tables);
     const live = () => (this.#live ? { channel: this.#live, viewer: viewer ?? '' } : null);
-    return createRouter(this, resolved, this.#viewerQueries, live);
+    return createRouter(this, resolved, this.#side().reader, live);
   }
 
   /**
@@ -368,6 +365,12 @@ export class DurableFlow {
    */
   changesReady(): Promise<void> {
     return this.#feed.ready();
+  }
+
+  /** The read side and the cold path's writes, on the viewer's connections (made at first use). */
+  #side(): ViewerSide {
+    this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.options.schema, this.tables, () => this.#clockOffsetMs);
+    return this.#viewerSide;
   }
 
   #assertOpen(): void {

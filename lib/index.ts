@@ -23,7 +23,7 @@ export type { Worker, WorkerOptions, StopOptions } from './worker/worker.js';
 export type { AuthorizeResult, RouterOptions } from './http/options.js';
 export type { LiveHandle, LiveOptions } from './http/live.js';
 export { signatureHeader, verifySignature, SIGNATURE_HEADER } from './http/ingest.js';
-export type { Timeline, TimelineItem, TimelineStep, TimelineWait, TimelineEvent, TimelineLog } from './workflow/inspect.js';
+export type { Timeline, TimelineItem, TimelineStep, TimelineWait, TimelineEvent, TimelineLog } from './read/timeline.js';
 export type {
   Backoff,
   BackoffOptions,

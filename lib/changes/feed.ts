@@ -30,6 +30,17 @@ export interface Change {
 
 export type ChangeSubscriber = (change: Change) => void | Promise<void>;
 
+/**
+ * What the feed reads and writes, on the read side's connections (read/records.ts): the changed
+ * records, and `live_until`. Renewing it every few seconds on those connections also keeps one of them
+ * open, so the first change after a quiet spell is read back at once.
+ */
+export interface FeedRecords {
+  changedRecords(ids: Record<Letter, string[]>): Promise<Map<string, Record<string, unknown>>>;
+  /** Keeps live mode on (`durable_flow_live.live_until`) for at least `windowMs` from now. */
+  keepLive(windowMs: number): Promise<void>;
+}
+
 const KINDS = { r: 'workflow_run', s: 'workflow_step', w: 'workflow_wait', e: 'workflow_event', l: 'workflow_log' } as const;
 type Letter = keyof typeof KINDS;
 
@@ -67,6 +78,7 @@ function rank(item: Pending): number {
  */
 export class ChangeFeed {
   readonly #gate: PoolGate;
+  readonly #records: FeedRecords;
   readonly #tables: Tables;
   readonly #listener: Listener;
   readonly #logger: Logger;
@@ -84,8 +96,9 @@ export class ChangeFeed {
   /** `<letter>:<id>` → a hash of the last change delivered for that record, oldest first. */
   readonly #delivered = new Map<string, string>();
 
-  constructor(gate: PoolGate, tables: Tables, listener: Listener, logger: Logger) {
+  constructor(gate: PoolGate, records: FeedRecords, tables: Tables, listener: Listener, logger: Logger) {
     this.#gate = gate;
+    this.#records = records;
     this.#tables = tables;
     this.#listener = listener;
     this.#logger = logger;
@@ -133,10 +146,7 @@ export class ChangeFeed {
 
   async #bumpLive(): Promise<void> {
     try {
-      await this.#gate.direct(
-        `UPDATE ${this.#tables.live} SET live_until = greatest(coalesce(live_until, now()), now() + $1::float8 * interval '1 millisecond') WHERE id = 1`,
-        [LIVE_WINDOW_MS],
-      );
+      await this.#records.keepLive(LIVE_WINDOW_MS);
     } catch (error) {
       this.#logger.warn('Could not switch live changes on', { error: (error as Error).message });
     }
@@ -231,45 +241,8 @@ export class ChangeFeed {
   }
 
   async #load(batch: Pending[]): Promise<Map<string, Record<string, unknown>>> {
-    const t = this.#tables;
     const ids: Record<Letter, string[]> = { r: [], s: [], w: [], e: [], l: [] };
     for (const item of batch) ids[item.letter].push(item.id);
-    const queries: Record<Letter, string> = {
-      r: `SELECT r.id, r.run_id AS "runId", r.workflow_name AS workflow, r.status, r.queue_name AS queue, r.priority,
-                 r.parent_run_id AS "parentRunId", r.attempts, r.error, r.wake_at AS "wakeAt",
-                 r.lease_owner IS NOT NULL AND r.lease_expires_at > now() AS "leaseHeld",
-                 r.lease_expires_at AS "leaseExpiresAt", r.started_at AS "startedAt",
-                 r.interrupted_at AS "interruptedAt", r.completed_at AS "completedAt", r.failed_at AS "failedAt",
-                 r.cancelled_at AS "cancelledAt", r.created_at AS "createdAt", r.updated_at AS "updatedAt",
-                 r.run_id AS __run_id, r.workflow_name AS __workflow
-          FROM ${t.runs} r WHERE r.id = ANY($1::bigint[])`,
-      s: `SELECT s.id, s.workflow_run_id AS "workflowRunId", s.name, s.kind, s.status, s.attempts, s.position,
-                 s.result, s.error, s.cursor, s.metadata, s.started_at AS "startedAt", s.completed_at AS "completedAt",
-                 s.created_at AS "createdAt", s.updated_at AS "updatedAt",
-                 r.run_id AS __run_id, r.workflow_name AS __workflow
-          FROM ${t.steps} s JOIN ${t.runs} r ON r.id = s.workflow_run_id WHERE s.id = ANY($1::bigint[])`,
-      w: `SELECT w.id, w.workflow_run_id AS "workflowRunId", w.workflow_step_id AS "workflowStepId",
-                 w.workflow_event_id AS "workflowEventId", w.event_name AS "eventName", w.status, w.match,
-                 w.timeout_at AS "timeoutAt", w.created_at AS "createdAt", w.updated_at AS "updatedAt",
-                 r.run_id AS __run_id, r.workflow_name AS __workflow
-          FROM ${t.waits} w JOIN ${t.runs} r ON r.id = w.workflow_run_id WHERE w.id = ANY($1::bigint[])`,
-      e: `SELECT e.id, e.event_id AS "eventId", e.name, e.payload, e.source, e.occurred_at AS "occurredAt",
-                 e.created_at AS "createdAt", e.updated_at AS "updatedAt"
-          FROM ${t.events} e WHERE e.id = ANY($1::bigint[])`,
-      l: `SELECT l.id, l.workflow_run_id AS "workflowRunId", l.workflow_step_id AS "workflowStepId", l.level,
-                 l.message, l.data, l.created_at AS "createdAt", l.updated_at AS "updatedAt",
-                 r.run_id AS __run_id, r.workflow_name AS __workflow
-          FROM ${t.logs} l JOIN ${t.runs} r ON r.id = l.workflow_run_id WHERE l.id = ANY($1::bigint[])`,
-    };
-    const records = new Map<string, Record<string, unknown>>();
-    await Promise.all(
-      (Object.keys(ids) as Letter[])
-        .filter((letter) => ids[letter].length > 0)
-        .map(async (letter) => {
-          const { rows } = await this.#gate.direct(queries[letter], [[...new Set(ids[letter])]]);
-          for (const row of rows) records.set(`${letter}:${row.id}`, { ...row, id: String(row.id) });
-        }),
-    );
-    return records;
+    return this.#records.changedRecords(ids);
   }
 }

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { Sequelize } from 'sequelize';
 import type { ResolvedOptions } from '../config.js';
 import { poolTimeouts } from './queryable.js';
 
@@ -7,13 +8,17 @@ import { poolTimeouts } from './queryable.js';
  * pool (starts, notifies, executions' writes, claims), a small one for heartbeats, one for the viewer
  * (with a statement timeout) and a one-connection pool per migrate(). The LISTEN connection is the
  * Listener's. A connection that fails while idle is logged, never crashes the process.
+ *
+ * The viewer's connections belong to a Sequelize instance of durable-flow's own (the read side, see
+ * read/reader.ts, is built on the models): its clients are `pg` clients made from the very connection
+ * settings of the other pools, so a `databaseUrl` means the same thing to both.
  */
 export class Pools {
   readonly main: pg.Pool;
   readonly #connection: pg.ClientConfig;
   readonly #options: ResolvedOptions;
   #control: pg.Pool | undefined;
-  #viewer: pg.Pool | undefined;
+  #viewer: Sequelize | undefined;
 
   constructor(connection: pg.ClientConfig, options: ResolvedOptions) {
     this.#connection = connection;
@@ -34,9 +39,31 @@ export class Pools {
     return this.#control;
   }
 
-  /** The viewer's reads: a few connections, each statement bounded to 10 s. */
-  viewer(): pg.Pool {
-    this.#viewer ??= this.#pool('viewer', { max: 3, statement_timeout: 10_000, application_name: `${this.#options.applicationName}-viewer` });
+  /**
+   * The read side's connections (the viewer, getRun, timeline, result() polls, the live feed's
+   * read-backs) and the cold path's writes: a few, each statement bounded to 10 s, apart from the
+   * engine's so that a heavy page can neither starve the engine nor run for ever.
+   */
+  viewer(): Sequelize {
+    if (!this.#viewer) {
+      const connection = this.#connection;
+      const logger = this.#options.logger;
+      // Sequelize builds each client from the fields it knows; the rest of ours (a connection string,
+      // SSL) is laid under them, leaving out what Sequelize has no value for.
+      class ViewerClient extends pg.Client {
+        constructor(config: pg.ClientConfig) {
+          super({ ...connection, ...Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined)) });
+          this.on('error', (error) => logger.warn('A viewer Postgres connection failed', { error: error.message }));
+        }
+      }
+      this.#viewer = new Sequelize({
+        dialect: 'postgres',
+        dialectModule: { ...pg, Client: ViewerClient },
+        logging: false,
+        pool: { max: 4, min: 0, idle: 30_000, acquire: 60_000 },
+        dialectOptions: { statement_timeout: 10_000, application_name: `${this.#options.applicationName}-viewer` },
+      });
+    }
     return this.#viewer;
   }
 
@@ -49,7 +76,7 @@ export class Pools {
   }
 
   async end(): Promise<void> {
-    await this.#viewer?.end();
+    await this.#viewer?.close();
     await this.#control?.end();
     await this.main.end();
   }

@@ -1,5 +1,6 @@
 import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
+import type { Reader } from '../read/reader.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
@@ -23,3 +24,19 @@ export interface ViewerBackend {
   /** Every committed change, from any process; returns the unsubscribe function. */
   onChange(fn: ChangeSubscriber): () => void;
 }
+
+/** The reads the viewer makes: a narrow part of the read side (lib/read/reader.ts). */
+export type ViewerReads = Pick<
+  Reader,
+  | 'timeline'
+  | 'listRuns'
+  | 'countByStatus'
+  | 'workflowStats'
+  | 'workflowNames'
+  | 'runSummaries'
+  | 'eventMatches'
+  | 'listEvents'
+  | 'eventPayload'
+  | 'value'
+  | 'csrfKey'
+>;

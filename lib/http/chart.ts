@@ -1,4 +1,4 @@
-import type { Timeline, TimelineStep } from '../workflow/inspect.js';
+import type { Timeline, TimelineStep } from '../read/timeline.js';
 import { statusClass } from './render.js';
 import { formatDuration, formatTime } from './time.js';
 

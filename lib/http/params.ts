@@ -4,9 +4,9 @@
  */
 import type { Request } from 'express';
 import type { RunStatus } from '../types.js';
-import { decodeCursor } from './cursor.js';
-import { RUN_STATUSES } from './queries.js';
-import type { RunFilter, RunScope } from './queries.js';
+import { decodeCursor } from '../read/cursor.js';
+import { RUN_STATUSES } from '../read/lists.js';
+import type { RunFilter, RunScope } from '../read/lists.js';
 import { runIdOfSegment } from './run-path.js';
 
 /** A refusal of a request, answered with its status and message (as JSON under /api/, else as text). */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { DurableFlowError } from '../errors.js';
-import type { ViewerBackend } from './backend.js';
+import type { ViewerBackend, ViewerReads } from './backend.js';
 import { packageDir } from '../paths.js';
 import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
@@ -12,15 +12,14 @@ import type { FormState } from './forms.js';
 import { ingestHandler } from './ingest.js';
 import type { LiveChannel } from './live.js';
 import type { ResolvedRouterOptions } from './options.js';
-import { isBigintId } from './cursor.js';
+import { isBigintId } from '../read/cursor.js';
 import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
-import { CHILD_COUNT_CAP, RUN_STATUSES } from './queries.js';
-import type { ViewerQueries } from './queries.js';
+import { CHILD_COUNT_CAP, RUN_STATUSES } from '../read/lists.js';
 import { timelineChart } from './chart.js';
 import { render } from './render.js';
 import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
-import { LOG_PAGE, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
+import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
 const actors = new WeakMap<Request, string | null>();
@@ -51,7 +50,7 @@ const CSP = [
 export function createRouter(
   flow: ViewerBackend,
   options: ResolvedRouterOptions,
-  queries: ViewerQueries,
+  reads: ViewerReads,
   live: () => LiveInfo | null,
 ): Router {
   const router = express.Router();
@@ -101,7 +100,7 @@ export function createRouter(
   const page = async (req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string) => {
     const base = req.baseUrl;
     const info = live();
-    const csrf = csrfToken(req, res, await queries.csrfKey(), actors.get(req) ?? null);
+    const csrf = csrfToken(req, res, await reads.csrfKey(), actors.get(req) ?? null);
     const socket = info ? { socketPath: info.channel.pathFor(base), socketNamespace: info.channel.handle.namespace.name, socketViewer: info.viewer } : { socketPath: '', socketNamespace: '', socketViewer: '' };
     const common = { base, title: options.title, now: flowNow(), csrf, ...socket };
     const html = await render(fragment && req.query.fragment === fragment ? `partials/${fragment}` : view, { ...common, ...data });
@@ -118,9 +117,9 @@ export function createRouter(
   const runsData = async (req: Request) => {
     const filter = runFilter(req.query, options.pageSize);
     const [page, counts, names] = await Promise.all([
-      queries.listRuns(filter),
-      queries.countByStatus(filter.workflow, filter.scope),
-      queries.workflowNames(),
+      reads.listRuns(filter),
+      reads.countByStatus(filter.workflow, filter.scope),
+      reads.workflowNames(),
     ]);
     const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
     return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize, childCap: CHILD_COUNT_CAP };
@@ -135,7 +134,7 @@ export function createRouter(
   // Bounded (values.ts): previews of large values with links to them whole, and logs a page at a time.
   const runData = async (req: Request, logs: { after?: string; limit?: number } = {}) => {
     const runId = runIdParam(req);
-    const timeline = await queries.timeline(runId, logs);
+    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after });
     if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
     const cuts = withHrefs(req.baseUrl, runId, timeline.truncated ?? []);
     const logsHref = (after: string | null) =>
@@ -145,7 +144,7 @@ export function createRouter(
   const pageData = async (req: Request) => {
     const data = await runData(req);
     const run = data.timeline.run;
-    const related = await queries.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
+    const related = await reads.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
     const now = flowNow();
     return { ...data, ...RUN_PAGE_HELPERS, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
@@ -181,7 +180,7 @@ export function createRouter(
     const path = parseValuePath(String(req.params.path));
     if (!path) throw new HttpError(404, 'No such value: use a link of the run page (run.input, run.output, run.error, steps.<id>.result …)');
     const runId = runIdParam(req);
-    const value = await queries.value(runId, path);
+    const value = await reads.value(runId, path);
     if (value === null) throw new HttpError(404, `Run "${runId.slice(0, 200)}" has no value ${String(req.params.path)}`);
     sendWhole(res, value, path.type, String(req.params.path));
   }));
@@ -202,7 +201,7 @@ export function createRouter(
   const action =
     (fn: (req: Request) => Promise<Outcome>) =>
     (req: Request, res: Response, next: NextFunction): void => {
-      queries
+      reads
         .csrfKey()
         .then(async (key) => {
           if (!csrfValid(req, key, actors.get(req) ?? null)) {
@@ -268,7 +267,7 @@ export function createRouter(
 
   // ---- Workflows --------------------------------------------------------------------------------
   const workflowsData = async () => {
-    const stats = await queries.workflowStats();
+    const stats = await reads.workflowStats();
     const names = [...new Set([...flow.definitions.keys(), ...stats.keys()])].sort();
     return names.map((name) => ({
       name,
@@ -295,8 +294,8 @@ export function createRouter(
     if (sentId !== null && !isBigintId(sentId)) throw new HttpError(400, 'Invalid sent event: expected an event number');
     if (query.duplicate !== undefined && query.duplicate !== '1') throw new HttpError(400, 'Invalid duplicate: expected 1 or nothing');
     const [{ truncated, ...list }, sent] = await Promise.all([
-      queries.listEvents({ name, beforeId: before, limit: options.pageSize }),
-      sentId === null ? null : queries.eventMatches(sentId),
+      reads.listEvents({ name, beforeId: before, limit: options.pageSize }, VIEW_LIMITS),
+      sentId === null ? null : reads.eventMatches(sentId),
     ]);
     // A payload over the page's limit is previewed; its whole is at /api/events/<id>/payload.
     const cuts = truncated.map((cut) => ({ ...cut, href: `${req.baseUrl}/api/events/${cut.path.split('.')[1]!}/payload` }));
@@ -313,7 +312,7 @@ export function createRouter(
   router.get('/api/events/:eventId/payload', handle(async (req, res) => {
     onlyParameters(req.query, []);
     const id = String(req.params.eventId);
-    const payload = isBigintId(id) ? await queries.eventPayload(id) : null;
+    const payload = isBigintId(id) ? await reads.eventPayload(id) : null;
     if (payload === null) throw new HttpError(404, `No event with id ${id.slice(0, 40)}`);
     sendWhole(res, payload, 'json', `event-${id}-payload`);
   }));

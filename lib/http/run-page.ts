@@ -1,4 +1,4 @@
-import type { TimelineWait } from '../workflow/inspect.js';
+import type { TimelineWait } from '../read/timeline.js';
 import { WORKFLOW_FINISHED_EVENT } from '../workflow/suspend.js';
 import { stepFailures } from './chart.js';
 

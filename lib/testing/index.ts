@@ -9,7 +9,7 @@ import { toDate, toMilliseconds } from '../duration.js';
 import type { DurationInput, TimeInput } from '../duration.js';
 import type { DurableFlow } from '../flow.js';
 import type { EventRecord, LogLevel, NotifyOptions, RunHandle, RunInfo } from '../types.js';
-import type { Timeline } from '../workflow/inspect.js';
+import type { Timeline } from '../read/timeline.js';
 
 /** A run: its handle, its id, or a workflow (handle or name), meaning that workflow's latest run. */
 export type RunRef = RunHandle<any> | string | { readonly name: string; start: unknown };

@@ -1,8 +1,5 @@
-import type pg from 'pg';
-import type { Tables } from '../db/tables.js';
 import { DurableFlowError, deserializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
-import type { RunStatus } from '../types.js';
 import { longTimeout } from '../timers.js';
 
 export type Outcome =
@@ -13,6 +10,9 @@ export type Outcome =
   | { status: 'closed' };
 
 type Waiter = (outcome: Outcome) => void;
+
+/** Reads the outcomes of the runs among `runIds` that finished or do not exist (the read side's finishedRuns). */
+export type OutcomeReader = (runIds: string[]) => Promise<{ runId: string; outcome: Outcome }[]>;
 
 /** Poll at most this often, and back off to this when nothing finishes. */
 const MIN_POLL_MS = 20;
@@ -25,17 +25,15 @@ const MAX_POLL_MS = 500;
  * query per interval, not a thousand.
  */
 export class ResultWatcher {
-  readonly #pool: pg.Pool;
-  readonly #tables: Tables;
+  readonly #read: OutcomeReader;
   readonly #waiters = new Map<string, Set<Waiter>>();
   #timer: NodeJS.Timeout | undefined;
   #interval = MIN_POLL_MS;
   #polling = false;
   #closed = false;
 
-  constructor(pool: pg.Pool, tables: Tables) {
-    this.#pool = pool;
-    this.#tables = tables;
+  constructor(read: OutcomeReader) {
+    this.#read = read;
   }
 
   /** Resolves with the run's output, or rejects when it fails, is cancelled or does not exist. */
@@ -102,20 +100,9 @@ export class ResultWatcher {
     this.#polling = true;
     let found = 0;
     try {
-      const ids = [...this.#waiters.keys()];
-      const { rows } = await this.#pool.query<{ run_id: string; status: RunStatus | null; output: string | null; error: StoredError | null }>(
-        `SELECT ids.run_id, r.status, r.output::text AS output, r.error
-         FROM unnest($1::text[]) AS ids(run_id)
-         LEFT JOIN ${this.#tables.runs} r ON r.run_id = ids.run_id
-         WHERE r.id IS NULL OR r.status IN ('completed', 'failed', 'cancelled')`,
-        [ids],
-      );
-      for (const row of rows) {
+      for (const { runId, outcome } of await this.#read([...this.#waiters.keys()])) {
         found++;
-        if (row.status === null) this.finished(row.run_id, { status: 'missing' });
-        else if (row.status === 'completed') this.finished(row.run_id, { status: 'completed', ...(row.output === null ? {} : { output: row.output }) });
-        else if (row.status === 'failed') this.finished(row.run_id, { status: 'failed', ...(row.error ? { error: row.error } : {}) });
-        else this.finished(row.run_id, { status: 'cancelled' });
+        this.finished(runId, outcome);
       }
     } catch {
       // The database is unreachable for now: ask again at the next interval.

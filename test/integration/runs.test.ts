@@ -156,6 +156,55 @@ describe('cancel and retry', () => {
     }
   });
 
+  it('takes concurrent retries and cancels of one failed run in turn: exactly one retry acts, from any process', async () => {
+    const wf = flow.workflow('retry-race', async ({ step }: WorkflowContext) =>
+      step.run('boom', { retries: 0 }, () => {
+        throw new Error('boom');
+      }),
+    );
+    const other = ctx.flow();
+    for (let round = 0; round < 5; round++) {
+      const worker = flow.worker({ pollInterval: 50 });
+      await worker.start();
+      const run = await wf.start({ round });
+      try {
+        await expect(run.result()).rejects.toThrow(/boom/);
+      } finally {
+        await worker.stop();
+      }
+      {
+        const epoch = async () =>
+          (await flow.pool.query(`SELECT lease_epoch::int AS e FROM durable_flow_workflow_runs WHERE run_id = $1`, [run.runId]))
+            .rows[0].e as number;
+        const before = await epoch();
+        // Four retries and a cancel at once, from two flows (two sets of connections).
+        const outcomes = await Promise.allSettled([
+          flow.retry(run.runId),
+          other.retry(run.runId),
+          flow.retry(run.runId),
+          other.retry(run.runId),
+        ]);
+        const done = outcomes.filter((o) => o.status === 'fulfilled');
+        expect(done).toHaveLength(1);
+        for (const o of outcomes.filter((o) => o.status === 'rejected')) {
+          expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'INVALID_STATE' });
+          expect(String((o as PromiseRejectedResult).reason.message)).toMatch(/is ready; only failed runs can be retried/);
+        }
+        expect(await epoch()).toBe(before + 1);
+        const step = await flow.pool.query(
+          `SELECT s.status, s.attempts FROM durable_flow_workflow_steps s JOIN durable_flow_workflow_runs r ON r.id = s.workflow_run_id WHERE r.run_id = $1 AND s.name = 'boom'`,
+          [run.runId],
+        );
+        expect(step.rows).toEqual([{ status: 'pending', attempts: 0 }]);
+        // A cancel racing a retry of the run it cancels: whichever goes second sees the other's outcome.
+        expect(await other.cancel(run.runId, { reason: 'stop it' })).toBe(true);
+        await expect(flow.retry(run.runId)).rejects.toThrow(/is cancelled; only failed runs can be retried/);
+        expect(await flow.cancel(run.runId)).toBe(false);
+        expect((await flow.getRun(run.runId))!.status).toBe('cancelled');
+      }
+    }
+  });
+
   it('retries a run that failed on a wait timeout by waiting again', async () => {
     const wf = flow.workflow('retry-wait', async ({ step }: WorkflowContext) => step.waitForEvent('late', { timeout: '1 minute' }));
     const worker = flow.worker({ pollInterval: 50 });

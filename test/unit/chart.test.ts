@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { chartTicks, offsetLabel, tickStep, timelineChart } from '../../lib/http/chart.js';
-import type { Timeline, TimelineStep } from '../../lib/workflow/inspect.js';
+import type { Timeline, TimelineStep } from '../../lib/read/timeline.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;

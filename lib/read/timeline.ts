@@ -1,7 +1,10 @@
-import type pg from 'pg';
-import type { Tables } from '../db/tables.js';
 import type { StoredError } from '../errors.js';
 import type { RunInfo, RunStatus, StepStatus, WaitStatus, LogLevel } from '../types.js';
+import { BOUND, errorColumn, jsonColumn, readJson } from './bounded.js';
+import type { TimelineLimits, TruncatedValue } from './bounded.js';
+import type { ReadDb } from './db.js';
+
+export type { TimelineLimits, TruncatedValue } from './bounded.js';
 
 function parse(text: string | null): unknown {
   return text === null ? undefined : JSON.parse(text);
@@ -33,69 +36,6 @@ export interface RunRow {
   failed_at: Date | null;
   cancelled_at: Date | null;
   child_run_ids?: string[] | null;
-}
-
-/**
- * Bounds for a timeline that is shown rather than processed (the viewer): JSON values and log messages
- * over `valueBytes` of text come as a preview of `previewChars` (pretty JSON) instead, an error's
- * message and stack are cut to `previewChars`, and only the first `logs` logs come, so a run with a
- * 5 MB input or 100,000 log lines costs a bounded page. What was cut is listed in `truncated`; the
- * next logs are those after `logsNext`.
- */
-export interface TimelineLimits {
-  valueBytes: number;
-  previewChars: number;
-  logs: number;
-  /** The id of a log of the run: only logs after it come (the next page of `logsNext`). */
-  logsAfter?: string | undefined;
-}
-
-/** A value a bounded timeline left out: where it is (`run.input`, `steps.<id>.result`, `logs.<id>.data` …), its size, its start. */
-export interface TruncatedValue {
-  path: string;
-  bytes: number;
-  preview: string;
-}
-
-/** The placeholders of a bounded query's limit (bytes) and preview length (characters). */
-export interface Bound {
-  limit: string;
-  preview: string;
-}
-const BOUND: Bound = { limit: '$2', preview: '$3' };
-
-/**
- * The select-list entries of a JSON value as text (`<alias>`); bounded, also `<alias>_bytes` and
- * `<alias>_preview` for a value over the limit, whose text is then null (read them with readJson).
- */
-export function jsonColumn(expr: string, alias: string, bound: Bound | null): string {
-  if (!bound) return `${expr}::text AS ${alias}`;
-  const bytes = `octet_length(${expr}::text)`;
-  return `CASE WHEN ${bytes} <= ${bound.limit} THEN ${expr}::text END AS ${alias},
-    CASE WHEN ${bytes} > ${bound.limit} THEN ${bytes} END AS ${alias}_bytes,
-    CASE WHEN ${bytes} > ${bound.limit} THEN left(jsonb_pretty(${expr}), ${bound.preview}) END AS ${alias}_preview`;
-}
-
-/** An error, bounded: over the limit it keeps its shape (class, code, step) with message and stack cut to the preview length. */
-function errorColumn(expr: string, alias: string, bounded: boolean): string {
-  if (!bounded) return `${expr}::text AS ${alias}`;
-  // Only ever $2/$3: errors are bounded in timelines alone.
-  const bytes = `octet_length(${expr}::text)`;
-  // (No error is NULL, not an empty object: `octet_length(NULL) <= $2` is NULL, which would fall to ELSE.)
-  return `(CASE WHEN ${expr} IS NULL OR ${bytes} <= $2 THEN ${expr} ELSE jsonb_strip_nulls(jsonb_build_object(
-      'class', left(${expr}->>'class', 200), 'code', left(${expr}->>'code', 200), 'step', left(${expr}->>'step', 300),
-      'message', left(${expr}->>'message', $3), 'stack', left(${expr}->>'stack', $3))) END)::text AS ${alias},
-    CASE WHEN ${bytes} > $2 THEN ${bytes} END AS ${alias}_bytes,
-    CASE WHEN ${bytes} > $2 THEN '' END AS ${alias}_preview`;
-}
-
-/** Reads a column of `jsonColumn` or `errorColumn`, noting in `truncated` a value left out. */
-export function readJson(row: object, alias: string, path: string, truncated: TruncatedValue[]): unknown {
-  const column = (name: string): unknown => Reflect.get(row, name);
-  const bytes = column(`${alias}_bytes`);
-  if (bytes !== undefined && bytes !== null) truncated.push({ path, bytes: Number(bytes), preview: String(column(`${alias}_preview`) ?? '') });
-  const text = column(alias);
-  return parse(typeof text === 'string' ? text : null);
 }
 
 export function runColumns(bounded = false): string {
@@ -131,8 +71,9 @@ export function toRunInfo(row: RunRow): RunInfo {
   };
 }
 
-export async function getRunRow(pool: pg.Pool, t: Tables, runId: string, limits?: TimelineLimits): Promise<RunRow | null> {
-  const { rows } = await pool.query<RunRow>(
+export async function getRunRow(db: ReadDb, runId: string, limits?: TimelineLimits): Promise<RunRow | null> {
+  const t = db.tables;
+  const rows = await db.select<RunRow>(
     `SELECT ${runColumns(limits !== undefined)},
             (SELECT coalesce(array_agg(c.run_id ORDER BY c.id), '{}') FROM ${t.runs} c WHERE c.parent_run_id = r.run_id) AS child_run_ids
      FROM ${t.runs} r WHERE run_id = $1`,
@@ -218,8 +159,9 @@ const TYPE_ORDER = { step: 0, wait: 1, event: 2, log: 3 } as const;
  * The whole story of a run: its steps (each with its logs, waits and matched events), run-level logs,
  * and a flat chronological list. With `limits`, bounded for display (see TimelineLimits).
  */
-export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limits?: TimelineLimits): Promise<Timeline | null> {
-  const row = await getRunRow(pool, t, runId, limits);
+export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineLimits): Promise<Timeline | null> {
+  const t = db.tables;
+  const row = await getRunRow(db, runId, limits);
   if (!row) return null;
   const b = limits !== undefined;
   const bound = b ? BOUND : null;
@@ -229,13 +171,13 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
        CASE WHEN octet_length(message) > $2 THEN octet_length(message) END AS message_bytes`
     : 'message';
   const [steps, waits, logs, logCount] = await Promise.all([
-    pool.query(
+    db.select<Record<string, any>>(
       `SELECT id, name, kind, status, attempts, position, ${jsonColumn('result', 'result_text', bound)}, ${errorColumn('error', 'error_text', b)},
               ${jsonColumn('cursor', 'cursor_text', bound)}, metadata, started_at, completed_at, created_at, updated_at
        FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY coalesce(position, 2147483647), created_at, id`,
       params,
     ),
-    pool.query(
+    db.select<Record<string, any>>(
       `SELECT w.id, w.workflow_step_id, w.workflow_event_id, w.event_name, w.status, ${jsonColumn('w.match', 'match_text', bound)},
               w.allow_past_events, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
               ${jsonColumn('e.payload', 'e_payload_text', bound)}, e.source AS e_source, e.occurred_at AS e_occurred_at
@@ -243,7 +185,7 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
        WHERE w.workflow_run_id = $1 ORDER BY w.created_at, w.id`,
       params,
     ),
-    pool.query(
+    db.select<Record<string, any>>(
       `SELECT id, workflow_step_id, level, ${message}, ${jsonColumn('data', 'data_text', bound)}, created_at FROM ${t.logs}
        WHERE workflow_run_id = $1
        ${limits ? `AND ($5::bigint IS NULL OR (created_at, id) > (SELECT created_at, id FROM ${t.logs} WHERE id = $5 AND workflow_run_id = $1))` : ''}
@@ -251,7 +193,7 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
       // One more than shown: whether there is a next page.
       limits ? [...params, limits.logs + 1, limits.logsAfter ?? null] : params,
     ),
-    limits ? pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.logs} WHERE workflow_run_id = $1`, [row.id]) : null,
+    limits ? db.select<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.logs} WHERE workflow_run_id = $1`, [row.id]) : null,
   ]);
   const truncated: TruncatedValue[] = [];
   if (limits) {
@@ -259,7 +201,7 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
       readJson(row, alias, path, truncated);
     }
   }
-  const stepList: TimelineStep[] = steps.rows.map((s) => ({
+  const stepList: TimelineStep[] = steps.map((s) => ({
     id: String(s.id),
     name: s.name,
     kind: s.kind,
@@ -276,7 +218,7 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
     updatedAt: new Date(s.updated_at),
   }));
   const events = new Map<string, TimelineEvent>();
-  const waitList: TimelineWait[] = waits.rows.map((w) => {
+  const waitList: TimelineWait[] = waits.map((w) => {
     if (w.workflow_event_id !== null && !events.has(String(w.workflow_event_id))) {
       events.set(String(w.workflow_event_id), {
         id: String(w.workflow_event_id),
@@ -300,8 +242,8 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
       updatedAt: new Date(w.updated_at),
     };
   });
-  const more = limits !== undefined && logs.rows.length > limits.logs;
-  const logList: TimelineLog[] = logs.rows.slice(0, limits?.logs).map((l) => {
+  const more = limits !== undefined && logs.length > limits.logs;
+  const logList: TimelineLog[] = logs.slice(0, limits?.logs).map((l) => {
     if (l.message_bytes !== undefined && l.message_bytes !== null) truncated.push({ path: `logs.${l.id}.message`, bytes: Number(l.message_bytes), preview: l.message });
     return {
       id: String(l.id),
@@ -346,6 +288,6 @@ export async function loadTimeline(pool: pg.Pool, t: Tables, runId: string, limi
     steps: entries,
     runLogs: logList.filter((l) => l.stepId === null),
     items,
-    ...(limits ? { truncated, logCount: logCount!.rows[0]!.n, logsNext: more ? logList[logList.length - 1]!.id : null } : {}),
+    ...(limits ? { truncated, logCount: logCount![0]!.n, logsNext: more ? logList[logList.length - 1]!.id : null } : {}),
   };
 }

@@ -1,12 +1,10 @@
-import type pg from 'pg';
+import { Op } from 'sequelize';
+import type { WhereOptions } from 'sequelize';
 import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
-import { jsonColumn, loadTimeline, readJson } from '../workflow/inspect.js';
-import type { Timeline, TruncatedValue } from '../workflow/inspect.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
 import type { Cursor } from './cursor.js';
-import { VIEW_LIMITS, readValue } from './values.js';
-import type { ValuePath } from './values.js';
+import type { ReadDb } from './db.js';
 
 export const RUN_STATUSES: readonly RunStatus[] = [
   'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
@@ -96,68 +94,36 @@ function scopeKey(scope: RunScope): string {
   return scope.kind === 'children' ? `children:${scope.parentRunId}` : scope.kind;
 }
 
-/** A wait an event matched: the run, its workflow and the waiting step. */
-export interface MatchedWait {
-  runId: string;
-  workflow: string;
-  step: string;
+/** The runs of a count's scope, as a models `where`. */
+function scopeWhere(scope: RunScope): WhereOptions {
+  switch (scope.kind) {
+    case 'all':
+      return {};
+    case 'top':
+      return { parentRunId: null };
+    case 'children':
+      return { parentRunId: scope.parentRunId };
+  }
 }
 
-/** The waits event `e` matched, as a JSON array of MatchedWait (oldest wait first). */
-function matchedWaitsSql(t: Tables): string {
-  return `coalesce((SELECT json_agg(json_build_object('runId', r.run_id, 'workflow', r.workflow_name, 'step', s.name) ORDER BY w.id)
-                    FROM ${t.waits} w
-                    JOIN ${t.runs} r ON r.id = w.workflow_run_id
-                    JOIN ${t.steps} s ON s.id = w.workflow_step_id
-                    WHERE w.workflow_event_id = e.id), '[]')`;
+/** Counts by status, every status present (0 when no run has it). */
+function byStatus(rows: { status?: unknown; count: number }[]): Record<string, number> {
+  const counts: Record<string, number> = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0]));
+  for (const row of rows) counts[String(row.status)] = Number(row.count);
+  return counts;
 }
 
 /**
- * The viewer's reads. They run on a pool of their own (small, with a statement timeout), so a heavy
- * page can neither starve the engine's connections nor run for ever. Every value is bound.
+ * The run lists of the viewer: the keyset-paged list with its search (SQL: the search says what the
+ * models cannot), and counts, names and summaries through the models.
  */
-export class ViewerQueries {
-  readonly #pool: pg.Pool;
-  readonly #t: Tables;
+export class RunLists {
+  readonly #db: ReadDb;
   /** Counts that were slow to compute, with the time until which they are reused. */
   readonly #countCache = new Map<string, { at: number; counts: Record<string, number> }>();
-  #csrfKey: Promise<string> | undefined;
 
-  constructor(pool: pg.Pool, tables: Tables) {
-    this.#pool = pool;
-    this.#t = tables;
-  }
-
-  /**
-   * The key of the viewer's CSRF tokens, read once (and again after a failed read). It lives in the
-   * database so that every web process signs alike; a deleted row is made anew (a key rotation).
-   */
-  csrfKey(): Promise<string> {
-    this.#csrfKey ??= this.#readCsrfKey().catch((error: unknown) => {
-      this.#csrfKey = undefined;
-      throw error;
-    });
-    return this.#csrfKey;
-  }
-
-  async #readCsrfKey(): Promise<string> {
-    const read = async () =>
-      (await this.#pool.query<{ value: string }>(`SELECT value FROM ${this.#t.secrets} WHERE name = 'viewer_csrf'`)).rows[0]?.value;
-    let key: string | undefined;
-    try {
-      key = await read();
-    } catch (error) {
-      if ((error as { code?: string }).code === '42P01') {
-        throw new Error('durable-flow: the viewer needs migration 003 (its CSRF key table): run `await flow.migrate()` at start-up', { cause: error });
-      }
-      throw error;
-    }
-    if (key) return key;
-    await this.#pool.query(
-      `INSERT INTO ${this.#t.secrets} (name, value)
-       VALUES ('viewer_csrf', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')) ON CONFLICT (name) DO NOTHING`,
-    );
-    return (await read())!;
+  constructor(db: ReadDb) {
+    this.#db = db;
   }
 
   /**
@@ -166,17 +132,18 @@ export class ViewerQueries {
    * error's class, code and message.
    */
   async listRuns(filter: RunFilter): Promise<RunPage> {
+    const t: Tables = this.#db.tables;
     const search = filter.q === null ? null : inputSearch(filter.q);
     const scope = scopeSql(filter.scope, 10, 3);
-    const { rows } = await this.#pool.query(
+    const rows = await this.#db.select<Record<string, any>>(
       `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id,
               coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key,
               CASE WHEN error IS NULL OR jsonb_typeof(error) <> 'object' THEN NULL
                    ELSE left(coalesce(error->>'code', error->>'class', 'Error'), 80) END AS error_code,
               left(error->>'message', ${ERROR_MESSAGE_CHARS}) AS error_message,
               coalesce(length(error->>'message') > ${ERROR_MESSAGE_CHARS}, false) AS error_cut,
-              (SELECT count(*)::int FROM (SELECT 1 FROM ${this.#t.runs} c WHERE c.parent_run_id = r.run_id LIMIT ${CHILD_COUNT_CAP}) AS children) AS child_count
-       FROM ${this.#t.runs} r
+              (SELECT count(*)::int FROM (SELECT 1 FROM ${t.runs} c WHERE c.parent_run_id = r.run_id LIMIT ${CHILD_COUNT_CAP}) AS children) AS child_count
+       FROM ${t.runs} r
        WHERE ($1::text IS NULL OR status = $1)
          AND ($2::text IS NULL OR workflow_name = $2)
          AND ($3::text IS NULL OR starts_with(run_id, $3)
@@ -228,15 +195,11 @@ export class ViewerQueries {
     const cached = this.#countCache.get(key);
     if (cached && Date.now() < cached.at) return cached.counts;
     const started = Date.now();
-    const { rows } = await this.#pool.query<{ status: RunStatus; n: number }>(
-      `SELECT status, count(*)::int AS n FROM ${this.#t.runs}
-       WHERE ($1::text IS NULL OR workflow_name = $1)
-         AND ${scope.kind === 'top' ? 'parent_run_id IS NULL' : scope.kind === 'children' ? 'parent_run_id = $2' : 'TRUE'}
-       GROUP BY status`,
-      scope.kind === 'children' ? [workflow, scope.parentRunId] : [workflow],
-    );
-    const counts: Record<string, number> = Object.fromEntries(RUN_STATUSES.map((s) => [s, 0]));
-    for (const row of rows) counts[row.status] = row.n;
+    const rows = await this.#db.models.WorkflowRun.count({
+      where: { ...(workflow === null ? {} : { workflowName: workflow }), ...scopeWhere(scope) },
+      group: ['status'],
+    });
+    const counts = byStatus(rows);
     const took = Date.now() - started;
     if (took > 100) this.#countCache.set(key, { at: Date.now() + 5000, counts });
     else this.#countCache.delete(key);
@@ -245,84 +208,35 @@ export class ViewerQueries {
 
   /** Run counts by workflow and status. */
   async workflowStats(): Promise<Map<string, Record<string, number>>> {
-    const { rows } = await this.#pool.query<{ workflow_name: string; status: RunStatus; n: number }>(
-      `SELECT workflow_name, status, count(*)::int AS n FROM ${this.#t.runs} GROUP BY workflow_name, status`,
-    );
+    const rows = await this.#db.models.WorkflowRun.count({ group: ['workflowName', 'status'] });
     const stats = new Map<string, Record<string, number>>();
     for (const row of rows) {
-      const entry = stats.get(row.workflow_name) ?? Object.fromEntries(RUN_STATUSES.map((s) => [s, 0]));
-      entry[row.status] = row.n;
-      stats.set(row.workflow_name, entry);
+      const workflow = String(row.workflowName);
+      const entry = stats.get(workflow) ?? byStatus([]);
+      entry[String(row.status)] = Number(row.count);
+      stats.set(workflow, entry);
     }
     return stats;
   }
 
   /** Every workflow name that has runs (for the filter). */
   async workflowNames(): Promise<string[]> {
-    const { rows } = await this.#pool.query<{ workflow_name: string }>(
-      `SELECT DISTINCT workflow_name FROM ${this.#t.runs} ORDER BY workflow_name LIMIT 500`,
-    );
-    return rows.map((r) => r.workflow_name);
-  }
-
-  /** One event's name and the waits it matched (the notice after sending it), or null when there is none. */
-  async eventMatches(id: string): Promise<{ id: string; name: string; eventId: string | null; matched: MatchedWait[] } | null> {
-    const { rows } = await this.#pool.query(
-      `SELECT e.id, e.name, e.event_id, ${matchedWaitsSql(this.#t)} AS matched FROM ${this.#t.events} e WHERE e.id = $1`,
-      [id],
-    );
-    const e = rows[0];
-    return e ? { id: String(e.id), name: e.name as string, eventId: e.event_id as string | null, matched: e.matched as MatchedWait[] } : null;
-  }
-
-  /** Recent events (newest first, keyset on id), each with the waits it matched. */
-  async listEvents(filter: { name: string | null; beforeId: string | null; limit: number }) {
-    const { rows } = await this.#pool.query(
-      `SELECT e.id, e.event_id, e.name, ${jsonColumn('e.payload', 'payload_text', { limit: '$4', preview: '$5' })}, e.source, e.occurred_at,
-              ${matchedWaitsSql(this.#t)} AS matched
-       FROM ${this.#t.events} e
-       WHERE ($1::text IS NULL OR e.name = $1) AND ($2::bigint IS NULL OR e.id < $2::bigint)
-       ORDER BY e.id DESC
-       LIMIT $3`,
-      [filter.name, filter.beforeId, filter.limit + 1, VIEW_LIMITS.valueBytes, VIEW_LIMITS.previewChars],
-    );
-    const truncated: TruncatedValue[] = [];
-    const events = rows.slice(0, filter.limit).map((e) => ({
-      id: String(e.id),
-      eventId: e.event_id as string | null,
-      name: e.name as string,
-      payload: readJson(e, 'payload_text', `events.${e.id}.payload`, truncated),
-      source: e.source as string | null,
-      occurredAt: e.occurred_at as Date,
-      matched: e.matched as MatchedWait[],
-    }));
-    const last = events[events.length - 1];
-    return { events, truncated, next: rows.length > filter.limit && last ? last.id : null };
-  }
-
-  /** The whole payload of an event as JSON text, or null when there is no such event. */
-  async eventPayload(id: string): Promise<string | null> {
-    const { rows } = await this.#pool.query<{ payload: string }>(`SELECT payload::text AS payload FROM ${this.#t.events} WHERE id = $1`, [id]);
-    return rows[0]?.payload ?? null;
-  }
-
-  /** A run's timeline as the viewer shows it (bounded: VIEW_LIMITS), from the log after `logsAfter` on. */
-  timeline(runId: string, logs: { after?: string; limit?: number } = {}): Promise<Timeline | null> {
-    return loadTimeline(this.#pool, this.#t, runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after });
-  }
-
-  /** The whole text of one value of a run (see values.ts), or null. */
-  value(runId: string, path: ValuePath): Promise<string | null> {
-    return readValue(this.#pool, this.#t, runId, path);
+    const rows = await this.#db.models.WorkflowRun.findAll({
+      attributes: ['workflowName'],
+      group: ['workflowName'],
+      order: [['workflowName', 'ASC']],
+      limit: 500,
+    });
+    return rows.map((r) => String(r.get('workflowName')));
   }
 
   /** Status and workflow of some runs (the parent and children shown on a run page). */
   async runSummaries(runIds: string[]): Promise<Map<string, { workflow: string; status: RunStatus }>> {
     if (runIds.length === 0) return new Map();
-    const { rows } = await this.#pool.query(
-      `SELECT run_id, workflow_name, status FROM ${this.#t.runs} WHERE run_id = ANY($1::text[])`,
-      [runIds],
-    );
-    return new Map(rows.map((r) => [r.run_id as string, { workflow: r.workflow_name as string, status: r.status as RunStatus }]));
+    const rows = await this.#db.models.WorkflowRun.findAll({
+      attributes: ['runId', 'workflowName', 'status'],
+      where: { runId: { [Op.in]: runIds } },
+    });
+    return new Map(rows.map((r) => [String(r.get('runId')), { workflow: String(r.get('workflowName')), status: r.get('status') as RunStatus }]));
   }
 }

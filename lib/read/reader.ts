@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto';
+import { Op, cast, col } from 'sequelize';
+import type { StoredError } from '../errors.js';
+import type { RunInfo, RunStatus } from '../types.js';
+import type { Outcome } from '../workflow/results.js';
+import type { TimelineLimits } from './bounded.js';
+import { pgCode } from './db.js';
+import type { ReadDb } from './db.js';
+import { eventMatches, eventPayload, listEvents } from './events.js';
+import { RunLists } from './lists.js';
+import type { RunFilter, RunPage, RunScope } from './lists.js';
+import { getRunRow, loadTimeline, toRunInfo } from './timeline.js';
+import type { Timeline } from './timeline.js';
+import { readValue } from './values.js';
+import type { ValuePath } from './values.js';
+
+/**
+ * The read side: every read of durable-flow's records that is not an execution's (getRun, timeline,
+ * result() polls, the viewer's pages, the live feed's read-backs), on the viewer's connections (a
+ * Sequelize instance of durable-flow's own, statements bounded to 10 s) through the models, with SQL
+ * where the models cannot say it. The engine's hot path (claims, commits, notify) stays raw SQL on
+ * the engine's pool (lib/db/store.ts), for the reasons the benchmark shows.
+ */
+export class Reader {
+  readonly #db: ReadDb;
+  readonly #lists: RunLists;
+  #csrfKey: Promise<string> | undefined;
+
+  constructor(db: ReadDb) {
+    this.#db = db;
+    this.#lists = new RunLists(db);
+  }
+
+  /** The run with this id, or null. */
+  async run(runId: string): Promise<RunInfo | null> {
+    const row = await getRunRow(this.#db, runId);
+    return row ? toRunInfo(row) : null;
+  }
+
+  /** The run with its steps, waits, events and logs (bounded for display with `limits`); null if there is no such run. */
+  timeline(runId: string, limits?: TimelineLimits): Promise<Timeline | null> {
+    return loadTimeline(this.#db, runId, limits);
+  }
+
+  /** The outcomes of those of `runIds` that finished, and of those that do not exist. */
+  async finishedRuns(runIds: string[]): Promise<{ runId: string; outcome: Outcome }[]> {
+    const rows = await this.#db.models.WorkflowRun.findAll({
+      attributes: ['runId', 'status', [cast(col('output'), 'text'), 'output'], 'error'],
+      where: { runId: { [Op.in]: runIds } },
+    });
+    const found = new Map(rows.map((row) => [String(row.get('runId')), row]));
+    const outcomes: { runId: string; outcome: Outcome }[] = [];
+    for (const runId of runIds) {
+      const row = found.get(runId);
+      if (!row) {
+        outcomes.push({ runId, outcome: { status: 'missing' } });
+        continue;
+      }
+      const status = row.get('status') as RunStatus;
+      const output = row.get('output') as string | null;
+      const error = row.get('error') as StoredError | null;
+      if (status === 'completed') outcomes.push({ runId, outcome: { status, ...(output === null ? {} : { output }) } });
+      else if (status === 'failed') outcomes.push({ runId, outcome: { status, ...(error ? { error } : {}) } });
+      else if (status === 'cancelled') outcomes.push({ runId, outcome: { status } });
+    }
+    return outcomes;
+  }
+
+  listRuns(filter: RunFilter): Promise<RunPage> {
+    return this.#lists.listRuns(filter);
+  }
+
+  countByStatus(workflow: string | null, scope?: RunScope): Promise<Record<string, number>> {
+    return this.#lists.countByStatus(workflow, scope);
+  }
+
+  workflowStats(): Promise<Map<string, Record<string, number>>> {
+    return this.#lists.workflowStats();
+  }
+
+  workflowNames(): Promise<string[]> {
+    return this.#lists.workflowNames();
+  }
+
+  runSummaries(runIds: string[]): Promise<Map<string, { workflow: string; status: RunStatus }>> {
+    return this.#lists.runSummaries(runIds);
+  }
+
+  eventMatches(id: string): ReturnType<typeof eventMatches> {
+    return eventMatches(this.#db, id);
+  }
+
+  listEvents(filter: { name: string | null; beforeId: string | null; limit: number }, limits: { valueBytes: number; previewChars: number }): ReturnType<typeof listEvents> {
+    return listEvents(this.#db, filter, limits);
+  }
+
+  eventPayload(id: string): Promise<string | null> {
+    return eventPayload(this.#db, id);
+  }
+
+  /** The whole text of one value of a run (see values.ts), or null. */
+  value(runId: string, path: ValuePath): Promise<string | null> {
+    return readValue(this.#db, runId, path);
+  }
+
+  /**
+   * The key of the viewer's CSRF tokens, read once (and again after a failed read). It lives in the
+   * database so that every web process signs alike; a deleted row is made anew (a key rotation).
+   */
+  csrfKey(): Promise<string> {
+    this.#csrfKey ??= this.#readCsrfKey().catch((error: unknown) => {
+      this.#csrfKey = undefined;
+      throw error;
+    });
+    return this.#csrfKey;
+  }
+
+  async #readCsrfKey(): Promise<string> {
+    const { Secret } = this.#db.models;
+    const read = async () => (await Secret.findByPk('viewer_csrf'))?.get('value') as string | undefined;
+    let key: string | undefined;
+    try {
+      key = await read();
+    } catch (error) {
+      if (pgCode(error) === '42P01') {
+        throw new Error('durable-flow: the viewer needs migration 003 (its CSRF key table): run `await flow.migrate()` at start-up', { cause: error });
+      }
+      throw error;
+    }
+    if (key) return key;
+    // Two processes may make one at once: the first stored wins, and both read it back.
+    await Secret.bulkCreate([{ name: 'viewer_csrf', value: randomBytes(32).toString('hex') }], { ignoreDuplicates: true });
+    return (await read())!;
+  }
+}

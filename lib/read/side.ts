@@ -1,0 +1,24 @@
+import type { Sequelize } from 'sequelize';
+import type { FeedRecords } from '../changes/feed.js';
+import { defineModels } from '../db/models.js';
+import type { Tables } from '../db/tables.js';
+import { Operator } from '../operator/runs.js';
+import { readDb } from './db.js';
+import { Reader } from './reader.js';
+import { changedRecords, keepLive } from './records.js';
+
+/** The read side and the cold path's writes: one Sequelize instance (the viewer's connections), one set of models. */
+export interface ViewerSide {
+  reader: Reader;
+  operator: Operator;
+  feed: FeedRecords;
+}
+
+export function viewerSide(sequelize: Sequelize, schema: string, tables: Tables, clockOffsetMs: () => number): ViewerSide {
+  const db = readDb(sequelize, defineModels(sequelize, schema), tables);
+  return {
+    reader: new Reader(db),
+    operator: new Operator(db, clockOffsetMs),
+    feed: { changedRecords: (ids) => changedRecords(db, ids), keepLive: (windowMs) => keepLive(db, windowMs) },
+  };
+}
