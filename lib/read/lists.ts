@@ -94,6 +94,25 @@ function scopeKey(scope: RunScope): string {
   return scope.kind === 'children' ? `children:${scope.parentRunId}` : scope.kind;
 }
 
+/** A row of the run list's statement. */
+interface ListedRunRow {
+  id: string;
+  run_id: string;
+  workflow_name: string;
+  status: RunStatus;
+  created_at: Date;
+  started_at: Date | null;
+  updated_at: Date;
+  parent_run_id: string | null;
+  finished_at: Date | null;
+  /** The exact created_at as text (read/cursor.ts). */
+  created_key: string;
+  error_code: string | null;
+  error_message: string | null;
+  error_cut: boolean;
+  child_count: number;
+}
+
 /** The runs of a count's scope, as a models `where`. */
 function scopeWhere(scope: RunScope): WhereOptions {
   switch (scope.kind) {
@@ -135,7 +154,7 @@ export class RunLists {
     const t: Tables = this.#db.tables;
     const search = filter.q === null ? null : inputSearch(filter.q);
     const scope = scopeSql(filter.scope, 10, 3);
-    const rows = await this.#db.select<Record<string, any>>(
+    const rows = await this.#db.select<ListedRunRow>(
       `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id,
               coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key,
               CASE WHEN error IS NULL OR jsonb_typeof(error) <> 'object' THEN NULL

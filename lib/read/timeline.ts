@@ -155,6 +155,46 @@ export interface Timeline {
 
 const TYPE_ORDER = { step: 0, wait: 1, event: 2, log: 3 } as const;
 
+/** Rows of a timeline's statements (ids as text; a bounded JSON value's `<alias>_bytes`/`_preview` beside it, see bounded.ts). */
+interface StepRow {
+  id: string;
+  name: string;
+  kind: string;
+  status: StepStatus;
+  attempts: number;
+  position: number | null;
+  metadata: Record<string, unknown>;
+  started_at: Date | null;
+  completed_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+interface WaitRow {
+  id: string;
+  workflow_step_id: string;
+  workflow_event_id: string | null;
+  event_name: string;
+  status: WaitStatus;
+  allow_past_events: boolean;
+  timeout_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  e_event_id: string | null;
+  e_name: string;
+  e_source: string | null;
+  e_occurred_at: Date;
+}
+
+interface LogRow {
+  id: string;
+  workflow_step_id: string | null;
+  level: LogLevel;
+  message: string;
+  message_bytes?: number | null;
+  created_at: Date;
+}
+
 /**
  * The whole story of a run: its steps (each with its logs, waits and matched events), run-level logs,
  * and a flat chronological list. With `limits`, bounded for display (see TimelineLimits).
@@ -171,13 +211,13 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
        CASE WHEN octet_length(message) > $2 THEN octet_length(message) END AS message_bytes`
     : 'message';
   const [steps, waits, logs, logCount] = await Promise.all([
-    db.select<Record<string, any>>(
+    db.select<StepRow>(
       `SELECT id, name, kind, status, attempts, position, ${jsonColumn('result', 'result_text', bound)}, ${errorColumn('error', 'error_text', b)},
               ${jsonColumn('cursor', 'cursor_text', bound)}, metadata, started_at, completed_at, created_at, updated_at
        FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY coalesce(position, 2147483647), created_at, id`,
       params,
     ),
-    db.select<Record<string, any>>(
+    db.select<WaitRow>(
       `SELECT w.id, w.workflow_step_id, w.workflow_event_id, w.event_name, w.status, ${jsonColumn('w.match', 'match_text', bound)},
               w.allow_past_events, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
               ${jsonColumn('e.payload', 'e_payload_text', bound)}, e.source AS e_source, e.occurred_at AS e_occurred_at
@@ -185,7 +225,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
        WHERE w.workflow_run_id = $1 ORDER BY w.created_at, w.id`,
       params,
     ),
-    db.select<Record<string, any>>(
+    db.select<LogRow>(
       `SELECT id, workflow_step_id, level, ${message}, ${jsonColumn('data', 'data_text', bound)}, created_at FROM ${t.logs}
        WHERE workflow_run_id = $1
        ${limits ? `AND ($5::bigint IS NULL OR (created_at, id) > (SELECT created_at, id FROM ${t.logs} WHERE id = $5 AND workflow_run_id = $1))` : ''}
