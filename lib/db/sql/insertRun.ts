@@ -1,10 +1,10 @@
 import type { Tables } from '../tables.js';
-import { nowSql } from '../tables.js';
+import { nowSql, quoteIdent } from '../tables.js';
 
 /**
  * Creates runs, many in one statement (the starts of a process are group-committed, see Batcher).
- * A row with an `owner` is inserted already claimed by that worker of this process (running, leased,
- * epoch 1: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id, or an
+ * A row with an `owner` is inserted already claimed by that worker of this process (its first lease,
+ * durable_flow_lease_columns: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id, or an
  * idempotency key of the same workflow, that exists already inserts nothing (both are unique indexes):
  * the caller reads those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
  *
@@ -25,18 +25,17 @@ WITH x AS (
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
      claim_count, attempts, started_at)
-  SELECT run_id, workflow_name, queue_name, priority, input::jsonb, idempotency_key, parent_run_id,
-         parent_step_name, concurrency_key, concurrency_limit,
-         CASE WHEN owner IS NULL THEN 'enqueued' ELSE 'running' END,
-         ${now} + coalesce(CASE WHEN owner IS NULL THEN delay_ms ELSE lease_ms END, 0) * interval '1 millisecond',
-         owner,
-         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN owner IS NULL THEN NULL ELSE ${now} + lease_ms * interval '1 millisecond' END,
-         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN owner IS NULL THEN NULL ELSE ${now} END
+  SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
+         x.parent_step_name, x.concurrency_key, x.concurrency_limit,
+         coalesce(l.status, 'enqueued'),
+         coalesce(l.wake_at, ${now} + coalesce(x.delay_ms, 0) * interval '1 millisecond'),
+         x.owner, coalesce(l.lease_epoch, 0), l.lease_expires_at, coalesce(l.claim_count, 0), coalesce(l.attempts, 0),
+         l.started_at
   FROM x
-  ORDER BY i
+  -- A row with an owner gets the first lease, as durable_flow_lease writes every lease.
+  LEFT JOIN LATERAL ${quoteIdent(t.schema)}.durable_flow_lease_columns(
+    0, 0, 0, NULL, ${now}, ${now} + x.lease_ms * interval '1 millisecond') l ON x.owner IS NOT NULL
+  ORDER BY x.i
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
             created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay
