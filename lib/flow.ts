@@ -14,9 +14,9 @@ import type { DurableFlowModels } from './db/models.js';
 import { Store } from './db/store.js';
 import { Batcher } from './db/batcher.js';
 import { gatePool } from './db/gate.js';
-import { fromPg } from './db/queryable.js';
 import { Pools } from './db/pools.js';
 import type { SqlTexts } from './db/sql/index.js';
+import type { NewRun } from './db/sql/insertRun.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
 import { debugPoint } from './debug-point.js';
@@ -48,7 +48,7 @@ import type { Timeline } from './workflow/inspect.js';
 import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
 import { insertRows, startRun } from './workflow/start.js';
-import type { InsertResult, ParentLink, RunRow } from './workflow/start.js';
+import type { InsertResult, ParentLink } from './workflow/start.js';
 import { Listener } from './worker/listener.js';
 import { LocalClaims } from './worker/local-claim.js';
 import { Worker } from './worker/worker.js';
@@ -79,7 +79,7 @@ export class DurableFlow {
   readonly #workers = new Set<RunningWorker>();
   readonly #results: ResultWatcher;
   readonly #batcher: CommitBatcher;
-  readonly #starts: Batcher<RunRow, InsertResult>;
+  readonly #starts: Batcher<NewRun, InsertResult>;
   readonly #executionEnv: ExecutionEnv;
   /** Direct dispatch and a notify's local claim: runs leased to this process's workers by its own statements. */
   readonly #localClaims: LocalClaims;
@@ -102,17 +102,13 @@ export class DurableFlow {
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
     this.#feed = new ChangeFeed(gate, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher(this.#pool, this.tables);
-    this.#batcher = new CommitBatcher(this.#pool, this.#store.statements, () => this.#clockOffsetMs);
-    this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#store, rows), { maxBatch: 500, maxInFlight: 2 });
+    this.#batcher = new CommitBatcher(this.#store);
+    this.#starts = new Batcher((runs) => insertRows(this.#store.db, this.#store, runs), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
     this.#localClaims = new LocalClaims({ workers: () => this.#workers, workflows: () => [...this.#definitions.keys()], leaseTtlMs: this.options.leaseTtlMs });
     this.#executionEnv = {
       store: this.#store,
-      pool: this.#pool,
-      sql: this.#store.statements,
       options: this.options,
-      lockNamespace: this.tables.lockNamespace,
-      clockOffsetMs: () => this.#clockOffsetMs,
       notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
       commit: (request) => this.#batcher.commit(request),
       onFinished: (runId, outcome) => this.#results.finished(runId, outcome),

@@ -1,5 +1,38 @@
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { nowSql, quoteIdent } from '../tables.js';
+import { toClaimedBatch } from './claimed.js';
+import type { ClaimedBatch, ClaimedRunRow } from './claimed.js';
+import type { Statement } from './statement.js';
+
+/** A run to create. */
+export interface NewRun {
+  runId: string;
+  workflow: string;
+  queue: string;
+  priority: number;
+  /** JSON text. */
+  input: string | null;
+  idempotencyKey: string | null;
+  parentRunId: string | null;
+  parentStepName: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  delayMs: number;
+  /** A worker of this process that takes the run at once: it is inserted leased to it for `leaseMs`. */
+  owner: string | null;
+  leaseMs: number | null;
+  /** Its cancelOn triggers. */
+  triggers: { event: string; match: unknown }[];
+}
+
+/** A run insertRuns created. */
+export interface InsertedRun {
+  runId: string;
+  workflow: string;
+  /** Set for a run inserted already claimed: what its worker executes. */
+  claimed: ClaimedBatch | undefined;
+}
 
 /**
  * Creates runs, many in one statement (the starts of a process are group-committed, see Batcher).
@@ -12,7 +45,7 @@ import { nowSql, quoteIdent } from '../tables.js';
  *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers }]
  * $2 clock offset (ms)
  */
-export const insertRuns = (t: Tables): string => {
+export const insertRunsSql = (t: Tables): string => {
   const now = nowSql('$2');
   return `
 WITH x AS (
@@ -51,7 +84,62 @@ SELECT coalesce((SELECT json_agg(ins) FROM ins), '[]') AS runs,
 };
 
 /** The runs that conflicting starts collided with: by run id, or by (workflow, idempotency key). */
-export const findRunsByKeys = (t: Tables): string => `
+export const findRunsByKeysSql = (t: Tables): string => `
 SELECT run_id, workflow_name, idempotency_key FROM ${t.runs}
 WHERE run_id = ANY($1::text[])
    OR (workflow_name, idempotency_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))`;
+
+/**
+ * Inserts `runs` in one statement; returns the runs it created, in order. A run whose id or
+ * idempotency key exists already is not among them (see findRunsByKeys).
+ */
+export async function insertRuns(db: Queryable, statement: Statement, p: { runs: NewRun[]; offsetMs: number }): Promise<InsertedRun[]> {
+  const rows = p.runs.map((run, i) => ({
+    i,
+    run_id: run.runId,
+    workflow_name: run.workflow,
+    queue_name: run.queue,
+    priority: run.priority,
+    input: run.input,
+    idempotency_key: run.idempotencyKey,
+    parent_run_id: run.parentRunId,
+    parent_step_name: run.parentStepName,
+    concurrency_key: run.concurrencyKey,
+    concurrency_limit: run.concurrencyLimit,
+    delay_ms: run.delayMs,
+    owner: run.owner,
+    lease_ms: run.leaseMs,
+    triggers: run.triggers,
+  }));
+  const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
+    JSON.stringify(rows),
+    p.offsetMs,
+  ]);
+  const { runs, snapshot, db_now_ms: dbNowMs } = answer!;
+  return runs.map((run) => ({
+    runId: run.run_id,
+    workflow: run.workflow_name,
+    claimed: run.lease_owner ? toClaimedBatch([run], [], snapshot, dbNowMs) : undefined,
+  }));
+}
+
+/** A run a conflicting start collided with. */
+export interface ExistingRun {
+  runId: string;
+  workflow: string;
+  idempotencyKey: string | null;
+}
+
+/** The runs with these run ids, or these idempotency keys of these workflows. */
+export async function findRunsByKeys(
+  db: Queryable,
+  statement: Statement,
+  p: { runIds: string[]; keys: { workflow: string; idempotencyKey: string }[] },
+): Promise<ExistingRun[]> {
+  const rows = await db.query<{ run_id: string; workflow_name: string; idempotency_key: string | null }>(statement, [
+    p.runIds,
+    p.keys.map((key) => key.workflow),
+    p.keys.map((key) => key.idempotencyKey),
+  ]);
+  return rows.map((row) => ({ runId: row.run_id, workflow: row.workflow_name, idempotencyKey: row.idempotency_key }));
+}
