@@ -7,6 +7,8 @@ import { toClaimedBatch } from './sql/claimed.js';
 import type { ClaimedBatch, ClaimedRunRow, HistoryRow, LeaseTarget } from './sql/claimed.js';
 import { commitBatch } from './sql/commitBatch.js';
 import type { CommitRequest, CommitResult } from './sql/commitBatch.js';
+import { buildSql } from './sql/index.js';
+import type { SqlTexts } from './sql/index.js';
 import { notifyEvent, notifyEvents } from './sql/insertEvent.js';
 import type { StoredEvent } from './sql/insertEvent.js';
 import { findRunsByKeys, insertRuns } from './sql/insertRun.js';
@@ -16,8 +18,6 @@ import type { NewWait, WatchedRun } from './sql/insertWaits.js';
 import { lockEventNames } from './sql/lockEventNames.js';
 import { resolveWaits, settleWaits } from './sql/resolveWaits.js';
 import type { Settlement, WaitState } from './sql/resolveWaits.js';
-import { buildSql } from './sql/index.js';
-import type { SqlTexts } from './sql/index.js';
 import { suspendRun } from './sql/runTransitions.js';
 import type { Tables } from './tables.js';
 

@@ -1,6 +1,6 @@
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { quoteIdent } from '../tables.js';
-import type { Queryable } from '../queryable.js';
 import type { Statement } from './statement.js';
 
 /**

@@ -1,8 +1,8 @@
-import type { Tables } from '../tables.js';
-import { nowSql, quoteIdent } from '../tables.js';
 import type { StoredError } from '../../errors.js';
 import type { RunStatus } from '../../types.js';
 import type { Queryable } from '../queryable.js';
+import type { Tables } from '../tables.js';
+import { nowSql, quoteIdent } from '../tables.js';
 import type { Statement } from './statement.js';
 
 /**
