@@ -14,9 +14,9 @@ import type { DurableFlowModels } from './db/models.js';
 import { Store } from './db/store.js';
 import { Batcher } from './db/batcher.js';
 import { gatePool } from './db/gate.js';
-import { fromPg } from './db/queryable.js';
 import { Pools } from './db/pools.js';
 import type { SqlTexts } from './db/sql/index.js';
+import type { NewRun } from './db/sql/insertRun.js';
 import { tablesFor } from './db/tables.js';
 import type { Tables } from './db/tables.js';
 import { debugPoint } from './debug-point.js';
@@ -45,7 +45,7 @@ import type { ExecutionEnv } from './workflow/env.js';
 import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
 import { insertRows, startRun } from './workflow/start.js';
-import type { InsertResult, ParentLink, RunRow } from './workflow/start.js';
+import type { InsertResult, ParentLink } from './workflow/start.js';
 import { viewerSide } from './read/side.js';
 import type { ViewerSide } from './read/side.js';
 import type { RecordIds } from './read/records.js';
@@ -80,7 +80,7 @@ export class DurableFlow {
   readonly #workers = new Set<RunningWorker>();
   readonly #results: ResultWatcher;
   readonly #batcher: CommitBatcher;
-  readonly #starts: Batcher<RunRow, InsertResult>;
+  readonly #starts: Batcher<NewRun, InsertResult>;
   readonly #executionEnv: ExecutionEnv;
   /** Direct dispatch and a notify's local claim: runs leased to this process's workers by its own statements. */
   readonly #localClaims: LocalClaims;
@@ -104,17 +104,13 @@ export class DurableFlow {
     const feedRecords = { changedRecords: (ids: RecordIds) => this.#side().feed.changedRecords(ids), keepLive: (ms: number) => this.#side().feed.keepLive(ms) };
     this.#feed = new ChangeFeed(gate, feedRecords, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher((runIds) => this.#side().reader.finishedRuns(runIds));
-    this.#batcher = new CommitBatcher(this.#pool, this.#store.statements, () => this.#clockOffsetMs);
-    this.#starts = new Batcher((rows) => insertRows(fromPg(this.#pool), this.#store, rows), { maxBatch: 500, maxInFlight: 2 });
+    this.#batcher = new CommitBatcher(this.#store);
+    this.#starts = new Batcher((runs) => insertRows(this.#store.db, this.#store, runs), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
     this.#localClaims = new LocalClaims({ workers: () => this.#workers, workflows: () => [...this.#definitions.keys()], leaseTtlMs: this.options.leaseTtlMs });
     this.#executionEnv = {
       store: this.#store,
-      pool: this.#pool,
-      sql: this.#store.statements,
       options: this.options,
-      lockNamespace: this.tables.lockNamespace,
-      clockOffsetMs: () => this.#clockOffsetMs,
       notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
       commit: (request) => this.#batcher.commit(request),
       onFinished: (runId, outcome) => this.#results.finished(runId, outcome),

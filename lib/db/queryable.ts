@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { DurableFlowError } from '../errors.js';
-import type { Statement } from './sql/index.js';
+import type { Statement } from './sql/statement.js';
 
 /**
  * Anything durable-flow can run a statement on: its own pool, a client inside a transaction, or the

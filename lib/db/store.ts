@@ -1,9 +1,24 @@
 import type pg from 'pg';
-import { runSql } from './queryable.js';
+import type { StoredError } from '../errors.js';
+import type { RunStatus } from '../types.js';
+import { fromPg, runSql, withTransaction } from './queryable.js';
+import type { Queryable } from './queryable.js';
 import { toClaimedBatch } from './sql/claimed.js';
-import type { ClaimedBatch, ClaimedRunRow, HistoryRow } from './sql/claimed.js';
+import type { ClaimedBatch, ClaimedRunRow, HistoryRow, LeaseTarget } from './sql/claimed.js';
+import { commitBatch } from './sql/commitBatch.js';
+import type { CommitRequest, CommitResult } from './sql/commitBatch.js';
 import { buildSql } from './sql/index.js';
 import type { SqlTexts } from './sql/index.js';
+import { notifyEvent, notifyEvents } from './sql/insertEvent.js';
+import type { StoredEvent } from './sql/insertEvent.js';
+import { findRunsByKeys, insertRuns } from './sql/insertRun.js';
+import type { ExistingRun, InsertedRun, NewRun } from './sql/insertRun.js';
+import { insertWaits, lockWatchedRuns } from './sql/insertWaits.js';
+import type { NewWait, WatchedRun } from './sql/insertWaits.js';
+import { lockEventNames } from './sql/lockEventNames.js';
+import { resolveWaits, settleWaits } from './sql/resolveWaits.js';
+import type { Settlement, WaitState } from './sql/resolveWaits.js';
+import { suspendRun } from './sql/runTransitions.js';
 import type { Tables } from './tables.js';
 
 /** A run a worker holds, fenced by the epoch of its lease. */
@@ -13,31 +28,33 @@ export interface LeasedRun {
 }
 
 /**
- * The typed boundary to the database for the statements of a run's life outside an execution's
- * writes: each method takes a typed parameter object, runs one named statement of `db/sql/` and maps
- * its rows to the domain. One Store per flow replaces the `{ pool, sql, clockOffsetMs, lockNamespace }`
- * every part used to carry; the flow's clock offset (moved only by the test harness) is applied here.
+ * The typed boundary to the database for the statements of a run's life: each method takes a typed
+ * parameter object, runs one named statement of `db/sql/` and returns its rows mapped to the domain
+ * (the statement's own file does the mapping). One Store per flow replaces the
+ * `{ pool, sql, clockOffsetMs, lockNamespace }` every part used to carry; the flow's clock offset
+ * (moved only by the test harness) and the lock namespace are applied here. A method whose statement
+ * may run inside a transaction (the caller's, or one of the engine's own) takes the Queryable to run
+ * it on first; `db` is the pool's.
  */
 export class Store {
   readonly pool: pg.Pool;
+  /** The pool, as a Queryable. */
+  readonly db: Queryable;
   readonly tables: Tables;
   readonly statements: SqlTexts;
   readonly #clockOffsetMs: () => number;
 
   constructor(pool: pg.Pool, tables: Tables, clockOffsetMs: () => number) {
     this.pool = pool;
+    this.db = fromPg(pool);
     this.tables = tables;
     this.statements = buildSql(tables);
     this.#clockOffsetMs = clockOffsetMs;
   }
 
-  /** The namespace of the event-name advisory locks (see tables.ts). */
-  get lockNamespace(): number {
-    return this.tables.lockNamespace;
-  }
-
-  clockOffsetMs(): number {
-    return this.#clockOffsetMs();
+  /** Runs `fn` in a transaction on a client of the pool (rolled back if it throws). */
+  transaction<T>(fn: (db: Queryable) => Promise<T>): Promise<T> {
+    return withTransaction(this.pool, (client) => fn(fromPg(client)));
   }
 
   /**
@@ -48,7 +65,7 @@ export class Store {
     const { rows } = await runSql<{ runs: ClaimedRunRow[]; steps: HistoryRow[]; next_wake_ms: number | null; db_now_ms: number; snapshot: string }>(
       this.pool,
       this.statements.claimRuns,
-      [p.queues, p.workflows, p.limit, p.owner, p.leaseMs, this.clockOffsetMs()],
+      [p.queues, p.workflows, p.limit, p.owner, p.leaseMs, this.#clockOffsetMs()],
     );
     const answer = rows[0]!;
     return {
@@ -62,7 +79,7 @@ export class Store {
     const { rows } = await runSql<{ workflow_name: string; runs: number }>(this.pool, this.statements.orphanedWorkflows, [
       p.queues,
       p.workflows,
-      this.clockOffsetMs(),
+      this.#clockOffsetMs(),
     ]);
     return rows.map((row) => ({ workflow: row.workflow_name, runs: row.runs }));
   }
@@ -73,7 +90,7 @@ export class Store {
       JSON.stringify(p.runs.map((run) => ({ id: run.id, epoch: run.epoch }))),
       p.owner,
       p.leaseMs,
-      this.clockOffsetMs(),
+      this.#clockOffsetMs(),
     ]);
     return new Set(rows.map((row) => String(row.id)));
   }
@@ -85,20 +102,69 @@ export class Store {
   async releaseRuns(runs: (LeasedRun & { delayMs: number; clean: boolean })[]): Promise<number> {
     const { rows } = await runSql(this.pool, this.statements.releaseRuns, [
       JSON.stringify(runs.map((run) => ({ id: run.id, epoch: run.epoch, delay_ms: run.delayMs, clean: run.clean }))),
-      this.clockOffsetMs(),
+      this.#clockOffsetMs(),
     ]);
     return rows.length;
   }
 
-  /** Cancels a run that has not finished and the unfinished runs it started; returns how many were cancelled. */
-  async cancelRun(p: { runId: string; reason: string }): Promise<number> {
-    const { rows } = await runSql<{ cancelled: number }>(this.pool, this.statements.cancelRun, [p.runId, this.clockOffsetMs(), p.reason]);
-    return rows[0]!.cancelled;
+  /** Creates runs in one statement (a row with an owner already leased to it); returns those it created. */
+  insertRuns(db: Queryable, runs: NewRun[]): Promise<InsertedRun[]> {
+    return insertRuns(db, this.statements.insertRuns, { runs, offsetMs: this.#clockOffsetMs() });
   }
 
-  /** Puts a failed run back in the queue from its failed step; returns whether it was failed (1) or not (0). */
-  async retryRun(p: { runId: string }): Promise<number> {
-    const { rows } = await runSql<{ retried: number }>(this.pool, this.statements.retryRun, [p.runId, this.clockOffsetMs()]);
-    return rows[0]!.retried;
+  /** The runs that starts which created nothing collided with: by run id, or by workflow and idempotency key. */
+  findRunsByKeys(db: Queryable, p: { runIds: string[]; keys: { workflow: string; idempotencyKey: string }[] }): Promise<ExistingRun[]> {
+    return findRunsByKeys(db, this.statements.findRunsByKeys, p);
+  }
+
+  /**
+   * Stores an event, matches the waits it satisfies and wakes their runs (durable_flow_notify); the
+   * ones leased to `claim` come back as `claimed` (EMPTY_BATCH when none). Undefined if it answered nothing.
+   */
+  notify(
+    db: Queryable,
+    p: { id: string | null; name: string; payload: string; source: string; claim: LeaseTarget | undefined },
+  ): Promise<(StoredEvent & { claimed: ClaimedBatch }) | undefined> {
+    return notifyEvent(db, this.statements.notifyEvent, { ...p, lockNamespace: this.tables.lockNamespace, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** Stores many events in one statement (durable_flow_notify_many); one answer per event, in order. */
+  notifyMany(db: Queryable, p: { events: { id?: string | undefined; name: string; payload: unknown }[]; source: string }): Promise<StoredEvent[]> {
+    return notifyEvents(db, this.statements.notifyEvents, { ...p, lockNamespace: this.tables.lockNamespace, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** The writes of many executions in one statement, each fenced by its lease; one result per request. */
+  commitBatch(db: Queryable, requests: CommitRequest[]): Promise<CommitResult[]> {
+    return commitBatch(db, this.statements.commitBatch, { requests, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** Takes the event-name advisory locks of `names` until the transaction ends. */
+  lockEventNames(db: Queryable, names: string[]): Promise<void> {
+    return lockEventNames(db, this.statements.lockEventNames, { namespace: this.tables.lockNamespace, names });
+  }
+
+  /** Marks the runs `runIds` as watched, locks them and reads their state. */
+  lockWatchedRuns(db: Queryable, runIds: string[]): Promise<WatchedRun[]> {
+    return lockWatchedRuns(db, this.statements.lockWatchedRuns, { runIds });
+  }
+
+  /** Records new waits of run `run` (database id) on its steps of the same names. */
+  insertWaits(db: Queryable, p: { run: string; waits: NewWait[] }): Promise<void> {
+    return insertWaits(db, this.statements.insertWaits, p);
+  }
+
+  /** The waits of run `run` on `stepNames`, locked, each with the event that settles it if any. */
+  resolveWaits(db: Queryable, p: { run: string; stepNames: string[] }): Promise<WaitState[]> {
+    return resolveWaits(db, this.statements.resolveWaits, { ...p, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** Settles waits and their steps (matched or timed out). */
+  settleWaits(db: Queryable, settlements: Settlement[]): Promise<void> {
+    return settleWaits(db, this.statements.settleWaits, { settlements, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** Suspends a run still leased with `epoch` and releases its lease; false when the lease was lost. */
+  suspendRun(db: Queryable, p: { run: string; epoch: string; status: RunStatus; wakeAt: string | null; error: StoredError | undefined }): Promise<boolean> {
+    return suspendRun(db, this.statements.suspendRun, { ...p, offsetMs: this.#clockOffsetMs() });
   }
 }

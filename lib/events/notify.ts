@@ -1,7 +1,7 @@
-import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
-import type { ClaimedRunRow, HistoryRow } from '../db/sql/claimed.js';
+import { EMPTY_BATCH } from '../db/sql/claimed.js';
+import type { ClaimedBatch } from '../db/sql/claimed.js';
 import type { Store } from '../db/store.js';
-import { fromPg, queryableFor, withTransaction } from '../db/queryable.js';
+import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
 import { debugPoint } from '../debug-point.js';
 import { DurableFlowError } from '../errors.js';
@@ -11,21 +11,6 @@ import type { LocalClaim } from '../worker/local-claim.js';
 
 export const MAX_EVENT_NAME = 255;
 export const MAX_EVENT_ID = 255;
-
-interface NotifyRow {
-  event_pk: string | number;
-  event_key: string | null;
-  event_name: string;
-  event_payload: unknown;
-  event_occurred_at: Date | string;
-  is_duplicate: boolean;
-  is_conflict: boolean;
-  matched_waits: number;
-  claimed: ClaimedRunRow[];
-  history: HistoryRow[];
-  db_now_ms: number | null;
-  snapshot: string | null;
-}
 
 export interface NotifyEnv {
   store: Store;
@@ -62,21 +47,20 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
     throw new DurableFlowError('INVALID_ARGUMENT', 'Expected the options of notify to be an object');
   }
   const payloadText = validateEvent(name, payload, options.id, env.maxPayloadSize);
-  const run = (db: Queryable, taker: LocalClaim | undefined) => storeEvent(env, db, name as string, payloadText, options, taker);
   // One statement: atomic on its own, or part of the caller's transaction when one is given (then the
   // runs are woken by NOTIFY at its commit, never taken directly: we cannot tell when it commits).
   const inTransaction = options.transaction !== undefined && options.transaction !== null;
   if (inTransaction) await env.changesReady?.();
   const taker = inTransaction ? undefined : env.localClaim?.();
-  let claimed: NotifyRow | undefined;
+  let claimed: ClaimedBatch = EMPTY_BATCH;
   try {
-    const stored = await run(queryableFor(env.store.pool, options.transaction), taker);
-    claimed = stored.row;
+    const stored = await storeEvent(env.store, queryableFor(env.store.pool, options.transaction), name as string, payloadText, options, taker);
+    claimed = stored.claimed;
     // The event is stored (committed, unless inside the caller's transaction); the caller not told yet.
     await debugPoint('NOTIFY_AFTER_COMMIT', { runId: options.source?.startsWith('run:') ? options.source.slice(4) : undefined });
     return stored.event;
   } finally {
-    taker?.take(claimed && claimed.claimed.length > 0 ? toClaimedBatch(claimed.claimed, claimed.history, claimed.snapshot ?? '', claimed.db_now_ms ?? 0) : EMPTY_BATCH);
+    taker?.take(claimed);
   }
 }
 
@@ -84,11 +68,11 @@ export async function notify(env: NotifyEnv, name: unknown, payload: unknown, op
  * A used event id with other content: a redelivery must be the same event, so this is a sender's bug
  * (or two senders sharing ids) that silently dropping would hide. Nothing was stored or woken.
  */
-function eventIdConflict(id: string, stored: NotifyRow, name: string): DurableFlowError {
-  const what = stored.event_name === name ? 'another payload' : `the name "${stored.event_name.slice(0, 80)}"`;
+function eventIdConflict(id: string, stored: EventRecord, name: string): DurableFlowError {
+  const what = stored.name === name ? 'another payload' : `the name "${stored.name.slice(0, 80)}"`;
   return new DurableFlowError(
     'EVENT_ID_CONFLICT',
-    `Event id "${id.slice(0, 255)}" is already stored with ${what} (event ${String(stored.event_pk)}); an id names one event: send a redelivery with the same name and payload, or give a different event its own id`,
+    `Event id "${id.slice(0, 255)}" is already stored with ${what} (event ${stored.id}); an id names one event: send a redelivery with the same name and payload, or give a different event its own id`,
   );
 }
 
@@ -101,54 +85,25 @@ export async function notifyMany(
   events: { name: string; payload: unknown; id?: string | undefined }[],
   source: string,
 ): Promise<EventRecord[]> {
-  return withTransaction(store.pool, async (client) => {
-    const rows = await fromPg(client).query<Omit<NotifyRow, 'claimed' | 'history' | 'db_now_ms' | 'snapshot'>>(store.statements.notifyEvents, [
-      JSON.stringify(events.map((e) => ({ id: e.id ?? null, name: e.name, payload: e.payload ?? {} }))),
-      source,
-      store.lockNamespace,
-      store.clockOffsetMs(),
-    ]);
-    return rows.map((row, i) => {
-      if (row.is_conflict) throw eventIdConflict(events[i]!.id!, row as NotifyRow, events[i]!.name);
-      return toEventRecord(row as NotifyRow);
+  return store.transaction(async (db) => {
+    const stored = await store.notifyMany(db, { events, source });
+    return stored.map(({ event, conflict }, i) => {
+      if (conflict) throw eventIdConflict(events[i]!.id!, event, events[i]!.name);
+      return event;
     });
   });
 }
 
-function toEventRecord(row: NotifyRow): EventRecord {
-  return {
-    id: String(row.event_pk),
-    eventId: row.event_key,
-    name: row.event_name,
-    payload: row.event_payload,
-    occurredAt: new Date(row.event_occurred_at),
-    duplicate: row.is_duplicate,
-    matchedWaits: row.matched_waits,
-  };
-}
-
 async function storeEvent(
-  env: NotifyEnv,
+  store: Store,
   db: Queryable,
   name: string,
   payloadText: string,
   options: NotifyOptions,
   taker: LocalClaim | undefined,
-): Promise<{ event: EventRecord; row: NotifyRow }> {
-  const [row] = await db.query<NotifyRow>(env.store.statements.notifyEvent, [
-    options.id ?? null,
-    name,
-    payloadText,
-    options.source ?? 'notify',
-    env.store.lockNamespace,
-    env.store.clockOffsetMs(),
-    taker?.owner ?? null,
-    taker?.leaseTtlMs ?? 0,
-    taker?.limit ?? 0,
-    taker?.queues ?? [],
-    taker?.workflows ?? [],
-  ]);
-  if (!row) throw new DurableFlowError('INVALID_STATE', `Storing event "${name}" returned nothing; try again`);
-  if (row.is_conflict) throw eventIdConflict(options.id!, row, name);
-  return { event: toEventRecord(row), row };
+): Promise<{ event: EventRecord; claimed: ClaimedBatch }> {
+  const stored = await store.notify(db, { id: options.id ?? null, name, payload: payloadText, source: options.source ?? 'notify', claim: taker });
+  if (!stored) throw new DurableFlowError('INVALID_STATE', `Storing event "${name}" returned nothing; try again`);
+  if (stored.conflict) throw eventIdConflict(options.id!, stored.event, name);
+  return stored;
 }

@@ -1,4 +1,4 @@
-import type { ClaimedBatch } from '../db/sql/claimed.js';
+import type { ClaimedBatch, LeaseTarget } from '../db/sql/claimed.js';
 
 /**
  * Slots a worker of this process reserved for runs that a statement of this process leases to it
@@ -8,12 +8,7 @@ import type { ClaimedBatch } from '../db/sql/claimed.js';
  * worker. `take` must be called exactly once, with what was leased (EMPTY_BATCH when nothing was, or
  * the statement failed): it frees the slots not used. A second call is ignored.
  */
-export interface LocalClaim {
-  owner: string;
-  leaseTtlMs: number;
-  limit: number;
-  queues: string[];
-  workflows: string[];
+export interface LocalClaim extends LeaseTarget {
   take(batch: ClaimedBatch): void;
 }
 

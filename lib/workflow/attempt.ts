@@ -1,5 +1,6 @@
 import { backoffDelay } from '../config.js';
 import type { ResolvedBackoff } from '../config.js';
+import type { PendingStep } from '../db/sql/commitBatch.js';
 import { DurableFlowError, LeaseLostError, isNonRetriable, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson } from '../json.js';
@@ -8,7 +9,6 @@ import type { ExecutionEnv } from './env.js';
 import type { HistoryStep } from './definition.js';
 import { derivedId } from './ids.js';
 import { parseJson, stepScope, withTimeout } from './writes.js';
-import type { PendingStep } from './writes.js';
 
 /** A step body still running after this long gets a `running` row, so the viewer shows it. */
 const RUNNING_MARKER_MS = 250;

@@ -1,19 +1,13 @@
-import type pg from 'pg';
 import type { ResolvedOptions } from '../config.js';
-import type { SqlTexts } from '../db/sql/index.js';
+import type { CommitRequest, CommitResult } from '../db/sql/commitBatch.js';
 import type { Store } from '../db/store.js';
 import type { StoredError } from '../errors.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
-import type { CommitRequest, CommitResult } from './batcher.js';
 
 /** What an execution needs from the flow that runs it. */
 export interface ExecutionEnv {
   store: Store;
-  pool: pg.Pool;
-  sql: SqlTexts;
   options: ResolvedOptions;
-  lockNamespace: number;
-  clockOffsetMs(): number;
   notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
   /** Starts a run started by this one (step.invoke); idempotent on `idempotencyKey`. Returns its id. */
   startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }): Promise<string>;

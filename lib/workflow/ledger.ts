@@ -1,3 +1,4 @@
+import type { StepId } from '../db/sql/commitBatch.js';
 import { deserializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import type { ClaimedRun, HistoryStep } from './definition.js';
@@ -106,8 +107,8 @@ export class ReplayLedger {
   }
 
   /** Learns the ids of rows a commit inserted, as `[id, name]` pairs. */
-  recordStepIds(rows: unknown): void {
-    for (const [id, name] of rows as [string | number, string][]) this.#stepIds.set(name, String(id));
+  recordStepIds(rows: StepId[]): void {
+    for (const [id, name] of rows) this.#stepIds.set(name, id);
   }
 
   /** Remembers that `error` came from step `name`. */

@@ -1,3 +1,4 @@
+import type { PendingLog, PendingStep } from '../db/sql/commitBatch.js';
 import { LeaseLostError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson } from '../json.js';
@@ -10,7 +11,6 @@ import type { ReplayLedger } from './ledger.js';
 import { suspendStateOf, suspendTransaction } from './suspend.js';
 import type { Suspension, WaitSpec } from './suspend.js';
 import { LogBuffer } from './writes.js';
-import type { PendingLog, PendingStep } from './writes.js';
 
 /** A step body that starts once the pending writes are stored. */
 export interface NewStep {
@@ -291,12 +291,9 @@ export class Scheduler {
     await this.#env.debugPoint('SUSPEND_BEFORE_COMMIT', { runId: this.#run.runId });
     const { steps, logs } = this.#takePending();
     const result = await suspendTransaction({
-      pool: this.#env.pool,
+      store: this.#env.store,
       commit: (request) => this.#env.commit(request),
       pending: { steps, logs },
-      sql: this.#env.sql,
-      lockNamespace: this.#env.lockNamespace,
-      offsetMs: this.#env.clockOffsetMs(),
       run: this.#run,
       snapshot: this.#snapshot,
       waits,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { EMPTY_BATCH, toClaimedBatch } from '../db/sql/claimed.js';
-import type { ClaimedBatch, ClaimedRunRow } from '../db/sql/claimed.js';
+import { EMPTY_BATCH } from '../db/sql/claimed.js';
+import type { ClaimedBatch } from '../db/sql/claimed.js';
+import type { NewRun } from '../db/sql/insertRun.js';
 import type { Store } from '../db/store.js';
 import { queryableFor } from '../db/queryable.js';
 import type { Queryable } from '../db/queryable.js';
@@ -19,7 +20,7 @@ export interface StartEnv {
   /** A slot on a worker of this process that can execute a run of `queue` right now, if any. */
   localClaim?(queue: string, workflow: string): LocalClaim | undefined;
   /** Inserts a run outside any caller transaction (group-committed with other starts). */
-  insert(row: RunRow): Promise<InsertResult>;
+  insert(run: NewRun): Promise<InsertResult>;
   /**
    * Resolves once a change subscription being set up is in place. The pool waits for it by itself;
    * a caller's transaction, which durable-flow's pool does not see, waits here.
@@ -106,21 +107,20 @@ export async function startRun(
   // concurrency limit must be admitted by a claim: no direct dispatch for those.
   const dispatchable = options.transaction === undefined && delayMs === 0 && !concurrency;
   const target = dispatchable ? env.localClaim?.(queue, definition.name) : undefined;
-  const row: RunRow = {
-    i: 0,
-    run_id: runId,
-    workflow_name: definition.name,
-    queue_name: queue,
+  const run: NewRun = {
+    runId,
+    workflow: definition.name,
+    queue,
     priority,
     input: inputText ?? null,
-    idempotency_key: idempotencyKey,
-    parent_run_id: parent?.parentRunId ?? null,
-    parent_step_name: parent?.parentStepName ?? null,
-    concurrency_key: concurrency?.key ?? null,
-    concurrency_limit: concurrency?.limit ?? null,
-    delay_ms: delayMs,
+    idempotencyKey,
+    parentRunId: parent?.parentRunId ?? null,
+    parentStepName: parent?.parentStepName ?? null,
+    concurrencyKey: concurrency?.key ?? null,
+    concurrencyLimit: concurrency?.limit ?? null,
+    delayMs,
     owner: target?.owner ?? null,
-    lease_ms: target?.leaseTtlMs ?? null,
+    leaseMs: target?.leaseTtlMs ?? null,
     triggers,
   };
   if (options.transaction !== undefined) await env.changesReady?.();
@@ -128,8 +128,8 @@ export async function startRun(
   try {
     inserted =
       options.transaction === undefined
-        ? await env.insert(row)
-        : (await insertRows(queryableFor(env.store.pool, options.transaction), env.store, [row]))[0]!;
+        ? await env.insert(run)
+        : (await insertRows(queryableFor(env.store.pool, options.transaction), env.store, [run]))[0]!;
     // The run is stored (a child: its parent's step not yet told).
     await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: inserted.runId });
   } finally {
@@ -144,25 +144,6 @@ export async function startRun(
   return inserted.runId;
 }
 
-/** One row of insertRuns. */
-export interface RunRow {
-  i: number;
-  run_id: string;
-  workflow_name: string;
-  queue_name: string;
-  priority: number;
-  input: string | null;
-  idempotency_key: string | null;
-  parent_run_id: string | null;
-  parent_step_name: string | null;
-  concurrency_key: string | null;
-  concurrency_limit: number | null;
-  delay_ms: number;
-  owner: string | null;
-  lease_ms: number | null;
-  triggers: { event: string; match: unknown }[];
-}
-
 export interface InsertResult {
   /** The run's id: the new run's, or the existing run's a repeated id or idempotency key points to. */
   runId: string;
@@ -173,42 +154,33 @@ export interface InsertResult {
 }
 
 /**
- * Inserts runs in one statement and resolves each row to its run: inserted, or the existing run of
- * the same workflow its id or idempotency key collided with (an idempotency key wins over a run id),
- * or — a run id of another workflow's run — `takenBy`.
+ * Inserts runs in one statement and resolves each to its run: inserted, or the existing run of the
+ * same workflow its id or idempotency key collided with (an idempotency key wins over a run id), or —
+ * a run id of another workflow's run — `takenBy`.
  */
-export async function insertRows(db: Queryable, store: Store, rows: RunRow[]): Promise<InsertResult[]> {
-  const numbered = rows.map((row, i) => ({ ...row, i }));
-  const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(
-    store.statements.insertRuns,
-    [JSON.stringify(numbered), store.clockOffsetMs()],
-  );
-  const inserted = new Map(answer!.runs.map((run) => [run.run_id, run]));
-  const results: (InsertResult | undefined)[] = numbered.map((row) => {
-    const run = inserted.get(row.run_id);
-    if (!run || run.workflow_name !== row.workflow_name) return undefined;
-    // Two rows of one batch with the same run id: only the first was inserted (and claimed).
-    inserted.delete(row.run_id);
-    return { runId: row.run_id, ...(run.lease_owner ? { claimed: toClaimedBatch([run], [], answer!.snapshot, answer!.db_now_ms) } : {}) };
+export async function insertRows(db: Queryable, store: Store, runs: NewRun[]): Promise<InsertResult[]> {
+  const inserted = new Map((await store.insertRuns(db, runs)).map((run) => [run.runId, run]));
+  const results: (InsertResult | undefined)[] = runs.map((run) => {
+    const created = inserted.get(run.runId);
+    if (!created || created.workflow !== run.workflow) return undefined;
+    // Two runs of one batch with the same run id: only the first was inserted (and claimed).
+    inserted.delete(run.runId);
+    return { runId: run.runId, ...(created.claimed ? { claimed: created.claimed } : {}) };
   });
-  const missing = numbered.filter((_, i) => !results[i]);
+  const missing = runs.filter((_, i) => !results[i]);
   if (missing.length > 0) {
-    const keyed = missing.filter((row) => row.idempotency_key !== null);
-    const existing = await db.query<{ run_id: string; workflow_name: string; idempotency_key: string | null }>(store.statements.findRunsByKeys, [
-      missing.map((row) => row.run_id),
-      keyed.map((row) => row.workflow_name),
-      keyed.map((row) => row.idempotency_key),
-    ]);
-    for (const row of missing) {
+    const keys = missing.flatMap((run) => (run.idempotencyKey === null ? [] : [{ workflow: run.workflow, idempotencyKey: run.idempotencyKey }]));
+    const existing = await store.findRunsByKeys(db, { runIds: missing.map((run) => run.runId), keys });
+    runs.forEach((run, i) => {
+      if (results[i]) return;
       const match =
-        (row.idempotency_key
-          ? existing.find((e) => e.workflow_name === row.workflow_name && e.idempotency_key === row.idempotency_key)
-          : undefined) ?? existing.find((e) => e.run_id === row.run_id);
+        (run.idempotencyKey ? existing.find((e) => e.workflow === run.workflow && e.idempotencyKey === run.idempotencyKey) : undefined) ??
+        existing.find((e) => e.runId === run.runId);
       if (!match) {
-        throw new DurableFlowError('INVALID_STATE', `Starting workflow "${row.workflow_name}" collided with a run that no longer exists; try again`);
+        throw new DurableFlowError('INVALID_STATE', `Starting workflow "${run.workflow}" collided with a run that no longer exists; try again`);
       }
-      results[row.i] = match.workflow_name === row.workflow_name ? { runId: match.run_id } : { runId: match.run_id, takenBy: match.workflow_name };
-    }
+      results[i] = match.workflow === run.workflow ? { runId: match.runId } : { runId: match.runId, takenBy: match.workflow };
+    });
   }
   return results as InsertResult[];
 }

@@ -1,12 +1,10 @@
-import type pg from 'pg';
-import { fromPg, withTransaction } from '../db/queryable.js';
-import type { SqlTexts } from '../db/sql/index.js';
+import type { CommitRequest, CommitResult, PendingLog, PendingStep, StepId } from '../db/sql/commitBatch.js';
+import type { WatchedRun } from '../db/sql/insertWaits.js';
+import type { Settlement } from '../db/sql/resolveWaits.js';
+import type { Store } from '../db/store.js';
 import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
-import type { RunStatus, WaitStatus } from '../types.js';
-import { sendCommits } from './batcher.js';
-import type { CommitRequest, CommitResult } from './batcher.js';
-import type { PendingLog, PendingStep } from './writes.js';
+import type { RunStatus } from '../types.js';
 
 /** The event name recorded on waits for a run to finish (step.invoke, step.waitForWorkflow). */
 export const WORKFLOW_FINISHED_EVENT = 'durable_flow.workflow.finished';
@@ -60,13 +58,10 @@ export function suspendStateOf(suspensions: Iterable<Suspension>): { status: Sus
 }
 
 export interface SuspendRequest {
-  pool: pg.Pool;
+  store: Store;
   /** The batched commit, for a suspension without waits (one statement). */
   commit(request: CommitRequest): Promise<CommitResult>;
   pending: { steps: PendingStep[]; logs: PendingLog[] };
-  sql: SqlTexts;
-  lockNamespace: number;
-  offsetMs: number;
   run: { id: string; runId: string; epoch: string };
   snapshot: string;
   waits: WaitSpec[];
@@ -86,39 +81,19 @@ export interface Settled {
 }
 
 export type SuspendResult =
-  | { kind: 'settled'; settled: Settled[]; stepIds: unknown }
-  | { kind: 'suspended'; wakeAt: number | null; stepIds: unknown };
-
-interface WaitRow {
-  id: string;
-  step_name: string;
-  status: WaitStatus;
-  event_name: string;
-  expired: boolean;
-  event_id: string | null;
-  payload: string | null;
-  watched_run_id: string | null;
-}
-
-interface WatchedRun {
-  run_id: string;
-  workflow_name: string;
-  status: RunStatus;
-  output: string | null;
-  error: StoredError | null;
-  finished_at: Date | null;
-}
+  | { kind: 'settled'; settled: Settled[]; stepIds: StepId[] }
+  | { kind: 'suspended'; wakeAt: number | null; stepIds: StepId[] };
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 /** A run that finished after the wait's deadline (on the flow's clock) is too late for it, like a late event. */
 function finishedInTime(run: WatchedRun, wait: WaitSpec | undefined): boolean {
-  return wait?.timeoutAt === null || wait?.timeoutAt === undefined || run.finished_at === null || run.finished_at.getTime() < wait.timeoutAt;
+  return wait?.timeoutAt === null || wait?.timeoutAt === undefined || run.finishedAt === null || run.finishedAt.getTime() < wait.timeoutAt;
 }
 
 /** What a wait on a run returns: the same shape the finish trigger stores. */
 function outcomeOf(run: WatchedRun): Record<string, unknown> {
-  const outcome: Record<string, unknown> = { runId: run.run_id, workflow: run.workflow_name, status: run.status };
+  const outcome: Record<string, unknown> = { runId: run.runId, workflow: run.workflow, status: run.status };
   if (run.status === 'completed') {
     if (run.output !== null) outcome.result = JSON.parse(run.output);
   } else {
@@ -137,7 +112,7 @@ function outcomeOf(run: WatchedRun): Record<string, unknown> {
  * child before its parent) → this run (the fence of commitBatch) → its waits (FOR UPDATE in resolveWaits).
  */
 export async function suspendTransaction(request: SuspendRequest): Promise<SuspendResult> {
-  const { sql, run, waits } = request;
+  const { store, run, waits } = request;
   if (waits.length === 0 && !request.mustContinue) {
     // Only sleeps and retries: one (batched) statement stores the writes and suspends the run.
     const { status, wakeAt, error } = request.suspendState();
@@ -151,75 +126,62 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     if (!result.held) throw new LeaseLostError(run.runId);
     return { kind: 'suspended', wakeAt, stepIds: result.steps };
   }
-  return withTransaction(request.pool, async (client) => {
-    const db = fromPg(client);
+  return store.transaction(async (db) => {
     const eventWaits = waits.filter((w) => !w.watch);
-    if (eventWaits.length > 0) {
-      await db.query(sql.lockEventNames, [request.lockNamespace, eventWaits.map((w) => w.event)]);
-    }
+    if (eventWaits.length > 0) await store.lockEventNames(db, eventWaits.map((w) => w.event));
     const watched = new Map<string, WatchedRun>();
     const watchIds = [...new Set(waits.flatMap((w) => (w.watch ? [w.watch] : [])))];
     if (watchIds.length > 0) {
-      for (const row of await db.query<WatchedRun>(sql.lockWatchedRuns, [watchIds])) watched.set(row.run_id, row);
+      for (const watchedRun of await store.lockWatchedRuns(db, watchIds)) watched.set(watchedRun.runId, watchedRun);
     }
-    const [fence] = await sendCommits(client, sql, request.offsetMs, [{ run: run.id, epoch: run.epoch, snapshot: request.snapshot, ...request.pending }]);
+    const [fence] = await store.commitBatch(db, [{ run: run.id, epoch: run.epoch, snapshot: request.snapshot, ...request.pending }]);
     if (!fence?.held) throw new LeaseLostError(run.runId);
     await request.inTransaction?.();
     if (waits.length === 0) return { kind: 'settled' as const, settled: [], stepIds: fence.steps };
 
     const fresh = waits.filter((w) => w.isNew);
     if (fresh.length > 0) {
-      await db.query(sql.insertWaits, [
-        run.id,
-        JSON.stringify(
-          fresh.map((w) => ({
-            step_name: w.name,
-            event_name: w.event,
-            match: w.match,
-            allow_past_events: w.allowPast,
-            watched_run_id: w.watch ?? null,
-            since_snapshot: w.since,
-            timeout_at: w.timeoutAt === null ? null : request.iso(w.timeoutAt),
-          })),
-        ),
-      ]);
+      await store.insertWaits(db, {
+        run: run.id,
+        waits: fresh.map((w) => ({
+          stepName: w.name,
+          event: w.event,
+          match: w.match,
+          allowPastEvents: w.allowPast,
+          watchedRunId: w.watch ?? null,
+          sinceSnapshot: w.since,
+          timeoutAt: w.timeoutAt === null ? null : request.iso(w.timeoutAt),
+        })),
+      });
     }
-    const rows = await db.query<WaitRow>(sql.resolveWaits, [run.id, waits.map((w) => w.name), request.offsetMs]);
+    const states = await store.resolveWaits(db, { run: run.id, stepNames: waits.map((w) => w.name) });
     const byName = new Map(waits.map((spec) => [spec.name, spec]));
-    const specOf = (row: WaitRow) => byName.get(row.step_name);
     const settled: Settled[] = [];
-    const settlements: { wait_id: string; status: 'matched' | 'timed_out'; event_id?: string; outcome?: Record<string, unknown>; error?: StoredError }[] = [];
-    for (const row of rows) {
-      const watchedRun = row.watched_run_id ? watched.get(row.watched_run_id) : undefined;
-      if (row.status === 'matched' && row.payload !== null) {
-        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload) });
-      } else if (row.status !== 'pending') {
+    const settlements: Settlement[] = [];
+    for (const wait of states) {
+      const watchedRun = wait.watchedRunId ? watched.get(wait.watchedRunId) : undefined;
+      if (wait.status === 'matched' && wait.payload !== null) {
+        settled.push({ name: wait.stepName, ok: true, value: JSON.parse(wait.payload) });
+      } else if (wait.status !== 'pending') {
         continue;
-      } else if (row.event_id !== null) {
-        settlements.push({ wait_id: row.id, status: 'matched', event_id: row.event_id });
-        settled.push({ name: row.step_name, ok: true, value: JSON.parse(row.payload!) });
-      } else if (watchedRun && TERMINAL.has(watchedRun.status) && finishedInTime(watchedRun, specOf(row))) {
+      } else if (wait.eventId !== null) {
+        settlements.push({ waitId: wait.id, status: 'matched', eventId: wait.eventId });
+        settled.push({ name: wait.stepName, ok: true, value: JSON.parse(wait.payload!) });
+      } else if (watchedRun && TERMINAL.has(watchedRun.status) && finishedInTime(watchedRun, byName.get(wait.stepName))) {
         const outcome = outcomeOf(watchedRun);
-        settlements.push({ wait_id: row.id, status: 'matched', outcome });
-        settled.push({ name: row.step_name, ok: true, value: outcome });
-      } else if (row.expired) {
-        const error = new WaitTimeoutError(row.event_name, row.step_name);
-        settlements.push({ wait_id: row.id, status: 'timed_out', error: serializeError(error, row.step_name) });
-        settled.push({ name: row.step_name, ok: false, value: error });
+        settlements.push({ waitId: wait.id, status: 'matched', outcome });
+        settled.push({ name: wait.stepName, ok: true, value: outcome });
+      } else if (wait.expired) {
+        const error = new WaitTimeoutError(wait.event, wait.stepName);
+        settlements.push({ waitId: wait.id, status: 'timed_out', error: serializeError(error, wait.stepName) });
+        settled.push({ name: wait.stepName, ok: false, value: error });
       }
     }
-    if (settlements.length > 0) await db.query(sql.settleWaits, [JSON.stringify(settlements), request.offsetMs]);
+    if (settlements.length > 0) await store.settleWaits(db, settlements);
     if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps };
 
     const { status, wakeAt, error } = request.suspendState();
-    const [suspended] = await db.query(sql.suspendRun, [
-      run.id,
-      run.epoch,
-      status,
-      wakeAt === null ? null : request.iso(wakeAt),
-      error ? JSON.stringify(error) : null,
-      request.offsetMs,
-    ]);
+    const suspended = await store.suspendRun(db, { run: run.id, epoch: run.epoch, status, wakeAt: wakeAt === null ? null : request.iso(wakeAt), error });
     if (!suspended) throw new LeaseLostError(run.runId);
     return { kind: 'suspended' as const, wakeAt, stepIds: fence.steps };
   });

@@ -1,36 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { PendingLog } from '../db/sql/commitBatch.js';
 import { DurableFlowError, StepTimeoutError } from '../errors.js';
-import type { StoredError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
 import { longTimeout } from '../timers.js';
-import type { LogLevel, StepStatus } from '../types.js';
-
-/** A step write waiting for the next commit (the JSON commitBatch reads). */
-export interface PendingStep {
-  name: string;
-  kind: string;
-  status: StepStatus;
-  attempts: number;
-  position: number | null;
-  /** JSON text; absent for a step that stored `undefined`. */
-  result?: string | undefined;
-  error?: StoredError | null;
-  cursor?: unknown;
-  metadata?: Record<string, unknown>;
-  started_at?: string | undefined;
-  completed_at?: string | null;
-}
-
-/** A log line waiting for the next commit. */
-export interface PendingLog {
-  step_name: string | null;
-  step_id: string | null;
-  key: string;
-  level: LogLevel;
-  message: string;
-  data: unknown;
-  at: string;
-}
+import type { LogLevel } from '../types.js';
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 

@@ -3,16 +3,20 @@
 -- worker reads them, and the ids of those that ran before (their history is replayed).
 --
 -- Now with p_mark: the low-water mark of the execution the claim starts (see resume_snapshot above).
+-- The lease's own columns come from durable_flow_lease_columns (lease_columns.sql), their one definition.
+-- PL/pgSQL, not SQL: its statement is planned once per session (with lease_columns inlined into it),
+-- where a SQL function's body is parsed and planned again at every call.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_lease(
   p_ids bigint[], p_owner text, p_now timestamptz, p_lease timestamptz, p_mark text, OUT runs jsonb, OUT replay bigint[]
-) LANGUAGE sql AS $$
+) LANGUAGE plpgsql AS $$
+BEGIN
   WITH previous AS (
     SELECT id, started_at FROM {{schema}}.durable_flow_workflow_runs WHERE id = ANY(p_ids)
   ), claimed AS (
     UPDATE {{schema}}.durable_flow_workflow_runs r SET
-      status = 'running', lease_owner = p_owner, lease_epoch = r.lease_epoch + 1,
-      lease_expires_at = p_lease, wake_at = p_lease, claim_count = r.claim_count + 1,
-      attempts = r.attempts + 1, started_at = coalesce(r.started_at, p_now), updated_at = clock_timestamp(),
+      (status, lease_epoch, lease_expires_at, wake_at, claim_count, attempts, started_at) =
+        (SELECT * FROM {{schema}}.durable_flow_lease_columns(r.lease_epoch, r.claim_count, r.attempts, r.started_at, p_now, p_lease)),
+      lease_owner = p_owner, updated_at = clock_timestamp(),
       -- After a clean stop, this execution's mark; after a crash, the mark of the execution that crashed
       -- (a run inserted already claimed has none: its creation's).
       resume_snapshot = CASE WHEN r.claim_count = 0 THEN p_mark ELSE coalesce(r.resume_snapshot, r.created_snapshot) END
@@ -22,5 +26,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_lease(
               r.attempts, r.created_snapshot, r.resume_snapshot, r.parent_run_id, r.queue_name,
               previous.started_at IS NOT NULL AS replay
   )
-  SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}') FROM claimed c
+  SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}') INTO runs, replay
+  FROM claimed c;
+END
 $$;

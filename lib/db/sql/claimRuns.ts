@@ -7,7 +7,7 @@ import { quoteIdent } from '../tables.js';
  * migrations/002_trust.sql (first in 001_initial.sql, where its locks and its plan are explained).
  * Parameters: queues, workflow names, limit, owner, lease ms, clock offset ms.
  */
-export const claimRuns = (t: Tables): string => `
+export const claimRunsSql = (t: Tables): string => `
 SELECT runs, steps, next_wake_ms, db_now_ms, snapshot
 FROM ${quoteIdent(t.schema)}.durable_flow_claim($1::text[], $2::text[], $3, $4, $5, $6)`;
 
@@ -15,7 +15,7 @@ FROM ${quoteIdent(t.schema)}.durable_flow_claim($1::text[], $2::text[], $3, $4, 
  * Workflows of runs that have been due for over a minute in these queues although this process does
  * not register them: nobody is claiming them (or every worker that could is far behind).
  */
-export const orphanedWorkflows = (t: Tables): string => `
+export const orphanedWorkflowsSql = (t: Tables): string => `
 SELECT workflow_name, count(*)::int AS runs
 FROM ${t.runs}
 WHERE wake_at <= statement_timestamp() + $3::float8 * interval '1 millisecond' - interval '1 minute'

@@ -22,6 +22,18 @@ export interface ClaimedRunRow {
 /** A step of a leased run as `durable_flow_history` returns it: ids as JSON numbers, and its run's. */
 export type HistoryRow = Omit<HistoryStep, 'id' | 'waitId'> & { run: string | number; id: string | number; waitId: string | number | null };
 
+/**
+ * A worker of this process that a statement leases runs to directly (see worker/local-claim.ts): up
+ * to `limit` runs of `queues` and `workflows`, for `leaseTtlMs`.
+ */
+export interface LeaseTarget {
+  owner: string;
+  leaseTtlMs: number;
+  limit: number;
+  queues: string[];
+  workflows: string[];
+}
+
 /** What a worker executes: leased runs, each with its step history, and the moment they were leased. */
 export interface ClaimedBatch {
   runs: ClaimedRun[];

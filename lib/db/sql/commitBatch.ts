@@ -1,5 +1,64 @@
+import type { StoredError } from '../../errors.js';
+import type { LogLevel, RunStatus, StepStatus } from '../../types.js';
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { nowSql } from '../tables.js';
+import type { Statement } from './statement.js';
+
+/** A step write waiting for the next commit (the JSON commitBatch reads). */
+export interface PendingStep {
+  name: string;
+  kind: string;
+  status: StepStatus;
+  attempts: number;
+  position: number | null;
+  /** JSON text; absent for a step that stored `undefined`. */
+  result?: string | undefined;
+  error?: StoredError | null;
+  cursor?: unknown;
+  metadata?: Record<string, unknown>;
+  started_at?: string | undefined;
+  completed_at?: string | null;
+}
+
+/** A log line waiting for the next commit. */
+export interface PendingLog {
+  step_name: string | null;
+  step_id: string | null;
+  key: string;
+  level: LogLevel;
+  message: string;
+  data: unknown;
+  at: string;
+}
+
+/** The run's new state, when a commit also moves it (complete, fail, suspend, hand back). */
+export interface Transition {
+  status: RunStatus;
+  output?: string | undefined;
+  error?: StoredError | undefined;
+  wakeAt?: string | null;
+  wakeNow?: boolean;
+}
+
+/** The writes of one execution, fenced by the epoch of its lease. */
+export interface CommitRequest {
+  run: string;
+  epoch: string;
+  snapshot: string;
+  steps: PendingStep[];
+  logs: PendingLog[];
+  transition?: Transition;
+}
+
+/** [step id, step name] of a step written. */
+export type StepId = [id: string, name: string];
+
+export interface CommitResult {
+  /** Whether the run was still leased with the request's epoch (if not, nothing of it was written). */
+  held: boolean;
+  steps: StepId[];
+}
 
 /**
  * The writes of many executions in one statement: one round trip and one commit for all of them
@@ -16,7 +75,7 @@ import { nowSql } from '../tables.js';
  * $3 logs:     [{ run, step_name, step_id, key, level, message, data, at }]
  * $4 clock offset (ms)
  */
-export const commitBatch = (t: Tables): string => {
+export const commitBatchSql = (t: Tables): string => {
   const now = nowSql('$4');
   return `
 WITH req AS (
@@ -85,3 +144,37 @@ WITH req AS (
 SELECT coalesce((SELECT json_agg(id) FROM held), '[]') AS held,
        coalesce((SELECT json_agg(json_build_array(st.workflow_run_id, st.id, st.name)) FROM st), '[]') AS steps`;
 };
+
+/** Runs commitBatch for `requests` (on the pool, or on a transaction's client); one result per request, in order. */
+export async function commitBatch(db: Queryable, statement: Statement, p: { requests: CommitRequest[]; offsetMs: number }): Promise<CommitResult[]> {
+  const requests = [];
+  const steps = [];
+  const logs = [];
+  for (const request of p.requests) {
+    const t = request.transition;
+    requests.push({
+      run: request.run,
+      epoch: request.epoch,
+      snapshot: request.snapshot,
+      ...(t
+        ? { status: t.status, output: t.output ?? null, error: t.error ?? null, wake_at: t.wakeAt ?? null, wake_now: t.wakeNow === true }
+        : {}),
+    });
+    for (const step of request.steps) steps.push({ run: request.run, ...step });
+    for (const log of request.logs) logs.push({ run: request.run, ...log });
+  }
+  const [answer] = await db.query<{ held: (string | number)[]; steps: [string | number, string | number, string][] }>(statement, [
+    JSON.stringify(requests),
+    JSON.stringify(steps),
+    JSON.stringify(logs),
+    p.offsetMs,
+  ]);
+  const held = new Set(answer!.held.map(String));
+  const written = new Map<string, StepId[]>();
+  for (const [run, id, name] of answer!.steps) {
+    const list = written.get(String(run)) ?? [];
+    list.push([String(id), name]);
+    written.set(String(run), list);
+  }
+  return p.requests.map((request) => ({ held: held.has(request.run), steps: written.get(request.run) ?? [] }));
+}

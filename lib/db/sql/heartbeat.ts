@@ -7,7 +7,7 @@ import { nowSql } from '../tables.js';
  * Lock: the row locks of the UPDATE, taken in id-descending order, the order of every
  * multi-run lock (see migrations/001_initial.sql), so a heartbeat never deadlocks with its worker's commits.
  */
-export const heartbeat = (t: Tables): string => `
+export const heartbeatSql = (t: Tables): string => `
 WITH mine AS (
   SELECT r.id FROM ${t.runs} r
   JOIN jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint) ON r.id = x.id AND r.lease_epoch = x.epoch

@@ -1,19 +1,14 @@
 import type { Tables } from '../tables.js';
-import { claimRuns, orphanedWorkflows } from './claimRuns.js';
-import { commitBatch } from './commitBatch.js';
-import { heartbeat } from './heartbeat.js';
-import { notifyEvent, notifyEvents } from './insertEvent.js';
-import { findRunsByKeys, insertRuns } from './insertRun.js';
-import { insertWaits, lockWatchedRuns } from './insertWaits.js';
-import { lockEventNames } from './lockEventNames.js';
-import { resolveWaits, settleWaits } from './resolveWaits.js';
-import { cancelRun, releaseRuns, retryRun, suspendRun } from './runTransitions.js';
-
-/** A statement prepared once per connection (by name), then only bound and executed. */
-export interface Statement {
-  name: string;
-  text: string;
-}
+import { claimRunsSql, orphanedWorkflowsSql } from './claimRuns.js';
+import { commitBatchSql } from './commitBatch.js';
+import { heartbeatSql } from './heartbeat.js';
+import { notifyEventSql, notifyEventsSql } from './insertEvent.js';
+import { findRunsByKeysSql, insertRunsSql } from './insertRun.js';
+import { insertWaitsSql, lockWatchedRunsSql } from './insertWaits.js';
+import { lockEventNamesSql } from './lockEventNames.js';
+import { resolveWaitsSql, settleWaitsSql } from './resolveWaits.js';
+import { releaseRunsSql, suspendRunSql } from './runTransitions.js';
+import type { Statement } from './statement.js';
 
 /**
  * Every hot-path statement of one flow, rendered once for its schema. They run as named prepared
@@ -21,23 +16,21 @@ export interface Statement {
  */
 export function buildSql(t: Tables) {
   const texts = {
-    insertRuns: insertRuns(t),
-    findRunsByKeys: findRunsByKeys(t),
-    claimRuns: claimRuns(t),
-    orphanedWorkflows: orphanedWorkflows(t),
-    commitBatch: commitBatch(t),
-    lockEventNames: lockEventNames(t),
-    insertWaits: insertWaits(t),
-    lockWatchedRuns: lockWatchedRuns(t),
-    resolveWaits: resolveWaits(t),
-    settleWaits: settleWaits(t),
-    suspendRun: suspendRun(t),
-    releaseRuns: releaseRuns(t),
-    heartbeat: heartbeat(t),
-    notifyEvent: notifyEvent(t),
-    notifyEvents: notifyEvents(t),
-    cancelRun: cancelRun(t),
-    retryRun: retryRun(t),
+    insertRuns: insertRunsSql(t),
+    findRunsByKeys: findRunsByKeysSql(t),
+    claimRuns: claimRunsSql(t),
+    orphanedWorkflows: orphanedWorkflowsSql(t),
+    commitBatch: commitBatchSql(t),
+    lockEventNames: lockEventNamesSql(t),
+    insertWaits: insertWaitsSql(t),
+    lockWatchedRuns: lockWatchedRunsSql(t),
+    resolveWaits: resolveWaitsSql(t),
+    settleWaits: settleWaitsSql(t),
+    suspendRun: suspendRunSql(t),
+    releaseRuns: releaseRunsSql(t),
+    heartbeat: heartbeatSql(t),
+    notifyEvent: notifyEventSql(t),
+    notifyEvents: notifyEventsSql(t),
   };
   const prefix = `durable_flow_${t.schema}_`;
   return Object.fromEntries(

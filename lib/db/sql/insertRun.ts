@@ -1,10 +1,43 @@
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
-import { nowSql } from '../tables.js';
+import { nowSql, quoteIdent } from '../tables.js';
+import { toClaimedBatch } from './claimed.js';
+import type { ClaimedBatch, ClaimedRunRow } from './claimed.js';
+import type { Statement } from './statement.js';
+
+/** A run to create. */
+export interface NewRun {
+  runId: string;
+  workflow: string;
+  queue: string;
+  priority: number;
+  /** JSON text. */
+  input: string | null;
+  idempotencyKey: string | null;
+  parentRunId: string | null;
+  parentStepName: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  delayMs: number;
+  /** A worker of this process that takes the run at once: it is inserted leased to it for `leaseMs`. */
+  owner: string | null;
+  leaseMs: number | null;
+  /** Its cancelOn triggers. */
+  triggers: { event: string; match: unknown }[];
+}
+
+/** A run insertRuns created. */
+export interface InsertedRun {
+  runId: string;
+  workflow: string;
+  /** Set for a run inserted already claimed: what its worker executes. */
+  claimed: ClaimedBatch | undefined;
+}
 
 /**
  * Creates runs, many in one statement (the starts of a process are group-committed, see Batcher).
- * A row with an `owner` is inserted already claimed by that worker of this process (running, leased,
- * epoch 1: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id, or an
+ * A row with an `owner` is inserted already claimed by that worker of this process (its first lease,
+ * durable_flow_lease_columns: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id, or an
  * idempotency key of the same workflow, that exists already inserts nothing (both are unique indexes):
  * the caller reads those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
  *
@@ -12,7 +45,7 @@ import { nowSql } from '../tables.js';
  *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers }]
  * $2 clock offset (ms)
  */
-export const insertRuns = (t: Tables): string => {
+export const insertRunsSql = (t: Tables): string => {
   const now = nowSql('$2');
   return `
 WITH x AS (
@@ -25,18 +58,17 @@ WITH x AS (
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
      claim_count, attempts, started_at)
-  SELECT run_id, workflow_name, queue_name, priority, input::jsonb, idempotency_key, parent_run_id,
-         parent_step_name, concurrency_key, concurrency_limit,
-         CASE WHEN owner IS NULL THEN 'enqueued' ELSE 'running' END,
-         ${now} + coalesce(CASE WHEN owner IS NULL THEN delay_ms ELSE lease_ms END, 0) * interval '1 millisecond',
-         owner,
-         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN owner IS NULL THEN NULL ELSE ${now} + lease_ms * interval '1 millisecond' END,
-         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN owner IS NULL THEN 0 ELSE 1 END,
-         CASE WHEN owner IS NULL THEN NULL ELSE ${now} END
+  SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
+         x.parent_step_name, x.concurrency_key, x.concurrency_limit,
+         coalesce(l.status, 'enqueued'),
+         coalesce(l.wake_at, ${now} + coalesce(x.delay_ms, 0) * interval '1 millisecond'),
+         x.owner, coalesce(l.lease_epoch, 0), l.lease_expires_at, coalesce(l.claim_count, 0), coalesce(l.attempts, 0),
+         l.started_at
   FROM x
-  ORDER BY i
+  -- A row with an owner gets the first lease, as durable_flow_lease writes every lease.
+  LEFT JOIN LATERAL ${quoteIdent(t.schema)}.durable_flow_lease_columns(
+    0, 0, 0, NULL, ${now}, ${now} + x.lease_ms * interval '1 millisecond') l ON x.owner IS NOT NULL
+  ORDER BY x.i
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
             created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay
@@ -52,7 +84,62 @@ SELECT coalesce((SELECT json_agg(ins) FROM ins), '[]') AS runs,
 };
 
 /** The runs that conflicting starts collided with: by run id, or by (workflow, idempotency key). */
-export const findRunsByKeys = (t: Tables): string => `
+export const findRunsByKeysSql = (t: Tables): string => `
 SELECT run_id, workflow_name, idempotency_key FROM ${t.runs}
 WHERE run_id = ANY($1::text[])
    OR (workflow_name, idempotency_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))`;
+
+/**
+ * Inserts `runs` in one statement; returns the runs it created, in order. A run whose id or
+ * idempotency key exists already is not among them (see findRunsByKeys).
+ */
+export async function insertRuns(db: Queryable, statement: Statement, p: { runs: NewRun[]; offsetMs: number }): Promise<InsertedRun[]> {
+  const rows = p.runs.map((run, i) => ({
+    i,
+    run_id: run.runId,
+    workflow_name: run.workflow,
+    queue_name: run.queue,
+    priority: run.priority,
+    input: run.input,
+    idempotency_key: run.idempotencyKey,
+    parent_run_id: run.parentRunId,
+    parent_step_name: run.parentStepName,
+    concurrency_key: run.concurrencyKey,
+    concurrency_limit: run.concurrencyLimit,
+    delay_ms: run.delayMs,
+    owner: run.owner,
+    lease_ms: run.leaseMs,
+    triggers: run.triggers,
+  }));
+  const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
+    JSON.stringify(rows),
+    p.offsetMs,
+  ]);
+  const { runs, snapshot, db_now_ms: dbNowMs } = answer!;
+  return runs.map((run) => ({
+    runId: run.run_id,
+    workflow: run.workflow_name,
+    claimed: run.lease_owner ? toClaimedBatch([run], [], snapshot, dbNowMs) : undefined,
+  }));
+}
+
+/** A run a conflicting start collided with. */
+export interface ExistingRun {
+  runId: string;
+  workflow: string;
+  idempotencyKey: string | null;
+}
+
+/** The runs with these run ids, or these idempotency keys of these workflows. */
+export async function findRunsByKeys(
+  db: Queryable,
+  statement: Statement,
+  p: { runIds: string[]; keys: { workflow: string; idempotencyKey: string }[] },
+): Promise<ExistingRun[]> {
+  const rows = await db.query<{ run_id: string; workflow_name: string; idempotency_key: string | null }>(statement, [
+    p.runIds,
+    p.keys.map((key) => key.workflow),
+    p.keys.map((key) => key.idempotencyKey),
+  ]);
+  return rows.map((row) => ({ runId: row.run_id, workflow: row.workflow_name, idempotencyKey: row.idempotency_key }));
+}

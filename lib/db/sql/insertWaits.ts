@@ -1,11 +1,15 @@
+import type { StoredError } from '../../errors.js';
+import type { RunStatus } from '../../types.js';
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
+import type { Statement } from './statement.js';
 
 /**
  * Records new waits of run `$1` (their step rows were stored just before, in the same transaction).
  * `since_snapshot` is the low-water mark: events not yet visible in it count as "after the wait began".
  * `watched_run_id` makes it a wait for that run to finish instead of for an event.
  */
-export const insertWaits = (t: Tables): string => `
+export const insertWaitsSql = (t: Tables): string => `
 INSERT INTO ${t.waits}
   (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, watched_run_id, since_snapshot, timeout_at)
 SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.watched_run_id, x.since_snapshot, x.timeout_at
@@ -21,7 +25,7 @@ ON CONFLICT (workflow_run_id, workflow_step_id) DO NOTHING`;
  * finishing run locks its parent): a run that has not finished cannot finish before the new waits
  * commit, and then its trigger sees them; one that has finished is read here.
  */
-export const lockWatchedRuns = (t: Tables): string => `
+export const lockWatchedRunsSql = (t: Tables): string => `
 WITH marked AS (
   UPDATE ${t.runs} SET watched = true
   WHERE id IN (SELECT id FROM ${t.runs} WHERE run_id = ANY($1::text[]) ORDER BY id DESC FOR NO KEY UPDATE)
@@ -29,3 +33,60 @@ WITH marked AS (
             coalesce(completed_at, failed_at, cancelled_at) AS finished_at
 )
 SELECT * FROM marked`;
+
+/** A wait to record on the step of the same name. */
+export interface NewWait {
+  stepName: string;
+  event: string;
+  match: unknown;
+  allowPastEvents: boolean;
+  /** Set for a wait on a run to finish: that run's id. */
+  watchedRunId: string | null;
+  /** The low-water mark (see resolveWaits). */
+  sinceSnapshot: string;
+  timeoutAt: string | null;
+}
+
+/** Records `waits` of run `run` (its database id), inside the suspension's transaction. */
+export async function insertWaits(db: Queryable, statement: Statement, p: { run: string; waits: NewWait[] }): Promise<void> {
+  await db.query(statement, [
+    p.run,
+    JSON.stringify(
+      p.waits.map((w) => ({
+        step_name: w.stepName,
+        event_name: w.event,
+        match: w.match,
+        allow_past_events: w.allowPastEvents,
+        watched_run_id: w.watchedRunId,
+        since_snapshot: w.sinceSnapshot,
+        timeout_at: w.timeoutAt,
+      })),
+    ),
+  ]);
+}
+
+/** A run some wait watches, as lockWatchedRuns reads it. */
+export interface WatchedRun {
+  runId: string;
+  workflow: string;
+  status: RunStatus;
+  output: string | null;
+  error: StoredError | null;
+  finishedAt: Date | null;
+}
+
+/** Marks and locks the runs `runIds` (see lockWatchedRunsSql) and reads their state. */
+export async function lockWatchedRuns(db: Queryable, statement: Statement, p: { runIds: string[] }): Promise<WatchedRun[]> {
+  const rows = await db.query<{ run_id: string; workflow_name: string; status: RunStatus; output: string | null; error: StoredError | null; finished_at: Date | null }>(
+    statement,
+    [p.runIds],
+  );
+  return rows.map((row) => ({
+    runId: row.run_id,
+    workflow: row.workflow_name,
+    status: row.status,
+    output: row.output,
+    error: row.error,
+    finishedAt: row.finished_at,
+  }));
+}

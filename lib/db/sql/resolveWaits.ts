@@ -1,5 +1,9 @@
+import type { StoredError } from '../../errors.js';
+import type { WaitStatus } from '../../types.js';
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { nowSql } from '../tables.js';
+import type { Statement } from './statement.js';
 
 /**
  * The state of the given waits of run `$1`, each with the event that settles it: the one a `notify`
@@ -15,7 +19,7 @@ import { nowSql } from '../tables.js';
  * Lock: `FOR UPDATE OF w`, so a timeout decided here cannot race a `notify` matching the same wait
  * (the caller also holds the event-name locks).
  */
-export const resolveWaits = (t: Tables): string => `
+export const resolveWaitsSql = (t: Tables): string => `
 SELECT w.id, s.name AS step_name, w.status, w.event_name,
        (w.timeout_at IS NOT NULL AND w.timeout_at <= ${nowSql('$3')}) AS expired,
        coalesce(me.id, fe.id) AS event_id,
@@ -57,7 +61,7 @@ FOR UPDATE OF w`;
  * The step keeps the mark it was created with. $1: [{ wait_id, status: 'matched' | 'timed_out', event_id?,
  * outcome?, error? }], $2 clock offset.
  */
-export const settleWaits = (t: Tables): string => `
+export const settleWaitsSql = (t: Tables): string => `
 WITH x AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(wait_id bigint, status text, event_id bigint, outcome jsonb, error jsonb)
 ), w AS (
@@ -74,3 +78,64 @@ UPDATE ${t.steps} s SET
   completed_at = ${nowSql('$2')}, attempts = s.attempts + 1, updated_at = clock_timestamp()
 FROM w LEFT JOIN ${t.events} e ON e.id = w.event_id
 WHERE s.id = w.workflow_step_id`;
+
+/** A wait of the suspending run with the event that settles it, if any (see resolveWaitsSql). */
+export interface WaitState {
+  id: string;
+  stepName: string;
+  status: WaitStatus;
+  event: string;
+  /** Its timeout has passed on the flow's clock. */
+  expired: boolean;
+  /** The event that settles it: the one a notify matched, or a stored one that matches it now. */
+  eventId: string | null;
+  /** JSON text: that event's payload, or the outcome a finished watched run left on its step. */
+  payload: string | null;
+  watchedRunId: string | null;
+}
+
+/** The state of the waits of run `run` (database id) on the steps `stepNames`, locked (FOR UPDATE). */
+export async function resolveWaits(db: Queryable, statement: Statement, p: { run: string; stepNames: string[]; offsetMs: number }): Promise<WaitState[]> {
+  const rows = await db.query<{
+    id: string;
+    step_name: string;
+    status: WaitStatus;
+    event_name: string;
+    expired: boolean;
+    event_id: string | null;
+    payload: string | null;
+    watched_run_id: string | null;
+  }>(statement, [p.run, p.stepNames, p.offsetMs]);
+  return rows.map((row) => ({
+    id: row.id,
+    stepName: row.step_name,
+    status: row.status,
+    event: row.event_name,
+    expired: row.expired,
+    eventId: row.event_id,
+    payload: row.payload,
+    watchedRunId: row.watched_run_id,
+  }));
+}
+
+/** How a suspension settles a wait: matched (by a stored event, or a finished run's outcome) or timed out. */
+export type Settlement =
+  | { waitId: string; status: 'matched'; eventId: string }
+  | { waitId: string; status: 'matched'; outcome: Record<string, unknown> }
+  | { waitId: string; status: 'timed_out'; error: StoredError };
+
+/** Settles waits and their steps in one statement (see settleWaitsSql). */
+export async function settleWaits(db: Queryable, statement: Statement, p: { settlements: Settlement[]; offsetMs: number }): Promise<void> {
+  await db.query(statement, [
+    JSON.stringify(
+      p.settlements.map((s) => ({
+        wait_id: s.waitId,
+        status: s.status,
+        ...('eventId' in s ? { event_id: s.eventId } : {}),
+        ...('outcome' in s ? { outcome: s.outcome } : {}),
+        ...('error' in s ? { error: s.error } : {}),
+      })),
+    ),
+    p.offsetMs,
+  ]);
+}
