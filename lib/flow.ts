@@ -15,6 +15,7 @@ import { Store } from './db/store.js';
 import { Batcher } from './db/batcher.js';
 import { gatePool } from './db/gate.js';
 import { Pools } from './db/pools.js';
+import { fromPg } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import type { NewRun } from './db/sql/insertRun.js';
 import { tablesFor } from './db/tables.js';
@@ -293,7 +294,7 @@ export class DurableFlow {
     this.#assertOpen();
     const host: WorkerHost = {
       store: this.#store,
-      controlPool: () => this.#pools.control(),
+      controlDb: () => fromPg(this.#pools.control()),
       options: this.options,
       listener: this.#listener,
       wakeChannel: this.tables.wakeChannel,

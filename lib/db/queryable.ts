@@ -7,6 +7,8 @@ import type { Statement } from './sql/statement.js';
  * caller's Sequelize transaction (so a run or an event exists exactly when the caller's work commits).
  */
 export interface Queryable {
+  /** Set by fromPg and fromSequelizeTransaction: a pg pool or client (whose query answers a result, not rows) is not a Queryable. */
+  readonly rowsOnly: true;
   query<T extends object = Record<string, unknown>>(sql: string | Statement, params?: unknown[]): Promise<T[]>;
 }
 
@@ -24,6 +26,7 @@ export function runSql<T extends pg.QueryResultRow = Record<string, unknown>>(
 
 export function fromPg(client: pg.Pool | pg.PoolClient | pg.Client): Queryable {
   return {
+    rowsOnly: true,
     async query<T extends object>(sql: string | Statement, params: unknown[] = []): Promise<T[]> {
       const result = await client.query(typeof sql === 'string' ? sql : { name: sql.name, text: sql.text }, params);
       return result.rows as T[];
@@ -57,6 +60,7 @@ export function isPgClient(value: unknown): value is pg.PoolClient {
 
 export function fromSequelizeTransaction(transaction: SequelizeTransactionLike): Queryable {
   return {
+    rowsOnly: true,
     async query<T extends object>(sql: string | Statement, params: unknown[] = []): Promise<T[]> {
       // type 'SELECT' makes Sequelize return the rows of any statement with RETURNING as plain objects.
       const rows = await transaction.sequelize.query(typeof sql === 'string' ? sql : sql.text, {

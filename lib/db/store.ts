@@ -1,10 +1,11 @@
 import type pg from 'pg';
 import type { StoredError } from '../errors.js';
 import type { RunStatus } from '../types.js';
-import { fromPg, runSql, withTransaction } from './queryable.js';
+import { fromPg, withTransaction } from './queryable.js';
 import type { Queryable } from './queryable.js';
-import { toClaimedBatch } from './sql/claimed.js';
-import type { ClaimedBatch, ClaimedRunRow, HistoryRow, LeaseTarget } from './sql/claimed.js';
+import type { ClaimedBatch, LeaseTarget } from './sql/claimed.js';
+import { claimRuns, orphanedWorkflows } from './sql/claimRuns.js';
+import type { ClaimRequest } from './sql/claimRuns.js';
 import { commitBatch } from './sql/commitBatch.js';
 import type { CommitRequest, CommitResult } from './sql/commitBatch.js';
 import { buildSql } from './sql/index.js';
@@ -18,14 +19,13 @@ import type { NewWait, WatchedRun } from './sql/insertWaits.js';
 import { lockEventNames } from './sql/lockEventNames.js';
 import { resolveWaits, settleWaits } from './sql/resolveWaits.js';
 import type { Settlement, WaitState } from './sql/resolveWaits.js';
-import { suspendRun } from './sql/runTransitions.js';
+import { heartbeat } from './sql/heartbeat.js';
+import type { LeasedRun } from './sql/heartbeat.js';
+import { releaseRuns, suspendRun } from './sql/runTransitions.js';
+import type { ReleasedRun } from './sql/runTransitions.js';
 import type { Tables } from './tables.js';
 
-/** A run a worker holds, fenced by the epoch of its lease. */
-export interface LeasedRun {
-  id: string;
-  epoch: string;
-}
+export type { LeasedRun } from './sql/heartbeat.js';
 
 /**
  * The typed boundary to the database for the statements of a run's life: each method takes a typed
@@ -61,50 +61,26 @@ export class Store {
    * Leases up to `limit` due runs of `queues` and `workflows` to `owner` for `leaseMs`, with their
    * history (durable_flow_claim), and says when the next one not yet due wakes (ms from now).
    */
-  async claim(p: { queues: string[]; workflows: string[]; limit: number; owner: string; leaseMs: number }): Promise<{ batch: ClaimedBatch; nextWakeMs: number | null }> {
-    const { rows } = await runSql<{ runs: ClaimedRunRow[]; steps: HistoryRow[]; next_wake_ms: number | null; db_now_ms: number; snapshot: string }>(
-      this.pool,
-      this.statements.claimRuns,
-      [p.queues, p.workflows, p.limit, p.owner, p.leaseMs, this.#clockOffsetMs()],
-    );
-    const answer = rows[0]!;
-    return {
-      batch: toClaimedBatch(answer.runs, answer.steps, answer.snapshot, answer.db_now_ms),
-      nextWakeMs: answer.next_wake_ms === null ? null : Number(answer.next_wake_ms),
-    };
+  claim(p: ClaimRequest): Promise<{ batch: ClaimedBatch; nextWakeMs: number | null }> {
+    return claimRuns(this.db, this.statements.claimRuns, { ...p, offsetMs: this.#clockOffsetMs() });
   }
 
   /** Workflows this process does not register whose runs have been due for over a minute in `queues`. */
-  async orphanedWorkflows(p: { queues: string[]; workflows: string[] }): Promise<{ workflow: string; runs: number }[]> {
-    const { rows } = await runSql<{ workflow_name: string; runs: number }>(this.pool, this.statements.orphanedWorkflows, [
-      p.queues,
-      p.workflows,
-      this.#clockOffsetMs(),
-    ]);
-    return rows.map((row) => ({ workflow: row.workflow_name, runs: row.runs }));
+  orphanedWorkflows(p: { queues: string[]; workflows: string[] }): Promise<{ workflow: string; runs: number }[]> {
+    return orphanedWorkflows(this.db, this.statements.orphanedWorkflows, { ...p, offsetMs: this.#clockOffsetMs() });
   }
 
-  /** Extends the leases `owner` still holds of `runs`; returns the ids of those it holds (the others are lost). */
-  async heartbeat(db: pg.Pool, p: { runs: LeasedRun[]; owner: string; leaseMs: number }): Promise<Set<string>> {
-    const { rows } = await runSql<{ id: string | number }>(db, this.statements.heartbeat, [
-      JSON.stringify(p.runs.map((run) => ({ id: run.id, epoch: run.epoch }))),
-      p.owner,
-      p.leaseMs,
-      this.#clockOffsetMs(),
-    ]);
-    return new Set(rows.map((row) => String(row.id)));
+  /** Extends the leases `owner` still holds of `runs` (on `db`: the heartbeat's own pool); returns the ids of those it holds. */
+  heartbeat(db: Queryable, p: { runs: LeasedRun[]; owner: string; leaseMs: number }): Promise<Set<string>> {
+    return heartbeat(db, this.statements.heartbeat, { ...p, offsetMs: this.#clockOffsetMs() });
   }
 
   /**
    * Hands runs back to the queue, due after `delayMs`; `clean` resets the claim counter (a clean stop),
    * otherwise it is kept so a run that keeps failing this way still ends up failed. Fenced by epoch.
    */
-  async releaseRuns(runs: (LeasedRun & { delayMs: number; clean: boolean })[]): Promise<number> {
-    const { rows } = await runSql(this.pool, this.statements.releaseRuns, [
-      JSON.stringify(runs.map((run) => ({ id: run.id, epoch: run.epoch, delay_ms: run.delayMs, clean: run.clean }))),
-      this.#clockOffsetMs(),
-    ]);
-    return rows.length;
+  releaseRuns(runs: ReleasedRun[]): Promise<number> {
+    return releaseRuns(this.db, this.statements.releaseRuns, { runs, offsetMs: this.#clockOffsetMs() });
   }
 
   /** Creates runs in one statement (a row with an owner already leased to it); returns those it created. */

@@ -1,7 +1,7 @@
-import type pg from 'pg';
 import { checkInteger, invalidOption } from '../config.js';
 import type { ResolvedOptions } from '../config.js';
 import type { SchemaCheck } from '../db/migrator.js';
+import type { Queryable } from '../db/queryable.js';
 import type { Store } from '../db/store.js';
 import { toMilliseconds } from '../duration.js';
 import type { DurationInput } from '../duration.js';
@@ -28,8 +28,8 @@ export interface StopOptions {
 /** What a worker needs from its flow. */
 export interface WorkerHost {
   store: Store;
-  /** A small pool of its own for heartbeats (never starved by the main pool). */
-  controlPool(): pg.Pool;
+  /** Connections of its own for heartbeats (never starved by the main pool). */
+  controlDb(): Queryable;
   options: ResolvedOptions;
   listener: Listener;
   wakeChannel: string;

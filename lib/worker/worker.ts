@@ -301,7 +301,7 @@ export class Worker implements LocalWorker {
     try {
       // Fault tests make heartbeats fail here (a worker that cannot renew its leases).
       await this.#host.executionEnv.debugPoint('HEARTBEAT_BEFORE', { worker: this.id, runs: executions.map((e) => e.run.runId) });
-      const held = await this.#host.store.heartbeat(this.#host.controlPool(), {
+      const held = await this.#host.store.heartbeat(this.#host.controlDb(), {
         runs: executions.map((e) => e.run),
         owner: this.id,
         leaseMs: this.#host.options.leaseTtlMs,

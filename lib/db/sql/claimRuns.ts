@@ -1,5 +1,9 @@
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { quoteIdent } from '../tables.js';
+import { toClaimedBatch } from './claimed.js';
+import type { ClaimedBatch, ClaimedRunRow, HistoryRow } from './claimed.js';
+import type { Statement } from './statement.js';
 
 /**
  * Claims up to `$3` due runs for worker `$4` (lease `$5` ms), and loads their step history and the
@@ -25,3 +29,38 @@ WHERE wake_at <= statement_timestamp() + $3::float8 * interval '1 millisecond' -
 GROUP BY workflow_name
 ORDER BY workflow_name
 LIMIT 10`;
+
+/** What a claim asks for: up to `limit` due runs of `queues` and `workflows`, leased to `owner` for `leaseMs`. */
+export interface ClaimRequest {
+  queues: string[];
+  workflows: string[];
+  limit: number;
+  owner: string;
+  leaseMs: number;
+}
+
+/** Claims (see claimRunsSql): the leased runs with their history, and when the next run not yet due wakes (ms from now). */
+export async function claimRuns(
+  db: Queryable,
+  statement: Statement,
+  p: ClaimRequest & { offsetMs: number },
+): Promise<{ batch: ClaimedBatch; nextWakeMs: number | null }> {
+  const [answer] = await db.query<{ runs: ClaimedRunRow[]; steps: HistoryRow[]; next_wake_ms: number | null; db_now_ms: number; snapshot: string }>(
+    statement,
+    [p.queues, p.workflows, p.limit, p.owner, p.leaseMs, p.offsetMs],
+  );
+  return {
+    batch: toClaimedBatch(answer!.runs, answer!.steps, answer!.snapshot, answer!.db_now_ms),
+    nextWakeMs: answer!.next_wake_ms === null ? null : Number(answer!.next_wake_ms),
+  };
+}
+
+/** Workflows nobody here claims whose runs wait in `queues` (see orphanedWorkflowsSql), with how many runs each. */
+export async function orphanedWorkflows(
+  db: Queryable,
+  statement: Statement,
+  p: { queues: string[]; workflows: string[]; offsetMs: number },
+): Promise<{ workflow: string; runs: number }[]> {
+  const rows = await db.query<{ workflow_name: string; runs: number }>(statement, [p.queues, p.workflows, p.offsetMs]);
+  return rows.map((row) => ({ workflow: row.workflow_name, runs: row.runs }));
+}

@@ -1,5 +1,13 @@
+import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { nowSql } from '../tables.js';
+import type { Statement } from './statement.js';
+
+/** A run a worker holds, fenced by the epoch of its lease. */
+export interface LeasedRun {
+  id: string;
+  epoch: string;
+}
 
 /**
  * Extends the leases this worker still holds and returns them; a run missing from the answer was lost
@@ -20,3 +28,18 @@ UPDATE ${t.runs} r SET
   wake_at = ${nowSql('$4')} + $3::float8 * interval '1 millisecond'
 FROM mine WHERE r.id = mine.id
 RETURNING r.id`;
+
+/** Extends the leases `owner` still holds of `runs` by `leaseMs`; returns the ids of those it holds (the others are lost). */
+export async function heartbeat(
+  db: Queryable,
+  statement: Statement,
+  p: { runs: LeasedRun[]; owner: string; leaseMs: number; offsetMs: number },
+): Promise<Set<string>> {
+  const rows = await db.query<{ id: string | number }>(statement, [
+    JSON.stringify(p.runs.map((run) => ({ id: run.id, epoch: run.epoch }))),
+    p.owner,
+    p.leaseMs,
+    p.offsetMs,
+  ]);
+  return new Set(rows.map((row) => String(row.id)));
+}

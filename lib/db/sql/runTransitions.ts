@@ -3,6 +3,7 @@ import type { RunStatus } from '../../types.js';
 import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
 import { nowSql } from '../tables.js';
+import type { LeasedRun } from './heartbeat.js';
 import type { Statement } from './statement.js';
 
 /**
@@ -48,4 +49,19 @@ export async function suspendRun(
 ): Promise<boolean> {
   const rows = await db.query(statement, [p.run, p.epoch, p.status, p.wakeAt, p.error ? JSON.stringify(p.error) : null, p.offsetMs]);
   return rows.length > 0;
+}
+
+/** A run to hand back: due after `delayMs`; `clean` resets its claim counter (a clean stop). */
+export interface ReleasedRun extends LeasedRun {
+  delayMs: number;
+  clean: boolean;
+}
+
+/** Hands `runs` back to the queue (see releaseRunsSql), each fenced by its epoch; returns how many it released. */
+export async function releaseRuns(db: Queryable, statement: Statement, p: { runs: ReleasedRun[]; offsetMs: number }): Promise<number> {
+  const rows = await db.query(statement, [
+    JSON.stringify(p.runs.map((run) => ({ id: run.id, epoch: run.epoch, delay_ms: run.delayMs, clean: run.clean }))),
+    p.offsetMs,
+  ]);
+  return rows.length;
 }
