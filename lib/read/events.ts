@@ -2,6 +2,7 @@ import { cast, col } from 'sequelize';
 import { jsonColumn, readJson } from './bounded.js';
 import type { TruncatedValue } from './bounded.js';
 import type { ReadDb } from './db.js';
+import type { TimelineEvent } from './timeline.js';
 
 /** A wait an event matched: the run, its workflow and the waiting step. */
 export interface MatchedWait {
@@ -10,14 +11,8 @@ export interface MatchedWait {
   step: string;
 }
 
-/** A stored event as the viewer lists it. */
-export interface ListedEvent {
-  id: string;
-  eventId: string | null;
-  name: string;
-  payload: unknown;
-  source: string | null;
-  occurredAt: Date;
+/** A stored event as the viewer lists it: as a timeline shows it, with the waits it matched. */
+export interface ListedEvent extends TimelineEvent {
   matched: MatchedWait[];
 }
 
