@@ -4,8 +4,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
+import type pg from 'pg';
 import { DurableFlow } from '../lib/index.js';
 import { createDb, measureSequential, percentile } from './anchors/common.js';
 import type { AnchorResult } from './anchors/common.js';
@@ -90,7 +91,10 @@ export async function throughput(n: number, processes: number): Promise<number> 
  */
 async function latencyAndCost(seq: number): Promise<{ latencies: number[]; cost: AnchorResult[]; statements: number }> {
   const db = await createDb('df_lat');
-  const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  // The library's own `pg` (the repository's node_modules), not bench/node_modules' copy: patching that
+  // one counted nothing (the figure read 0.00).
+  const libraryPg = createRequire(path.resolve(import.meta.dirname, '..', 'package.json'))('pg') as typeof pg;
+  const proto = libraryPg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
   const original = proto.query;
   let statements = 0;
   let counting = false;
