@@ -3,6 +3,8 @@ import type { Sequelize } from 'sequelize';
 import { toMilliseconds } from './duration.js';
 import type { DurationInput } from './duration.js';
 import { DurableFlowError } from './errors.js';
+import { resolveRetention } from './retention/options.js';
+import type { ResolvedRetention, RetentionOptions } from './retention/options.js';
 import { MAX_TIMER_MS } from './timers.js';
 import type { Backoff, BackoffOptions } from './types.js';
 
@@ -46,6 +48,12 @@ export interface DurableFlowOptions {
    * Default `'1 minute'`; `false` for no limit.
    */
   queryTimeout?: DurationInput | false;
+  /**
+   * How long finished runs (with their steps, waits and logs) and events are kept; workers prune what is
+   * older in the background. Default `{ completed: '30 days', cancelled: '30 days', failed: '90 days',
+   * events: '7 days' }`; `false` keeps everything.
+   */
+  retention?: RetentionOptions | false;
 }
 
 export interface ResolvedBackoff {
@@ -68,6 +76,7 @@ export interface ResolvedOptions {
   maxRecoveries: number;
   maxPayloadSize: number;
   logger: Logger;
+  retention: ResolvedRetention;
   applicationName: string;
   /** 0: no limit. */
   queryTimeoutMs: number;
@@ -196,6 +205,7 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
     logger,
     applicationName: typeof options.applicationName === 'string' ? options.applicationName : 'durable-flow',
     queryTimeoutMs: options.queryTimeout === false ? 0 : duration('queryTimeout', options.queryTimeout ?? '1 minute', MAX_TIMER_MS),
+    retention: resolveRetention(options.retention),
   };
 }
 

@@ -5,7 +5,7 @@ import type { Server as SocketIOServer } from 'socket.io';
 import { Sequelize } from 'sequelize';
 import { ChangeFeed } from './changes/feed.js';
 import type { ChangeSubscriber } from './changes/feed.js';
-import { connectionConfig, invalidOption, resolveOptions } from './config.js';
+import { connectionConfig, resolveOptions } from './config.js';
 import type { DurableFlowOptions, ResolvedOptions } from './config.js';
 import { checkSchema, migrate, migrationsChannel } from './db/migrator.js';
 import type { MigrateResult } from './db/migrator.js';
@@ -40,13 +40,15 @@ import type {
   WorkflowHandler,
   WorkflowOptions,
 } from './types.js';
-import { defineWorkflow, unregisteredWorkflow } from './workflow/definition.js';
+import { checkWorkflowArguments, defineWorkflow, unregisteredWorkflow } from './workflow/definition.js';
 import type { WorkflowDefinition } from './workflow/definition.js';
 import type { ExecutionEnv } from './workflow/env.js';
 import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
 import { insertRows, startRun } from './workflow/start.js';
 import type { InsertResult, ParentLink } from './workflow/start.js';
+import type { PruneResult } from './retention/prune.js';
+import { Retention } from './retention/retention.js';
 import { viewerSide } from './read/side.js';
 import type { ViewerSide } from './read/side.js';
 import type { RecordIds } from './read/records.js';
@@ -79,6 +81,7 @@ export class DurableFlow {
   readonly #listener: Listener;
   readonly #feed: ChangeFeed;
   readonly #workers = new Set<RunningWorker>();
+  readonly #retention: Retention;
   readonly #results: ResultWatcher;
   readonly #batcher: CommitBatcher;
   readonly #starts: Batcher<NewRun, InsertResult>;
@@ -108,6 +111,7 @@ export class DurableFlow {
     this.#batcher = new CommitBatcher(this.#store);
     this.#starts = new Batcher((runs) => insertRows(this.#store.db, this.#store, runs), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
+    this.#retention = new Retention(this.#pool, this.tables, this.options, () => this.#clockOffsetMs);
     this.#localClaims = new LocalClaims({ workers: () => this.#workers, workflows: () => [...this.#definitions.keys()], leaseTtlMs: this.options.leaseTtlMs });
     this.#executionEnv = {
       store: this.#store,
@@ -173,16 +177,7 @@ export class DurableFlow {
   workflow<I = any, O = unknown>(name: string, options: WorkflowOptions<I>, handler: WorkflowHandler<I, O>): Workflow<I, Awaited<O>>;
   workflow<I, O>(name: string, a: WorkflowOptions<I> | WorkflowHandler<I, O>, b?: WorkflowHandler<I, O>): Workflow<I, Awaited<O>> {
     const [options, handler] = typeof a === 'function' ? [{} as WorkflowOptions<I>, a] : [a, b];
-    if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
-      throw new DurableFlowError('INVALID_ARGUMENT', `Expected a workflow name to be a non-empty string of at most 255 characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name}`);
-    }
-    if (typeof handler !== 'function') {
-      throw new DurableFlowError('INVALID_ARGUMENT', `Expected workflow "${name}" to be given a handler function, got ${typeof handler}: flow.workflow(name, [options], async ({ input, step, log }) => { … })`);
-    }
-    if (typeof options !== 'object' || options === null) throw invalidOption('workflow options', options, 'an object');
-    if (this.#definitions.has(name)) {
-      throw new DurableFlowError('INVALID_ARGUMENT', `Workflow "${name}" is already registered on this flow; each name must be registered once`);
-    }
+    checkWorkflowArguments(name, options, handler, this.#definitions);
     const definition = defineWorkflow(name, options, handler as WorkflowHandler<unknown, unknown>, this.options);
     this.#definitions.set(name, definition);
     return {
@@ -289,6 +284,16 @@ export class DurableFlow {
     return notifyMany(this.#store, events, source);
   }
 
+  /**
+   * Deletes finished runs (with their steps, waits and logs) and events older than `retention`, on the
+   * flow's clock, in batches; one process prunes at a time (this waits for another's pass). With
+   * `dryRun`, counts them and deletes nothing. Workers do this in the background.
+   */
+  prune(options: { dryRun?: boolean } = {}): Promise<PruneResult> {
+    this.#assertOpen();
+    return this.#retention.prune(options.dryRun === true);
+  }
+
   /** A worker that executes this flow's runs; call `start()` on it. */
   worker(options?: WorkerOptions): Worker {
     this.#assertOpen();
@@ -302,7 +307,11 @@ export class DurableFlow {
       checkSchema: () => checkSchema(this.#pool, this.tables),
       definitions: this.#definitions,
       executionEnv: this.#executionEnv,
-      track: (worker, active) => (active ? this.#workers.add(worker) : this.#workers.delete(worker)),
+      track: (worker, active) => {
+        if (active) this.#workers.add(worker);
+        else this.#workers.delete(worker);
+        this.#retention.workers(this.#workers.size);
+      },
     };
     return new Worker(host, options);
   }
@@ -379,6 +388,7 @@ export class DurableFlow {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
+    await this.#retention.stop();
     await this.#live?.handle.close();
     this.#feed.close();
     this.#results.close();

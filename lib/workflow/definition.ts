@@ -1,5 +1,6 @@
 import { checkInteger, invalidOption, resolveBackoff } from '../config.js';
 import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
+import { DurableFlowError } from '../errors.js';
 import { isPlainObject } from '../json.js';
 import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
@@ -57,6 +58,20 @@ export interface ClaimedRun {
 
 /** The defaults a workflow's options are resolved against. */
 type Defaults = Pick<ResolvedOptions, 'retries' | 'backoff' | 'maxRecoveries'>;
+
+/** What flow.workflow(name, [options], handler) refuses: a bad name, no handler, options not an object, a name taken. */
+export function checkWorkflowArguments(name: unknown, options: unknown, handler: unknown, registered: ReadonlyMap<string, unknown>): void {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 255) {
+    throw new DurableFlowError('INVALID_ARGUMENT', `Expected a workflow name to be a non-empty string of at most 255 characters, got ${typeof name === 'string' ? `a string of ${name.length}` : typeof name}`);
+  }
+  if (typeof handler !== 'function') {
+    throw new DurableFlowError('INVALID_ARGUMENT', `Expected workflow "${name}" to be given a handler function, got ${typeof handler}: flow.workflow(name, [options], async ({ input, step, log }) => { … })`);
+  }
+  if (typeof options !== 'object' || options === null) throw invalidOption('workflow options', options, 'an object');
+  if (registered.has(name)) {
+    throw new DurableFlowError('INVALID_ARGUMENT', `Workflow "${name}" is already registered on this flow; each name must be registered once`);
+  }
+}
 
 /** Resolves and checks a workflow's options (a bad one throws INVALID_OPTION naming it). */
 export function defineWorkflow(name: string, options: WorkflowOptions, handler: WorkflowHandler<unknown, unknown>, defaults: Defaults): WorkflowDefinition {
