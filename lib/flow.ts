@@ -30,6 +30,7 @@ import { resolveRouterOptions } from './http/options.js';
 import type { RouterOptions } from './http/options.js';
 import { createRouter } from './http/router.js';
 import { ViewerRegistry } from './http/viewers.js';
+import { Schedules } from './schedules/schedules.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -71,6 +72,8 @@ export interface Workflow<I = unknown, O = unknown> {
 export class DurableFlow {
   readonly options: ResolvedOptions;
   readonly tables: Tables;
+  /** Cron schedules: create, list, pause, resume, delete, trigger, backfill (fired by every worker). */
+  readonly schedules: Schedules;
   readonly #pools: Pools;
   readonly #pool: pg.Pool;
   readonly #store: Store;
@@ -119,6 +122,8 @@ export class DurableFlow {
         this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, { idempotencyKey }, parent),
       debugPoint,
     };
+    this.schedules = new Schedules({ pool: this.#pool, tables: this.tables, options: this.options, definitions: this.#definitions, clockOffsetMs: () => this.#clockOffsetMs,
+      startRun: (definition, input, options) => this.startRun(definition, input, options), handle: (runId) => this.handle(runId) });
   }
 
   /** durable-flow's own `pg` pool (for raw queries in tests and tools). */
@@ -157,11 +162,14 @@ export class DurableFlow {
   async migrate(): Promise<MigrateResult> {
     this.#assertOpen();
     const pool = this.#pools.migration();
+    let result: MigrateResult;
     try {
-      return await migrate(pool, this.tables);
+      result = await migrate(pool, this.tables);
     } finally {
       await pool.end();
     }
+    await this.schedules.sync(true); // the workflows' `schedule` options
+    return result;
   }
 
   /**
@@ -302,6 +310,7 @@ export class DurableFlow {
       checkSchema: () => checkSchema(this.#pool, this.tables),
       definitions: this.#definitions,
       executionEnv: this.#executionEnv,
+      fireSchedules: () => this.schedules.fire(),
       track: (worker, active) => (active ? this.#workers.add(worker) : this.#workers.delete(worker)),
     };
     return new Worker(host, options);

@@ -1,6 +1,8 @@
 import { checkInteger, invalidOption, resolveBackoff } from '../config.js';
 import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
 import { isPlainObject } from '../json.js';
+import { workflowSchedule } from '../schedules/options.js';
+import type { ScheduleSpec } from '../schedules/options.js';
 import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
@@ -14,6 +16,8 @@ export interface WorkflowDefinition {
   maxRecoveries: number;
   concurrency: { limit: number; key: ((input: any) => string | number) | undefined } | undefined;
   cancelOn: CancelOn[];
+  /** Its `schedule` option, checked (named after the workflow). */
+  schedule: ScheduleSpec | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -56,7 +60,7 @@ export interface ClaimedRun {
 }
 
 /** The defaults a workflow's options are resolved against. */
-type Defaults = Pick<ResolvedOptions, 'retries' | 'backoff' | 'maxRecoveries'>;
+type Defaults = Pick<ResolvedOptions, 'retries' | 'backoff' | 'maxRecoveries' | 'maxPayloadSize'>;
 
 /** Resolves and checks a workflow's options (a bad one throws INVALID_OPTION naming it). */
 export function defineWorkflow(name: string, options: WorkflowOptions, handler: WorkflowHandler<unknown, unknown>, defaults: Defaults): WorkflowDefinition {
@@ -70,6 +74,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? defaults.maxRecoveries, 0, 1000),
     concurrency: resolveConcurrency(options.concurrency),
     cancelOn: resolveCancelOn(options.cancelOn),
+    schedule: options.schedule === undefined ? undefined : workflowSchedule(name, options.schedule, defaults.maxPayloadSize),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
@@ -89,6 +94,7 @@ export function unregisteredWorkflow(name: string, defaults: Defaults): Workflow
     maxRecoveries: defaults.maxRecoveries,
     concurrency: undefined,
     cancelOn: [],
+    schedule: undefined,
   };
 }
 
