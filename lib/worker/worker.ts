@@ -114,7 +114,7 @@ export class Worker implements LocalWorker {
     } catch (error) {
       this.#host.options.logger.warn('Worker could not LISTEN; it polls every pollInterval instead', { error: (error as Error).message });
     }
-    this.#firing = this.#host.fireSchedules();
+    if (this.#takesRuns()) this.#firing = this.#host.fireSchedules();
     this.#requestClaim(true);
   }
 
