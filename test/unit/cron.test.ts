@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCron } from '../../lib/schedules/cron.js';
+import { dueSlots } from '../../lib/schedules/slots.js';
 
 const iso = (dates: Date[]) => dates.map((d) => d.toISOString());
 const day = (from: string, to: string) => [new Date(from), new Date(to)] as const;
@@ -75,5 +76,24 @@ describe('cron expressions', () => {
     expect(() => parseCron('* * * * *', 'Mars/Olympus')).toThrow(/Expected `timezone` to be an IANA time zone .* got "Mars\/Olympus"/);
     expect(() => parseCron('* * * * *', 'Berlin', 'schedule.')).toThrow(/`schedule.timezone`/);
     expect(() => parseCron('* * * * *', 'Nowhere')).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+  });
+});
+
+describe('due slots after a long gap', () => {
+  it('keep the newest slots exactly and count the older ones, skipping ahead over a huge gap', () => {
+    const from = new Date('2026-01-01T00:00:00Z');
+    const days = dueSlots(parseCron('* * * * *', 'UTC'), from, new Date('2026-01-03T00:00:00Z'));
+    expect(days.recent.at(-1)!.toISOString()).toBe('2026-01-03T00:00:00.000Z');
+    expect(days.recent.length + days.older!.count).toBe(2 * 1440 + 1);
+    expect(days.older).toMatchObject({ first: from, approximate: false });
+    const cron = parseCron('* * * * * *', 'UTC');
+    const started = performance.now();
+    const year = dueSlots(cron, from, new Date('2027-01-01T00:00:00Z'));
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(year.recent.at(-1)!.toISOString()).toBe('2027-01-01T00:00:00.000Z');
+    expect(year.older!.approximate).toBe(true);
+    expect(Math.abs(year.recent.length + year.older!.count - 365 * 86_400) / (365 * 86_400)).toBeLessThan(0.01);
+    // Consecutive: the kept slots are the last seconds before `now`.
+    expect(year.recent.map((d) => d.getTime() - year.recent[0]!.getTime())).toEqual(year.recent.map((_, i) => i * 1000));
   });
 });
