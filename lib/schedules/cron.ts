@@ -1,4 +1,5 @@
 import { Cron } from 'croner';
+import cronstrue from 'cronstrue';
 import { IANAZone } from 'luxon';
 import { DurableFlowError } from '../errors.js';
 
@@ -70,4 +71,13 @@ export function parseCron(expression: unknown, timezone: unknown = 'UTC', prefix
       return cron.nextRuns(count, after);
     },
   };
+}
+
+/** The expression in English words (cronstrue), e.g. "At 09:00, Monday through Friday"; the expression itself if it cannot say. */
+export function describeCron(expression: string): string {
+  try {
+    return cronstrue.toString(expression, { use24HourTimeFormat: true, verbose: false });
+  } catch {
+    return expression;
+  }
 }

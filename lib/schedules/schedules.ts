@@ -10,7 +10,8 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
-import { dbNow, deleteSchedule, listSchedules, lockSchedule, markScheduled, setLastRun, setPaused, upsertSchedule } from './sql.js';
+import { dbNow, deleteSchedule, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
+import type { ScheduledRun } from './sql.js';
 
 /** backfill() starts at most this many runs in one call. */
 export const BACKFILL_LIMIT = 1000;
@@ -107,6 +108,11 @@ export class Schedules {
       return runs.map((run) => run.runId);
     });
     return runIds.map((runId) => this.#host.handle(runId));
+  }
+
+  /** @internal For the viewer: the newest runs of each schedule (`limit` each), newest slot first. */
+  recentRuns(schedules: ScheduleInfo[], limit: number): Promise<Map<string, ScheduledRun[]>> {
+    return recentRuns(this.#db(), this.#host.tables, schedules, limit);
   }
 
   /** @internal Fires due slots (every worker's poll, the harness's drain). Never rejects. */
