@@ -27,6 +27,7 @@ const backfilled = await flow.schedules.backfill('acme_sync', { from: '2026-06-0
 
 // In tests, travelling fires the slots in between (per catchUp): a daily job takes milliseconds.
 const harness = createTestHarness(flow);
+await harness.drain(); // the triggered and backfilled runs
 await harness.travel('1 day');
 await harness.drain();
 

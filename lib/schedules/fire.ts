@@ -6,7 +6,7 @@ import type { Tables } from '../db/tables.js';
 import type { RunHandle, StartOptions } from '../types.js';
 import { parseCron } from './cron.js';
 import { applyOverlap, dueSlots, planSlots, slotKey, withSkipped } from './slots.js';
-import { cancelRun, lockDueSchedules, markScheduled, updateFired } from './sql.js';
+import { anyDue, cancelRun, lockDueSchedules, markScheduled, updateFired } from './sql.js';
 import type { DueSchedule } from './sql.js';
 import { unregisteredWorkflow } from '../workflow/definition.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
@@ -41,11 +41,12 @@ const FIRE_BATCH = 100;
  */
 export async function fireDue(host: ScheduleHost): Promise<number> {
   const workflows = [...host.definitions.keys()];
-  if (workflows.length === 0) return 0;
+  const offsetMs = host.clockOffsetMs();
+  if (workflows.length === 0 || !(await anyDue(fromPg(host.pool), host.tables, { workflows, offsetMs }))) return 0;
   return withTransaction(host.pool, async (client) => {
     const db = fromPg(client);
-    const offsetMs = host.clockOffsetMs();
     const { now, schedules } = await lockDueSchedules(db, host.tables, { workflows, offsetMs, limit: FIRE_BATCH });
+    if (now === null) return 0; // none due any more (another process fired them meanwhile)
     let started = 0;
     for (const schedule of schedules) {
       await db.query('SAVEPOINT durable_flow_schedule');

@@ -34,12 +34,20 @@ export async function dbNow(db: Queryable, offsetMs: number): Promise<Date> {
   return row!.now;
 }
 
+const dueCondition = (now: string) => `NOT s.paused AND s.workflow_name = ANY($1::text[]) AND (s.next_at <= ${now} OR s.buffered_slot IS NOT NULL)`;
+
+/** Whether any schedule of `workflows` is due (one read, outside a transaction: most polls find none). */
+export async function anyDue(db: Queryable, t: Tables, p: { workflows: string[]; offsetMs: number }): Promise<boolean> {
+  const rows = await db.query(`SELECT 1 FROM ${schedulesTable(t)} s WHERE ${dueCondition(nowSql('$2'))} LIMIT 1`, [p.workflows, p.offsetMs]);
+  return rows.length > 0;
+}
+
 /**
  * Locks the due schedules of `workflows` (next slot passed, or a buffered slot waiting) that no other
  * process is firing: FOR UPDATE SKIP LOCKED, so each schedule's slots are decided by one process at a
  * time and the others move on to other schedules instead of waiting. Held until the firing commits.
  */
-export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows: string[]; offsetMs: number; limit: number }): Promise<{ now: Date; schedules: DueSchedule[] }> {
+export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows: string[]; offsetMs: number; limit: number }): Promise<{ now: Date | null; schedules: DueSchedule[] }> {
   const now = nowSql('$2');
   const rows = await db.query<{
     name: string; workflow_name: string; cron: string; timezone: string; input: string | null; overlap: ScheduleOverlap;
@@ -49,13 +57,13 @@ export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows:
     `SELECT s.name, s.workflow_name, s.cron, s.timezone, s.input::text AS input, s.overlap, s.catch_up, s.next_at,
             s.buffered_slot, s.last_run_id, s.skipped, r.id AS run_pk, r.status AS run_status, ${now} AS now
      FROM ${schedulesTable(t)} s LEFT JOIN ${t.runs} r ON r.run_id = s.last_run_id
-     WHERE NOT s.paused AND s.workflow_name = ANY($1::text[]) AND (s.next_at <= ${now} OR s.buffered_slot IS NOT NULL)
+     WHERE ${dueCondition(now)}
      ORDER BY s.next_at NULLS LAST LIMIT $3
      FOR UPDATE OF s SKIP LOCKED`,
     [p.workflows, p.offsetMs, p.limit],
   );
   return {
-    now: rows[0]?.now ?? (await dbNow(db, p.offsetMs)),
+    now: rows[0]?.now ?? null,
     schedules: rows.map((row) => ({
       name: row.name,
       workflow: row.workflow_name,
