@@ -10,7 +10,7 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
-import { dbNow, deleteSchedule, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
+import { dbNow, deleteSchedule, schedulesTable, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
 import type { ScheduledRun } from './sql.js';
 
 /** backfill() starts at most this many runs in one call. */
@@ -133,6 +133,12 @@ export class Schedules {
       return synced;
     }
     return this.#synced;
+  }
+
+  /** @internal For the test harness's reset(): deletes every schedule, then creates the workflows' again. */
+  async reset(): Promise<void> {
+    await this.#db().query(`DELETE FROM ${schedulesTable(this.#host.tables)}`);
+    await this.sync(true);
   }
 
   async #upsert(specs: ScheduleSpec[]): Promise<void> {

@@ -78,6 +78,23 @@ describe('a schedule given in workflow options', () => {
   });
 });
 
+describe('the harness', () => {
+  it("reset() puts the clock back and the options' schedules with it: their next slot counts from now again", async () => {
+    const flow = ctx.flow();
+    flow.workflow('hourly_job', { schedule: { cron: '0 * * * *' } }, async () => 1);
+    const harness = createTestHarness(flow);
+    await flow.schedules.create('runtime_only', { workflow: 'hourly_job', cron: '0 * * * *' });
+    await harness.travel('3 days');
+    await harness.drain();
+    expect((await nextAt(flow, 'hourly_job')).getTime() - Date.now()).toBeGreaterThan(2 * 24 * HOUR);
+    await harness.reset();
+    expect(await flow.schedules.get('runtime_only')).toBeNull();
+    const next = (await nextAt(flow, 'hourly_job')).getTime() - (await harness.now()).getTime();
+    expect(next).toBeGreaterThan(0);
+    expect(next).toBeLessThanOrEqual(HOUR);
+  });
+});
+
 describe('flow.schedules', () => {
   it('create refuses bad options naming them; list, get, delete', async () => {
     const { flow, workflow } = setup();
