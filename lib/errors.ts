@@ -15,6 +15,7 @@ export type DurableFlowErrorCode =
   | 'NON_DETERMINISTIC'
   | 'UNKNOWN_WORKFLOW'
   | 'RUN_NOT_FOUND'
+  | 'SCHEDULE_NOT_FOUND'
   | 'INVALID_STATE'
   | 'WORKER_CRASHED'
   | 'RUN_FAILED'

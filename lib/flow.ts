@@ -24,12 +24,10 @@ import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
 import { notify, notifyMany } from './events/notify.js';
-import { attachLive } from './http/live.js';
-import type { LiveChannel, LiveHandle, LiveOptions } from './http/live.js';
-import { resolveRouterOptions } from './http/options.js';
+import type { LiveHandle, LiveOptions } from './http/live.js';
+import { ViewerMounts } from './http/mounts.js';
 import type { RouterOptions } from './http/options.js';
-import { createRouter } from './http/router.js';
-import { ViewerRegistry } from './http/viewers.js';
+import { Schedules } from './schedules/schedules.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -73,6 +71,8 @@ export interface Workflow<I = unknown, O = unknown> {
 export class DurableFlow {
   readonly options: ResolvedOptions;
   readonly tables: Tables;
+  /** Cron schedules: create, list, pause, resume, delete, trigger, backfill (fired by every worker). */
+  readonly schedules: Schedules;
   readonly #pools: Pools;
   readonly #pool: pg.Pool;
   readonly #store: Store;
@@ -93,8 +93,7 @@ export class DurableFlow {
   #models: DurableFlowModels | undefined;
   #closed = false;
   #viewerSide: ViewerSide | undefined;
-  readonly #viewers = new ViewerRegistry();
-  #live: LiveChannel | undefined;
+  readonly #mounts = new ViewerMounts(this, () => this.#side().reader);
 
   constructor(options: DurableFlowOptions = {}) {
     this.options = resolveOptions(options);
@@ -123,6 +122,8 @@ export class DurableFlow {
         this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, { idempotencyKey }, parent),
       debugPoint,
     };
+    this.schedules = new Schedules({ pool: this.#pool, tables: this.tables, options: this.options, definitions: this.#definitions, clockOffsetMs: () => this.#clockOffsetMs,
+      startRun: (definition, input, options) => this.startRun(definition, input, options), handle: (runId) => this.handle(runId) });
   }
 
   /** durable-flow's own `pg` pool (for raw queries in tests and tools). */
@@ -161,11 +162,14 @@ export class DurableFlow {
   async migrate(): Promise<MigrateResult> {
     this.#assertOpen();
     const pool = this.#pools.migration();
+    let result: MigrateResult;
     try {
-      return await migrate(pool, this.tables);
+      result = await migrate(pool, this.tables);
     } finally {
       await pool.end();
     }
+    await this.schedules.sync(true); // the workflows' `schedule` options
+    return result;
   }
 
   /**
@@ -307,6 +311,7 @@ export class DurableFlow {
       checkSchema: () => checkSchema(this.#pool, this.tables),
       definitions: this.#definitions,
       executionEnv: this.#executionEnv,
+      fireSchedules: () => this.schedules.fire(),
       track: (worker, active) => {
         if (active) this.#workers.add(worker);
         else this.#workers.delete(worker);
@@ -344,10 +349,7 @@ export class DurableFlow {
    */
   router(options?: RouterOptions): Router {
     this.#assertOpen();
-    const resolved = resolveRouterOptions(options);
-    const viewer = this.#viewers.register(resolved);
-    const live = () => (this.#live ? { channel: this.#live, viewer: viewer ?? '' } : null);
-    return createRouter(this, resolved, this.#side().reader, live);
+    return this.#mounts.router(options);
   }
 
   /**
@@ -358,10 +360,7 @@ export class DurableFlow {
    */
   attachLive(target: http.Server | SocketIOServer, options: LiveOptions & RouterOptions = {}): LiveHandle {
     this.#assertOpen();
-    const hasOwnAccess = options.authorize !== undefined || options.basicAuth !== undefined || options.allowUnauthenticated !== undefined;
-    const own = hasOwnAccess ? resolveRouterOptions(options) : undefined;
-    this.#live = attachLive(this, target, own ? () => own : (req) => this.#viewers.rulesFor(req), options);
-    return this.#live.handle;
+    return this.#mounts.attachLive(target, options);
   }
 
   /**
@@ -389,7 +388,7 @@ export class DurableFlow {
     this.#closed = true;
     await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
     await this.#retention.stop();
-    await this.#live?.handle.close();
+    await this.#mounts.close();
     this.#feed.close();
     this.#results.close();
     await this.#listener.close();

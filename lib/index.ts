@@ -35,6 +35,11 @@ export type {
   RunHandle,
   RunInfo,
   RunStatus,
+  ScheduleCatchUp,
+  ScheduleInfo,
+  ScheduleOptions,
+  ScheduleOverlap,
+  SkippedSlot,
   SentEvent,
   StartOptions,
   StepApi,
@@ -48,4 +53,6 @@ export type {
   WorkflowHandler,
   WorkflowLog,
   WorkflowOptions,
+  WorkflowSchedule,
 } from './types.js';
+export type { Schedules } from './schedules/schedules.js';

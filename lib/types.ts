@@ -185,6 +185,63 @@ export interface WorkflowOptions<I = any> {
   concurrency?: number | ConcurrencyOptions<I>;
   /** Events that cancel a run (and the runs it started). */
   cancelOn?: CancelOn<I>[];
+  /** A cron schedule named after the workflow, created or updated by `migrate()` and at worker start. Default: none. */
+  schedule?: WorkflowSchedule<I>;
+}
+
+/** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */
+export type ScheduleOverlap = 'skip' | 'allow' | 'buffer_one' | 'cancel_other';
+/** Which slots missed while no worker fired (downtime, a jump of the clock) still start a run. Default `'latest'`. */
+export type ScheduleCatchUp = 'latest' | 'none' | 'all';
+
+/** A schedule in a workflow's options. */
+export interface WorkflowSchedule<I = any> {
+  /** 5 fields, or 6 with seconds first. */
+  cron: string;
+  /** IANA time zone the expression is read in. Default `'UTC'`. */
+  timezone?: string;
+  /** Input of every run it starts. Default: none (undefined). */
+  input?: I;
+  overlap?: ScheduleOverlap;
+  catchUp?: ScheduleCatchUp;
+}
+
+/** flow.schedules.create(name, options). */
+export interface ScheduleOptions<I = any> extends WorkflowSchedule<I> {
+  /** The workflow it starts (registered in the processes whose workers fire it). */
+  workflow: string;
+  /** Create it paused. Default false. */
+  paused?: boolean;
+}
+
+/** A schedule as flow.schedules.list() answers it. */
+export interface ScheduleInfo {
+  name: string;
+  workflow: string;
+  cron: string;
+  timezone: string;
+  input: unknown;
+  overlap: ScheduleOverlap;
+  catchUp: ScheduleCatchUp;
+  paused: boolean;
+  /** The next slot not yet decided (null when the expression never fires again). */
+  nextAt: Date | null;
+  lastSlot: Date | null;
+  lastRunId: string | null;
+  /** Slots that started no run, newest first (the last 100 entries). */
+  skipped: SkippedSlot[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** A slot (or a run of slots: `count`, up to `until`) that started no run, and why. */
+export interface SkippedSlot {
+  slot: string;
+  reason: 'overlap' | 'missed';
+  count?: number;
+  until?: string;
+  /** The run that was still going, for `overlap`. */
+  runId?: string;
 }
 
 export interface StartOptions {
@@ -238,6 +295,8 @@ export interface RunInfo<I = any, O = any> {
   completedAt: Date | null;
   failedAt: Date | null;
   cancelledAt: Date | null;
+  /** The slot a schedule started this run for (its fire time); null for runs started otherwise. */
+  scheduledFor: Date | null;
 }
 
 export interface EventRecord {

@@ -1,6 +1,6 @@
 import { DataTypes, Model, literal } from 'sequelize';
 import type { ModelAttributes, ModelStatic, Sequelize } from 'sequelize';
-import type { LogLevel, RunStatus, StepStatus, WaitStatus } from '../types.js';
+import type { LogLevel, RunStatus, ScheduleCatchUp, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
 
 /**
  * Sequelize models of every durable-flow table, column for column (test/integration/models.test.ts
@@ -27,6 +27,8 @@ export interface DurableFlowModels {
   Live: ModelStatic<Model>;
   /** Random values durable-flow keeps for itself (the viewer's CSRF key). */
   Secret: ModelStatic<Model>;
+  /** Cron schedules (migration 004): the next slot, the last run, the slots skipped. */
+  Schedule: ModelStatic<Model>;
   /** The migrations applied, by version. */
   Migration: ModelStatic<Model>;
 }
@@ -46,6 +48,8 @@ const RUN_STATUSES: RunStatus[] = [
 const STEP_STATUSES: StepStatus[] = ['pending', 'running', 'succeeded', 'sleeping', 'waiting', 'retrying', 'failed', 'cancelled'];
 const WAIT_STATUSES: WaitStatus[] = ['pending', 'matched', 'timed_out', 'cancelled'];
 const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
+const OVERLAP_POLICIES: ScheduleOverlap[] = ['skip', 'allow', 'buffer_one', 'cancel_other'];
+const CATCH_UP_POLICIES: ScheduleCatchUp[] = ['latest', 'none', 'all'];
 
 const bigId = () => ({ type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true });
 const now = (field: string) => ({ type: DataTypes.DATE, allowNull: false, defaultValue: DataTypes.NOW, field });
@@ -93,6 +97,8 @@ const runAttributes = (): ModelAttributes => ({
   completedAt: time('completed_at'),
   failedAt: time('failed_at'),
   cancelledAt: time('cancelled_at'),
+  /** The slot a schedule started the run for (migration 004). */
+  scheduledFor: time('scheduled_for'),
   ...timestamps(),
 });
 
@@ -154,6 +160,24 @@ const logAttributes = (): ModelAttributes => ({
   ...timestamps(),
 });
 
+const scheduleAttributes = (): ModelAttributes => ({
+  name: { type: DataTypes.TEXT, primaryKey: true },
+  workflowName: required(text('workflow_name')),
+  cron: { type: DataTypes.TEXT, allowNull: false },
+  timezone: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'UTC' },
+  input: DataTypes.JSONB,
+  overlap: status(OVERLAP_POLICIES, 'skip'),
+  catchUp: { ...status(CATCH_UP_POLICIES, 'latest'), field: 'catch_up' },
+  paused: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+  nextAt: time('next_at'),
+  lastSlot: time('last_slot'),
+  lastRunId: text('last_run_id'),
+  bufferedSlot: time('buffered_slot'),
+  /** Slots that started no run, newest first: [{ slot, reason, count?, until? }]. */
+  skipped: { type: DataTypes.JSONB, allowNull: false, defaultValue: [] },
+  ...timestamps(),
+});
+
 export function defineModels(sequelize: Sequelize, schema: string): DurableFlowModels {
   const options = (tableName: string, stamps: 'both' | 'created' | 'none' = 'both') => ({
     tableName,
@@ -197,6 +221,7 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
     'durable_flow_secrets',
     'created',
   );
+  const Schedule = define('Schedule', scheduleAttributes(), 'durable_flow_schedules');
   const Migration = define(
     'Migration',
     {
@@ -222,5 +247,5 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
   WorkflowLog.belongsTo(WorkflowStep, { foreignKey: 'workflowStepId', as: 'step' });
   CancelTrigger.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
 
-  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Migration };
+  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, Migration };
 }

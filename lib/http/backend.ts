@@ -1,6 +1,7 @@
 import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
 import type { Reader } from '../read/reader.js';
+import type { Schedules } from '../schedules/schedules.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
@@ -16,6 +17,8 @@ export interface ViewerBackend {
   /** The workflows registered in this process, by name. */
   readonly definitions: ReadonlyMap<string, WorkflowDefinition>;
   startRun(definition: WorkflowDefinition, input: unknown): Promise<string>;
+  /** The Schedules page's reads and buttons. */
+  readonly schedules: Pick<Schedules, 'list' | 'pause' | 'resume' | 'trigger' | 'recentRuns'>;
   cancel(runId: string, options?: { reason?: string }): Promise<boolean>;
   retry(runId: string): Promise<void>;
   notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;

@@ -19,6 +19,7 @@ import { timelineChart } from './chart.js';
 import { render } from './render.js';
 import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
+import { mountSchedulePage } from './schedules-page.js';
 import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
@@ -264,6 +265,8 @@ export function createRouter(
   router.all(['/runs/:runId/cancel', '/runs/:runId/retry', '/actions/start-run', '/actions/send-event'], (_req, res) => {
     res.set('Allow', 'POST').status(405).type('text/plain').send('Method not allowed: actions are POST forms with a CSRF token');
   });
+
+  mountSchedulePage(router, { schedules: flow.schedules, now: flowNow, page, handle, action, form });
 
   // ---- Workflows --------------------------------------------------------------------------------
   const workflowsData = async () => {

@@ -35,6 +35,7 @@ export interface RunRow {
   completed_at: Date | null;
   failed_at: Date | null;
   cancelled_at: Date | null;
+  scheduled_for: Date | null;
   child_run_ids?: string[] | null;
 }
 
@@ -42,7 +43,7 @@ export function runColumns(bounded = false): string {
   const bound = bounded ? BOUND : null;
   return `id, run_id, workflow_name, status, queue_name, priority, ${jsonColumn('input', 'input_text', bound)},
   ${jsonColumn('output', 'output_text', bound)}, ${errorColumn('error', 'error_text', bounded)}, idempotency_key, parent_run_id,
-  wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at`;
+  wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at, scheduled_for`;
 }
 
 export function toRunInfo(row: RunRow): RunInfo {
@@ -68,6 +69,7 @@ export function toRunInfo(row: RunRow): RunInfo {
     completedAt: date(row.completed_at),
     failedAt: date(row.failed_at),
     cancelledAt: date(row.cancelled_at),
+    scheduledFor: date(row.scheduled_for),
   };
 }
 

@@ -129,11 +129,15 @@ export class TestHarness {
     }
   }
 
-  /** Deletes every run and event, and puts the clock back. */
+  /**
+   * Deletes every run, event and schedule, puts the clock back, and creates the schedules of the
+   * workflows' options again (their next slots counted from the clock put back).
+   */
   async reset(): Promise<void> {
     this.flow.setClockOffset(0);
     await this.flow.pool.query(`DELETE FROM ${this.flow.tables.runs}`);
     await this.flow.pool.query(`DELETE FROM ${this.flow.tables.events}`);
+    await this.flow.schedules.reset();
   }
 
   async #runId(run: RunRef): Promise<string> {

@@ -39,6 +39,8 @@ export interface WorkerHost {
   checkSchema(): Promise<SchemaCheck>;
   definitions: Map<string, WorkflowDefinition>;
   executionEnv: ExecutionEnv;
+  /** Fires the due slots of the schedules of this process's workflows (schedules/fire.ts); never rejects. */
+  fireSchedules(): Promise<number>;
   /** Called when the worker starts/stops, so the flow can stop workers on close(). */
   track(worker: RunningWorker, active: boolean): void;
 }

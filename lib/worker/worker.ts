@@ -66,6 +66,7 @@ export class Worker implements LocalWorker {
   #polls = 0;
   #orphanCheckAt = 0;
   #stopping: Promise<void> | undefined;
+  #firing: Promise<unknown> = Promise.resolve(); // the last poll's schedule firing (schedules/fire.ts), awaited by stop()
   /** Runs claimed, and how their executions ended (for tests and metrics). */
   readonly stats = { claimed: 0, completed: 0, failed: 0, suspended: 0, released: 0, lost: 0, errors: 0 };
 
@@ -92,6 +93,7 @@ export class Worker implements LocalWorker {
     await this.#checkSchema();
     this.#pollTimer = setInterval(() => {
       if (++this.#polls % SCHEMA_CHECK_POLLS === 0) void this.#checkSchema();
+      if (this.#takesRuns()) this.#firing = this.#host.fireSchedules();
       this.#requestClaim(true);
     }, this.pollIntervalMs);
     this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), this.#host.options.heartbeatIntervalMs);
@@ -112,6 +114,7 @@ export class Worker implements LocalWorker {
     } catch (error) {
       this.#host.options.logger.warn('Worker could not LISTEN; it polls every pollInterval instead', { error: (error as Error).message });
     }
+    if (this.#takesRuns()) this.#firing = this.#host.fireSchedules();
     this.#requestClaim(true);
   }
 
@@ -333,6 +336,7 @@ export class Worker implements LocalWorker {
   async drain(limit = 10_000): Promise<number> {
     if (this.#state !== 'idle') throw new DurableFlowError('INVALID_STATE', 'drain() needs a worker that was never started');
     const names = [...this.#host.definitions.keys()];
+    await this.#host.fireSchedules();
     let executions = 0;
     for (;;) {
       const claimed = await this.#claim(this.concurrency, names);
@@ -389,6 +393,7 @@ export class Worker implements LocalWorker {
     }
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
     while (this.#claiming) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.#firing;
     this.#state = 'stopped';
     this.#host.track(this, false);
   }

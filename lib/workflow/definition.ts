@@ -2,6 +2,8 @@ import { checkInteger, invalidOption, resolveBackoff } from '../config.js';
 import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
 import { DurableFlowError } from '../errors.js';
 import { isPlainObject } from '../json.js';
+import { workflowSchedule } from '../schedules/options.js';
+import type { ScheduleSpec } from '../schedules/options.js';
 import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
@@ -15,6 +17,8 @@ export interface WorkflowDefinition {
   maxRecoveries: number;
   concurrency: { limit: number; key: ((input: any) => string | number) | undefined } | undefined;
   cancelOn: CancelOn[];
+  /** Its `schedule` option, checked (named after the workflow). */
+  schedule: ScheduleSpec | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -57,7 +61,7 @@ export interface ClaimedRun {
 }
 
 /** The defaults a workflow's options are resolved against. */
-type Defaults = Pick<ResolvedOptions, 'retries' | 'backoff' | 'maxRecoveries'>;
+type Defaults = Pick<ResolvedOptions, 'retries' | 'backoff' | 'maxRecoveries' | 'maxPayloadSize'>;
 
 /** What flow.workflow(name, [options], handler) refuses: a bad name, no handler, options not an object, a name taken. */
 export function checkWorkflowArguments(name: unknown, options: unknown, handler: unknown, registered: ReadonlyMap<string, unknown>): void {
@@ -85,6 +89,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     maxRecoveries: checkInteger('maxRecoveries', options.maxRecoveries ?? defaults.maxRecoveries, 0, 1000),
     concurrency: resolveConcurrency(options.concurrency),
     cancelOn: resolveCancelOn(options.cancelOn),
+    schedule: options.schedule === undefined ? undefined : workflowSchedule(name, options.schedule, defaults.maxPayloadSize),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
@@ -104,6 +109,7 @@ export function unregisteredWorkflow(name: string, defaults: Defaults): Workflow
     maxRecoveries: defaults.maxRecoveries,
     concurrency: undefined,
     cancelOn: [],
+    schedule: undefined,
   };
 }
 

@@ -93,7 +93,7 @@ function routesOf(router: Router, runId: string): { method: string; path: string
         m === '_all' ? ['get', 'head', 'post', 'put', 'patch', 'delete'] : m === 'get' ? ['get', 'head'] : [m],
       );
       for (const routePath of [layer.route.path].flat()) {
-        let concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1');
+        let concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1').replace(':name', 'nightly');
         expect(concrete, `a route parameter this test does not know: ${routePath}`).not.toMatch(/[:*{]/);
         // The live channel's polling: asked as a socket.io client asks, with a handshake.
         if (concrete === '/socket.io/') concrete += '?EIO=4&transport=polling';
@@ -257,7 +257,7 @@ describe('access', () => {
           .map((r) => r.path),
       ),
     ].map((p) => p.replace('RUN', p.endsWith('/retry') ? failed.runId : sleeping.runId));
-    expect(actions).toHaveLength(4);
+    expect(actions).toHaveLength(7); // cancel, retry, start-run, send-event; a schedule's pause, resume, trigger
     const unchanged = async () => {
       expect(await statusOf(sleeping.runId)).toBe('sleeping');
       expect(await statusOf(failed.runId)).toBe('failed');

@@ -188,6 +188,25 @@ describe('the README examples run', () => {
     expect((await flow.getRun(shipping.runId))!.error).toMatchObject({ message: 'Cancelled by event "order_cancelled"' });
   });
 
+  it('schedules', async () => {
+    const { flow, schedules, now, backfilled } = await runExample<{
+      flow: DurableFlow;
+      schedules: { name: string }[];
+      now: { runId: string };
+      backfilled: { runId: string }[];
+    }>('schedules.ts');
+    closers.push(() => flow.close());
+    expect(schedules.map((s) => s.name)).toEqual(['acme_sync', 'daily_report']);
+    expect(backfilled).toHaveLength(4);
+    expect((await flow.getRun(backfilled[1]!.runId))!.scheduledFor?.toISOString()).toBe('2026-06-01T00:15:00.000Z');
+    expect((await flow.getRun(now.runId))!.status).toBe('completed');
+    // The trigger, 4 backfilled slots, and the latest slot travel('1 day') passed.
+    const { rows } = await flow.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = 'sync_account' AND scheduled_for IS NOT NULL`,
+    );
+    expect(rows[0]!.n).toBe(6);
+  });
+
   it('events', async () => {
     const { observed } = await runExample<{ observed: { first: { id: string }; again: { id: string; duplicate: boolean } } }>('events.ts');
     expect(observed.again).toMatchObject({ id: observed.first.id, duplicate: true });

@@ -32,6 +32,7 @@ describe('migrate()', () => {
         'durable_flow_cancel_triggers',
         'durable_flow_live',
         'durable_flow_migrations',
+        'durable_flow_schedules',
         'durable_flow_secrets',
         'durable_flow_workflow_events',
         'durable_flow_workflow_logs',

@@ -115,6 +115,8 @@ describe('Sequelize models', () => {
         'durable_flow_workflow_runs.resume_snapshot',
         'durable_flow_workflow_steps.exec_snapshot',
         'durable_flow_secrets.value',
+        'durable_flow_workflow_runs.scheduled_for',
+        'durable_flow_schedules.skipped',
       ]),
     );
   });
@@ -139,7 +141,7 @@ describe('Sequelize models', () => {
       )
       .sort();
     expect(fromModels).toEqual(fromTables.sort());
-    expect(fromModels).toHaveLength(5);
+    expect(fromModels).toHaveLength(7);
     const { WorkflowRun } = flow.models;
     await expect(WorkflowRun.build({ runId: 'r', workflowName: 'w', status: 'done' }).validate()).rejects.toThrow(
       'Validation isIn on status failed',

@@ -1,0 +1,165 @@
+import { fromPg, withTransaction } from '../db/queryable.js';
+import type { Queryable } from '../db/queryable.js';
+import { toDate } from '../duration.js';
+import type { TimeInput } from '../duration.js';
+import { DurableFlowError } from '../errors.js';
+import type { RunHandle, ScheduleInfo, ScheduleOptions } from '../types.js';
+import { parseCron } from './cron.js';
+import { FireLoop, startScheduled } from './fire.js';
+import type { ScheduleHost } from './fire.js';
+import { checkScheduleName, resolveSchedule } from './options.js';
+import type { ScheduleSpec } from './options.js';
+import { slotKey } from './slots.js';
+import { dbNow, deleteSchedule, schedulesTable, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
+import type { ScheduledRun } from './sql.js';
+
+/** backfill() starts at most this many runs in one call. */
+export const BACKFILL_LIMIT = 1000;
+
+/**
+ * `flow.schedules`: cron schedules managed at runtime, and those of workflows' `schedule` options.
+ * Every method works from any process; firing is done by every worker (see fire.ts).
+ */
+export class Schedules {
+  readonly #host: ScheduleHost;
+  readonly #loop: FireLoop;
+  #synced: Promise<void> | undefined;
+
+  constructor(host: ScheduleHost) {
+    this.#host = host;
+    this.#loop = new FireLoop(host, () => this.sync(false));
+  }
+
+  /**
+   * Creates the schedule, or updates the one of that name (its workflow, cron, zone, input and
+   * policies; the next slot moves only when the cron or zone changed; `paused` applies on creation).
+   */
+  async create(name: string, options: ScheduleOptions): Promise<ScheduleInfo> {
+    const spec = resolveSchedule(name, options, this.#host.options.maxPayloadSize);
+    await this.#upsert([spec]);
+    return (await this.get(spec.name))!;
+  }
+
+  /** Every schedule, by name: `{ name, workflow, cron, timezone, paused, nextAt, lastRunId, skipped, … }`. */
+  list(): Promise<ScheduleInfo[]> {
+    return listSchedules(this.#db(), this.#host.tables);
+  }
+
+  /** One schedule, or null. */
+  async get(name: string): Promise<ScheduleInfo | null> {
+    return (await listSchedules(this.#db(), this.#host.tables, checkScheduleName(name)))[0] ?? null;
+  }
+
+  /** Stops firing it; slots that pass while it is paused never fire. */
+  async pause(name: string): Promise<void> {
+    await this.#locked(name, (db) => setPaused(db, this.#host.tables, { name, paused: true }));
+  }
+
+  /** Fires it again from the next slot after now. */
+  async resume(name: string): Promise<void> {
+    await this.#locked(name, async (db, info) => {
+      if (!info.paused) return;
+      const now = await dbNow(db, this.#host.clockOffsetMs());
+      const nextAt = parseCron(info.cron, info.timezone).nextAfter(now);
+      await setPaused(db, this.#host.tables, { name, paused: false, nextAt });
+    });
+  }
+
+  /** Deletes it (its runs stay). Returns false when there was none. */
+  delete(name: string): Promise<boolean> {
+    return deleteSchedule(this.#db(), this.#host.tables, checkScheduleName(name));
+  }
+
+  /**
+   * Starts a run of it now, whatever its overlap policy and even while paused; `scheduledFor` is now.
+   * It becomes the schedule's last run (the one `overlap` waits for).
+   */
+  async trigger(name: string): Promise<RunHandle> {
+    const runId = await this.#locked(name, async (db, info, client) => {
+      const now = await dbNow(db, this.#host.clockOffsetMs());
+      const runId = await startScheduled(this.#host, info.workflow, info.input, { transaction: client });
+      await markScheduled(db, this.#host.tables, [{ runId, slot: now }]);
+      await setLastRun(db, this.#host.tables, { name, runId });
+      return runId;
+    });
+    return this.#host.handle(runId);
+  }
+
+  /**
+   * Starts one run per slot in [from, to), not held back by overlap, and returns their handles in slot
+   * order. A slot that has a run already (fired, or an earlier backfill) answers that run: running it
+   * again starts nothing. At most BACKFILL_LIMIT slots.
+   */
+  async backfill(name: string, range: { from: TimeInput; to: TimeInput }): Promise<RunHandle[]> {
+    if (typeof range !== 'object' || range === null) throw new DurableFlowError('INVALID_ARGUMENT', 'Expected backfill() to be given { from, to }');
+    const from = toDate(range.from, 'the backfill `from`');
+    const to = toDate(range.to, 'the backfill `to`');
+    const runIds = await this.#locked(name, async (db, info, client) => {
+      const cron = parseCron(info.cron, info.timezone);
+      const slots = cron.between(from, to, BACKFILL_LIMIT + 1);
+      if (slots.length > BACKFILL_LIMIT) {
+        throw new DurableFlowError('INVALID_ARGUMENT', `Backfill of schedule "${name}" covers more than ${BACKFILL_LIMIT} slots; split [from, to) into smaller ranges`);
+      }
+      const runs: { runId: string; slot: Date }[] = [];
+      for (const slot of slots) {
+        runs.push({ runId: await startScheduled(this.#host, info.workflow, info.input, { idempotencyKey: slotKey(name, slot), transaction: client }), slot });
+      }
+      await markScheduled(db, this.#host.tables, runs);
+      return runs.map((run) => run.runId);
+    });
+    return runIds.map((runId) => this.#host.handle(runId));
+  }
+
+  /** @internal For the viewer: the newest runs of each schedule (`limit` each), newest slot first. */
+  recentRuns(schedules: ScheduleInfo[], limit: number): Promise<Map<string, ScheduledRun[]>> {
+    return recentRuns(this.#db(), this.#host.tables, schedules, limit);
+  }
+
+  /** @internal Fires due slots (every worker's poll, the harness's drain). Never rejects. */
+  fire(): Promise<number> {
+    return this.#loop.fire();
+  }
+
+  /**
+   * @internal Creates or updates the schedules of the workflows' `schedule` options (migrate(), and
+   * once per flow before its first firing; `force` does it again).
+   */
+  sync(force: boolean): Promise<void> {
+    if (force || !this.#synced) {
+      const synced = this.#upsert([...this.#host.definitions.values()].flatMap((d) => (d.schedule ? [d.schedule] : [])));
+      this.#synced = synced.catch(() => {
+        this.#synced = undefined;
+      });
+      return synced;
+    }
+    return this.#synced;
+  }
+
+  /** @internal For the test harness's reset(): deletes every schedule, then creates the workflows' again. */
+  async reset(): Promise<void> {
+    await this.#db().query(`DELETE FROM ${schedulesTable(this.#host.tables)}`);
+    await this.sync(true);
+  }
+
+  async #upsert(specs: ScheduleSpec[]): Promise<void> {
+    if (specs.length === 0) return;
+    const db = this.#db();
+    const now = await dbNow(db, this.#host.clockOffsetMs());
+    for (const spec of specs) await upsertSchedule(db, this.#host.tables, spec, spec.cron.nextAfter(now));
+  }
+
+  /** Runs `fn` in a transaction holding the schedule's row lock; an unknown name is SCHEDULE_NOT_FOUND. */
+  #locked<T>(name: string, fn: (db: Queryable, info: ScheduleInfo, client: unknown) => Promise<T>): Promise<T> {
+    checkScheduleName(name);
+    return withTransaction(this.#host.pool, async (client) => {
+      const db = fromPg(client);
+      const info = await lockSchedule(db, this.#host.tables, name);
+      if (!info) throw new DurableFlowError('SCHEDULE_NOT_FOUND', `No schedule named "${name}"; create it with flow.schedules.create(name, { workflow, cron })`);
+      return fn(db, info, client);
+    });
+  }
+
+  #db(): Queryable {
+    return fromPg(this.#host.pool);
+  }
+}
