@@ -123,7 +123,7 @@ export class DurableFlow {
       debugPoint,
     };
     this.schedules = new Schedules({ pool: this.#pool, tables: this.tables, options: this.options, definitions: this.#definitions, clockOffsetMs: () => this.#clockOffsetMs,
-      startRun: (definition, input, options) => this.startRun(definition, input, options), handle: (runId) => this.handle(runId) });
+      startRun: (definition, input, options) => this.startRun(definition, input, options), handle: (runId) => this.handle(runId), assertOpen: () => this.#assertOpen() });
   }
 
   /** durable-flow's own `pg` pool (for raw queries in tests and tools). */

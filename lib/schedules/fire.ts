@@ -21,6 +21,8 @@ export interface ScheduleHost {
   definitions: Map<string, WorkflowDefinition>;
   startRun(definition: WorkflowDefinition, input: unknown, options: StartOptions): Promise<string>;
   handle(runId: string): RunHandle;
+  /** Throws CLOSED once the flow is closed (a method called after close() says so, not "pool ended"). */
+  assertOpen(): void;
 }
 
 /** Starts a run of `workflow` (registered in this process or not) and returns its id. */

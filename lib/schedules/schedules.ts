@@ -41,7 +41,7 @@ export class Schedules {
   }
 
   /** Every schedule, by name: `{ name, workflow, cron, timezone, paused, nextAt, lastRunId, skipped, … }`. */
-  list(): Promise<ScheduleInfo[]> {
+  async list(): Promise<ScheduleInfo[]> {
     return listSchedules(this.#db(), this.#host.tables);
   }
 
@@ -66,7 +66,7 @@ export class Schedules {
   }
 
   /** Deletes it (its runs stay). Returns false when there was none. */
-  delete(name: string): Promise<boolean> {
+  async delete(name: string): Promise<boolean> {
     return deleteSchedule(this.#db(), this.#host.tables, checkScheduleName(name));
   }
 
@@ -111,7 +111,7 @@ export class Schedules {
   }
 
   /** @internal For the viewer: the newest runs of each schedule (`limit` each), newest slot first. */
-  recentRuns(schedules: ScheduleInfo[], limit: number): Promise<Map<string, ScheduledRun[]>> {
+  async recentRuns(schedules: ScheduleInfo[], limit: number): Promise<Map<string, ScheduledRun[]>> {
     return recentRuns(this.#db(), this.#host.tables, schedules, limit);
   }
 
@@ -150,6 +150,7 @@ export class Schedules {
 
   /** Runs `fn` in a transaction holding the schedule's row lock; an unknown name is SCHEDULE_NOT_FOUND. */
   #locked<T>(name: string, fn: (db: Queryable, info: ScheduleInfo, client: unknown) => Promise<T>): Promise<T> {
+    this.#host.assertOpen();
     checkScheduleName(name);
     return withTransaction(this.#host.pool, async (client) => {
       const db = fromPg(client);
@@ -160,6 +161,7 @@ export class Schedules {
   }
 
   #db(): Queryable {
+    this.#host.assertOpen();
     return fromPg(this.#host.pool);
   }
 }

@@ -112,6 +112,18 @@ describe('flow.schedules', () => {
     await expect(flow.schedules.pause('acme_sync')).rejects.toThrow(expect.objectContaining({ code: 'SCHEDULE_NOT_FOUND' }));
   });
 
+  it('refuses every method once its flow is closed, saying so', async () => {
+    const { flow, workflow } = setup();
+    await flow.schedules.create('closing', { workflow, cron: '* * * * *' });
+    await flow.close();
+    const closed = expect.objectContaining({ code: 'CLOSED' });
+    await expect(flow.schedules.list()).rejects.toThrow(closed);
+    await expect(flow.schedules.get('closing')).rejects.toThrow(closed);
+    await expect(flow.schedules.pause('closing')).rejects.toThrow(closed);
+    await expect(flow.schedules.trigger('closing')).rejects.toThrow(closed);
+    await expect(flow.schedules.create('other', { workflow, cron: '* * * * *' })).rejects.toThrow(closed);
+  });
+
   it('trigger starts a run now whatever the overlap, and it becomes the last run', async () => {
     const { flow, harness, workflow } = setup({ wait: true });
     await flow.schedules.create(`${workflow}_s`, { workflow, cron: '0 0 1 1 *', input: { n: 1 } });
