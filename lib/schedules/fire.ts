@@ -39,16 +39,16 @@ const FIRE_BATCH = 100;
  * (so a slot a backfill, or another process, already started gets no second run: the runs table's
  * unique index answers the first run), marks the runs with their slot, and moves each schedule's
  * next slot past now. A schedule that fails (its savepoint rolled back) is logged and left due.
- * Returns the number of runs started.
+ * Returns the number of runs started, and whether the batch was full (more may be due).
  */
-export async function fireDue(host: ScheduleHost): Promise<number> {
+export async function fireDue(host: ScheduleHost): Promise<{ started: number; full: boolean }> {
   const workflows = [...host.definitions.keys()];
   const offsetMs = host.clockOffsetMs();
-  if (workflows.length === 0 || !(await anyDue(fromPg(host.pool), host.tables, { workflows, offsetMs }))) return 0;
+  if (workflows.length === 0 || !(await anyDue(fromPg(host.pool), host.tables, { workflows, offsetMs }))) return { started: 0, full: false };
   return withTransaction(host.pool, async (client) => {
     const db = fromPg(client);
     const { now, schedules } = await lockDueSchedules(db, host.tables, { workflows, offsetMs, limit: FIRE_BATCH });
-    if (now === null) return 0; // none due any more (another process fired them meanwhile)
+    if (now === null) return { started: 0, full: false }; // none due any more (another process fired them meanwhile)
     let started = 0;
     for (const schedule of schedules) {
       await db.query('SAVEPOINT durable_flow_schedule');
@@ -60,7 +60,7 @@ export async function fireDue(host: ScheduleHost): Promise<number> {
         host.options.logger.warn(`Schedule "${schedule.name}" could not fire; it is tried again at the next poll`, { error: (error as Error).message });
       }
     }
-    return started;
+    return { started, full: schedules.length === FIRE_BATCH };
   });
 }
 
@@ -117,7 +117,14 @@ export class FireLoop {
   async #fire(): Promise<number> {
     try {
       await this.#before();
-      const started = await fireDue(this.#host);
+      // Batch after batch while they come full: 10,000 schedules due at one minute are not spread over
+      // 100 polls. (Each batch is its own transaction, so other processes take their share meanwhile.)
+      let started = 0;
+      for (;;) {
+        const batch = await fireDue(this.#host);
+        started += batch.started;
+        if (!batch.full) break;
+      }
       this.#failures = 0;
       return started;
     } catch (error) {
