@@ -1,6 +1,7 @@
 import { Op, literal } from 'sequelize';
 import type { Transaction } from 'sequelize';
-import { nowSql, quoteIdent } from '../db/tables.js';
+import { cancelRunSql } from '../db/sql/runTransitions.js';
+import { nowSql } from '../db/tables.js';
 import type { StoredError } from '../errors.js';
 import type { ReadDb } from '../read/db.js';
 import type { RunStatus } from '../types.js';
@@ -45,7 +46,7 @@ export class Operator {
       const run = await WorkflowRun.findOne({ attributes: ['id', 'status'], where: { runId }, transaction });
       if (!run) return { status: null, done: false };
       const [answer] = await this.#db.select<{ cancelled: number }>(
-        `SELECT ${quoteIdent(this.#db.tables.schema)}.durable_flow_cancel(ARRAY[$1::bigint], $2, $3) AS cancelled`,
+        cancelRunSql(this.#db.tables),
         [run.get('id'), reason, this.#clockOffsetMs()],
         transaction,
       );

@@ -98,9 +98,6 @@ export interface PruneOptions {
   pauseMs?: number;
 }
 
-/** NULL for "kept for ever", as the statements take it. */
-const msParam = (ms: number | null): number | null => ms;
-
 /**
  * Prunes on `client` (a connection of the caller's, outside any transaction): each batch is one
  * transaction of its own, so a prune interrupted at any point (a SIGKILL) leaves whole runs, and the
@@ -109,7 +106,8 @@ const msParam = (ms: number | null): number | null => ms;
  */
 export async function pruneOn(client: pg.ClientBase, tables: Tables, options: PruneOptions): Promise<PruneResult> {
   const { retention, offsetMs } = options;
-  const ages = [msParam(retention.completedMs), msParam(retention.failedMs), msParam(retention.cancelledMs)];
+  // NULL (kept for ever) matches no run in the statements.
+  const ages = [retention.completedMs, retention.failedMs, retention.cancelledMs];
   const anyRuns = ages.some((ms) => ms !== null);
   const result: PruneResult = { runs: 0, events: 0 };
   const pause = () => (options.pauseMs ? new Promise((resolve) => setTimeout(resolve, options.pauseMs)) : undefined);

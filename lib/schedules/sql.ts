@@ -1,7 +1,9 @@
 import type { Queryable } from '../db/queryable.js';
 import type { Tables } from '../db/tables.js';
 import { nowSql, quoteIdent } from '../db/tables.js';
-import type { ScheduleCatchUp, ScheduleInfo, ScheduleOverlap, SkippedSlot } from '../types.js';
+import { TERMINAL_STATUSES } from '../types.js';
+import type { RunStatus, ScheduleCatchUp, ScheduleInfo, ScheduleOverlap, SkippedSlot } from '../types.js';
+import { cancelRunSql } from '../db/sql/runTransitions.js';
 import type { ScheduleSpec } from './options.js';
 
 /**
@@ -75,7 +77,7 @@ export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows:
       nextAt: row.next_at,
       bufferedSlot: row.buffered_slot,
       lastRunId: row.last_run_id,
-      lastRun: row.run_pk === null ? null : { id: row.run_pk, active: !['completed', 'failed', 'cancelled'].includes(row.run_status!) },
+      lastRun: row.run_pk === null ? null : { id: row.run_pk, active: !TERMINAL_STATUSES.includes(row.run_status as RunStatus) },
       skipped: row.skipped,
     })),
   };
@@ -108,7 +110,7 @@ export async function markScheduled(db: Queryable, t: Tables, runs: { runId: str
 
 /** cancel_other: cancels the previous run (and its children), as flow.cancel does, inside the firing. */
 export async function cancelRun(db: Queryable, t: Tables, p: { id: string; reason: string; offsetMs: number }): Promise<void> {
-  await db.query(`SELECT ${quoteIdent(t.schema)}.durable_flow_cancel(ARRAY[$1]::bigint[], $2, $3)`, [p.id, p.reason, p.offsetMs]);
+  await db.query(cancelRunSql(t), [p.id, p.reason, p.offsetMs]);
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Settlement } from '../db/sql/resolveWaits.js';
 import type { Store } from '../db/store.js';
 import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
+import { TERMINAL_STATUSES } from '../types.js';
 import type { RunStatus } from '../types.js';
 
 /** The event name recorded on waits for a run to finish (step.invoke, step.waitForWorkflow). */
@@ -83,8 +84,6 @@ export interface Settled {
 export type SuspendResult =
   | { kind: 'settled'; settled: Settled[]; stepIds: StepId[] }
   | { kind: 'suspended'; wakeAt: number | null; stepIds: StepId[] };
-
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 /** A run that finished after the wait's deadline (on the flow's clock) is too late for it, like a late event. */
 function finishedInTime(run: WatchedRun, wait: WaitSpec | undefined): boolean {
@@ -167,7 +166,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
       } else if (wait.eventId !== null) {
         settlements.push({ waitId: wait.id, status: 'matched', eventId: wait.eventId });
         settled.push({ name: wait.stepName, ok: true, value: JSON.parse(wait.payload!) });
-      } else if (watchedRun && TERMINAL.has(watchedRun.status) && finishedInTime(watchedRun, byName.get(wait.stepName))) {
+      } else if (watchedRun && TERMINAL_STATUSES.includes(watchedRun.status) && finishedInTime(watchedRun, byName.get(wait.stepName))) {
         const outcome = outcomeOf(watchedRun);
         settlements.push({ waitId: wait.id, status: 'matched', outcome });
         settled.push({ name: wait.stepName, ok: true, value: outcome });

@@ -2,7 +2,7 @@ import type { StoredError } from '../../errors.js';
 import type { RunStatus } from '../../types.js';
 import type { Queryable } from '../queryable.js';
 import type { Tables } from '../tables.js';
-import { nowSql } from '../tables.js';
+import { nowSql, quoteIdent } from '../tables.js';
 import type { LeasedRun } from './heartbeat.js';
 import type { Statement } from './statement.js';
 
@@ -65,3 +65,12 @@ export async function releaseRuns(db: Queryable, statement: Statement, p: { runs
   ]);
   return rows.length;
 }
+
+/**
+ * Cancels run `$1` (its database id) and every unfinished run it started: durable_flow_cancel
+ * (lib/db/functions/cancel.sql, which takes their locks children first). `$2` the reason stored as
+ * its error, `$3` the clock offset (ms). Answers `cancelled`, how many runs it cancelled (0: the run
+ * had finished). flow.cancel and a schedule's `cancel_other` both run it.
+ */
+export const cancelRunSql = (t: Tables): string =>
+  `SELECT ${quoteIdent(t.schema)}.durable_flow_cancel(ARRAY[$1::bigint], $2, $3) AS cancelled`;
