@@ -230,9 +230,14 @@ export interface ScheduleInfo {
   lastRunId: string | null;
   /** Slots that started no run, newest first (the last 100 entries). */
   skipped: SkippedSlot[];
+  /** 'workflow': from a workflow's `schedule` option; 'api': made with flow.schedules.create. */
+  origin: ScheduleOrigin;
   createdAt: Date;
   updatedAt: Date;
 }
+
+/** Where a schedule comes from: a workflow's `schedule` option, or flow.schedules.create. */
+export type ScheduleOrigin = 'workflow' | 'api';
 
 /** A slot (or a run of slots: `count`, up to `until`) that started no run, and why. */
 export interface SkippedSlot {

@@ -1,6 +1,6 @@
 import { DataTypes, Model, literal } from 'sequelize';
 import type { ModelAttributes, ModelStatic, Sequelize } from 'sequelize';
-import type { LogLevel, RunStatus, ScheduleCatchUp, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
+import type { LogLevel, RunStatus, ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
 
 /**
  * Sequelize models of every durable-flow table, column for column (test/integration/models.test.ts
@@ -50,6 +50,7 @@ const WAIT_STATUSES: WaitStatus[] = ['pending', 'matched', 'timed_out', 'cancell
 const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const OVERLAP_POLICIES: ScheduleOverlap[] = ['skip', 'allow', 'buffer_one', 'cancel_other'];
 const CATCH_UP_POLICIES: ScheduleCatchUp[] = ['latest', 'none', 'all'];
+const SCHEDULE_ORIGINS: ScheduleOrigin[] = ['api', 'workflow'];
 
 const bigId = () => ({ type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true });
 const now = (field: string) => ({ type: DataTypes.DATE, allowNull: false, defaultValue: DataTypes.NOW, field });
@@ -175,6 +176,8 @@ const scheduleAttributes = (): ModelAttributes => ({
   bufferedSlot: time('buffered_slot'),
   /** Slots that started no run, newest first: [{ slot, reason, count?, until? }]. */
   skipped: { type: DataTypes.JSONB, allowNull: false, defaultValue: [] },
+  /** 'workflow': from a workflow's `schedule` option; 'api': flow.schedules.create. */
+  origin: status(SCHEDULE_ORIGINS, 'api'),
   ...timestamps(),
 });
 

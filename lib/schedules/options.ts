@@ -1,6 +1,6 @@
 import { invalidOption } from '../config.js';
 import { encodeJson } from '../json.js';
-import type { ScheduleCatchUp, ScheduleOverlap, WorkflowSchedule } from '../types.js';
+import type { ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, WorkflowSchedule } from '../types.js';
 import { MAX_ID } from '../workflow/ids.js';
 import { parseCron } from './cron.js';
 import type { CronSchedule } from './cron.js';
@@ -18,6 +18,8 @@ export interface ScheduleSpec {
   overlap: ScheduleOverlap;
   catchUp: ScheduleCatchUp;
   paused: boolean;
+  /** 'workflow': from a workflow's `schedule` option (deleted once the option is gone); 'api': flow.schedules.create. */
+  origin: ScheduleOrigin;
 }
 
 export function checkScheduleName(name: unknown): string {
@@ -31,7 +33,7 @@ export function checkScheduleName(name: unknown): string {
  * Checks a schedule's options (a bad one throws INVALID_OPTION naming it and what was expected).
  * `prefix` goes before option names in messages (`schedule.` for a workflow's option).
  */
-export function resolveSchedule(name: unknown, options: (WorkflowSchedule & { workflow?: unknown; paused?: unknown }) | undefined, maxPayloadSize: number, prefix = ''): ScheduleSpec {
+export function resolveSchedule(name: unknown, options: (WorkflowSchedule & { workflow?: unknown; paused?: unknown }) | undefined, maxPayloadSize: number, prefix = '', origin: ScheduleOrigin = 'api'): ScheduleSpec {
   if (typeof options !== 'object' || options === null) throw invalidOption(prefix ? prefix.slice(0, -1) : 'schedule options', options, 'an object { cron, timezone?, input?, overlap?, catchUp? }');
   const workflow = options.workflow;
   if (typeof workflow !== 'string' || workflow.length === 0 || workflow.length > MAX_ID) {
@@ -50,10 +52,11 @@ export function resolveSchedule(name: unknown, options: (WorkflowSchedule & { wo
     overlap,
     catchUp,
     paused: options.paused ?? false,
+    origin,
   };
 }
 
 /** The schedule a workflow's `schedule` option describes: named after the workflow. */
 export function workflowSchedule(workflow: string, schedule: WorkflowSchedule, maxPayloadSize: number): ScheduleSpec {
-  return resolveSchedule(workflow, { ...schedule, workflow }, maxPayloadSize, 'schedule.');
+  return resolveSchedule(workflow, { ...schedule, workflow }, maxPayloadSize, 'schedule.', 'workflow');
 }

@@ -10,7 +10,7 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
-import { dbNow, deleteSchedule, schedulesTable, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
+import { dbNow, deleteSchedule, deleteWorkflowSchedules, schedulesTable, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
 import type { ScheduledRun } from './sql.js';
 
 /** backfill() starts at most this many runs in one call. */
@@ -121,12 +121,14 @@ export class Schedules {
   }
 
   /**
-   * @internal Creates or updates the schedules of the workflows' `schedule` options (migrate(), and
-   * once per flow before its first firing; `force` does it again).
+   * @internal Creates or updates the schedules of the workflows' `schedule` options, and deletes those
+   * of workflows registered here without one (the option was removed from the code; schedules made
+   * with create() are never deleted so). On migrate(), and once per flow before its first firing;
+   * `force` does it again.
    */
   sync(force: boolean): Promise<void> {
     if (force || !this.#synced) {
-      const synced = this.#upsert([...this.#host.definitions.values()].flatMap((d) => (d.schedule ? [d.schedule] : [])));
+      const synced = this.#syncWorkflows();
       this.#synced = synced.catch(() => {
         this.#synced = undefined;
       });
@@ -139,6 +141,14 @@ export class Schedules {
   async reset(): Promise<void> {
     await this.#db().query(`DELETE FROM ${schedulesTable(this.#host.tables)}`);
     await this.sync(true);
+  }
+
+  async #syncWorkflows(): Promise<void> {
+    const definitions = [...this.#host.definitions.values()];
+    await this.#upsert(definitions.flatMap((d) => (d.schedule ? [d.schedule] : [])));
+    if (definitions.length === 0) return;
+    const removed = await deleteWorkflowSchedules(this.#db(), this.#host.tables, definitions.filter((d) => !d.schedule).map((d) => d.name));
+    for (const name of removed) this.#host.options.logger.info?.(`Deleted schedule "${name}": workflow "${name}" no longer has a schedule option`);
   }
 
   async #upsert(specs: ScheduleSpec[]): Promise<void> {

@@ -2,7 +2,7 @@ import type { Queryable } from '../db/queryable.js';
 import type { Tables } from '../db/tables.js';
 import { nowSql, quoteIdent } from '../db/tables.js';
 import { TERMINAL_STATUSES } from '../types.js';
-import type { RunStatus, ScheduleCatchUp, ScheduleInfo, ScheduleOverlap, SkippedSlot } from '../types.js';
+import type { RunStatus, ScheduleCatchUp, ScheduleInfo, ScheduleOrigin, ScheduleOverlap, SkippedSlot } from '../types.js';
 import { cancelRunSql } from '../db/sql/runTransitions.js';
 import type { ScheduleSpec } from './options.js';
 
@@ -119,20 +119,34 @@ export async function cancelRun(db: Queryable, t: Tables, p: { id: string; reaso
  */
 export async function upsertSchedule(db: Queryable, t: Tables, spec: ScheduleSpec, nextAt: Date | null): Promise<void> {
   await db.query(
-    `INSERT INTO ${schedulesTable(t)} AS s (name, workflow_name, cron, timezone, input, overlap, catch_up, paused, next_at)
-     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
+    `INSERT INTO ${schedulesTable(t)} AS s (name, workflow_name, cron, timezone, input, overlap, catch_up, paused, next_at, origin)
+     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)
      ON CONFLICT (name) DO UPDATE SET
        workflow_name = EXCLUDED.workflow_name, cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, input = EXCLUDED.input,
-       overlap = EXCLUDED.overlap, catch_up = EXCLUDED.catch_up,
+       overlap = EXCLUDED.overlap, catch_up = EXCLUDED.catch_up, origin = EXCLUDED.origin,
        next_at = CASE WHEN (s.cron, s.timezone) IS DISTINCT FROM (EXCLUDED.cron, EXCLUDED.timezone) THEN EXCLUDED.next_at ELSE s.next_at END,
        updated_at = now()
-     WHERE (s.workflow_name, s.cron, s.timezone, s.input, s.overlap, s.catch_up)
-       IS DISTINCT FROM (EXCLUDED.workflow_name, EXCLUDED.cron, EXCLUDED.timezone, EXCLUDED.input, EXCLUDED.overlap, EXCLUDED.catch_up)`,
-    [spec.name, spec.workflow, spec.cron.expression, spec.cron.timezone, spec.input, spec.overlap, spec.catchUp, spec.paused, nextAt],
+     WHERE (s.workflow_name, s.cron, s.timezone, s.input, s.overlap, s.catch_up, s.origin)
+       IS DISTINCT FROM (EXCLUDED.workflow_name, EXCLUDED.cron, EXCLUDED.timezone, EXCLUDED.input, EXCLUDED.overlap, EXCLUDED.catch_up, EXCLUDED.origin)`,
+    [spec.name, spec.workflow, spec.cron.expression, spec.cron.timezone, spec.input, spec.overlap, spec.catchUp, spec.paused, nextAt, spec.origin],
   );
 }
 
-const infoColumns = `name, workflow_name, cron, timezone, input, overlap, catch_up, paused, next_at, last_slot, last_run_id, skipped, created_at, updated_at`;
+/**
+ * Deletes the schedules that came from the `schedule` option of these workflows (registered here
+ * without one now: the option was removed from the code). API schedules are never touched.
+ * Returns the names deleted.
+ */
+export async function deleteWorkflowSchedules(db: Queryable, t: Tables, workflows: string[]): Promise<string[]> {
+  if (workflows.length === 0) return [];
+  const rows = await db.query(
+    `DELETE FROM ${schedulesTable(t)} WHERE origin = 'workflow' AND name = ANY($1::text[]) AND workflow_name = name RETURNING name`,
+    [workflows],
+  );
+  return rows.map((row) => row.name as string);
+}
+
+const infoColumns = `name, workflow_name, cron, timezone, input, overlap, catch_up, paused, next_at, last_slot, last_run_id, skipped, origin, created_at, updated_at`;
 
 function toInfo(row: Record<string, unknown>): ScheduleInfo {
   return {
@@ -148,6 +162,7 @@ function toInfo(row: Record<string, unknown>): ScheduleInfo {
     lastSlot: (row.last_slot as Date | null) ?? null,
     lastRunId: (row.last_run_id as string | null) ?? null,
     skipped: row.skipped as SkippedSlot[],
+    origin: row.origin as ScheduleOrigin,
     createdAt: row.created_at as Date,
     updatedAt: row.updated_at as Date,
   };

@@ -76,6 +76,35 @@ describe('a schedule given in workflow options', () => {
     expect(() => flow.workflow('bad_cron', { schedule: { cron: '0 25 * * *' } }, async () => 1)).toThrow(/Expected `schedule.cron` to be a cron expression .* got "0 25 \* \* \*"/);
     expect(() => flow.workflow('bad_zone', { schedule: { cron: '0 1 * * *', timezone: 'Europe/Nowhere' } }, async () => 1)).toThrow(/`schedule.timezone`.*"Europe\/Nowhere"/);
   });
+
+  it('is deleted once a process registers the workflow without the option; a schedule made with create() is never deleted so', async () => {
+    const before = ctx.flow();
+    before.workflow('weekly_digest', { schedule: { cron: '0 8 * * 1' } }, async () => 'digest');
+    before.workflow('nightly_export', async () => 'export');
+    await before.migrate();
+    await before.schedules.create('nightly_export', { workflow: 'nightly_export', cron: '0 2 * * *' });
+    expect((await before.schedules.get('weekly_digest'))?.origin).toBe('workflow');
+    expect((await before.schedules.get('nightly_export'))?.origin).toBe('api');
+
+    // The next deploy: the option is gone from weekly_digest; nightly_export never had one.
+    const after = ctx.flow();
+    after.workflow('weekly_digest', async () => 'digest');
+    after.workflow('nightly_export', async () => 'export');
+    await after.migrate();
+    expect(await after.schedules.get('weekly_digest')).toBeNull();
+    expect(await after.schedules.get('nightly_export')).toMatchObject({ origin: 'api', cron: '0 2 * * *' });
+
+    // A process that does not register weekly_digest at all deletes nothing of it.
+    const other = ctx.flow();
+    other.workflow('weekly_digest', { schedule: { cron: '0 8 * * 1' } }, async () => 'digest');
+    await other.migrate();
+    const unrelated = ctx.flow();
+    unrelated.workflow('something_else', async () => 1);
+    await unrelated.migrate();
+    expect((await unrelated.schedules.get('weekly_digest'))?.origin).toBe('workflow');
+    await unrelated.schedules.delete('weekly_digest');
+    await unrelated.schedules.delete('nightly_export');
+  });
 });
 
 describe('the harness', () => {
