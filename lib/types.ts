@@ -12,6 +12,7 @@ export type RunStatus =
   | 'waiting'
   | 'ready'
   | 'retrying'
+  | 'paused'
   | 'completed'
   | 'failed'
   | 'cancelled';
@@ -326,3 +327,9 @@ export interface NotifyOptions {
   /** Where the event came from, shown in the viewer. Default `'notify'`. */
   source?: string;
 }
+
+/** What flow.bulk() does to each run its filter selects. */
+export type BulkAction = 'cancel' | 'retry' | 'replay';
+
+/** A bulk operation's state: `running` until every selected run is done. */
+export type OperationStatus = 'running' | 'completed' | 'failed';

@@ -1,6 +1,6 @@
 import { DataTypes, Model, literal } from 'sequelize';
 import type { ModelAttributes, ModelStatic, Sequelize } from 'sequelize';
-import type { LogLevel, RunStatus, ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
+import type { BulkAction, LogLevel, OperationStatus, RunStatus, ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
 
 /**
  * Sequelize models of every durable-flow table, column for column (test/integration/models.test.ts
@@ -29,6 +29,12 @@ export interface DurableFlowModels {
   Secret: ModelStatic<Model>;
   /** Cron schedules (migration 004): the next slot, the last run, the slots skipped. */
   Schedule: ModelStatic<Model>;
+  /** Workflows whose runs are not claimed (flow.pauseWorkflow), migration 007. */
+  WorkflowPause: ModelStatic<Model>;
+  /** Bulk operations (flow.bulk): their filter, progress and cursor. */
+  Operation: ModelStatic<Model>;
+  /** The audit trail of operator actions. */
+  AuditEntry: ModelStatic<Model>;
   /** The migrations applied, by version. */
   Migration: ModelStatic<Model>;
 }
@@ -41,6 +47,7 @@ const RUN_STATUSES: RunStatus[] = [
   'waiting',
   'ready',
   'retrying',
+  'paused',
   'completed',
   'failed',
   'cancelled',
@@ -51,6 +58,8 @@ const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const OVERLAP_POLICIES: ScheduleOverlap[] = ['skip', 'allow', 'buffer_one', 'cancel_other'];
 const CATCH_UP_POLICIES: ScheduleCatchUp[] = ['latest', 'none', 'all'];
 const SCHEDULE_ORIGINS: ScheduleOrigin[] = ['api', 'workflow'];
+const BULK_ACTIONS: BulkAction[] = ['cancel', 'retry', 'replay'];
+const OPERATION_STATUSES: OperationStatus[] = ['running', 'completed', 'failed'];
 
 const bigId = () => ({ type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true });
 const now = (field: string) => ({ type: DataTypes.DATE, allowNull: false, defaultValue: DataTypes.NOW, field });
@@ -59,6 +68,7 @@ const timestamps = () => ({ ...createdAt(), updatedAt: now('updated_at') });
 const time = (field: string) => ({ type: DataTypes.DATE, field });
 const text = (field: string) => ({ type: DataTypes.TEXT, field });
 const required = <T extends object>(attribute: T) => ({ ...attribute, allowNull: false });
+const count = () => ({ type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 });
 const jsonObject = () => ({ type: DataTypes.JSONB, allowNull: false, defaultValue: {} });
 const oneOf = (values: string[]) => ({ type: DataTypes.TEXT, allowNull: false, validate: { isIn: [values] } });
 const status = (values: string[], defaultValue: string) => ({ ...oneOf(values), defaultValue });
@@ -100,6 +110,12 @@ const runAttributes = (): ModelAttributes => ({
   cancelledAt: time('cancelled_at'),
   /** The slot a schedule started the run for (migration 004). */
   scheduledFor: time('scheduled_for'),
+  /** flow.pause() of a run a worker holds: it pauses when its execution next stops (migration 007). */
+  pauseRequested: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'pause_requested' },
+  /** Its wake_at, set aside while its workflow is paused (flow.pauseWorkflow). */
+  heldWakeAt: time('held_wake_at'),
+  /** The run this one replays (flow.replay, flow.rerunFrom). */
+  replayOf: text('replay_of'),
   ...timestamps(),
 });
 
@@ -225,6 +241,51 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
     'created',
   );
   const Schedule = define('Schedule', scheduleAttributes(), 'durable_flow_schedules');
+  const WorkflowPause = define(
+    'WorkflowPause',
+    { workflowName: { ...text('workflow_name'), primaryKey: true }, actor: DataTypes.TEXT, reason: DataTypes.TEXT, pausedAt: now('paused_at') },
+    'durable_flow_workflow_pauses',
+    'none',
+  );
+  const Operation = define(
+    'Operation',
+    {
+      id: { type: DataTypes.TEXT, primaryKey: true },
+      action: oneOf(BULK_ACTIONS),
+      filter: jsonObject(),
+      status: status(OPERATION_STATUSES, 'running'),
+      total: count(),
+      done: count(),
+      failed: count(),
+      maxRunId: { type: DataTypes.BIGINT, allowNull: false, defaultValue: 0, field: 'max_run_id' },
+      cursor: { type: DataTypes.BIGINT, allowNull: false, defaultValue: 0 },
+      actor: DataTypes.TEXT,
+      reason: DataTypes.TEXT,
+      error: DataTypes.JSONB,
+      leaseOwner: text('lease_owner'),
+      leaseExpiresAt: time('lease_expires_at'),
+      completedAt: time('completed_at'),
+      ...timestamps(),
+    },
+    'durable_flow_operations',
+  );
+  const AuditEntry = define(
+    'AuditEntry',
+    {
+      id: bigId(),
+      at: now('at'),
+      actor: DataTypes.TEXT,
+      action: { type: DataTypes.TEXT, allowNull: false },
+      workflowName: text('workflow_name'),
+      runId: text('run_id'),
+      stepName: text('step_name'),
+      operationId: text('operation_id'),
+      reason: DataTypes.TEXT,
+      details: jsonObject(),
+    },
+    'durable_flow_audit',
+    'none',
+  );
   const Migration = define(
     'Migration',
     {
@@ -250,5 +311,5 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
   WorkflowLog.belongsTo(WorkflowStep, { foreignKey: 'workflowStepId', as: 'step' });
   CancelTrigger.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
 
-  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, Migration };
+  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Migration };
 }

@@ -14,6 +14,10 @@ export interface Tables {
   migrations: string;
   /** Random values durable-flow keeps for itself (the viewer's CSRF key). */
   secrets: string;
+  /** The operator tools (migration 007): paused workflows, bulk operations, the audit trail. */
+  workflowPauses: string;
+  operations: string;
+  audit: string;
   /** NOTIFY channel names. */
   wakeChannel: string;
   changesChannel: string;
@@ -66,6 +70,9 @@ export function tablesFor(schema: string): Tables {
     live: `${s}.durable_flow_live`,
     migrations: `${s}.durable_flow_migrations`,
     secrets: `${s}.durable_flow_secrets`,
+    workflowPauses: `${s}.durable_flow_workflow_pauses`,
+    operations: `${s}.durable_flow_operations`,
+    audit: `${s}.durable_flow_audit`,
     wakeChannel: `${channelPrefix}wake`,
     changesChannel: `${channelPrefix}changes`,
     channelPrefix,

@@ -17,6 +17,7 @@ export function statusClass(status: string | null | undefined): string {
       return 'danger';
     case 'waiting':
     case 'sleeping':
+    case 'paused':
     case 'pending':
     case 'warn':
       return 'waiting';

@@ -7,7 +7,7 @@ import type { Cursor } from './cursor.js';
 import type { ReadDb } from './db.js';
 
 export const RUN_STATUSES: readonly RunStatus[] = [
-  'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'completed', 'failed', 'cancelled',
+  'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'paused', 'completed', 'failed', 'cancelled',
 ];
 
 /**
