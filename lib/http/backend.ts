@@ -17,8 +17,8 @@ export interface ViewerBackend {
   /** The workflows registered in this process, by name. */
   readonly definitions: ReadonlyMap<string, WorkflowDefinition>;
   startRun(definition: WorkflowDefinition, input: unknown): Promise<string>;
-  /** The Schedules page's reads and buttons. */
-  readonly schedules: Pick<Schedules, 'list' | 'pause' | 'resume' | 'trigger' | 'recentRuns'>;
+  /** The Schedules page's buttons (its reads are ViewerReads' `schedules`). */
+  readonly schedules: Pick<Schedules, 'pause' | 'resume' | 'trigger'>;
   cancel(runId: string, options?: { reason?: string }): Promise<boolean>;
   retry(runId: string): Promise<void>;
   notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;
@@ -41,5 +41,6 @@ export type ViewerReads = Pick<
   | 'listEvents'
   | 'eventPayload'
   | 'value'
+  | 'schedules'
   | 'csrfKey'
 >;

@@ -10,6 +10,8 @@ import { RunLists } from './lists.js';
 import type { RunFilter, RunPage, RunScope } from './lists.js';
 import { getRunRow, loadTimeline, toRunInfo } from './timeline.js';
 import type { Timeline } from './timeline.js';
+import { listScheduleViews } from './schedules.js';
+import type { ScheduleView } from './schedules.js';
 import { readValue } from './values.js';
 import type { ValuePath } from './values.js';
 
@@ -92,6 +94,11 @@ export class Reader {
 
   eventPayload(id: string): Promise<string | null> {
     return eventPayload(this.#db, id);
+  }
+
+  /** Every schedule by name, each with its `recent` newest runs by slot (the viewer's Schedules page). */
+  schedules(recent: number): Promise<ScheduleView[]> {
+    return listScheduleViews(this.#db, recent);
   }
 
   /** The whole text of one value of a run (see values.ts), or null. */
