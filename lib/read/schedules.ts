@@ -1,4 +1,4 @@
-import type { RunStatus, ScheduleCatchUp, ScheduleInfo, ScheduleOverlap, SkippedSlot } from '../types.js';
+import type { RunStatus, ScheduleCatchUp, ScheduleInfo, ScheduleOrigin, ScheduleOverlap, SkippedSlot } from '../types.js';
 import type { ReadDb } from './db.js';
 
 /** A run a schedule started, for the viewer. */
@@ -33,6 +33,7 @@ export async function listScheduleViews(db: ReadDb, recent: number): Promise<Sch
     lastSlot: (row.get('lastSlot') as Date | null) ?? null,
     lastRunId: (row.get('lastRunId') as string | null) ?? null,
     skipped: (row.get('skipped') as SkippedSlot[] | null) ?? [],
+    origin: row.get('origin') as ScheduleOrigin,
     createdAt: row.get('createdAt') as Date,
     updatedAt: row.get('updatedAt') as Date,
     runs: [],
