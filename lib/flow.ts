@@ -27,6 +27,8 @@ import { notify, notifyMany } from './events/notify.js';
 import type { LiveHandle, LiveOptions } from './http/live.js';
 import { ViewerMounts } from './http/mounts.js';
 import type { RouterOptions } from './http/options.js';
+import { OperatorMethods } from './operator/facade.js';
+import type { OperatorHost } from './operator/facade.js';
 import { Schedules } from './schedules/schedules.js';
 import type {
   EventRecord,
@@ -68,7 +70,7 @@ export interface Workflow<I = unknown, O = unknown> {
  * The durable-flow facade: owns the connection pool and the LISTEN connection, registers workflows,
  * starts runs, records events, and creates workers. Compose one per database (per schema).
  */
-export class DurableFlow {
+export class DurableFlow extends OperatorMethods {
   readonly options: ResolvedOptions;
   readonly tables: Tables;
   /** Cron schedules: create, list, pause, resume, delete, trigger, backfill (fired by every worker). */
@@ -96,6 +98,7 @@ export class DurableFlow {
   readonly #mounts = new ViewerMounts(this, () => this.#side().reader);
 
   constructor(options: DurableFlowOptions = {}) {
+    super();
     this.options = resolveOptions(options);
     this.tables = tablesFor(this.options.schema);
     this.#connection = connectionConfig(this.options);
@@ -239,28 +242,6 @@ export class DurableFlow {
   }
 
   /**
-   * Cancels a run that has not finished, and every run it started that has not either: it runs no
-   * further step (a step already running finishes, but its result is not stored). `reason` is stored
-   * as its error. Returns false if the run had already finished.
-   */
-  async cancel(runId: string, options: { reason?: string } = {}): Promise<boolean> {
-    this.#assertOpen();
-    const reason = options.reason ?? 'Cancelled with flow.cancel()';
-    const { status, done } = await this.#side().operator.cancel(runId, reason);
-    if (status === null) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
-    return done;
-  }
-
-  /** Resumes a failed run from the step that failed it; completed steps are not run again. */
-  async retry(runId: string): Promise<void> {
-    this.#assertOpen();
-    const { status, done } = await this.#side().operator.retry(runId);
-    if (done) return;
-    if (status === null) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
-    throw new DurableFlowError('INVALID_STATE', `Run ${runId} is ${status}; only failed runs can be retried`);
-  }
-
-  /**
    * Records an event and, in the same transaction, matches pending waits and wakes their runs. With
    * `id`, a repeated notify is a no-op that returns the first event.
    */
@@ -374,8 +355,17 @@ export class DurableFlow {
 
   /** The read side and the cold path's writes, on the viewer's connections (made at first use). */
   #side(): ViewerSide {
-    this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.options.schema, this.tables, () => this.#clockOffsetMs);
+    this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.options.schema, this.tables, {
+      logger: this.options.logger,
+      clockOffsetMs: () => this.#clockOffsetMs,
+      startRun: (workflow, input, startOptions) => this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, startOptions),
+    });
     return this.#viewerSide;
+  }
+
+  /** @internal */
+  protected operatorHost(): OperatorHost {
+    return { assertOpen: () => this.#assertOpen(), side: () => this.#side(), handle: (runId) => this.handle(runId) };
   }
 
   #assertOpen(): void {

@@ -2,7 +2,7 @@ import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
 import type { Reader } from '../read/reader.js';
 import type { Schedules } from '../schedules/schedules.js';
-import type { EventRecord, NotifyOptions } from '../types.js';
+import type { EventRecord, NotifyOptions, OperatorOptions } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
 /**
@@ -19,8 +19,8 @@ export interface ViewerBackend {
   startRun(definition: WorkflowDefinition, input: unknown): Promise<string>;
   /** The Schedules page's buttons (its reads are ViewerReads' `schedules`). */
   readonly schedules: Pick<Schedules, 'pause' | 'resume' | 'trigger'>;
-  cancel(runId: string, options?: { reason?: string }): Promise<boolean>;
-  retry(runId: string): Promise<void>;
+  cancel(runId: string, options?: OperatorOptions): Promise<boolean>;
+  retry(runId: string, options?: OperatorOptions): Promise<void>;
   notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;
   /** Stores validated events in one statement and one transaction, all or nothing (signed ingest). */
   notifyMany(events: { name: string; payload: unknown; id?: string | undefined }[], source: string): Promise<EventRecord[]>;

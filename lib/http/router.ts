@@ -225,14 +225,20 @@ export function createRouter(
         })
         .catch(next);
     };
+  // The signed-in user and the form's reason: what the audit trail records of a viewer action.
+  const who = (req: Request, fallback?: string) => {
+    const reason = text(formFields(req.body, ['reason']).reason, 'reason', 2000) ?? fallback;
+    const actor = actors.get(req);
+    return { ...(actor ? { actor } : {}), ...(reason ? { reason } : {}) };
+  };
   router.post('/runs/:runId/cancel', form, action(async (req) => {
     const runId = runIdParam(req);
-    await flow.cancel(runId, { reason: 'Cancelled from the viewer' });
+    await flow.cancel(runId, who(req, 'Cancelled from the viewer'));
     return `/runs/${runSegment(runId)}`;
   }));
   router.post('/runs/:runId/retry', form, action(async (req) => {
     const runId = runIdParam(req);
-    await flow.retry(runId);
+    await flow.retry(runId, who(req));
     return `/runs/${runSegment(runId)}`;
   }));
   // A run of a workflow this process registers, from the Workflows page; then its page.

@@ -1,10 +1,16 @@
 import { Op, literal } from 'sequelize';
-import type { Transaction } from 'sequelize';
 import { cancelRunSql } from '../db/sql/runTransitions.js';
-import { nowSql } from '../db/tables.js';
 import type { StoredError } from '../errors.js';
-import type { ReadDb } from '../read/db.js';
 import type { RunStatus } from '../types.js';
+import { recordAudit } from './audit.js';
+import { nowOf, transaction } from './context.js';
+import type { OperatorContext } from './context.js';
+
+/** Who acts and why (checked): what the audit entry of an action records. */
+export interface Who {
+  actor: string | null;
+  reason: string | null;
+}
 
 /** What an operator's action found: the run's status before it (null: no such run) and whether it acted. */
 export interface ActionResult {
@@ -19,38 +25,32 @@ export interface ActionResult {
  * turns; a worker holding the run finds its lease epoch bumped and stops at its next write.
  */
 export class Operator {
-  readonly #db: ReadDb;
-  readonly #clockOffsetMs: () => number;
+  readonly #ctx: OperatorContext;
 
-  constructor(db: ReadDb, clockOffsetMs: () => number) {
-    this.#db = db;
-    this.#clockOffsetMs = clockOffsetMs;
-  }
-
-  /** The database's clock as the flow sees it (shifted by the test harness's offset), as SQL. */
-  #now(): string {
-    return nowSql(String(Number(this.#clockOffsetMs())));
-  }
-
-  #transaction<T>(fn: (transaction: Transaction) => Promise<T>): Promise<T> {
-    return this.#db.sequelize.transaction(fn);
+  constructor(ctx: OperatorContext) {
+    this.#ctx = ctx;
   }
 
   /**
    * Cancels a run that has not finished and every unfinished run it started (durable_flow_cancel,
-   * lib/db/functions/cancel.sql, takes their locks children first); `reason` is stored as its error.
+   * lib/db/functions/cancel.sql, takes their locks children first); `errorMessage` is stored as its
+   * error. Audited when it cancelled something.
    */
-  cancel(runId: string, reason: string): Promise<ActionResult> {
-    const { WorkflowRun } = this.#db.models;
-    return this.#transaction(async (transaction) => {
-      const run = await WorkflowRun.findOne({ attributes: ['id', 'status'], where: { runId }, transaction });
+  cancel(runId: string, errorMessage: string, who: Who): Promise<ActionResult> {
+    const { db } = this.#ctx;
+    const { WorkflowRun } = db.models;
+    return transaction(this.#ctx, async (transaction) => {
+      const run = await WorkflowRun.findOne({ attributes: ['id', 'status', 'workflowName'], where: { runId }, transaction });
       if (!run) return { status: null, done: false };
-      const [answer] = await this.#db.select<{ cancelled: number }>(
-        cancelRunSql(this.#db.tables),
-        [run.get('id'), reason, this.#clockOffsetMs()],
-        transaction,
-      );
-      return { status: run.get('status') as RunStatus, done: answer!.cancelled > 0 };
+      const [answer] = await db.select<{ cancelled: number }>(cancelRunSql(db.tables), [run.get('id'), errorMessage, this.#ctx.clockOffsetMs()], transaction);
+      const status = run.get('status') as RunStatus;
+      const done = answer!.cancelled > 0;
+      if (done) {
+        await recordAudit(this.#ctx, transaction, [
+          { ...who, action: 'cancel', workflow: run.get('workflowName') as string, runId, details: { status, cancelled: answer!.cancelled } },
+        ]);
+      }
+      return { status, done };
     });
   }
 
@@ -59,17 +59,17 @@ export class Operator {
    * removed, so a timed-out wait waits again); every completed step stays memoized. The lease epoch
    * is bumped: nothing a worker of the failed attempt might still write lands.
    */
-  retry(runId: string): Promise<ActionResult> {
-    const { WorkflowRun, WorkflowStep, WorkflowWait } = this.#db.models;
-    return this.#transaction(async (transaction) => {
-      const run = await WorkflowRun.findOne({ attributes: ['id', 'status', 'error'], where: { runId }, lock: transaction.LOCK.UPDATE, transaction });
+  retry(runId: string, who: Who): Promise<ActionResult> {
+    const { WorkflowRun, WorkflowStep, WorkflowWait } = this.#ctx.db.models;
+    return transaction(this.#ctx, async (transaction) => {
+      const run = await WorkflowRun.findOne({ attributes: ['id', 'status', 'error', 'workflowName'], where: { runId }, lock: transaction.LOCK.UPDATE, transaction });
       if (!run) return { status: null, done: false };
       const status = run.get('status') as RunStatus;
       if (status !== 'failed') return { status, done: false };
       const id = run.get('id');
       const at = literal('clock_timestamp()');
       await WorkflowRun.update(
-        { status: 'ready', wakeAt: literal(this.#now()), failedAt: null, claimCount: 0, leaseEpoch: literal('lease_epoch + 1'), updatedAt: at },
+        { status: 'ready', wakeAt: literal(nowOf(this.#ctx)), failedAt: null, claimCount: 0, leaseEpoch: literal('lease_epoch + 1'), updatedAt: at },
         { where: { id }, silent: true, transaction },
       );
       const failedStep = (run.get('error') as StoredError | null)?.step;
@@ -81,6 +81,9 @@ export class Operator {
         const stepIds = steps.map((step) => step.get('id'));
         if (stepIds.length > 0) await WorkflowWait.destroy({ where: { workflowStepId: { [Op.in]: stepIds } }, transaction });
       }
+      await recordAudit(this.#ctx, transaction, [
+        { ...who, action: 'retry', workflow: run.get('workflowName') as string, runId, stepName: typeof failedStep === 'string' ? failedStep : null },
+      ]);
       return { status, done: true };
     });
   }

@@ -2,6 +2,7 @@ import type { Sequelize } from 'sequelize';
 import type { FeedRecords } from '../changes/feed.js';
 import { defineModels } from '../db/models.js';
 import type { Tables } from '../db/tables.js';
+import type { OperatorContext } from '../operator/context.js';
 import { Operator } from '../operator/runs.js';
 import { readDb } from './db.js';
 import { Reader } from './reader.js';
@@ -11,14 +12,18 @@ import { changedRecords, keepLive } from './records.js';
 export interface ViewerSide {
   reader: Reader;
   operator: Operator;
+  /** What the operator tools (lib/operator/) work with, on these connections. */
+  operatorContext: OperatorContext;
   feed: FeedRecords;
 }
 
-export function viewerSide(sequelize: Sequelize, schema: string, tables: Tables, clockOffsetMs: () => number): ViewerSide {
+export function viewerSide(sequelize: Sequelize, schema: string, tables: Tables, deps: Omit<OperatorContext, 'db'>): ViewerSide {
   const db = readDb(sequelize, defineModels(sequelize, schema), tables);
+  const operatorContext: OperatorContext = { ...deps, db };
   return {
     reader: new Reader(db),
-    operator: new Operator(db, clockOffsetMs),
+    operator: new Operator(operatorContext),
+    operatorContext,
     feed: { changedRecords: (ids) => changedRecords(db, ids), keepLive: (windowMs) => keepLive(db, windowMs) },
   };
 }

@@ -36,6 +36,8 @@ export interface RunRow {
   failed_at: Date | null;
   cancelled_at: Date | null;
   scheduled_for: Date | null;
+  replay_of: string | null;
+  pause_requested: boolean;
   child_run_ids?: string[] | null;
 }
 
@@ -43,7 +45,8 @@ export function runColumns(bounded = false): string {
   const bound = bounded ? BOUND : null;
   return `id, run_id, workflow_name, status, queue_name, priority, ${jsonColumn('input', 'input_text', bound)},
   ${jsonColumn('output', 'output_text', bound)}, ${errorColumn('error', 'error_text', bounded)}, idempotency_key, parent_run_id,
-  wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at, scheduled_for`;
+  wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at, scheduled_for,
+  replay_of, pause_requested`;
 }
 
 export function toRunInfo(row: RunRow): RunInfo {
@@ -70,6 +73,8 @@ export function toRunInfo(row: RunRow): RunInfo {
     failedAt: date(row.failed_at),
     cancelledAt: date(row.cancelled_at),
     scheduledFor: date(row.scheduled_for),
+    replayOf: row.replay_of ?? null,
+    pauseRequested: row.pause_requested === true,
   };
 }
 
