@@ -54,5 +54,17 @@ export type {
   WorkflowLog,
   WorkflowOptions,
   WorkflowSchedule,
+  ScheduleOrigin,
 } from './types.js';
+export type {
+  AuditAction,
+  AuditEntry,
+  AuditQuery,
+  BulkAction,
+  BulkFilter,
+  OperationInfo,
+  OperationStatus,
+  OperatorOptions,
+  ReplayOptions,
+} from './operator/types.js';
 export type { Schedules } from './schedules/schedules.js';

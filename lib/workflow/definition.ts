@@ -58,6 +58,8 @@ export interface ClaimedRun {
   queue: string;
   /** The run executed before (so it may have history to replay). */
   replay: boolean;
+  /** flow.pause() was asked for it: the execution hands it back before starting any step (it is left 'paused'). */
+  pauseRequested?: boolean;
 }
 
 /** The defaults a workflow's options are resolved against. */

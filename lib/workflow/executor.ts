@@ -59,6 +59,8 @@ export class Execution {
     this.#perfAtClaim = performance.now();
     this.#ledger = new ReplayLedger(run, history, snapshot);
     this.#scheduler = new Scheduler(env, run, this.#ledger, snapshot, () => this.dbNow());
+    // Paused while its lease ran out (its worker died): hand it back before any step, leaving it paused.
+    if (run.pauseRequested) this.#scheduler.requestStop();
   }
 
   /** The database clock, estimated from the claim's reading plus monotonic time since (immune to app clock skew). */

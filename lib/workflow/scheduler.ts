@@ -112,6 +112,11 @@ export class Scheduler {
     return this.#state === 'ended';
   }
 
+  /** A stop or a pause was asked for: no step starts; the run is handed back once running bodies end. */
+  #stopping(): boolean {
+    return this.#state === 'stopping';
+  }
+
   /** The execution wrote its end or must write nothing more. */
   #isOver(): boolean {
     return this.#ended() || this.#state === 'aborting';
@@ -224,6 +229,7 @@ export class Scheduler {
       }
       await this.flush();
       if (this.#isOver()) return; // an earlier write failed meanwhile: start no body (the run may be another's)
+      if (this.#stopping()) return this.#step(); // a pause was asked for meanwhile: start nothing more
       const starting = this.#toStart;
       this.#toStart = [];
       for (const step of starting) step.start();
@@ -259,6 +265,8 @@ export class Scheduler {
       const result = await this.#env.commit({ run: this.#run.id, epoch: this.#run.epoch, snapshot: this.#snapshot, steps, logs });
       if (!result.held) throw new LeaseLostError(this.#run.runId);
       this.#ledger.recordStepIds(result.steps);
+      // flow.pause(): no step starts after this write; the run is handed back, which leaves it paused.
+      if (result.pauseRequested) this.requestStop();
       await this.#env.debugPoint('FLUSH_AFTER_COMMIT', { runId: this.#run.runId });
     });
     this.#commitChain = next.catch((error: unknown) => this.#onEngineError(error));

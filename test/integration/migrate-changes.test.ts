@@ -29,13 +29,16 @@ describe('migrate()', () => {
         `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'durable_flow%' ORDER BY 1`,
       );
       expect(rows.map((r) => r.table_name)).toEqual([
+        'durable_flow_audit',
         'durable_flow_cancel_triggers',
         'durable_flow_live',
         'durable_flow_migrations',
+        'durable_flow_operations',
         'durable_flow_schedules',
         'durable_flow_secrets',
         'durable_flow_workflow_events',
         'durable_flow_workflow_logs',
+        'durable_flow_workflow_pauses',
         'durable_flow_workflow_runs',
         'durable_flow_workflow_steps',
         'durable_flow_workflow_waits',

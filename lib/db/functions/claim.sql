@@ -17,6 +17,12 @@
 -- filter is an expression so the (workflow_name, status) index is never chosen instead.
 --
 -- Since 002_trust.sql, with the claim's snapshot handed to durable_flow_lease as the executions' mark.
+--
+-- Since 007_operator.sql, paused workflows (flow.pauseWorkflow, the small table
+-- durable_flow_workflow_pauses): their runs are not claimed, and their due runs are set aside
+-- (held_wake_at keeps the wake_at, wake_at NULL), a batch per claim, so no claim scans them again;
+-- once the workflow is resumed, claims put set-aside runs back. Both checks are an EXISTS on a table
+-- or a partial index that is empty unless an operator paused something.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8
 ) RETURNS TABLE (runs json, steps json, next_wake_ms float8, db_now_ms float8, snapshot text)
@@ -37,7 +43,34 @@ DECLARE
   v_keys text[];
   v_admit bigint[];
   v_block bigint[];
+  v_paused text[];
 BEGIN
+  IF EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses) THEN
+    SELECT coalesce(array_agg(p.workflow_name), '{}') INTO v_paused
+    FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = ANY(p_workflows);
+    IF cardinality(v_paused) > 0 THEN
+      UPDATE {{schema}}.durable_flow_workflow_runs r SET held_wake_at = r.wake_at, wake_at = NULL, updated_at = clock_timestamp()
+      WHERE r.id IN (
+        SELECT h.id FROM {{schema}}.durable_flow_workflow_runs h
+        WHERE h.wake_at <= v_now AND (h.workflow_name || '') = ANY(v_paused) AND h.queue_name = ANY(p_queues)
+        ORDER BY h.wake_at LIMIT 1000
+        FOR UPDATE SKIP LOCKED
+      );
+      p_workflows := ARRAY(SELECT unnest(p_workflows) EXCEPT SELECT unnest(v_paused));
+    END IF;
+  END IF;
+  IF EXISTS (
+    SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r WHERE r.held_wake_at IS NOT NULL AND r.workflow_name = ANY(p_workflows)
+  ) THEN
+    UPDATE {{schema}}.durable_flow_workflow_runs r SET wake_at = r.held_wake_at, held_wake_at = NULL, updated_at = clock_timestamp()
+    WHERE r.id IN (
+      SELECT h.id FROM {{schema}}.durable_flow_workflow_runs h
+      WHERE h.held_wake_at IS NOT NULL AND h.workflow_name = ANY(p_workflows)
+      LIMIT 1000
+      FOR UPDATE SKIP LOCKED
+    );
+  END IF;
+
   -- Runs without a concurrency limit: lock the due ones, lease them.
   SELECT coalesce(array_agg(d.id), '{}'), count(*) INTO v_due, v_count
   FROM (

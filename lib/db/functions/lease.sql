@@ -4,6 +4,8 @@
 --
 -- Now with p_mark: the low-water mark of the execution the claim starts (see resume_snapshot above).
 -- The lease's own columns come from durable_flow_lease_columns (lease_columns.sql), their one definition.
+-- Since 007_operator.sql, with pause_requested: a run flow.pause() asked to pause while its lease ran
+-- out (its worker died) is handed back at once by its new execution, which leaves it 'paused'.
 -- PL/pgSQL, not SQL: its statement is planned once per session (with lease_columns inlined into it),
 -- where a SQL function's body is parsed and planned again at every call.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_lease(
@@ -24,7 +26,7 @@ BEGIN
     WHERE r.id = previous.id
     RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
               r.attempts, r.created_snapshot, r.resume_snapshot, r.parent_run_id, r.queue_name,
-              previous.started_at IS NOT NULL AS replay
+              previous.started_at IS NOT NULL AS replay, r.pause_requested
   )
   SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}') INTO runs, replay
   FROM claimed c;

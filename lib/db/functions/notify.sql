@@ -92,6 +92,8 @@ BEGIN
               WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
                 AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
                 AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
+                -- and runs of a paused workflow (flow.pauseWorkflow) are only made due: a claim sets them aside
+                AND NOT EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = r.workflow_name)
               ORDER BY r.id LIMIT p_claim_limit),
         p_owner, v_now, v_now + p_lease_ms * interval '1 millisecond', v_mark) l;
     END IF;

@@ -17,6 +17,8 @@ export interface ClaimedRunRow {
   parent_run_id: string | null;
   queue_name: string;
   replay: boolean;
+  /** flow.pause() was asked for it (absent for a run inserted already claimed: never). */
+  pause_requested?: boolean;
 }
 
 /** A step of a leased run as `durable_flow_history` returns it: ids as JSON numbers, and its run's. */
@@ -61,6 +63,7 @@ export function toClaimedRun(row: ClaimedRunRow): ClaimedRun {
     parentRunId: row.parent_run_id,
     queue: row.queue_name,
     replay: row.replay,
+    pauseRequested: row.pause_requested === true,
   };
 }
 

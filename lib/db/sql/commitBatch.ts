@@ -58,7 +58,15 @@ export interface CommitResult {
   /** Whether the run was still leased with the request's epoch (if not, nothing of it was written). */
   held: boolean;
   steps: StepId[];
+  /**
+   * flow.pause() was asked for the run (a commit without a transition): the execution starts no further
+   * step and ends by handing the run back, which leaves it 'paused'.
+   */
+  pauseRequested: boolean;
 }
+
+/** The statuses a pause takes the place of: those of a run that stops executing without finishing. */
+export const PAUSABLE = `('ready', 'sleeping', 'waiting', 'retrying')`;
 
 /**
  * The writes of many executions in one statement: one round trip and one commit for all of them
@@ -85,16 +93,19 @@ WITH req AS (
   -- Every run of the batch still leased with the claimed epoch, locked in the one order every
   -- multi-run statement uses (id descending), so that this batch, a heartbeat of the same worker and
   -- a cancel or notify of another process never wait on each other in a cycle.
-  SELECT r.id, req.snapshot, req.status, req.output, req.error, req.wake_at, req.wake_now FROM ${t.runs} r
+  SELECT r.id, req.snapshot, req.status, req.output, req.error, req.wake_at, req.wake_now, r.pause_requested FROM ${t.runs} r
   JOIN req ON r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL
   ORDER BY r.id DESC
   FOR NO KEY UPDATE OF r
 ), moved AS (
+  -- A run whose pause was asked for (flow.pause) is left 'paused', never due, where it would have
+  -- been suspended or handed back; completed and failed stay so.
   UPDATE ${t.runs} r SET
-    status = l.status,
+    status = CASE WHEN l.pause_requested AND l.status IN ${PAUSABLE} THEN 'paused' ELSE l.status END,
     output = CASE WHEN l.status = 'completed' THEN l.output::jsonb ELSE r.output END,
     error = CASE WHEN l.status = 'completed' THEN NULL ELSE coalesce(l.error, r.error) END,
-    wake_at = CASE WHEN l.wake_now THEN ${now} ELSE l.wake_at END,
+    wake_at = CASE WHEN l.pause_requested AND l.status IN ${PAUSABLE} THEN NULL WHEN l.wake_now THEN ${now} ELSE l.wake_at END,
+    pause_requested = false,
     lease_owner = NULL,
     lease_expires_at = NULL,
     claim_count = 0,
@@ -142,7 +153,8 @@ WITH req AS (
   ON CONFLICT (workflow_run_id, key) DO NOTHING
 )
 SELECT coalesce((SELECT json_agg(id) FROM held), '[]') AS held,
-       coalesce((SELECT json_agg(json_build_array(st.workflow_run_id, st.id, st.name)) FROM st), '[]') AS steps`;
+       coalesce((SELECT json_agg(json_build_array(st.workflow_run_id, st.id, st.name)) FROM st), '[]') AS steps,
+       coalesce((SELECT json_agg(id) FROM locked WHERE pause_requested AND status IS NULL), '[]') AS pause`;
 };
 
 /** Runs commitBatch for `requests` (on the pool, or on a transaction's client); one result per request, in order. */
@@ -163,18 +175,19 @@ export async function commitBatch(db: Queryable, statement: Statement, p: { requ
     for (const step of request.steps) steps.push({ run: request.run, ...step });
     for (const log of request.logs) logs.push({ run: request.run, ...log });
   }
-  const [answer] = await db.query<{ held: (string | number)[]; steps: [string | number, string | number, string][] }>(statement, [
+  const [answer] = await db.query<{ held: (string | number)[]; steps: [string | number, string | number, string][]; pause: (string | number)[] }>(statement, [
     JSON.stringify(requests),
     JSON.stringify(steps),
     JSON.stringify(logs),
     p.offsetMs,
   ]);
   const held = new Set(answer!.held.map(String));
+  const pause = new Set(answer!.pause.map(String));
   const written = new Map<string, StepId[]>();
   for (const [run, id, name] of answer!.steps) {
     const list = written.get(String(run)) ?? [];
     list.push([String(id), name]);
     written.set(String(run), list);
   }
-  return p.requests.map((request) => ({ held: held.has(request.run), steps: written.get(request.run) ?? [] }));
+  return p.requests.map((request) => ({ held: held.has(request.run), steps: written.get(request.run) ?? [], pauseRequested: pause.has(request.run) }));
 }

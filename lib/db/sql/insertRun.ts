@@ -62,12 +62,14 @@ WITH x AS (
          x.parent_step_name, x.concurrency_key, x.concurrency_limit,
          coalesce(l.status, 'enqueued'),
          coalesce(l.wake_at, ${now} + coalesce(x.delay_ms, 0) * interval '1 millisecond'),
-         x.owner, coalesce(l.lease_epoch, 0), l.lease_expires_at, coalesce(l.claim_count, 0), coalesce(l.attempts, 0),
-         l.started_at
+         CASE WHEN l.status IS NOT NULL THEN x.owner END, coalesce(l.lease_epoch, 0), l.lease_expires_at,
+         coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at
   FROM x
-  -- A row with an owner gets the first lease, as durable_flow_lease writes every lease.
+  -- A row with an owner gets the first lease, as durable_flow_lease writes every lease, unless its
+  -- workflow is paused (flow.pauseWorkflow): then it queues like any other, and a claim sets it aside.
   LEFT JOIN LATERAL ${quoteIdent(t.schema)}.durable_flow_lease_columns(
-    0, 0, 0, NULL, ${now}, ${now} + x.lease_ms * interval '1 millisecond') l ON x.owner IS NOT NULL
+    0, 0, 0, NULL, ${now}, ${now} + x.lease_ms * interval '1 millisecond') l
+    ON x.owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.workflowPauses} p WHERE p.workflow_name = x.workflow_name)
   ORDER BY x.i
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,

@@ -9,12 +9,14 @@ import type { Statement } from './statement.js';
 /**
  * Suspends run `$1` (still fenced by its lease epoch `$2`): sets its status and the time it is next
  * due (`$4`, or NULL when only an event can wake it) and releases the lease. The claim counter goes
- * back to 0: the run stopped cleanly.
+ * back to 0: the run stopped cleanly. A run whose pause was asked for (flow.pause) is left 'paused'
+ * instead, never due until flow.resume().
  */
 export const suspendRunSql = (t: Tables): string => `
 UPDATE ${t.runs} SET
-  status = $3,
-  wake_at = $4::timestamptz,
+  status = CASE WHEN pause_requested THEN 'paused' ELSE $3 END,
+  wake_at = CASE WHEN pause_requested THEN NULL ELSE $4::timestamptz END,
+  pause_requested = false,
   error = coalesce($5::jsonb, error),
   lease_owner = NULL,
   lease_expires_at = NULL,
@@ -27,12 +29,13 @@ RETURNING id`;
 /**
  * Hands runs back to the queue at once (a worker stopping, or an execution that hit an infrastructure
  * error): due now, lease released, the claim counter left as it is so a run that keeps failing this
- * way still ends up failed. Fenced by each run's epoch.
+ * way still ends up failed ('paused' instead when its pause was asked for). Fenced by each run's epoch.
  */
 export const releaseRunsSql = (t: Tables): string => `
 UPDATE ${t.runs} r SET
-  status = 'ready',
-  wake_at = ${nowSql('$2')} + x.delay_ms * interval '1 millisecond',
+  status = CASE WHEN r.pause_requested THEN 'paused' ELSE 'ready' END,
+  wake_at = CASE WHEN r.pause_requested THEN NULL ELSE ${nowSql('$2')} + x.delay_ms * interval '1 millisecond' END,
+  pause_requested = false,
   lease_owner = NULL,
   lease_expires_at = NULL,
   claim_count = CASE WHEN x.clean THEN 0 ELSE r.claim_count END,
