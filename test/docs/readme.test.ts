@@ -113,7 +113,8 @@ describe('the README', () => {
   });
 
   it('the agent prompt and llms.txt name only APIs that exist', () => {
-    const flowApi = new Set(Object.getOwnPropertyNames(DurableFlow.prototype));
+    // Its own methods and those it inherits (the operator tools).
+    const flowApi = new Set([DurableFlow.prototype, Object.getPrototypeOf(DurableFlow.prototype)].flatMap((p: object) => Object.getOwnPropertyNames(p)));
     const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow'];
     const harnessApi = Object.getOwnPropertyNames(createTestHarness.prototype ?? {}).concat(
       Object.getOwnPropertyNames(Object.getPrototypeOf(createTestHarness({} as DurableFlow))),
@@ -205,6 +206,21 @@ describe('the README examples run', () => {
       `SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = 'sync_account' AND scheduled_for IS NOT NULL`,
     );
     expect(rows[0]!.n).toBe(6);
+  });
+
+  it('operator tools', async () => {
+    const { flow, trail, finished } = await runExample<{
+      flow: DurableFlow;
+      trail: { action: string; actor: string | null; reason: string | null }[];
+      finished: { status: string; output: unknown };
+    }>('operator.ts');
+    closers.push(() => flow.close());
+    expect(trail.map((e) => [e.action, e.actor, e.reason])).toEqual([
+      ['resume', 'ana@example.com', 'carrier outage'],
+      ['pause', 'ana@example.com', 'carrier outage'],
+    ]);
+    expect(finished).toMatchObject({ status: 'completed', output: { label: 'label-7', notified: true } });
+    expect((await flow.audit({ workflow: 'ship_order' })).map((e) => e.action)).toEqual(['resume_workflow', 'pause_workflow', 'resume', 'pause']);
   });
 
   it('events', async () => {
