@@ -34,7 +34,12 @@ export type AuditAction =
   | 'resume_workflow'
   | 'resolve_wait'
   | 'complete_step'
-  | 'bulk';
+  | 'bulk'
+  | 'schedule_pause'
+  | 'schedule_resume'
+  | 'schedule_trigger'
+  | 'schedule_backfill'
+  | 'schedule_delete';
 
 /** One entry of the audit trail (flow.audit()). */
 export interface AuditEntry {
