@@ -1,0 +1,64 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestHarness } from '../../lib/testing/index.js';
+import { setupDatabase } from '../helpers/flow.js';
+import type { TestContext } from '../helpers/flow.js';
+
+let ctx: TestContext;
+beforeAll(async () => {
+  ctx = await setupDatabase('schedules_firing');
+  await ctx.flow().migrate();
+});
+afterAll(async () => {
+  await ctx?.cleanup();
+});
+
+let seq = 0;
+
+/** A flow of its own (its own clock) whose warnings are kept, with a workflow that returns its input. */
+function setup(): { flow: ReturnType<TestContext['flow']>; warnings: string[]; workflow: string } {
+  const warnings: string[] = [];
+  const flow = ctx.flow({ logger: { warn: (message) => void warnings.push(message), error: () => undefined } });
+  const workflow = `fire_${++seq}`;
+  flow.workflow(workflow, async ({ input }) => input);
+  return { flow, warnings, workflow };
+}
+
+describe('a firing batch', () => {
+  it('fires its other schedules when one schedule’s run cannot be inserted, and leaves that one due', async () => {
+    const { flow, warnings, workflow } = setup();
+    const harness = createTestHarness(flow);
+    // The database refuses this one schedule's runs (as it might refuse a row for any reason of its own).
+    await flow.pool.query(`CREATE FUNCTION refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`);
+    await flow.pool.query(
+      `CREATE TRIGGER refuse_run BEFORE INSERT ON durable_flow_workflow_runs FOR EACH ROW WHEN (NEW.input->>'refuse' = 'yes') EXECUTE FUNCTION refuse_run()`,
+    );
+    try {
+      const names = Array.from({ length: 5 }, (_, i) => `${workflow}_${i}`);
+      for (const [i, name] of names.entries()) {
+        await flow.schedules.create(name, { workflow, cron: '* * * * *', input: { n: i, refuse: i === 2 ? 'yes' : 'no' } });
+      }
+      const slot = (await flow.schedules.get(names[0]!))!.nextAt!;
+      await harness.travelTo(new Date(slot.getTime() + 1000));
+      expect(await flow.schedules.fire()).toBe(4);
+      const { rows } = await flow.pool.query<{ n: number; scheduled_for: Date }>(
+        `SELECT (input->>'n')::int AS n, scheduled_for FROM durable_flow_workflow_runs WHERE workflow_name = $1 ORDER BY 1`,
+        [workflow],
+      );
+      expect(rows.map((r) => [r.n, r.scheduled_for.toISOString()])).toEqual([0, 1, 3, 4].map((n) => [n, slot.toISOString()]));
+      for (const name of names) {
+        const info = (await flow.schedules.get(name))!;
+        if (name === names[2]) {
+          expect(info.nextAt).toEqual(slot); // still due: tried again at the next poll
+          expect(info.lastRunId).toBeNull();
+        } else {
+          expect(info.nextAt!.getTime()).toBe(slot.getTime() + 60_000);
+          expect(info.lastRunId).not.toBeNull();
+        }
+      }
+      expect(warnings.filter((w) => w.includes('could not fire'))).toEqual([`Schedule "${names[2]}" could not fire; it is tried again at the next poll`]);
+    } finally {
+      await flow.pool.query(`DROP TRIGGER refuse_run ON durable_flow_workflow_runs`);
+      await flow.pool.query(`DROP FUNCTION refuse_run()`);
+    }
+  });
+});
