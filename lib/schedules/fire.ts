@@ -10,7 +10,7 @@ import type { RunHandle, StartOptions } from '../types.js';
 import { parseCron } from './cron.js';
 import type { CronSchedule } from './cron.js';
 import { applyOverlap, dueSlots, planSlots, slotKey, withSkipped } from './slots.js';
-import { anyDue, cancelRun, lockDueSchedules, markScheduled, updateFired } from './sql.js';
+import { anyDue, cancelRun, lockDueSchedules, markScheduled, overdueSchedules, updateFired } from './sql.js';
 import type { DueSchedule, FiredUpdate } from './sql.js';
 import { unregisteredWorkflow } from '../workflow/definition.js';
 import { insertRows, newRun } from '../workflow/start.js';
@@ -187,6 +187,9 @@ export class FireLoop {
   readonly #before: () => Promise<void>;
   #inFlight: Promise<number> | undefined;
   #failures = 0;
+  #overdueCheckAt = 0;
+  /** Overdue schedules this process has named (each once). */
+  readonly #warned = new Set<string>();
 
   constructor(host: ScheduleHost, before: () => Promise<void>) {
     this.#host = host;
@@ -212,10 +215,57 @@ export class FireLoop {
         if (!batch.full) break;
       }
       this.#failures = 0;
+      await this.#warnOverdue();
       return started;
     } catch (error) {
       if (this.#failures++ % 30 === 0) this.#host.options.logger.warn('Could not fire schedules; retrying at the next poll', { error: (error as Error).message });
       return 0;
     }
   }
+
+  /**
+   * At most once a minute: schedules of workflows this process does not register (so it never fires
+   * them) whose next slot passed over a minute ago. No process fires them, and nothing else would
+   * say so; each is named once per process.
+   */
+  async #warnOverdue(): Promise<void> {
+    const host = this.#host;
+    // On the flow's clock (the harness's travel moves it), which is the database's as far as a minute goes.
+    const now = Date.now() + host.clockOffsetMs();
+    if (now < this.#overdueCheckAt) return;
+    this.#overdueCheckAt = now + OVERDUE_CHECK_MS;
+    let overdue: Awaited<ReturnType<typeof overdueSchedules>>;
+    try {
+      overdue = await overdueSchedules(fromPg(host.pool), host.tables, {
+        workflows: [...host.definitions.keys()],
+        except: [...this.#warned],
+        offsetMs: host.clockOffsetMs(),
+        graceMs: OVERDUE_GRACE_MS,
+        limit: OVERDUE_WARNINGS,
+      });
+    } catch (error) {
+      host.options.logger.debug?.('Could not look for overdue schedules', { error: (error as Error).message });
+      return;
+    }
+    for (const { name, workflow, overdueMs } of overdue) {
+      this.#warned.add(name);
+      host.options.logger.warn(
+        `Schedule "${name}" is overdue by ${roughly(overdueMs)}: no process fires it, and this one does not register its workflow "${workflow}". Register workflow "${workflow}" in a worker process, or pause or delete the schedule.`,
+        { schedule: name, workflow, overdueMs: Math.round(overdueMs) },
+      );
+    }
+  }
+}
+
+/** How often a process looks for overdue schedules it cannot fire, how late one must be, how many it names at once. */
+const OVERDUE_CHECK_MS = 60_000;
+const OVERDUE_GRACE_MS = 60_000;
+const OVERDUE_WARNINGS = 20;
+
+/** `3 min`, `5 h`, `2 days`. */
+function roughly(ms: number): string {
+  const minutes = Math.max(1, Math.round(ms / 60_000));
+  if (minutes < 120) return `${minutes} min`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `${hours} h` : `${Math.round(hours / 24)} days`;
 }

@@ -103,6 +103,27 @@ export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows:
   };
 }
 
+/**
+ * Schedules not paused whose next slot passed over `graceMs` ago, of workflows other than
+ * `workflows` (those this process does not fire), leaving out `except`; the longest overdue first.
+ */
+export async function overdueSchedules(
+  db: Queryable,
+  t: Tables,
+  p: { workflows: string[]; except: string[]; offsetMs: number; graceMs: number; limit: number },
+): Promise<{ name: string; workflow: string; overdueMs: number }[]> {
+  const now = nowSql('$2');
+  const rows = await db.query<{ name: string; workflow_name: string; overdue_ms: number }>(
+    `SELECT s.name, s.workflow_name, extract(epoch FROM ${now} - s.next_at) * 1000 AS overdue_ms
+     FROM ${schedulesTable(t)} s
+     WHERE NOT s.paused AND s.next_at < ${now} - $3::float8 * interval '1 millisecond'
+       AND s.workflow_name <> ALL($1::text[]) AND s.name <> ALL($4::text[])
+     ORDER BY s.next_at LIMIT $5`,
+    [p.workflows, p.offsetMs, p.graceMs, p.except, p.limit],
+  );
+  return rows.map((row) => ({ name: row.name, workflow: row.workflow_name, overdueMs: Number(row.overdue_ms) }));
+}
+
 /** What a firing writes back to a schedule it locked (null lastSlot, lastRunId: unchanged). */
 export interface FiredUpdate {
   name: string;

@@ -62,3 +62,36 @@ describe('a firing batch', () => {
     }
   });
 });
+
+describe('a schedule of a workflow no process registers', () => {
+  it('is named in a warning once over a minute overdue, once per process, saying what to do', async () => {
+    const { flow, warnings, workflow } = setup();
+    const harness = createTestHarness(flow);
+    const ghost = `ghost_${++seq}`;
+    await flow.schedules.create(`${ghost}_a`, { workflow: ghost, cron: '0 * * * *' });
+    await flow.schedules.create(`${ghost}_paused`, { workflow: ghost, cron: '0 * * * *', paused: true });
+    await flow.schedules.create(`${workflow}_s`, { workflow, cron: '0 * * * *' });
+    const slot = (await flow.schedules.get(`${ghost}_a`))!.nextAt!;
+    const named = () => warnings.filter((w) => w.includes(ghost));
+    // Half a minute late: not overdue yet.
+    await harness.travelTo(new Date(slot.getTime() + 30_000));
+    await flow.schedules.fire();
+    expect(named()).toEqual([]);
+    await harness.travelTo(new Date(slot.getTime() + 5 * 60_000));
+    await flow.schedules.fire();
+    expect(named()).toHaveLength(1);
+    expect(named()[0]).toMatch(
+      new RegExp(`^Schedule "${ghost}_a" is overdue by 5 min: no process fires it, and this one does not register its workflow "${ghost}"\\. Register workflow "${ghost}" in a worker process, or pause or delete the schedule\\.$`),
+    );
+    // Its own workflow's schedule it fires, and names not.
+    expect(await flow.schedules.get(`${workflow}_s`)).toMatchObject({ lastSlot: slot });
+    expect(warnings.filter((w) => w.includes(`${workflow}_s`))).toEqual([]);
+    // A minute later it looks again: the schedule named already is not named again, a newly overdue one is.
+    await flow.pool.query(`UPDATE durable_flow_schedules SET next_at = $2 WHERE name = $1`, [`${ghost}_a`, slot]);
+    await flow.schedules.create(`${ghost}_b`, { workflow: ghost, cron: '0 0 1 1 *' });
+    await flow.pool.query(`UPDATE durable_flow_schedules SET next_at = $2 WHERE name = $1`, [`${ghost}_b`, slot]);
+    await harness.travel('2 minutes');
+    await flow.schedules.fire();
+    expect(named().map((w) => w.slice(0, w.indexOf(' is overdue')))).toEqual([`Schedule "${ghost}_a"`, `Schedule "${ghost}_b"`]);
+  });
+});
