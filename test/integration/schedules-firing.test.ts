@@ -1,12 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { DurableFlow } from '../../lib/index.js';
+import { FIRE_BATCH } from '../../lib/schedules/fire.js';
 import { createTestHarness } from '../../lib/testing/index.js';
 import { setupDatabase } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 
 let ctx: TestContext;
+let admin: DurableFlow;
 beforeAll(async () => {
   ctx = await setupDatabase('schedules_firing');
-  await ctx.flow().migrate();
+  admin = ctx.flow();
+  await admin.migrate();
+});
+afterEach(async () => {
+  // A schedule left overdue would be named by the next test's flows.
+  await admin.pool.query(`DELETE FROM durable_flow_schedules`);
 });
 afterAll(async () => {
   await ctx?.cleanup();
@@ -15,7 +23,7 @@ afterAll(async () => {
 let seq = 0;
 
 /** A flow of its own (its own clock) whose warnings are kept, with a workflow that returns its input. */
-function setup(): { flow: ReturnType<TestContext['flow']>; warnings: string[]; workflow: string } {
+function setup(): { flow: DurableFlow; warnings: string[]; workflow: string } {
   const warnings: string[] = [];
   const flow = ctx.flow({ logger: { warn: (message) => void warnings.push(message), error: () => undefined } });
   const workflow = `fire_${++seq}`;
@@ -23,16 +31,25 @@ function setup(): { flow: ReturnType<TestContext['flow']>; warnings: string[]; w
   return { flow, warnings, workflow };
 }
 
+/** Makes the database refuse runs whose input has `refuse: 'yes'` (as it might refuse a row for a reason of its own) while `fn` runs. */
+async function refusingRuns(flow: DurableFlow, fn: () => Promise<void>): Promise<void> {
+  await flow.pool.query(`CREATE FUNCTION refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`);
+  await flow.pool.query(
+    `CREATE TRIGGER refuse_run BEFORE INSERT ON durable_flow_workflow_runs FOR EACH ROW WHEN (NEW.input->>'refuse' = 'yes') EXECUTE FUNCTION refuse_run()`,
+  );
+  try {
+    await fn();
+  } finally {
+    await flow.pool.query(`DROP TRIGGER refuse_run ON durable_flow_workflow_runs`);
+    await flow.pool.query(`DROP FUNCTION refuse_run()`);
+  }
+}
+
 describe('a firing batch', () => {
   it('fires its other schedules when one schedule’s run cannot be inserted, and leaves that one due', async () => {
     const { flow, warnings, workflow } = setup();
     const harness = createTestHarness(flow);
-    // The database refuses this one schedule's runs (as it might refuse a row for any reason of its own).
-    await flow.pool.query(`CREATE FUNCTION refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`);
-    await flow.pool.query(
-      `CREATE TRIGGER refuse_run BEFORE INSERT ON durable_flow_workflow_runs FOR EACH ROW WHEN (NEW.input->>'refuse' = 'yes') EXECUTE FUNCTION refuse_run()`,
-    );
-    try {
+    await refusingRuns(flow, async () => {
       const names = Array.from({ length: 5 }, (_, i) => `${workflow}_${i}`);
       for (const [i, name] of names.entries()) {
         await flow.schedules.create(name, { workflow, cron: '* * * * *', input: { n: i, refuse: i === 2 ? 'yes' : 'no' } });
@@ -56,10 +73,25 @@ describe('a firing batch', () => {
         }
       }
       expect(warnings.filter((w) => w.includes('could not fire'))).toEqual([`Schedule "${names[2]}" could not fire; it is tried again at the next poll`]);
-    } finally {
-      await flow.pool.query(`DROP TRIGGER refuse_run ON durable_flow_workflow_runs`);
-      await flow.pool.query(`DROP FUNCTION refuse_run()`);
-    }
+    });
+  });
+
+  it('that is full and fails ends the firing (its schedules, still due, are not taken again at once)', async () => {
+    const { flow, warnings, workflow } = setup();
+    const harness = createTestHarness(flow);
+    await refusingRuns(flow, async () => {
+      const slot = new Date(Math.ceil((await harness.now()).getTime() / 60_000) * 60_000 + 60_000);
+      await flow.pool.query(
+        `INSERT INTO durable_flow_schedules (name, workflow_name, cron, input, next_at)
+         SELECT $1 || i, $2, '* * * * *', '{"refuse": "yes"}', $3 FROM generate_series(1, $4::int) i`,
+        [`${workflow}_`, workflow, slot, FIRE_BATCH + 10],
+      );
+      await harness.travelTo(new Date(slot.getTime() + 1000));
+      expect(await flow.schedules.fire()).toBe(0);
+      expect(warnings.filter((w) => w.includes('could not fire'))).toHaveLength(FIRE_BATCH);
+      const { rows } = await flow.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM durable_flow_schedules WHERE workflow_name = $1 AND next_at = $2`, [workflow, slot]);
+      expect(rows[0]!.n).toBe(FIRE_BATCH + 10);
+    });
   });
 });
 
