@@ -1,7 +1,7 @@
 // The public types of the operator tools (lib/operator/facade.ts), re-exported by lib/types.ts.
 import type { StoredError } from '../errors.js';
 import type { TimeInput } from '../duration.js';
-import type { RunStatus } from '../types.js';
+import type { RunStatus } from '../run-status.js';
 
 /** What flow.bulk() does to each run its filter selects. */
 export type BulkAction = 'cancel' | 'retry' | 'replay';
