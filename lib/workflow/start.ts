@@ -86,7 +86,7 @@ export async function startRun(
   env: StartEnv,
   definition: WorkflowDefinition,
   input: unknown,
-  options: StartOptions = {},
+  options: StartOptions & { replayOf?: string } = {},
   parent?: ParentLink,
 ): Promise<string> {
   if (typeof options !== 'object' || options === null) {
@@ -122,6 +122,7 @@ export async function startRun(
     owner: target?.owner ?? null,
     leaseMs: target?.leaseTtlMs ?? null,
     triggers,
+    replayOf: options.replayOf ?? null,
   };
   if (options.transaction !== undefined) await env.changesReady?.();
   let inserted: InsertResult | undefined;
