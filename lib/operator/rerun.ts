@@ -106,7 +106,7 @@ export async function rerunFrom(ctx: OperatorContext, runId: string, stepName: s
     const [created] = await db.select<{ id: string }>(`SELECT id::text FROM ${db.tables.runs} WHERE run_id = $1`, [newRunId], transaction);
     const copied = await db.select<{ name: string }>(copyStepsSql(ctx), [original.id, created!.id, stepName], transaction);
     await recordAudit(ctx, transaction, [
-      { ...who, action: 'rerun_from', workflow: original.workflow, runId, stepName, details: { newRunId, copiedSteps: copied.map((step) => step.name) } },
+      { ...who, action: 'rerun_from', workflow: original.workflow, runId, stepName, details: { newRunId, copiedSteps: copied.length } },
     ]);
     return newRunId;
   });
