@@ -82,7 +82,7 @@ function cancelTriggersOf(definition: WorkflowDefinition, input: unknown): { eve
  * The row of a new run of `definition`, everything validated (INVALID_ARGUMENT otherwise), leased to
  * no worker. Writes nothing: startRun inserts it, the schedules' firing inserts many at once.
  */
-export function newRun(definition: WorkflowDefinition, input: unknown, options: StartOptions, maxPayloadSize: number, parent?: ParentLink): NewRun {
+export function newRun(definition: WorkflowDefinition, input: unknown, options: StartOptions & { replayOf?: string }, maxPayloadSize: number, parent?: ParentLink): NewRun {
   if (typeof options !== 'object' || options === null) {
     throw new DurableFlowError('INVALID_ARGUMENT', `Expected the start options of workflow "${definition.name}" to be an object`);
   }
@@ -112,6 +112,7 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
     owner: null,
     leaseMs: null,
     triggers,
+    replayOf: options.replayOf ?? null,
   };
 }
 
@@ -123,7 +124,7 @@ export async function startRun(
   env: StartEnv,
   definition: WorkflowDefinition,
   input: unknown,
-  options: StartOptions = {},
+  options: StartOptions & { replayOf?: string } = {},
   parent?: ParentLink,
 ): Promise<string> {
   const row = newRun(definition, input, options, env.maxPayloadSize, parent);
