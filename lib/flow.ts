@@ -357,6 +357,7 @@ export class DurableFlow extends OperatorMethods {
   #side(): ViewerSide {
     this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.options.schema, this.tables, {
       logger: this.options.logger,
+      maxPayloadSize: this.options.maxPayloadSize,
       clockOffsetMs: () => this.#clockOffsetMs,
       startRun: (workflow, input, startOptions) => this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, startOptions),
     });

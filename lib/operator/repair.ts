@@ -8,16 +8,10 @@ import { nowOf, transaction } from './context.js';
 import type { OperatorContext } from './context.js';
 import type { Who } from './runs.js';
 
-/**
- * The largest payload or result an operator stores: the default `maxPayloadSize` (the operator
- * context does not carry the flow's own).
- */
-const MAX_PAYLOAD = 4 * 1024 * 1024;
-
 /** `value` as JSON text (undefined: none); one that cannot be stored is INVALID_ARGUMENT naming it. */
-function encode(value: unknown, what: string): string | undefined {
+function encode(ctx: OperatorContext, value: unknown, what: string): string | undefined {
   try {
-    return encodeJson(value, what, MAX_PAYLOAD);
+    return encodeJson(value, what, ctx.maxPayloadSize);
   } catch (error) {
     throw new DurableFlowError('INVALID_ARGUMENT', (error as Error).message, { cause: error });
   }
@@ -78,7 +72,7 @@ interface WaitRow {
 export async function resolveWait(ctx: OperatorContext, runId: string, stepName: string, payload: unknown, who: Who): Promise<void> {
   checkName(runId, 'runId');
   checkName(stepName, 'stepName');
-  const payloadText = encode(payload === undefined ? {} : payload, `The payload for wait "${stepName.slice(0, 80)}"`)!;
+  const payloadText = encode(ctx, payload === undefined ? {} : payload, `The payload for wait "${stepName.slice(0, 80)}"`)!;
   const { db } = ctx;
   const t = db.tables;
   await transaction(ctx, async (transaction) => {
@@ -166,7 +160,7 @@ RETURNING status`;
 export async function completeStep(ctx: OperatorContext, runId: string, stepName: string, result: unknown, who: Who): Promise<void> {
   checkName(runId, 'runId');
   checkName(stepName, 'stepName');
-  const resultText = encode(result, `The result for step "${stepName.slice(0, 80)}"`) ?? null;
+  const resultText = encode(ctx, result, `The result for step "${stepName.slice(0, 80)}"`) ?? null;
   const { db } = ctx;
   const t = db.tables;
   await transaction(ctx, async (transaction) => {

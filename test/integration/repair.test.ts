@@ -105,6 +105,14 @@ describe('flow.resolveWait', () => {
     }
   });
 
+  it("refuses a payload or result larger than the flow's maxPayloadSize, storing nothing", async () => {
+    const small = ctx.flow({ maxPayloadSize: 1024 });
+    const big = { text: 'x'.repeat(2048) };
+    await expect(small.resolveWait('any-run', 'go', big)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(small.completeStep('any-run', 'step', big)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await small.audit({ runId: 'any-run' })).toEqual([]);
+  });
+
   it('leaves a paused run paused (its step settled), and it goes on with the payload once resumed', async () => {
     const wf = flow.workflow('paused-wait', async ({ step }: WorkflowContext) => step.waitForEvent('go'));
     const worker = flow.worker({ pollInterval: 20 });
@@ -112,12 +120,11 @@ describe('flow.resolveWait', () => {
     try {
       const run = await wf.start({});
       await statusIs(run.runId, 'waiting');
-      // Paused as flow.pause() leaves a suspended run (pause.ts is another piece of issue 14).
-      await flow.pool.query(`UPDATE durable_flow_workflow_runs SET status = 'paused', wake_at = NULL WHERE run_id = $1`, [run.runId]);
+      expect(await flow.pause(run.runId)).toBe(true);
       await flow.resolveWait(run.runId, 'go', 'went');
       expect((await flow.getRun(run.runId))!.status).toBe('paused');
       expect(await step(run.runId, 'go')).toMatchObject({ status: 'succeeded', result: 'went' });
-      await flow.pool.query(`UPDATE durable_flow_workflow_runs SET status = 'ready', wake_at = now() WHERE run_id = $1`, [run.runId]);
+      expect(await flow.resume(run.runId)).toBe(true);
       expect(await run.result()).toBe('went');
     } finally {
       await worker.stop();
