@@ -209,18 +209,34 @@ describe('the README examples run', () => {
   });
 
   it('operator tools', async () => {
-    const { flow, trail, finished } = await runExample<{
+    const { flow, trail, outputs, labels, again, fixed } = await runExample<{
       flow: DurableFlow;
-      trail: { action: string; actor: string | null; reason: string | null }[];
-      finished: { status: string; output: unknown };
+      trail: { action: string; actor: string | null; reason: string | null; details: Record<string, unknown> }[];
+      outputs: unknown[];
+      labels: number[];
+      again: { runId: string };
+      fixed: { runId: string };
     }>('operator.ts');
     closers.push(() => flow.close());
     expect(trail.map((e) => [e.action, e.actor, e.reason])).toEqual([
-      ['resume', 'ana@example.com', 'carrier outage'],
-      ['pause', 'ana@example.com', 'carrier outage'],
+      ['rerun_from', 'ana@example.com', 'carrier outage'],
+      ['replay', 'ana@example.com', 'carrier outage'],
+      ['complete_step', 'ana@example.com', 'carrier outage'],
     ]);
-    expect(finished).toMatchObject({ status: 'completed', output: { label: 'label-7', notified: true } });
-    expect((await flow.audit({ workflow: 'ship_order' })).map((e) => e.action)).toEqual(['resume_workflow', 'pause_workflow', 'resume', 'pause']);
+    expect(trail[0]!.details.newRunId).toBe(fixed.runId);
+    expect(outputs).toEqual([
+      { label: 'label-7', tracking: 'track-7', notified: true },
+      { label: 'label-8', tracking: 'track-manual-8', notified: true },
+      { label: 'label-9', tracking: 'track-9', notified: true },
+      { label: 'label-8', tracking: 'track-8', notified: true },
+      { label: 'label-8', tracking: 'track-8', notified: true },
+    ]);
+    // The replay bought a label again; the rerun from 'track' did not.
+    expect(labels.sort()).toEqual([7, 8, 8, 9]);
+    expect((await flow.getRun(fixed.runId))!.replayOf).toBe((await flow.getRun(again.runId))!.replayOf);
+    expect((await flow.audit({ workflow: 'ship_order' })).map((e) => e.action)).toEqual([
+      'rerun_from', 'replay', 'complete_step', 'resolve_wait', 'resume_workflow', 'pause_workflow', 'resume', 'pause',
+    ]);
   });
 
   it('events', async () => {
