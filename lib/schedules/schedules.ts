@@ -13,8 +13,7 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
-import { dbNow, deleteSchedule, deleteWorkflowSchedules, schedulesTable, listSchedules, lockSchedule, markScheduled, recentRuns, setLastRun, setPaused, upsertSchedule } from './sql.js';
-import type { ScheduledRun } from './sql.js';
+import { dbNow, deleteSchedule, deleteWorkflowSchedules, schedulesTable, listSchedules, lockSchedule, markScheduled, setLastRun, setPaused, upsertSchedule } from './sql.js';
 
 /** backfill() starts at most this many runs in one call. */
 export const BACKFILL_LIMIT = 1000;
@@ -135,10 +134,6 @@ export class Schedules {
     return runIds.map((runId) => this.#host.handle(runId));
   }
 
-  /** @internal For the viewer: the newest runs of each schedule (`limit` each), newest slot first. */
-  async recentRuns(schedules: ScheduleInfo[], limit: number): Promise<Map<string, ScheduledRun[]>> {
-    return recentRuns(this.#db(), this.#host.tables, schedules, limit);
-  }
 
   /** @internal Fires due slots (every worker's poll, the harness's drain). Never rejects. */
   fire(): Promise<number> {

@@ -256,32 +256,3 @@ export async function deleteSchedule(db: Queryable, t: Tables, name: string): Pr
 export async function setLastRun(db: Queryable, t: Tables, p: { name: string; runId: string }): Promise<void> {
   await db.query(`UPDATE ${schedulesTable(t)} SET last_run_id = $2, updated_at = now() WHERE name = $1`, [p.name, p.runId]);
 }
-
-/** A run a schedule started, for the viewer. */
-export interface ScheduledRun {
-  runId: string;
-  status: string;
-  scheduledFor: Date | null;
-}
-
-/**
- * The newest runs of each schedule (by slot, `limit` each): those whose idempotency key names it,
- * and its last run (a trigger's has no key).
- */
-export async function recentRuns(db: Queryable, t: Tables, schedules: { name: string; workflow: string; lastRunId: string | null }[], limit: number): Promise<Map<string, ScheduledRun[]>> {
-  const found = new Map<string, ScheduledRun[]>(schedules.map((s) => [s.name, []]));
-  if (schedules.length === 0) return found;
-  const rows = await db.query<{ name: string; run_id: string; status: string; scheduled_for: Date | null }>(
-    `SELECT s.name, r.run_id, r.status, r.scheduled_for
-     FROM unnest($1::text[], $2::text[], $3::text[]) AS s(name, workflow, last_run_id)
-     CROSS JOIN LATERAL (
-       SELECT run_id, status, scheduled_for FROM ${t.runs}
-       WHERE workflow_name = s.workflow AND scheduled_for IS NOT NULL
-         AND (starts_with(idempotency_key, 'schedule:' || s.name || ':') OR run_id = s.last_run_id)
-       ORDER BY scheduled_for DESC, id DESC LIMIT $4
-     ) r`,
-    [schedules.map((s) => s.name), schedules.map((s) => s.workflow), schedules.map((s) => s.lastRunId), limit],
-  );
-  for (const row of rows) found.get(row.name)?.push({ runId: row.run_id, status: row.status, scheduledFor: row.scheduled_for });
-  return found;
-}
