@@ -316,6 +316,7 @@ export class Scheduler {
       this.#conclude({ kind: 'suspended', wakeAt: result.wakeAt });
       return;
     }
+    if (result.pauseRequested) this.requestStop(); // settled in memory, but flow.pause() was asked: start nothing more
     const settled = due.map((s) => ({ s, ok: true, value: undefined as unknown }));
     for (const { name, ok, value } of result.settled) {
       const s = this.#suspensions.get(name);

@@ -82,7 +82,8 @@ export interface Settled {
 }
 
 export type SuspendResult =
-  | { kind: 'settled'; settled: Settled[]; stepIds: StepId[] }
+  /** `pauseRequested`: flow.pause() was asked meanwhile (the execution must start no further step). */
+  | { kind: 'settled'; settled: Settled[]; stepIds: StepId[]; pauseRequested?: boolean }
   | { kind: 'suspended'; wakeAt: number | null; stepIds: StepId[] };
 
 /** A run that finished after the wait's deadline (on the flow's clock) is too late for it, like a late event. */
@@ -136,7 +137,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     const [fence] = await store.commitBatch(db, [{ run: run.id, epoch: run.epoch, snapshot: request.snapshot, ...request.pending }]);
     if (!fence?.held) throw new LeaseLostError(run.runId);
     await request.inTransaction?.();
-    if (waits.length === 0) return { kind: 'settled' as const, settled: [], stepIds: fence.steps };
+    if (waits.length === 0) return { kind: 'settled' as const, settled: [], stepIds: fence.steps, pauseRequested: fence.pauseRequested };
 
     const fresh = waits.filter((w) => w.isNew);
     if (fresh.length > 0) {
@@ -177,7 +178,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
       }
     }
     if (settlements.length > 0) await store.settleWaits(db, settlements);
-    if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps };
+    if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps, pauseRequested: fence.pauseRequested };
 
     const { status, wakeAt, error } = request.suspendState();
     const suspended = await store.suspendRun(db, { run: run.id, epoch: run.epoch, status, wakeAt: wakeAt === null ? null : request.iso(wakeAt), error });

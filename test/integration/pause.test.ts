@@ -155,6 +155,40 @@ describe('flow.pause of a run a worker is executing', () => {
     }
   });
 
+  it('a pause asked during a step followed by a wait that settles at once (its event already stored) still stops before the next step', async () => {
+    const flow = ctx.flow();
+    const held = gate();
+    const started = gate();
+    let second = 0;
+    const wf = flow.workflow(name('pause_then_wait'), async ({ step, runId }) => {
+      await step.run('first', async () => {
+        started.open();
+        await held.promise;
+      });
+      const event = await step.waitForEvent<{ n: number }>('ready', { match: { runId } });
+      await step.run('second', () => ++second);
+      return event.n;
+    });
+    const worker = flow.worker({ pollInterval: 50 });
+    await worker.start();
+    try {
+      const run = await wf.start({});
+      await started.promise;
+      await flow.notify('ready', { runId: run.runId, n: 5 }); // stored before the wait begins: it settles in memory
+      await flow.pause(run.runId);
+      held.open();
+      await eventually(async () => (await status(flow, run.runId)) === 'paused');
+      const timeline = await flow.timeline(run.runId);
+      expect(timeline!.steps.map((s) => [s.step.name, s.step.status])).toEqual([['first', 'succeeded'], ['ready', 'succeeded']]);
+      expect(second).toBe(0);
+      await flow.resume(run.runId);
+      expect(await run.result({ timeout: '10 s' })).toBe(5);
+      expect(second).toBe(1);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('resume before the step ends withdraws the pause: the run goes straight on', async () => {
     const flow = ctx.flow();
     const held = gate();
