@@ -125,8 +125,8 @@ export class DurableFlow extends OperatorMethods {
         this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, { idempotencyKey }, parent),
       debugPoint,
     };
-    this.schedules = new Schedules({ pool: this.#pool, tables: this.tables, options: this.options, definitions: this.#definitions, clockOffsetMs: () => this.#clockOffsetMs,
-      startRun: (definition, input, options) => this.startRun(definition, input, options), handle: (runId) => this.handle(runId), assertOpen: () => this.#assertOpen() });
+    this.schedules = new Schedules({ pool: this.#pool, tables: this.tables, options: this.options, definitions: this.#definitions, store: this.#store, clockOffsetMs: () => this.#clockOffsetMs,
+      changesReady: () => this.#feed.ready(), startRun: (definition, input, options) => this.startRun(definition, input, options), handle: (runId) => this.handle(runId), assertOpen: () => this.#assertOpen() });
   }
 
   /** durable-flow's own `pg` pool (for raw queries in tests and tools). */
@@ -357,6 +357,7 @@ export class DurableFlow extends OperatorMethods {
   #side(): ViewerSide {
     this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.options.schema, this.tables, {
       logger: this.options.logger,
+      maxPayloadSize: this.options.maxPayloadSize,
       clockOffsetMs: () => this.#clockOffsetMs,
       startRun: (workflow, input, startOptions) => this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, startOptions),
     });

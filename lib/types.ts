@@ -4,18 +4,9 @@ import type { StoredError } from './errors.js';
 export type { DurationInput, TimeInput } from './duration.js';
 export type { StoredError } from './errors.js';
 
-/** `completed`, `failed` and `cancelled` are terminal. */
-export type RunStatus =
-  | 'enqueued'
-  | 'running'
-  | 'sleeping'
-  | 'waiting'
-  | 'ready'
-  | 'retrying'
-  | 'paused'
-  | 'completed'
-  | 'failed'
-  | 'cancelled';
+import type { RunStatus } from './run-status.js';
+
+export type { RunStatus } from './run-status.js';
 
 /** `cancelled`: the step had not finished when its run was cancelled. */
 export type StepStatus = 'pending' | 'running' | 'succeeded' | 'sleeping' | 'waiting' | 'retrying' | 'failed' | 'cancelled';

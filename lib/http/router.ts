@@ -278,7 +278,7 @@ export function createRouter(
     res.set('Allow', 'POST').status(405).type('text/plain').send('Method not allowed: actions are POST forms with a CSRF token');
   });
 
-  mountSchedulePage(router, { schedules: flow.schedules, reads, now: flowNow, page, handle, action, form });
+  mountSchedulePage(router, { schedules: flow.schedules, reads, now: flowNow, page, handle, action, form, who: (req) => who(req) });
   mountOperatorPages(router, { flow, reads, page, handle, action, form, who });
 
   // ---- Workflows --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import { DurableFlowError } from '../errors.js';
 import type { ScheduleView } from '../read/schedules.js';
 import { describeCron, parseCron } from '../schedules/cron.js';
 import type { Schedules } from '../schedules/schedules.js';
+import type { OperatorOptions } from '../types.js';
 import type { ViewerReads } from './backend.js';
 import { HttpError, onlyParameters, text } from './params.js';
 import { formatRelative, isoTime } from './time.js';
@@ -21,6 +22,8 @@ export interface SchedulePageDeps {
   /** A CSRF-checked POST action answering where to go next (router.ts). */
   action(fn: (req: Request) => Promise<string | { location: string; json: Record<string, unknown> }>): RequestHandler;
   form: RequestHandler;
+  /** The signed-in user and the form's reason, for the audit trail (router.ts). */
+  who(req: Request): OperatorOptions;
 }
 
 const NEXT_FIRES = 5;
@@ -115,7 +118,7 @@ export function mountSchedulePage(router: Router, deps: SchedulePageDeps): void 
     deps.action(async (req) => {
       const name = String(req.params.name);
       try {
-        const result = await deps.schedules[verb](name);
+        const result = await deps.schedules[verb](name, deps.who(req));
         const runId = result && typeof result === 'object' ? result.runId : null;
         const location = `/schedules?done=${verb}&schedule=${encodeURIComponent(name)}${runId ? `&run=${encodeURIComponent(runId)}` : ''}`;
         return { location, json: runId ? { runId } : {} };

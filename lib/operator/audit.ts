@@ -1,7 +1,10 @@
 import type { Transaction } from 'sequelize';
 import { checkInteger, invalidOption } from '../config.js';
 import type { AuditAction, AuditEntry, AuditQuery } from '../types.js';
-import { nowOf } from './context.js';
+import { fromSequelizeTransaction } from '../db/queryable.js';
+import type { Queryable, SequelizeTransactionLike } from '../db/queryable.js';
+import { nowSql } from '../db/tables.js';
+import type { Tables } from '../db/tables.js';
 import type { OperatorContext } from './context.js';
 
 /** An entry to append: who did what, on which run and step, and why. */
@@ -21,10 +24,16 @@ export interface NewAuditEntry {
  * that rolls back leaves no entry, and one that commits always has its entry. `at` is the flow's clock.
  */
 export async function recordAudit(ctx: OperatorContext, transaction: Transaction, entries: NewAuditEntry[]): Promise<void> {
+  await insertAudit(fromSequelizeTransaction(transaction as unknown as SequelizeTransactionLike), ctx.db.tables, ctx.clockOffsetMs(), entries);
+}
+
+/** recordAudit on any connection inside the action's transaction (the schedules' pg clients). */
+export async function insertAudit(db: Queryable, tables: Tables, offsetMs: number, entries: NewAuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  await ctx.db.select(
-    `INSERT INTO ${ctx.db.tables.audit} (at, actor, action, workflow_name, run_id, step_name, operation_id, reason, details)
-     SELECT ${nowOf(ctx)}, x.actor, x.action, x.workflow_name, x.run_id, x.step_name, x.operation_id, x.reason, coalesce(x.details, '{}')
+  await db.query(
+    `INSERT INTO ${tables.audit} (at, actor, action, workflow_name, run_id, step_name, operation_id, reason, details)
+     SELECT ${nowSql(String(Number(offsetMs)))}, x.actor, x.action, x.workflow_name, x.run_id, x.step_name, x.operation_id, x.reason,
+            coalesce(x.details, '{}')
      FROM jsonb_to_recordset($1::jsonb) AS x(actor text, action text, workflow_name text, run_id text, step_name text,
        operation_id text, reason text, details jsonb)
      RETURNING id`,
@@ -42,11 +51,13 @@ export async function recordAudit(ctx: OperatorContext, transaction: Transaction
         })),
       ),
     ],
-    transaction,
   );
 }
 
-const ACTIONS: AuditAction[] = ['cancel', 'retry', 'replay', 'rerun_from', 'pause', 'resume', 'pause_workflow', 'resume_workflow', 'resolve_wait', 'complete_step', 'bulk'];
+const ACTIONS: AuditAction[] = [
+  'cancel', 'retry', 'replay', 'rerun_from', 'pause', 'resume', 'pause_workflow', 'resume_workflow', 'resolve_wait', 'complete_step', 'bulk',
+  'schedule_pause', 'schedule_resume', 'schedule_trigger', 'schedule_backfill', 'schedule_delete',
+];
 
 /** flow.audit(): the entries matching `query`, newest first (page with `before`). */
 export async function listAudit(ctx: OperatorContext, query: AuditQuery = {}): Promise<AuditEntry[]> {
@@ -68,14 +79,15 @@ export async function listAudit(ctx: OperatorContext, query: AuditQuery = {}): P
   if (query.before !== undefined) {
     if (typeof query.before !== 'string' || !/^\d{1,19}$/.test(query.before)) throw invalidOption('before', query.before, 'the id of an audit entry');
     bind.push(query.before);
-    where.push(`id < $${bind.length}::bigint`);
+    where.push(`a.id < $${bind.length}::bigint`);
   }
   const limit = query.limit === undefined ? 100 : checkInteger('limit', query.limit, 1, 1000);
   bind.push(limit);
   const rows = await ctx.db.select<Record<string, unknown>>(
-    `SELECT id::text, at, actor, action, workflow_name, run_id, step_name, operation_id, reason, details
-     FROM ${ctx.db.tables.audit} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY id DESC LIMIT $${bind.length}`,
+    // ORDER BY the table's bigint id (a.id), not the text column of the same name the list answers.
+    `SELECT a.id::text AS id, at, actor, action, workflow_name, run_id, step_name, operation_id, reason, details
+     FROM ${ctx.db.tables.audit} a ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY a.id DESC LIMIT $${bind.length}`,
     bind,
   );
   return rows.map((row) => ({

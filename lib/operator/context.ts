@@ -13,6 +13,8 @@ import type { OperatorOptions, StartOptions } from '../types.js';
 export interface OperatorContext {
   readonly db: ReadDb;
   readonly logger: Logger;
+  /** The flow's `maxPayloadSize`: the largest payload or result an operator stores. */
+  readonly maxPayloadSize: number;
   /** Milliseconds the flow's clock runs ahead of the database's (the test harness moves it). */
   clockOffsetMs(): number;
   /**

@@ -47,7 +47,8 @@ export class Operator {
       const done = answer!.cancelled > 0;
       if (done) {
         await recordAudit(this.#ctx, transaction, [
-          { ...who, action: 'cancel', workflow: run.get('workflowName') as string, runId, details: { status, cancelled: answer!.cancelled } },
+          // (Not the status read above: it is read before durable_flow_cancel takes the locks, children first.)
+          { ...who, action: 'cancel', workflow: run.get('workflowName') as string, runId, details: { cancelled: answer!.cancelled } },
         ]);
       }
       return { status, done };

@@ -1,7 +1,7 @@
 // The public types of the operator tools (lib/operator/facade.ts), re-exported by lib/types.ts.
 import type { StoredError } from '../errors.js';
 import type { TimeInput } from '../duration.js';
-import type { RunStatus } from '../types.js';
+import type { RunStatus } from '../run-status.js';
 
 /** What flow.bulk() does to each run its filter selects. */
 export type BulkAction = 'cancel' | 'retry' | 'replay';
@@ -34,7 +34,12 @@ export type AuditAction =
   | 'resume_workflow'
   | 'resolve_wait'
   | 'complete_step'
-  | 'bulk';
+  | 'bulk'
+  | 'schedule_pause'
+  | 'schedule_resume'
+  | 'schedule_trigger'
+  | 'schedule_backfill'
+  | 'schedule_delete';
 
 /** One entry of the audit trail (flow.audit()). */
 export interface AuditEntry {

@@ -15,6 +15,11 @@ export interface RetentionOptions {
   failed?: DurationInput | false;
   /** Events, from when they were stored, once no pending wait could match them. Default `'7 days'`. */
   events?: DurationInput | false;
+  /**
+   * Audit entries (and finished bulk operations), from when they were written. Default `'400 days'`:
+   * longer than any run is kept by default, so the trail outlives the runs it names.
+   */
+  audit?: DurationInput | false;
 }
 
 /** Ages in ms; null: kept for ever. */
@@ -23,11 +28,12 @@ export interface ResolvedRetention {
   cancelledMs: number | null;
   failedMs: number | null;
   eventsMs: number | null;
+  auditMs: number | null;
 }
 
-export const RETENTION_DEFAULTS = { completed: '30 days', cancelled: '30 days', failed: '90 days', events: '7 days' } as const;
+export const RETENTION_DEFAULTS = { completed: '30 days', cancelled: '30 days', failed: '90 days', events: '7 days', audit: '400 days' } as const;
 
-const KEYS = ['completed', 'cancelled', 'failed', 'events'] as const;
+const KEYS = ['completed', 'cancelled', 'failed', 'events', 'audit'] as const;
 
 function age(key: (typeof KEYS)[number], value: DurationInput | false | undefined): number | null {
   if (value === false) return null;
@@ -44,7 +50,7 @@ function age(key: (typeof KEYS)[number], value: DurationInput | false | undefine
 }
 
 export function resolveRetention(value: RetentionOptions | false | undefined): ResolvedRetention {
-  if (value === false) return { completedMs: null, cancelledMs: null, failedMs: null, eventsMs: null };
+  if (value === false) return { completedMs: null, cancelledMs: null, failedMs: null, eventsMs: null, auditMs: null };
   const options = value ?? {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new DurableFlowError(
@@ -61,5 +67,6 @@ export function resolveRetention(value: RetentionOptions | false | undefined): R
     cancelledMs: age('cancelled', options.cancelled),
     failedMs: age('failed', options.failed),
     eventsMs: age('events', options.events),
+    auditMs: age('audit', options.audit),
   };
 }

@@ -7,6 +7,8 @@ import type { ResolvedRetention } from './options.js';
 export interface PruneResult {
   runs: number;
   events: number;
+  /** Audit entries (finished bulk operations go with them, uncounted). */
+  audit: number;
 }
 
 /** Runs (with their steps, waits, logs and cancel triggers) or events deleted per transaction. */
@@ -80,6 +82,22 @@ LIMIT $3
 ${lock ? 'FOR UPDATE OF e SKIP LOCKED' : ''}`;
 }
 
+/** Audit entries written longer ago than `$2` ms on the flow's clock (`$1` the offset), oldest first; `$3` the limit. */
+function prunableAuditSql(t: Tables, lock: boolean): string {
+  return `
+SELECT a.id FROM ${t.audit} a WHERE a.at < ${nowSql('$1')} - $2::float8 * interval '1 millisecond'
+ORDER BY a.at, a.id LIMIT $3 ${lock ? 'FOR UPDATE SKIP LOCKED' : ''}`;
+}
+
+/** A batch of old audit entries, and the bulk operations finished before the same cutoff. */
+function pruneAuditSql(t: Tables): string {
+  return `
+WITH doomed AS (${prunableAuditSql(t, true)}),
+gone AS (DELETE FROM ${t.audit} WHERE id IN (SELECT id FROM doomed) RETURNING id),
+ops AS (DELETE FROM ${t.operations} WHERE status <> 'running' AND completed_at < ${nowSql('$1')} - $2::float8 * interval '1 millisecond')
+SELECT count(*)::int AS n FROM gone`;
+}
+
 function pruneEventsSql(t: Tables): string {
   return `
 WITH doomed AS (${prunableEventsSql(t, true)}),
@@ -109,7 +127,7 @@ export async function pruneOn(client: pg.ClientBase, tables: Tables, options: Pr
   // NULL (kept for ever) matches no run in the statements.
   const ages = [retention.completedMs, retention.failedMs, retention.cancelledMs];
   const anyRuns = ages.some((ms) => ms !== null);
-  const result: PruneResult = { runs: 0, events: 0 };
+  const result: PruneResult = { runs: 0, events: 0, audit: 0 };
   const pause = () => (options.pauseMs ? new Promise((resolve) => setTimeout(resolve, options.pauseMs)) : undefined);
   if (options.dryRun) {
     if (anyRuns) {
@@ -126,6 +144,14 @@ export async function pruneOn(client: pg.ClientBase, tables: Tables, options: Pr
         null,
       ]);
       result.events = rows[0]!.n;
+    }
+    if (retention.auditMs !== null) {
+      const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${prunableAuditSql(tables, false)}) AS candidates`, [
+        offsetMs,
+        retention.auditMs,
+        null,
+      ]);
+      result.audit = rows[0]!.n;
     }
     return result;
   }
@@ -152,6 +178,15 @@ export async function pruneOn(client: pg.ClientBase, tables: Tables, options: Pr
       if (options.stopped?.()) return result;
       const { rows } = await client.query<{ n: number }>(pruneEventsSql(tables), [offsetMs, retention.eventsMs, PRUNE_BATCH]);
       result.events += rows[0]!.n;
+      if (rows[0]!.n < PRUNE_BATCH) break;
+      await pause();
+    }
+  }
+  if (retention.auditMs !== null) {
+    for (;;) {
+      if (options.stopped?.()) return result;
+      const { rows } = await client.query<{ n: number }>(pruneAuditSql(tables), [offsetMs, retention.auditMs, PRUNE_BATCH]);
+      result.audit += rows[0]!.n;
       if (rows[0]!.n < PRUNE_BATCH) break;
       await pause();
     }

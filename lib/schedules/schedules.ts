@@ -3,7 +3,10 @@ import type { Queryable } from '../db/queryable.js';
 import { toDate } from '../duration.js';
 import type { TimeInput } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
-import type { RunHandle, ScheduleInfo, ScheduleOptions } from '../types.js';
+import { insertAudit } from '../operator/audit.js';
+import type { NewAuditEntry } from '../operator/audit.js';
+import { checkOperatorOptions } from '../operator/context.js';
+import type { OperatorOptions, RunHandle, ScheduleInfo, ScheduleOptions } from '../types.js';
 import { parseCron } from './cron.js';
 import { FireLoop, startScheduled } from './fire.js';
 import type { ScheduleHost } from './fire.js';
@@ -50,36 +53,53 @@ export class Schedules {
     return (await listSchedules(this.#db(), this.#host.tables, checkScheduleName(name)))[0] ?? null;
   }
 
-  /** Stops firing it; slots that pass while it is paused never fire. */
-  async pause(name: string): Promise<void> {
-    await this.#locked(name, (db) => setPaused(db, this.#host.tables, { name, paused: true }));
+  /** Stops firing it; slots that pass while it is paused never fire. Audited (`schedule_pause`). */
+  async pause(name: string, options: OperatorOptions = {}): Promise<void> {
+    const who = checkOperatorOptions(options);
+    await this.#locked(name, async (db, info) => {
+      await setPaused(db, this.#host.tables, { name, paused: true });
+      await this.#audit(db, { ...who, action: 'schedule_pause', workflow: info.workflow, details: { schedule: name } });
+    });
   }
 
-  /** Fires it again from the next slot after now. */
-  async resume(name: string): Promise<void> {
+  /** Fires it again from the next slot after now. Audited (`schedule_resume`) when it was paused. */
+  async resume(name: string, options: OperatorOptions = {}): Promise<void> {
+    const who = checkOperatorOptions(options);
     await this.#locked(name, async (db, info) => {
       if (!info.paused) return;
       const now = await dbNow(db, this.#host.clockOffsetMs());
       const nextAt = parseCron(info.cron, info.timezone).nextAfter(now);
       await setPaused(db, this.#host.tables, { name, paused: false, nextAt });
+      await this.#audit(db, { ...who, action: 'schedule_resume', workflow: info.workflow, details: { schedule: name } });
     });
   }
 
-  /** Deletes it (its runs stay). Returns false when there was none. */
-  async delete(name: string): Promise<boolean> {
-    return deleteSchedule(this.#db(), this.#host.tables, checkScheduleName(name));
+  /** Deletes it (its runs stay). Returns false when there was none. Audited (`schedule_delete`). */
+  async delete(name: string, options: OperatorOptions = {}): Promise<boolean> {
+    checkScheduleName(name);
+    const who = checkOperatorOptions(options);
+    this.#host.assertOpen();
+    return withTransaction(this.#host.pool, async (client) => {
+      const db = fromPg(client);
+      const info = await lockSchedule(db, this.#host.tables, name);
+      if (!info || !(await deleteSchedule(db, this.#host.tables, name))) return false;
+      await this.#audit(db, { ...who, action: 'schedule_delete', workflow: info.workflow, details: { schedule: name, cron: info.cron, timezone: info.timezone } });
+      return true;
+    });
   }
 
   /**
    * Starts a run of it now, whatever its overlap policy and even while paused; `scheduledFor` is now.
    * It becomes the schedule's last run (the one `overlap` waits for).
    */
-  async trigger(name: string): Promise<RunHandle> {
+  async trigger(name: string, options: OperatorOptions = {}): Promise<RunHandle> {
+    const who = checkOperatorOptions(options);
     const runId = await this.#locked(name, async (db, info, client) => {
       const now = await dbNow(db, this.#host.clockOffsetMs());
       const runId = await startScheduled(this.#host, info.workflow, info.input, { transaction: client });
       await markScheduled(db, this.#host.tables, [{ runId, slot: now }]);
       await setLastRun(db, this.#host.tables, { name, runId });
+      await this.#audit(db, { ...who, action: 'schedule_trigger', workflow: info.workflow, runId, details: { schedule: name } });
       return runId;
     });
     return this.#host.handle(runId);
@@ -90,8 +110,9 @@ export class Schedules {
    * order. A slot that has a run already (fired, or an earlier backfill) answers that run: running it
    * again starts nothing. At most BACKFILL_LIMIT slots.
    */
-  async backfill(name: string, range: { from: TimeInput; to: TimeInput }): Promise<RunHandle[]> {
+  async backfill(name: string, range: { from: TimeInput; to: TimeInput }, options: OperatorOptions = {}): Promise<RunHandle[]> {
     if (typeof range !== 'object' || range === null) throw new DurableFlowError('INVALID_ARGUMENT', 'Expected backfill() to be given { from, to }');
+    const who = checkOperatorOptions(options);
     const from = toDate(range.from, 'the backfill `from`');
     const to = toDate(range.to, 'the backfill `to`');
     const runIds = await this.#locked(name, async (db, info, client) => {
@@ -105,6 +126,10 @@ export class Schedules {
         runs.push({ runId: await startScheduled(this.#host, info.workflow, info.input, { idempotencyKey: slotKey(name, slot), transaction: client }), slot });
       }
       await markScheduled(db, this.#host.tables, runs);
+      await this.#audit(db, {
+        ...who, action: 'schedule_backfill', workflow: info.workflow,
+        details: { schedule: name, from: from.toISOString(), to: to.toISOString(), runs: runs.length },
+      });
       return runs.map((run) => run.runId);
     });
     return runIds.map((runId) => this.#host.handle(runId));
@@ -168,6 +193,11 @@ export class Schedules {
       if (!info) throw new DurableFlowError('SCHEDULE_NOT_FOUND', `No schedule named "${name}"; create it with flow.schedules.create(name, { workflow, cron })`);
       return fn(db, info, client);
     });
+  }
+
+  /** An audit entry in the action's transaction (see operator/audit.ts). */
+  #audit(db: Queryable, entry: NewAuditEntry): Promise<void> {
+    return insertAudit(db, this.#host.tables, this.#host.clockOffsetMs(), [entry]);
   }
 
   #db(): Queryable {

@@ -29,6 +29,8 @@ export interface DueSlots {
   recent: Date[];
   /** Older due slots, beyond `recent`: how many (approximate when `approximate`), the first and the last. */
   older: { count: number; first: Date; last: Date; approximate: boolean } | null;
+  /** The first fire time after `now` (null: none), found by the scan anyway. */
+  next: Date | null;
 }
 
 /** The fire times in [from, now], the newest KEEP kept, the rest counted. */
@@ -57,7 +59,7 @@ export function dueSlots(cron: CronSchedule, from: Date, now: Date): DueSlots {
     }
     slot = cron.nextAfter(slot);
   }
-  return { recent, older };
+  return { recent, older, next: slot };
 }
 
 export interface SlotPlan {

@@ -36,34 +36,54 @@ export async function dbNow(db: Queryable, offsetMs: number): Promise<Date> {
   return row!.now;
 }
 
-const dueCondition = (now: string) => `NOT s.paused AND s.workflow_name = ANY($1::text[]) AND (s.next_at <= ${now} OR s.buffered_slot IS NOT NULL)`;
+/**
+ * A schedule is due when its next slot has passed, or when a buffered slot waits (buffer_one). The
+ * two are asked apart, never with OR, so the first uses the next_at index (durable_flow_schedules_due).
+ */
+const dueNext = (now: string) => `NOT s.paused AND s.workflow_name = ANY($1::text[]) AND s.next_at <= ${now}`;
+const dueBuffered = `NOT s.paused AND s.workflow_name = ANY($1::text[]) AND s.buffered_slot IS NOT NULL`;
 
 /** Whether any schedule of `workflows` is due (one read, outside a transaction: most polls find none). */
 export async function anyDue(db: Queryable, t: Tables, p: { workflows: string[]; offsetMs: number }): Promise<boolean> {
-  const rows = await db.query(`SELECT 1 FROM ${schedulesTable(t)} s WHERE ${dueCondition(nowSql('$2'))} LIMIT 1`, [p.workflows, p.offsetMs]);
+  const rows = await db.query(
+    `(SELECT 1 FROM ${schedulesTable(t)} s WHERE ${dueNext(nowSql('$2'))} LIMIT 1)
+     UNION ALL (SELECT 1 FROM ${schedulesTable(t)} s WHERE ${dueBuffered} LIMIT 1) LIMIT 1`,
+    [p.workflows, p.offsetMs],
+  );
   return rows.length > 0;
 }
+
+type DueRow = {
+  name: string; workflow_name: string; cron: string; timezone: string; input: string | null; overlap: ScheduleOverlap;
+  catch_up: ScheduleCatchUp; next_at: Date | null; buffered_slot: Date | null; last_run_id: string | null;
+  skipped: SkippedSlot[]; run_pk: string | null; run_status: string | null; now: Date;
+};
 
 /**
  * Locks the due schedules of `workflows` (next slot passed, or a buffered slot waiting) that no other
  * process is firing: FOR UPDATE SKIP LOCKED, so each schedule's slots are decided by one process at a
  * time and the others move on to other schedules instead of waiting. Held until the firing commits.
+ * Those whose next slot passed come first (oldest first); buffered ones fill the rest of `limit`.
  */
 export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows: string[]; offsetMs: number; limit: number }): Promise<{ now: Date | null; schedules: DueSchedule[] }> {
-  const now = nowSql('$2');
-  const rows = await db.query<{
-    name: string; workflow_name: string; cron: string; timezone: string; input: string | null; overlap: ScheduleOverlap;
-    catch_up: ScheduleCatchUp; next_at: Date | null; buffered_slot: Date | null; last_run_id: string | null;
-    skipped: SkippedSlot[]; run_pk: string | null; run_status: string | null; now: Date;
-  }>(
-    `SELECT s.name, s.workflow_name, s.cron, s.timezone, s.input::text AS input, s.overlap, s.catch_up, s.next_at,
-            s.buffered_slot, s.last_run_id, s.skipped, r.id AS run_pk, r.status AS run_status, ${now} AS now
+  const select = (where: string, order: string) => `
+     SELECT s.name, s.workflow_name, s.cron, s.timezone, s.input::text AS input, s.overlap, s.catch_up, s.next_at,
+            s.buffered_slot, s.last_run_id, s.skipped, r.id AS run_pk, r.status AS run_status, ${nowSql('$2')} AS now
      FROM ${schedulesTable(t)} s LEFT JOIN ${t.runs} r ON r.run_id = s.last_run_id
-     WHERE ${dueCondition(now)}
-     ORDER BY s.next_at NULLS LAST LIMIT $3
-     FOR UPDATE OF s SKIP LOCKED`,
-    [p.workflows, p.offsetMs, p.limit],
-  );
+     WHERE ${where}
+     ORDER BY ${order} LIMIT $3
+     FOR UPDATE OF s SKIP LOCKED`;
+  const rows = await db.query<DueRow>(select(dueNext(nowSql('$2')), 's.next_at'), [p.workflows, p.offsetMs, p.limit]);
+  if (rows.length < p.limit) {
+    // A row this transaction has just locked is not skipped: leave out those it has.
+    const buffered = await db.query<DueRow>(select(`${dueBuffered} AND s.name <> ALL($4::text[])`, 's.next_at NULLS LAST'), [
+      p.workflows,
+      p.offsetMs,
+      p.limit - rows.length,
+      rows.map((row) => row.name),
+    ]);
+    rows.push(...buffered);
+  }
   return {
     now: rows[0]?.now ?? null,
     schedules: rows.map((row) => ({
@@ -83,17 +103,54 @@ export async function lockDueSchedules(db: Queryable, t: Tables, p: { workflows:
   };
 }
 
-/** What a firing writes back to a schedule it locked. */
-export async function updateFired(
+/**
+ * Schedules not paused whose next slot passed over `graceMs` ago, of workflows other than
+ * `workflows` (those this process does not fire), leaving out `except`; the longest overdue first.
+ */
+export async function overdueSchedules(
   db: Queryable,
   t: Tables,
-  p: { name: string; nextAt: Date | null; lastSlot: Date | null; lastRunId: string | null; bufferedSlot: Date | null; skipped: SkippedSlot[] },
-): Promise<void> {
+  p: { workflows: string[]; except: string[]; offsetMs: number; graceMs: number; limit: number },
+): Promise<{ name: string; workflow: string; overdueMs: number }[]> {
+  const now = nowSql('$2');
+  const rows = await db.query<{ name: string; workflow_name: string; overdue_ms: number }>(
+    `SELECT s.name, s.workflow_name, extract(epoch FROM ${now} - s.next_at) * 1000 AS overdue_ms
+     FROM ${schedulesTable(t)} s
+     WHERE NOT s.paused AND s.next_at < ${now} - $3::float8 * interval '1 millisecond'
+       AND s.workflow_name <> ALL($1::text[]) AND s.name <> ALL($4::text[])
+     ORDER BY s.next_at LIMIT $5`,
+    [p.workflows, p.offsetMs, p.graceMs, p.except, p.limit],
+  );
+  return rows.map((row) => ({ name: row.name, workflow: row.workflow_name, overdueMs: Number(row.overdue_ms) }));
+}
+
+/** What a firing writes back to a schedule it locked (null lastSlot, lastRunId: unchanged). */
+export interface FiredUpdate {
+  name: string;
+  nextAt: Date | null;
+  lastSlot: Date | null;
+  lastRunId: string | null;
+  bufferedSlot: Date | null;
+  skipped: SkippedSlot[];
+}
+
+/** Writes back the schedules a firing locked, in one statement. */
+export async function updateFired(db: Queryable, t: Tables, updates: FiredUpdate[]): Promise<void> {
+  if (updates.length === 0) return;
   await db.query(
-    `UPDATE ${schedulesTable(t)} SET next_at = $2, last_slot = coalesce($3, last_slot), last_run_id = coalesce($4, last_run_id),
-            buffered_slot = $5, skipped = $6::jsonb, updated_at = now()
-     WHERE name = $1`,
-    [p.name, p.nextAt, p.lastSlot, p.lastRunId, p.bufferedSlot, JSON.stringify(p.skipped)],
+    `UPDATE ${schedulesTable(t)} s SET next_at = x.next_at, last_slot = coalesce(x.last_slot, s.last_slot),
+            last_run_id = coalesce(x.last_run_id, s.last_run_id), buffered_slot = x.buffered_slot, skipped = x.skipped::jsonb, updated_at = now()
+     FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::timestamptz[], $6::text[])
+          AS x(name, next_at, last_slot, last_run_id, buffered_slot, skipped)
+     WHERE s.name = x.name`,
+    [
+      updates.map((u) => u.name),
+      updates.map((u) => u.nextAt),
+      updates.map((u) => u.lastSlot),
+      updates.map((u) => u.lastRunId),
+      updates.map((u) => u.bufferedSlot),
+      updates.map((u) => JSON.stringify(u.skipped)),
+    ],
   );
 }
 

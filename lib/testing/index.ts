@@ -130,13 +130,14 @@ export class TestHarness {
   }
 
   /**
-   * Deletes every run, event and schedule, puts the clock back, and creates the schedules of the
-   * workflows' options again (their next slots counted from the clock put back).
+   * Deletes every run, event, schedule, workflow pause, bulk operation and audit entry, puts the clock
+   * back, and creates the schedules of the workflows' options again (their next slots counted from
+   * the clock put back).
    */
   async reset(): Promise<void> {
     this.flow.setClockOffset(0);
-    await this.flow.pool.query(`DELETE FROM ${this.flow.tables.runs}`);
-    await this.flow.pool.query(`DELETE FROM ${this.flow.tables.events}`);
+    const t = this.flow.tables;
+    for (const table of [t.runs, t.events, t.workflowPauses, t.operations, t.audit]) await this.flow.pool.query(`DELETE FROM ${table}`);
     await this.flow.schedules.reset();
   }
 

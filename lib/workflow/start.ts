@@ -79,20 +79,14 @@ function cancelTriggersOf(definition: WorkflowDefinition, input: unknown): { eve
 }
 
 /**
- * Creates a run of `definition` (or returns the existing one for a repeated run id or idempotency
- * key) and returns its id. Everything is validated before anything is written.
+ * The row of a new run of `definition`, everything validated (INVALID_ARGUMENT otherwise), leased to
+ * no worker. Writes nothing: startRun inserts it, the schedules' firing inserts many at once.
  */
-export async function startRun(
-  env: StartEnv,
-  definition: WorkflowDefinition,
-  input: unknown,
-  options: StartOptions = {},
-  parent?: ParentLink,
-): Promise<string> {
+export function newRun(definition: WorkflowDefinition, input: unknown, options: StartOptions & { replayOf?: string }, maxPayloadSize: number, parent?: ParentLink): NewRun {
   if (typeof options !== 'object' || options === null) {
     throw new DurableFlowError('INVALID_ARGUMENT', `Expected the start options of workflow "${definition.name}" to be an object`);
   }
-  const inputText = encodeJson(input, `The input of workflow "${definition.name}"`, env.maxPayloadSize);
+  const inputText = encodeJson(input, `The input of workflow "${definition.name}"`, maxPayloadSize);
   const runId = checkId(options.runId, 'runId') ?? randomUUID();
   const idempotencyKey = checkId(options.idempotencyKey, 'idempotencyKey');
   const delayMs = options.delay === undefined ? 0 : toMilliseconds(options.delay, '`delay`', { allowZero: true });
@@ -103,11 +97,7 @@ export async function startRun(
   const queue = checkId(options.queue, 'queue') ?? definition.queue;
   const concurrency = concurrencyOf(definition, input);
   const triggers = cancelTriggersOf(definition, input);
-  // Inside the caller's transaction the run must not start before it commits, and a run with a
-  // concurrency limit must be admitted by a claim: no direct dispatch for those.
-  const dispatchable = options.transaction === undefined && delayMs === 0 && !concurrency;
-  const target = dispatchable ? env.localClaim?.(queue, definition.name) : undefined;
-  const run: NewRun = {
+  return {
     runId,
     workflow: definition.name,
     queue,
@@ -119,10 +109,31 @@ export async function startRun(
     concurrencyKey: concurrency?.key ?? null,
     concurrencyLimit: concurrency?.limit ?? null,
     delayMs,
-    owner: target?.owner ?? null,
-    leaseMs: target?.leaseTtlMs ?? null,
+    owner: null,
+    leaseMs: null,
     triggers,
+    replayOf: options.replayOf ?? null,
   };
+}
+
+/**
+ * Creates a run of `definition` (or returns the existing one for a repeated run id or idempotency
+ * key) and returns its id. Everything is validated before anything is written.
+ */
+export async function startRun(
+  env: StartEnv,
+  definition: WorkflowDefinition,
+  input: unknown,
+  options: StartOptions & { replayOf?: string } = {},
+  parent?: ParentLink,
+): Promise<string> {
+  const row = newRun(definition, input, options, env.maxPayloadSize, parent);
+  // Inside the caller's transaction the run must not start before it commits, and a run with a
+  // concurrency limit must be admitted by a claim: no direct dispatch for those.
+  const dispatchable = options.transaction === undefined && row.delayMs === 0 && row.concurrencyKey === null;
+  const target = dispatchable ? env.localClaim?.(row.queue, row.workflow) : undefined;
+  const run: NewRun = { ...row, owner: target?.owner ?? null, leaseMs: target?.leaseTtlMs ?? null };
+  const { runId } = run;
   if (options.transaction !== undefined) await env.changesReady?.();
   let inserted: InsertResult | undefined;
   try {

@@ -113,7 +113,8 @@ describe('the README', () => {
   });
 
   it('the agent prompt and llms.txt name only APIs that exist', () => {
-    const flowApi = new Set(Object.getOwnPropertyNames(DurableFlow.prototype));
+    // Its own methods and those it inherits (the operator tools).
+    const flowApi = new Set([DurableFlow.prototype, Object.getPrototypeOf(DurableFlow.prototype)].flatMap((p: object) => Object.getOwnPropertyNames(p)));
     const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow'];
     const harnessApi = Object.getOwnPropertyNames(createTestHarness.prototype ?? {}).concat(
       Object.getOwnPropertyNames(Object.getPrototypeOf(createTestHarness({} as DurableFlow))),
@@ -205,6 +206,37 @@ describe('the README examples run', () => {
       `SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = 'sync_account' AND scheduled_for IS NOT NULL`,
     );
     expect(rows[0]!.n).toBe(6);
+  });
+
+  it('operator tools', async () => {
+    const { flow, trail, outputs, labels, again, fixed } = await runExample<{
+      flow: DurableFlow;
+      trail: { action: string; actor: string | null; reason: string | null; details: Record<string, unknown> }[];
+      outputs: unknown[];
+      labels: number[];
+      again: { runId: string };
+      fixed: { runId: string };
+    }>('operator.ts');
+    closers.push(() => flow.close());
+    expect(trail.map((e) => [e.action, e.actor, e.reason])).toEqual([
+      ['rerun_from', 'ana@example.com', 'carrier outage'],
+      ['replay', 'ana@example.com', 'carrier outage'],
+      ['complete_step', 'ana@example.com', 'carrier outage'],
+    ]);
+    expect(trail[0]!.details.newRunId).toBe(fixed.runId);
+    expect(outputs).toEqual([
+      { label: 'label-7', tracking: 'track-7', notified: true },
+      { label: 'label-8', tracking: 'track-manual-8', notified: true },
+      { label: 'label-9', tracking: 'track-9', notified: true },
+      { label: 'label-8', tracking: 'track-8', notified: true },
+      { label: 'label-8', tracking: 'track-8', notified: true },
+    ]);
+    // The replay bought a label again; the rerun from 'track' did not.
+    expect(labels.sort()).toEqual([7, 8, 8, 9]);
+    expect((await flow.getRun(fixed.runId))!.replayOf).toBe((await flow.getRun(again.runId))!.replayOf);
+    expect((await flow.audit({ workflow: 'ship_order' })).map((e) => e.action)).toEqual([
+      'rerun_from', 'replay', 'complete_step', 'resolve_wait', 'resume_workflow', 'pause_workflow', 'resume', 'pause',
+    ]);
   });
 
   it('events', async () => {

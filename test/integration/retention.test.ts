@@ -82,14 +82,14 @@ describe('retention', () => {
     expect(await count(flow, 'durable_flow_workflow_logs', 'workflow_run_id = $1', [completedId])).toBe(1);
 
     // Nothing is old yet.
-    expect(await flow.prune({ dryRun: true })).toEqual({ runs: 0, events: 0 });
-    expect(await flow.prune()).toEqual({ runs: 0, events: 0 });
+    expect(await flow.prune({ dryRun: true })).toEqual({ runs: 0, events: 0, audit: 0 });
+    expect(await flow.prune()).toEqual({ runs: 0, events: 0, audit: 0 });
 
     // 31 days on: completed and cancelled runs (30 days) go, the failed one (90 days) stays.
     await harness.travel(31 * DAY);
-    expect(await flow.prune({ dryRun: true })).toEqual({ runs: 2, events: 0 });
+    expect(await flow.prune({ dryRun: true })).toEqual({ runs: 2, events: 0, audit: 0 });
     expect(await count(flow, 'durable_flow_workflow_runs')).toBe(7); // a dry run deletes nothing
-    expect(await flow.prune()).toEqual({ runs: 2, events: 0 });
+    expect(await flow.prune()).toEqual({ runs: 2, events: 0, audit: 0 });
     expect(await statuses(flow, Object.values(runs))).toEqual({
       [runs.completed]: null,
       [runs.failed]: 'failed',
@@ -105,7 +105,7 @@ describe('retention', () => {
 
     // 100 days on: the failed run goes; every run that has not finished is still there, with its steps and waits.
     await harness.travel(100 * DAY);
-    expect(await flow.prune()).toEqual({ runs: 1, events: 0 });
+    expect(await flow.prune()).toEqual({ runs: 1, events: 0, audit: 0 });
     const left = await statuses(flow, Object.values(runs));
     expect(Object.values(left).filter((s) => s !== null).sort()).toEqual(['enqueued', 'retrying', 'sleeping', 'waiting']);
     expect(await count(flow, 'durable_flow_workflow_waits', `status = 'pending'`)).toBe(1);
@@ -133,8 +133,8 @@ describe('retention', () => {
     ctx.flows.push(keepRuns);
     await harness.travel(8 * DAY);
     keepRuns.setClockOffset(flow.clockOffsetMs);
-    expect(await keepRuns.prune({ dryRun: true })).toEqual({ runs: 0, events: 1 });
-    expect(await keepRuns.prune()).toEqual({ runs: 0, events: 1 });
+    expect(await keepRuns.prune({ dryRun: true })).toEqual({ runs: 0, events: 1, audit: 0 });
+    expect(await keepRuns.prune()).toEqual({ runs: 0, events: 1, audit: 0 });
     const names = (await flow.pool.query(`SELECT name FROM durable_flow_workflow_events ORDER BY id`)).rows.map((r) => r.name);
     expect(names).toEqual(['paid', 'maybe']);
     // The matched run's timeline still shows its event.
@@ -142,7 +142,7 @@ describe('retention', () => {
     expect(timeline!.items.map((i) => i.type)).toContain('event');
     // Once the run that matched it is pruned, the event goes too (runs are pruned first, then events).
     await harness.travel(30 * DAY);
-    expect(await flow.prune()).toEqual({ runs: 1, events: 1 });
+    expect(await flow.prune()).toEqual({ runs: 1, events: 1, audit: 0 });
     expect((await flow.pool.query(`SELECT name FROM durable_flow_workflow_events`)).rows.map((r) => r.name)).toEqual(['maybe']);
   });
 
@@ -161,7 +161,7 @@ describe('retention', () => {
     const [kid] = (await flow.getRun(p.runId))!.childRunIds;
     expect((await flow.getRun(kid!))!.status).toBe('completed');
     await harness.travel(31 * DAY);
-    expect(await flow.prune()).toEqual({ runs: 0, events: 0 });
+    expect(await flow.prune()).toEqual({ runs: 0, events: 0, audit: 0 });
     expect((await flow.getRun(kid!))!.status).toBe('completed');
 
     const keyed = await child.start({}, { idempotencyKey: 'once' });
@@ -182,16 +182,38 @@ describe('retention', () => {
     await wf.start({});
     await harness.drain();
     await harness.travel(3650 * DAY);
-    expect(await flow.prune({ dryRun: true })).toEqual({ runs: 0, events: 0 });
-    expect(await flow.prune()).toEqual({ runs: 0, events: 0 });
+    expect(await flow.prune({ dryRun: true })).toEqual({ runs: 0, events: 0, audit: 0 });
+    expect(await flow.prune()).toEqual({ runs: 0, events: 0, audit: 0 });
     expect(await count(flow, 'durable_flow_workflow_runs')).toBe(1);
     const bad = (retention: unknown) => () => new DurableFlow({ databaseUrl: ctx.db.url, retention: retention as never });
     expect(bad({ completed: 'soon' })).toThrow(/`retention.completed`.*or false to keep them for ever/);
-    expect(bad({ complete: '1 day' })).toThrow(/Unknown `retention` key "complete": expected completed, cancelled, failed, events/);
+    expect(bad({ complete: '1 day' })).toThrow(/Unknown `retention` key "complete": expected completed, cancelled, failed, events, audit/);
     expect(bad({ failed: 10 })).toThrow(/`retention.failed` to be at least 1 second/);
     expect(bad('30 days')).toThrow(/Expected `retention` to be an object/);
     expect(bad({ events: [] })).toThrow(DurableFlowError);
     expect(bad({ completed: '1 day', failed: false })).not.toThrow();
+  });
+
+  it('keeps the audit trail longer than the runs it names (400 days by default), then prunes it', async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    await harness.reset();
+    const wf = flow.workflow('audited', async () => 1);
+    const run = await wf.start({});
+    expect(await flow.cancel(run.runId, { actor: 'ops', reason: 'not wanted' })).toBe(true);
+    await harness.travel(31 * DAY);
+    expect(await flow.prune()).toMatchObject({ runs: 1, audit: 0 });
+    expect(await flow.getRun(run.runId)).toBeNull();
+    expect(await flow.audit({ runId: run.runId })).toMatchObject([{ action: 'cancel', actor: 'ops', reason: 'not wanted', workflow: 'audited' }]);
+    await harness.travel(370 * DAY);
+    expect(await flow.prune({ dryRun: true })).toMatchObject({ audit: 1 });
+    expect(await flow.prune()).toMatchObject({ audit: 1 });
+    expect(await flow.audit({ runId: run.runId })).toEqual([]);
+    const keep = ctx.flow({ retention: { audit: false } });
+    const keepHarness = createTestHarness(keep);
+    await keep.pause((await wf.start({})).runId);
+    await keepHarness.travel(4000 * DAY);
+    expect(await keep.prune()).toMatchObject({ audit: 0 });
   });
 
   it('prunes one process at a time: a held prune lock makes a background pass give up, and flow.prune wait for it', async () => {
@@ -199,7 +221,7 @@ describe('retention', () => {
     const holder = await flow.pool.connect();
     try {
       await holder.query('SELECT pg_advisory_lock($1, hashtext($2))', [PRUNE_LOCK_NAMESPACE, 'public']);
-      const retention = { completedMs: 1000, cancelledMs: 1000, failedMs: 1000, eventsMs: 1000 };
+      const retention = { completedMs: 1000, cancelledMs: 1000, failedMs: 1000, eventsMs: 1000, auditMs: 1000 };
       expect(await pruneLocked(flow.pool, flow.tables, { retention, offsetMs: 0, wait: false })).toBeNull();
       let finished = false;
       const waiting = flow.prune().then((result) => {
@@ -209,7 +231,7 @@ describe('retention', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(finished).toBe(false);
       await holder.query('SELECT pg_advisory_unlock($1, hashtext($2))', [PRUNE_LOCK_NAMESPACE, 'public']);
-      expect(await waiting).toEqual({ runs: expect.any(Number), events: expect.any(Number) });
+      expect(await waiting).toEqual({ runs: expect.any(Number), events: expect.any(Number), audit: expect.any(Number) });
     } finally {
       holder.release();
     }

@@ -85,7 +85,7 @@ describe('the Schedules page', () => {
     const refused = await request(app).post('/df/schedules/report/pause').set('Cookie', cookie).type('form').send({});
     expect(refused.status).toBe(403);
     expect((await flow.schedules.get('report'))!.paused).toBe(false);
-    const paused = await request(app).post('/df/schedules/report/pause').set('Cookie', cookie).type('form').send({ _csrf: token });
+    const paused = await request(app).post('/df/schedules/report/pause').set('Cookie', cookie).type('form').send({ _csrf: token, reason: 'holiday' });
     expect(paused.status).toBe(303);
     expect(paused.headers.location).toBe('/df/schedules?done=pause&schedule=report');
     expect((await flow.schedules.get('report'))!.paused).toBe(true);
@@ -108,6 +108,11 @@ describe('the Schedules page', () => {
     expect(after.text).toContain(`Triggered <strong>report</strong>: run <a href="/df/runs/${runId}">`);
     expect(after.text.slice(after.text.indexOf('data-schedule="report"')).split('</tr>')[0]).toContain(`/df/runs/${runId}`);
     expect((await request(app).get('/df/schedules?done=explode&schedule=report')).status).toBe(400);
+    // Each button is in the audit trail (no signed-in user here: allowUnauthenticated).
+    const trail = (await flow.audit({ workflow: 'report' })).filter((e) => e.action.startsWith('schedule_')).slice(0, 4);
+    expect(trail.map((e) => e.action)).toEqual(['schedule_trigger', 'schedule_trigger', 'schedule_resume', 'schedule_pause']);
+    expect(trail[3]).toMatchObject({ actor: null, reason: 'holiday', details: { schedule: 'report' } });
+    expect(trail[0]!.runId).toBe(runId);
     expect((await request(app).get('/df/schedules?sort=name')).status).toBe(400);
     const missing = await request(app).post('/df/schedules/nope/trigger').set('Cookie', cookie).set('Accept', 'application/json').type('form').send({ _csrf: token });
     expect(missing.status).toBe(404);

@@ -166,6 +166,26 @@ describe('flow.schedules', () => {
     expect((await flow.schedules.get(`${workflow}_s`))!.lastRunId).toBe(second.runId);
   });
 
+  it('pause, resume, trigger, backfill and delete are audited with their actor and reason', async () => {
+    const { flow, workflow } = setup();
+    const name = `${workflow}_s`;
+    const who = { actor: 'ana', reason: 'maintenance' };
+    await flow.schedules.create(name, { workflow, cron: '0 * * * *' });
+    await flow.schedules.pause(name, who);
+    await flow.schedules.resume(name, who);
+    await flow.schedules.resume(name, who); // not paused: nothing done, nothing recorded
+    const run = await flow.schedules.trigger(name, who);
+    await flow.schedules.backfill(name, { from: '2026-06-01T10:00:00Z', to: '2026-06-01T12:00:00Z' }, who);
+    expect(await flow.schedules.delete(name, who)).toBe(true);
+    expect(await flow.schedules.delete(name, who)).toBe(false);
+    const trail = await flow.audit({ workflow });
+    expect(trail.map((e) => e.action)).toEqual(['schedule_delete', 'schedule_backfill', 'schedule_trigger', 'schedule_resume', 'schedule_pause']);
+    expect(trail.every((e) => e.actor === 'ana' && e.reason === 'maintenance' && e.details.schedule === name)).toBe(true);
+    expect(trail[1]!.details).toMatchObject({ runs: 2, from: '2026-06-01T10:00:00.000Z' });
+    expect(trail[2]!.runId).toBe(run.runId);
+    await expect(flow.schedules.pause(name, { actor: '' })).rejects.toThrow(/`actor`/);
+  });
+
   it('backfill starts one run per slot in [from, to), and running it again starts none', async () => {
     const { flow, harness, workflow } = setup();
     const name = `${workflow}_s`;

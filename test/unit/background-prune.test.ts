@@ -17,7 +17,7 @@ describe('background pruning', () => {
         await wait(30);
         sawStop ||= stopped();
         inFlight = false;
-        return { runs: 0, events: 0 };
+        return { runs: 0, events: 0, audit: 0 };
       },
       quiet,
       true,

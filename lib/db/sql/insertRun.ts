@@ -24,6 +24,8 @@ export interface NewRun {
   leaseMs: number | null;
   /** Its cancelOn triggers. */
   triggers: { event: string; match: unknown }[];
+  /** flow.replay() / flow.rerunFrom(): the run this one replays. */
+  replayOf?: string | null;
 }
 
 /** A run insertRuns created. */
@@ -42,7 +44,7 @@ export interface InsertedRun {
  * the caller reads those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
  *
  * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
- *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers }]
+ *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of }]
  * $2 clock offset (ms)
  */
 export const insertRunsSql = (t: Tables): string => {
@@ -52,18 +54,18 @@ WITH x AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
     idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
-    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb)
+    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text)
 ), ins AS (
   INSERT INTO ${t.runs}
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
-     claim_count, attempts, started_at)
+     claim_count, attempts, started_at, replay_of)
   SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
          x.parent_step_name, x.concurrency_key, x.concurrency_limit,
          coalesce(l.status, 'enqueued'),
          coalesce(l.wake_at, ${now} + coalesce(x.delay_ms, 0) * interval '1 millisecond'),
          CASE WHEN l.status IS NOT NULL THEN x.owner END, coalesce(l.lease_epoch, 0), l.lease_expires_at,
-         coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at
+         coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at, x.replay_of
   FROM x
   -- A row with an owner gets the first lease, as durable_flow_lease writes every lease, unless its
   -- workflow is paused (flow.pauseWorkflow): then it queues like any other, and a claim sets it aside.
@@ -112,6 +114,7 @@ export async function insertRuns(db: Queryable, statement: Statement, p: { runs:
     owner: run.owner,
     lease_ms: run.leaseMs,
     triggers: run.triggers,
+    replay_of: run.replayOf ?? null,
   }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
     JSON.stringify(rows),

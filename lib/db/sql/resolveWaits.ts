@@ -23,7 +23,8 @@ export const resolveWaitsSql = (t: Tables): string => `
 SELECT w.id, s.name AS step_name, w.status, w.event_name,
        (w.timeout_at IS NOT NULL AND w.timeout_at <= ${nowSql('$3')}) AS expired,
        coalesce(me.id, fe.id) AS event_id,
-       coalesce(me.payload, fe.payload, CASE WHEN w.watched_run_id IS NOT NULL AND w.status = 'matched' THEN s.result END)::text AS payload,
+       -- A matched wait with no event is a finished watched run or flow.resolveWait: its step holds the result.
+       coalesce(me.payload, fe.payload, CASE WHEN w.status = 'matched' AND (w.watched_run_id IS NOT NULL OR w.workflow_event_id IS NULL) THEN s.result END)::text AS payload,
        w.watched_run_id
 FROM ${t.waits} w
 JOIN ${t.steps} s ON s.id = w.workflow_step_id

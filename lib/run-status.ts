@@ -1,0 +1,14 @@
+// A leaf module (no imports), so lib/operator/types.ts can name it without an import cycle through types.ts.
+
+/** `completed`, `failed` and `cancelled` are terminal. */
+export type RunStatus =
+  | 'enqueued'
+  | 'running'
+  | 'sleeping'
+  | 'waiting'
+  | 'ready'
+  | 'retrying'
+  | 'paused'
+  | 'completed'
+  | 'failed'
+  | 'cancelled';
