@@ -3,10 +3,14 @@ import type { WhereOptions } from 'sequelize';
 import type { AuditAction, AuditEntry } from '../types.js';
 import type { ReadDb } from './db.js';
 
-/** Every action the audit trail records (the Audit page's filter offers these). */
-export const AUDIT_ACTIONS: readonly AuditAction[] = [
-  'cancel', 'retry', 'replay', 'rerun_from', 'pause', 'resume', 'pause_workflow', 'resume_workflow', 'resolve_wait', 'complete_step', 'bulk',
-];
+/** Every action the audit trail records, each once (a Record, so a new action cannot be left out). */
+const ACTIONS: Record<AuditAction, true> = {
+  cancel: true, retry: true, replay: true, rerun_from: true, pause: true, resume: true, pause_workflow: true, resume_workflow: true,
+  resolve_wait: true, complete_step: true, bulk: true,
+  schedule_pause: true, schedule_resume: true, schedule_trigger: true, schedule_backfill: true, schedule_delete: true,
+};
+/** The Audit page's action filter offers these. */
+export const AUDIT_ACTIONS = Object.keys(ACTIONS) as AuditAction[];
 
 /** Which entries the viewer reads: every given field must match; `before` pages by id. */
 export interface AuditFilter {
