@@ -1,7 +1,6 @@
 /**
  * The viewer's operator tools in Chromium, at 1400 and 390 px: pause then resume a run from its page
- * (with a reason), rerun it from a step of its timeline with edited input (needs the rerun branch:
- * flow.rerunFrom), the Audit page listing those actions with the signed-in user, and no sideways
+ * (with a reason), rerun it from a step of its timeline with edited input, the Audit page listing those actions with the signed-in user, and no sideways
  * scroll of the page at 390 px (wide tables scroll in their panel). Screenshots in /tmp/oview-*.png.
  */
 import type { Browser, Page } from 'playwright-core';

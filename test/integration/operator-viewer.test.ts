@@ -1,7 +1,7 @@
 // The viewer's operator tools over HTTP (lib/http/operator-page.ts): each action's effect in the
 // database and its audit entry, with the basic-auth user as actor; CSRF, auth and 405 refusals; the
-// Audit, Failures, bulk confirm and operation pages. Replay, rerun, resolveWait, completeStep and bulk
-// need the branches that build them (see the tests' names).
+// Audit, Failures, bulk confirm and operation pages. The bulk actions need flow.bulk (the bulk branch:
+// see the tests' names).
 import express from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -275,7 +275,7 @@ describe('a refused JSON form', () => {
   });
 });
 
-describe('replay, rerun, repairs (need the rerun branch)', () => {
+describe('replay, rerun, repairs', () => {
   it('replays a run with edited input and redirects to the new run', async () => {
     const runId = await waitingOrder('o-replay');
     const page = await get(`/runs/${runId}`);
