@@ -1,7 +1,8 @@
 /**
  * The viewer's operator tools in Chromium, at 1400 and 390 px: pause then resume a run from its page
- * (with a reason), rerun it from a step of its timeline with edited input, the Audit page listing those actions with the signed-in user, and no sideways
- * scroll of the page at 390 px (wide tables scroll in their panel). Screenshots in /tmp/oview-*.png.
+ * (with a reason), rerun it from a step of its timeline with edited input, the Audit page listing
+ * those actions with the signed-in user, and no sideways scroll of the page at 390 px (wide tables
+ * scroll in their panel). Screenshots in /tmp/oview-*.png.
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,11 +133,12 @@ describe('the operator tools in Chromium', () => {
         await page.screenshot({ path: `${SCREENSHOTS}/oview-audit-${viewport.width}.png`, fullPage: true });
 
         // The other operator pages fit too.
-        for (const path of ['/failures', '/workflows', '/?workflow=order-fulfilment&status=waiting&children=1', '/bulk?action=cancel&workflow=order-fulfilment&status=waiting']) {
+        const pages = { failures: '/failures', workflows: '/workflows', list: '/?workflow=order-fulfilment&status=waiting&children=1', bulk: '/bulk?action=cancel&workflow=order-fulfilment&status=waiting' };
+        for (const [name, path] of Object.entries(pages)) {
           await page.goto(`${viewer.base}${path}`);
           await fits(page, path);
+          await page.screenshot({ path: `${SCREENSHOTS}/oview-${name}-${viewport.width}.png`, fullPage: true });
         }
-        await page.screenshot({ path: `${SCREENSHOTS}/oview-bulk-${viewport.width}.png`, fullPage: true });
         expect(scriptErrors(errors)).toEqual([]);
         expect(dialogs).toEqual([]);
       } finally {

@@ -21,6 +21,7 @@ const USER = { username: 'ops', password: 's3cret' };
 let failing = true;
 let order: { start(input: unknown): Promise<{ runId: string }> };
 let flaky: typeof order;
+let bare: typeof order;
 
 beforeAll(async () => {
   ctx = await setupDatabase('opview');
@@ -34,6 +35,11 @@ beforeAll(async () => {
     step.run('call', async () => {
       if (failing) throw Object.assign(new Error('upstream answered 503'), { code: 'UPSTREAM_DOWN' });
       return 'ok';
+    }),
+  );
+  bare = flow.workflow('bare', { retries: 0 }, async ({ step }) =>
+    step.run('call', async () => {
+      throw new Error('no key here');
     }),
   );
   await flow.migrate();
@@ -104,6 +110,19 @@ describe('the run page: pause and resume', () => {
     await harness.drain();
     expect((await flow.getRun(runId))!.status).toBe('waiting');
     expect(await lastAudit(runId)).toMatchObject({ action: 'resume', actor: 'ops', reason: null });
+  });
+
+  it('shows a pause asked of a running run as "pausing after the current step", and withdraws it', async () => {
+    const runId = await waitingOrder('o-pausing');
+    // What flow.pause() leaves on a run a worker holds (pause.ts): the flag, taken at its next write.
+    await flow.pool.query('UPDATE durable_flow_workflow_runs SET pause_requested = true WHERE run_id = $1', [runId]);
+    const page = await get(`/runs/${runId}`);
+    expect(page.text).toContain('<span class="badge waiting">pausing</span> after the current step');
+    expect(page.text).toContain('Withdraw the pause');
+    expect(page.text).not.toContain(`action="/df/runs/${runId}/pause"`);
+    expect((await post(`/runs/${runId}/resume`, { reason: 'not needed' }, `/runs/${runId}`)).status).toBe(303);
+    expect(await flow.getRun(runId)).toMatchObject({ status: 'waiting', pauseRequested: false });
+    expect(await lastAudit(runId)).toMatchObject({ action: 'resume', actor: 'ops', details: { withdrawn: true } });
   });
 
   it('lists paused runs styled like waiting ones', async () => {
@@ -204,6 +223,15 @@ describe('failed runs grouped by error', () => {
     expect(api.body.groups[0]).toMatchObject({ code: 'UPSTREAM_DOWN', count: 2, messages: [{ message: 'upstream answered 503', count: 2 }] });
     expect(api.body.capped).toBe(false);
     expect(ids).toHaveLength(2);
+    // An error without a code is a group of its own, which a bulk retry (by code) cannot select.
+    const plain = await bare.start({});
+    await harness.drain();
+    expect((await flow.getRun(plain.runId))!.status).toBe('failed');
+    const all = await get('/failures');
+    const none = all.text.slice(all.text.indexOf('data-error-code=""')).split('</tr>')[0]!;
+    expect(none).toContain('no code');
+    expect(none).toContain('no key here');
+    expect(none).not.toContain('action="/df/actions/bulk"');
   });
 
   it('retries the group through flow.bulk (needs the bulk branch)', async () => {
@@ -231,7 +259,7 @@ describe('bulk actions from the run list', () => {
     const all = await get('/?workflow=order&status=waiting&children=1');
     const n = Number(/data-bulk-count="(\d+)"/.exec(all.text)![1]);
     expect(n).toBeGreaterThan(0);
-    expect(all.text).toContain(`Apply to all ${n} matching runs`);
+    expect(all.text).toContain(n === 1 ? 'Apply to the 1 matching run' : `Apply to all ${n} matching runs`);
     expect(all.text).toContain(`<span class="n">${n}</span> waiting`);
     // Search text has no BulkFilter equivalent; the top-level list leaves child runs out.
     expect((await get('/?workflow=order&status=waiting&children=1&q=o-bulk')).text).not.toContain('data-bulk-count');
