@@ -4,7 +4,7 @@
  * those actions with the signed-in user, and no sideways scroll of the page at 390 px (wide tables
  * scroll in their panel). Screenshots in /tmp/oview-*.png.
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
 import { createTestHarness } from '../../lib/testing/index.js';
@@ -69,6 +69,19 @@ async function fits(page: Page, what: string) {
   expect(scroll, `${what}: the page scrolls sideways (${wide.join(', ')})`).toBeLessThanOrEqual(inner);
 }
 
+/**
+ * Fills a field of a live fragment: the live channel may redraw the fragment while the text goes in
+ * (into the element it replaced), so the field as it is now is read back, and filled again if it lost
+ * the text. Once it holds it, viewer.js keeps it through later redraws.
+ */
+async function fillKept(field: Locator, value: string) {
+  for (let i = 0; i < 5; i++) {
+    await field.fill(value);
+    if ((await field.inputValue()) === value) return;
+  }
+  throw new Error(`The field did not keep ${JSON.stringify(value)}`);
+}
+
 const status = async (runId: string) => (await flow.getRun(runId))!.status;
 
 describe('the operator tools in Chromium', () => {
@@ -82,22 +95,27 @@ describe('the operator tools in Chromium', () => {
       try {
         await page.goto(`${viewer.base}/runs/${runId}`);
         await page.locator('[data-live-indicator][data-state="live"]').waitFor();
+        // The live channel's catch-up redraw, after which the page is measured.
+        await page.waitForFunction(() => document.body.hasAttribute('data-refreshed'), undefined, { timeout: 10_000 });
         await fits(page, 'run page');
         await page.screenshot({ path: `${SCREENSHOTS}/oview-run-${viewport.width}.png`, fullPage: true });
 
         // Pause, with a reason: the page comes back showing the run paused and the audit entry.
         const pauseForm = page.locator(`form[action$="/runs/${runId}/pause"]`);
-        await pauseForm.locator('input[name="reason"]').fill('checking the stock');
-        await Promise.all([page.waitForURL(`${viewer.base}/runs/${runId}`), pauseForm.locator('button').click()]);
+        await fillKept(pauseForm.locator('input[name="reason"]'), 'checking the stock');
+        await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/pause')), pauseForm.locator('button').click()]);
+        await page.waitForLoadState();
         await page.locator('.run-header h1 .badge', { hasText: 'paused' }).waitFor();
         expect(await status(runId)).toBe('paused');
+        expect((await flow.audit({ runId }))[0]).toMatchObject({ action: 'pause', actor: 'ops', reason: 'checking the stock' });
         const auditRow = page.locator('.run-audit tr[data-action="pause"]');
         await expect(auditRow.locator('td.actor').textContent()).resolves.toBe('ops');
         await expect(auditRow.locator('td.reason').textContent()).resolves.toBe('checking the stock');
 
         // Resume: due again (no worker here runs it), the pause form is back.
         const resumeForm = page.locator(`form[action$="/runs/${runId}/resume"]`);
-        await Promise.all([page.waitForURL(`${viewer.base}/runs/${runId}`), resumeForm.locator('button').click()]);
+        await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/resume')), resumeForm.locator('button').click()]);
+        await page.waitForLoadState();
         await page.locator(`form[action$="/runs/${runId}/pause"]`).waitFor();
         expect(await status(runId)).toBe('ready');
         await page.locator('.run-audit tr[data-action="resume"]').waitFor();
@@ -110,8 +128,8 @@ describe('the operator tools in Chromium', () => {
         const rerun = step.locator('form[action$="/rerun-from"]');
         const input = rerun.locator('textarea[name="input"]');
         expect(JSON.parse(await input.inputValue())).toEqual({ order: tag, amount: 40 });
-        await input.fill(JSON.stringify({ order: tag, amount: 45 }));
-        await rerun.locator('input[name="reason"]').fill('amount was wrong');
+        await fillKept(input, JSON.stringify({ order: tag, amount: 45 }));
+        await fillKept(rerun.locator('input[name="reason"]'), 'amount was wrong');
         await fits(page, 'run page, rerun form open');
         await step.screenshot({ path: `${SCREENSHOTS}/oview-rerun-${viewport.width}.png` });
         await Promise.all([page.waitForURL((url) => url.pathname.startsWith('/durable_flow/runs/') && !url.pathname.includes(encodeURIComponent(runId))), rerun.locator('button').click()]);
