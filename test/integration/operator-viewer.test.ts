@@ -288,6 +288,21 @@ describe('bulk actions from the run list', () => {
     expect(api.body.operation.done).toBe(api.body.operation.total);
     expect((await get('/operations/nope')).status).toBe(404);
   });
+
+  it('shows a running operation\'s progress and reloads itself while it runs (needs the bulk branch)', async () => {
+    // An operation another process holds (its lease is live): this flow leaves it as it is.
+    await flow.pool.query(
+      `INSERT INTO durable_flow_operations (id, action, filter, status, total, done, failed, actor, reason, lease_owner, lease_expires_at)
+       VALUES ('op-held', 'cancel', '{"workflow": "order"}', 'running', 40, 15, 2, 'alice', 'cleanup', 'elsewhere', now() + interval '1 hour')`,
+    );
+    const page = await get('/operations/op-held');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<meta http-equiv="refresh" content="2">');
+    expect(page.text).toContain('data-status="running"');
+    expect(page.text).toMatch(/<strong data-done>15<\/strong> of <strong data-total>40<\/strong> runs done, <span class="failed-count" data-failed>2<\/span>/);
+    expect(page.text).toContain('workflow = order');
+    expect(page.text).toContain('href="/df/audit?operation=op-held"');
+  });
 });
 
 describe('a refused JSON form', () => {
