@@ -58,6 +58,44 @@
     return { refused: false, text: 'reconnecting…', detail: 'The live channel cannot be reached; retrying' };
   }
 
+  // Operator forms (data-keep) inside live fragments: what was typed, an open form and a refusal's
+  // message survive the redraw of the fragment. A form the server refused starts out remembered.
+  var kept = {};
+  function keepKey(form) {
+    return form && form.getAttribute && form.getAttribute('data-keep');
+  }
+  function remember(form) {
+    var key = keepKey(form);
+    if (!key) return;
+    var values = {};
+    Array.prototype.forEach.call(form.querySelectorAll('textarea, input:not([type="hidden"])'), function (field) {
+      values[field.name] = field.value;
+    });
+    var error = form.querySelector('.form-error');
+    kept[key] = { values: values, error: error && !error.hidden ? error.textContent : '' };
+  }
+  document.addEventListener('input', function (event) {
+    remember(event.target && event.target.form);
+  });
+  document.querySelectorAll('form[data-keep][data-refused]').forEach(remember);
+  function restoreKept(element) {
+    element.querySelectorAll('form[data-keep]').forEach(function (form) {
+      var state = kept[keepKey(form)];
+      if (!state) return;
+      Object.keys(state.values).forEach(function (name) {
+        var field = form.querySelector('[name="' + name + '"]');
+        if (field && field.type !== 'hidden') field.value = state.values[name];
+      });
+      var error = form.querySelector('.form-error');
+      if (error && state.error) {
+        error.textContent = state.error;
+        error.hidden = false;
+      }
+      var details = form.closest('details');
+      if (details) details.open = true;
+    });
+  }
+
   // Re-fetch each live fragment of this page (server-rendered, escaped HTML) and swap it in.
   var refreshing = false;
   var again = false;
@@ -83,6 +121,9 @@
             var open = Array.prototype.map.call(element.querySelectorAll('details[open]'), function (d) {
               return d.parentElement && d.parentElement.id;
             });
+            var openOwn = Array.prototype.map.call(element.querySelectorAll('details[open][id]'), function (d) {
+              return d.id;
+            });
             element.innerHTML = html;
             open.forEach(function (id) {
               if (!id) return;
@@ -90,6 +131,11 @@
               var details = d && d.querySelector('details');
               if (details) details.open = true;
             });
+            openOwn.forEach(function (id) {
+              var d = document.getElementById(id);
+              if (d && d.tagName === 'DETAILS') d.open = true;
+            });
+            restoreKept(element);
             body.setAttribute('data-refreshed', String(Date.now()));
           })
       );

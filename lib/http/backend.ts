@@ -2,7 +2,7 @@ import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
 import type { Reader } from '../read/reader.js';
 import type { Schedules } from '../schedules/schedules.js';
-import type { EventRecord, NotifyOptions, OperatorOptions } from '../types.js';
+import type { BulkAction, BulkFilter, EventRecord, NotifyOptions, OperationInfo, OperatorOptions, ReplayOptions, RunHandle } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
 /**
@@ -21,6 +21,17 @@ export interface ViewerBackend {
   readonly schedules: Pick<Schedules, 'pause' | 'resume' | 'trigger'>;
   cancel(runId: string, options?: OperatorOptions): Promise<boolean>;
   retry(runId: string, options?: OperatorOptions): Promise<void>;
+  // The operator tools of the run, Workflows and Audit pages (lib/operator/facade.ts).
+  replay(runId: string, options?: ReplayOptions): Promise<RunHandle>;
+  rerunFrom(runId: string, stepName: string, options?: ReplayOptions): Promise<RunHandle>;
+  pause(runId: string, options?: OperatorOptions): Promise<boolean>;
+  resume(runId: string, options?: OperatorOptions): Promise<boolean>;
+  pauseWorkflow(name: string, options?: OperatorOptions): Promise<boolean>;
+  resumeWorkflow(name: string, options?: OperatorOptions): Promise<boolean>;
+  resolveWait(runId: string, stepName: string, payload?: unknown, options?: OperatorOptions): Promise<void>;
+  completeStep(runId: string, stepName: string, result?: unknown, options?: OperatorOptions): Promise<void>;
+  bulk(action: BulkAction, filter: BulkFilter, options?: OperatorOptions): Promise<{ operationId: string; total: number }>;
+  operation(operationId: string): Promise<OperationInfo>;
   notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;
   /** Stores validated events in one statement and one transaction, all or nothing (signed ingest). */
   notifyMany(events: { name: string; payload: unknown; id?: string | undefined }[], source: string): Promise<EventRecord[]>;
@@ -42,5 +53,8 @@ export type ViewerReads = Pick<
   | 'eventPayload'
   | 'value'
   | 'schedules'
+  | 'audit'
+  | 'workflowPauses'
+  | 'failureGroups'
   | 'csrfKey'
 >;

@@ -6,9 +6,12 @@
 import { DurableFlowError } from '../errors.js';
 import { HttpError, text } from './params.js';
 
+/** The run page's operator forms that carry JSON (lib/http/operator-page.ts). */
+export type OperatorForm = 'replay' | 'rerun-from' | 'resolve-wait' | 'complete-step';
+
 /** Which form was refused, what it held, and why. */
 export interface FormState {
-  form: 'start-run' | 'send-event';
+  form: 'start-run' | 'send-event' | OperatorForm;
   /** The form's fields as typed (the CSRF token left out). */
   fields: Record<string, string>;
   message: string;

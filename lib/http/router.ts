@@ -19,6 +19,7 @@ import { timelineChart } from './chart.js';
 import { render } from './render.js';
 import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
+import { OPERATOR_FORMS, mountOperatorPages, runPanels } from './operator-page.js';
 import { mountSchedulePage } from './schedules-page.js';
 import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 
@@ -147,12 +148,16 @@ export function createRouter(
     const run = data.timeline.run;
     const related = await reads.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
     const now = flowNow();
-    return { ...data, ...RUN_PAGE_HELPERS, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
+    const panels = await runPanels(reads, run.runId, run.workflow);
+    return { ...data, ...RUN_PAGE_HELPERS, ...panels, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
-  router.get('/runs/:runId', handle(async (req, res) => {
+  // A refused operator form (operator-page.ts) shows the run page again, at the action's address.
+  const runPage = async (req: Request, res: Response, formState: FormState | null = null) => {
     const data = await pageData(req);
-    await page(req, res, 'run', { ...data, live: `run:${data.timeline.run.runId}` }, 'run-body');
-  }));
+    const runId = data.timeline.run.runId;
+    await page(req, res, 'run', { ...data, formState, live: `run:${runId}`, pageUrl: `${req.baseUrl}/runs/${runSegment(runId)}` }, 'run-body');
+  };
+  router.get('/runs/:runId', handle(async (req, res) => runPage(req, res)));
   router.get('/api/runs/:runId', handle(async (req, res) => {
     res.json((await runData(req)).timeline);
   }));
@@ -198,6 +203,7 @@ export function createRouter(
       const data = await eventsData(req, {});
       await page(req, res, 'events', { ...data, cut: cutOf(data.cuts), formState: state, live: 'events', pageUrl: `${req.baseUrl}/events` });
     },
+    ...(Object.fromEntries(OPERATOR_FORMS.map((name) => [name, runPage])) as Record<(typeof OPERATOR_FORMS)[number], typeof runPage>),
   };
   const action =
     (fn: (req: Request) => Promise<Outcome>) =>
@@ -273,13 +279,15 @@ export function createRouter(
   });
 
   mountSchedulePage(router, { schedules: flow.schedules, reads, now: flowNow, page, handle, action, form, who: (req) => who(req) });
+  mountOperatorPages(router, { flow, reads, page, handle, action, form, who });
 
   // ---- Workflows --------------------------------------------------------------------------------
   const workflowsData = async () => {
-    const stats = await reads.workflowStats();
-    const names = [...new Set([...flow.definitions.keys(), ...stats.keys()])].sort();
+    const [stats, pauses] = await Promise.all([reads.workflowStats(), reads.workflowPauses()]);
+    const names = [...new Set([...flow.definitions.keys(), ...stats.keys(), ...pauses.keys()])].sort();
     return names.map((name) => ({
       name,
+      paused: pauses.get(name) ?? null,
       registered: flow.definitions.has(name),
       queue: flow.definitions.get(name)?.queue ?? null,
       counts: stats.get(name) ?? Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])),

@@ -2,10 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { StoredError } from '../errors.js';
 import type { RunInfo, RunStatus } from '../types.js';
 import type { Outcome } from '../workflow/results.js';
+import { listAuditEntries, listWorkflowPauses } from './audit.js';
+import type { AuditFilter, AuditPage } from './audit.js';
 import type { TimelineLimits } from './bounded.js';
 import { pgCode } from './db.js';
 import type { ReadDb } from './db.js';
 import { eventMatches, eventPayload, listEvents } from './events.js';
+import { failureGroups } from './failures.js';
+import type { FailureGroups } from './failures.js';
 import { RunLists } from './lists.js';
 import type { RunFilter, RunPage, RunScope } from './lists.js';
 import { getRunRow, loadTimeline, toRunInfo } from './timeline.js';
@@ -99,6 +103,21 @@ export class Reader {
   /** Every schedule by name, each with its `recent` newest runs by slot (the viewer's Schedules page). */
   schedules(recent: number): Promise<ScheduleView[]> {
     return listScheduleViews(this.#db, recent);
+  }
+
+  /** The audit trail, newest first, a page at a time (the run page's entries, the Audit page). */
+  audit(filter: AuditFilter): Promise<AuditPage> {
+    return listAuditEntries(this.#db, filter);
+  }
+
+  /** The paused workflows by name (the Workflows page's badges). */
+  workflowPauses(): ReturnType<typeof listWorkflowPauses> {
+    return listWorkflowPauses(this.#db);
+  }
+
+  /** Failed runs grouped by error code, newest group first (of one workflow when given). */
+  failureGroups(workflow: string | null): Promise<FailureGroups> {
+    return failureGroups(this.#db, workflow);
   }
 
   /** The whole text of one value of a run (see values.ts), or null. */

@@ -93,7 +93,7 @@ function routesOf(router: Router, runId: string): { method: string; path: string
         m === '_all' ? ['get', 'head', 'post', 'put', 'patch', 'delete'] : m === 'get' ? ['get', 'head'] : [m],
       );
       for (const routePath of [layer.route.path].flat()) {
-        let concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1').replace(':name', 'nightly');
+        let concrete = routePath.replace(':runId', encodeURIComponent(runId)).replace(':path', 'run.input').replace(':eventId', '1').replace(':name', 'nightly').replace(':operationId', 'op-1');
         expect(concrete, `a route parameter this test does not know: ${routePath}`).not.toMatch(/[:*{]/);
         // The live channel's polling: asked as a socket.io client asks, with a handshake.
         if (concrete === '/socket.io/') concrete += '?EIO=4&transport=polling';
@@ -257,7 +257,9 @@ describe('access', () => {
           .map((r) => r.path),
       ),
     ].map((p) => p.replace('RUN', p.endsWith('/retry') ? failed.runId : sleeping.runId));
-    expect(actions).toHaveLength(7); // cancel, retry, start-run, send-event; a schedule's pause, resume, trigger
+    // cancel, retry, start-run, send-event; a schedule's pause, resume, trigger; the operator tools' run
+    // pause, resume, replay, rerun-from, resolve-wait, complete-step, a workflow's pause, resume, and bulk.
+    expect(actions).toHaveLength(16);
     const unchanged = async () => {
       expect(await statusOf(sleeping.runId)).toBe('sleeping');
       expect(await statusOf(failed.runId)).toBe('failed');
