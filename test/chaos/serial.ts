@@ -6,5 +6,5 @@
  */
 export const SERIAL_CHAOS_FILES = [
   'clock', 'connections', 'crash-points', 'database', 'determinism', 'fleet', 'flood', 'leases', 'listen',
-  'notify', 'operations', 'retention', 'schedules', 'workers',
+  'notify', 'operations', 'retention', 'schedules', 'workers', 'bulk',
 ].map((name) => `test/chaos/${name}.test.ts`);
