@@ -10,8 +10,10 @@ import type { OperatorContext } from './context.js';
 
 /** Runs acted on per batch (one transaction each). */
 export const BATCH_SIZE = 500;
+/** Run ids a batch looks through at most, from the cursor on. */
+const WINDOW = 20_000n;
 
-/** What a batch did: acted on some runs (`more`), found none left (`completed`), or found the operation no longer its own (`lost`). */
+/** What a batch did: moved the cursor on (`more`), found it at the end (`completed`), or found the operation no longer its own (`lost`). */
 export type BatchOutcome = 'more' | 'completed' | 'lost';
 
 interface OperationRow {
@@ -52,15 +54,9 @@ export function runBatch(ctx: OperatorContext, operationId: string, owner: strin
       tx,
     );
     if (!op || op.status !== 'running' || op.lease_owner !== owner) return 'lost';
-    const filter = checkFilter(op.filter);
-    const bind: unknown[] = [op.cursor, op.max_run_id];
-    const selection = selectionSql(op.action, filter, bind);
-    const candidates = await db.select<{ id: string }>(
-      `SELECT r.id::text FROM ${t.runs} r WHERE r.id > $1::bigint AND r.id <= $2::bigint AND ${selection} ORDER BY r.id LIMIT ${BATCH_SIZE}`,
-      bind,
-      tx,
-    );
-    if (candidates.length === 0) {
+    const cursor = BigInt(op.cursor);
+    const max = BigInt(op.max_run_id);
+    if (cursor >= max) {
       // Runs that left the selection before their batch (finished, cancelled with a parent) count as
       // done but not acted on, so a completed operation always has done >= total.
       await db.select(
@@ -72,13 +68,31 @@ export function runBatch(ctx: OperatorContext, operationId: string, owner: strin
       );
       return 'completed';
     }
+    // The next runs of the selection in a window of ids: walking the primary key, a batch reads at
+    // most WINDOW rows however few runs the filter selects (an index on the filter's columns would
+    // read every selected run, each batch, to sort them by id).
+    const windowEnd = cursor + WINDOW < max ? cursor + WINDOW : max;
+    const filter = checkFilter(op.filter);
+    const bind: unknown[] = [String(cursor), String(windowEnd)];
+    const candidates = await db.select<{ id: string }>(
+      `SELECT r.id::text FROM ${t.runs} r WHERE r.id > $1::bigint AND r.id <= $2::bigint AND ${selectionSql(op.action, filter, bind)}
+       ORDER BY r.id LIMIT ${BATCH_SIZE}`,
+      bind,
+      tx,
+    );
     const ids = candidates.map((row) => row.id);
-    const acted = await act(ctx, tx, op, operationId, ids, filter);
+    const acted = ids.length === 0 ? [] : await act(ctx, tx, op, operationId, ids, filter);
     await recordAudit(ctx, tx, acted);
     await db.select(
       `UPDATE ${t.operations} SET cursor = $2::bigint, done = done + $3, failed = failed + $4, lease_expires_at = ${now} + $5 * interval '1 millisecond', updated_at = ${now}
        WHERE id = $1 RETURNING id`,
-      [operationId, ids[ids.length - 1], ids.length, ids.length - acted.length, leaseMs],
+      [
+        operationId,
+        ids.length === BATCH_SIZE ? ids[ids.length - 1] : String(windowEnd),
+        ids.length,
+        ids.length - acted.length,
+        leaseMs,
+      ],
       tx,
     );
     return 'more';
@@ -153,8 +167,8 @@ async function retryRuns(ctx: OperatorContext, tx: Transaction, runIds: string[]
        UPDATE ${t.steps} st SET status = 'pending', attempts = 0, result = NULL, completed_at = NULL,
          metadata = st.metadata - 'timedOut' - 'retryAt', updated_at = clock_timestamp()
        FROM r WHERE st.workflow_run_id = r.id AND st.name = r.step AND st.status = 'failed'
-       RETURNING st.id),
-     w AS (DELETE FROM ${t.waits} w USING s WHERE w.workflow_step_id = s.id RETURNING 1)
+       RETURNING st.id, st.workflow_run_id),
+     w AS (DELETE FROM ${t.waits} w USING s WHERE w.workflow_run_id = s.workflow_run_id AND w.workflow_step_id = s.id RETURNING 1)
      SELECT (SELECT count(*) FROM r)::int AS runs, (SELECT count(*) FROM w)::int AS waits`,
     [runIds],
     tx,

@@ -15,8 +15,15 @@ export interface BulkTiming {
   leaseMs: number;
   pollMs: number;
   firstMs: number;
+  /** A pause between batches, leaving the database to the workers a moment. */
+  pauseMs: number;
 }
-const DEFAULT_TIMING: BulkTiming = { leaseMs: 30_000, pollMs: 5_000, firstMs: 1_000 };
+const DEFAULT_TIMING: BulkTiming = {
+  leaseMs: 30_000,
+  pollMs: 5_000,
+  firstMs: 1_000,
+  pauseMs: Number(process.env.BULK_PAUSE_MS ?? 0),
+};
 let timing: BulkTiming = DEFAULT_TIMING;
 
 /** @internal tests shorten the lease and the poll (before the runner of a flow is made). */
@@ -129,6 +136,7 @@ export class BulkRunner {
         if (outcome !== 'more') return;
         failures = 0;
         await debugPoint('BULK_BATCH', { operationId });
+        if (this.#timing.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#timing.pauseMs));
       } catch (error) {
         failures++;
         if (failures >= ATTEMPTS) return this.#fail(operationId, error);
