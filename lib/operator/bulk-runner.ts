@@ -22,7 +22,7 @@ const DEFAULT_TIMING: BulkTiming = {
   leaseMs: 30_000,
   pollMs: 5_000,
   firstMs: 1_000,
-  pauseMs: Number(process.env.BULK_PAUSE_MS ?? 0),
+  pauseMs: 0,
 };
 let timing: BulkTiming = DEFAULT_TIMING;
 
