@@ -224,6 +224,31 @@ describe('flow.bulk retry and replay', () => {
   });
 });
 
+describe('flow.bulk failing', () => {
+  it('a batch that keeps failing is retried a few times, then the operation is failed with its error and nothing of the batch is kept', async () => {
+    const harness = createTestHarness(flow);
+    const w = flow.workflow('bk-unlucky', async () => 'done');
+    for (let i = 0; i < 3; i++) await w.start({ i });
+    await harness.drain();
+    // Every new run of the workflow is refused by the database: each replay batch rolls back.
+    await rows(`CREATE FUNCTION test_refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.workflow_name = 'bk-unlucky' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER test_refuse_run BEFORE INSERT ON durable_flow_workflow_runs FOR EACH ROW EXECUTE FUNCTION test_refuse_run()`);
+    try {
+      const { operationId, total } = await flow.bulk('replay', { workflow: 'bk-unlucky' });
+      expect(total).toBe(3);
+      const op = await finished(flow, operationId);
+      expect(op).toMatchObject({ status: 'failed', done: 0, total: 3 });
+      expect(op.error?.message).toMatch(/refused by the test/);
+      expect(op.completedAt).toBeInstanceOf(Date);
+      expect(await auditedRuns(operationId)).toEqual(new Map());
+      expect(Object.keys(await statuses('bk-unlucky'))).toHaveLength(3);
+    } finally {
+      await rows(`DROP TRIGGER test_refuse_run ON durable_flow_workflow_runs; DROP FUNCTION test_refuse_run()`);
+    }
+  });
+});
+
 describe('flow.bulk across processes', () => {
   it('a closed flow gives its operation back after the batch in flight; a running worker elsewhere finishes it, each run once', async () => {
     setBulkTiming({ leaseMs: 60_000, pollMs: 200, firstMs: 50 });
