@@ -298,7 +298,7 @@ export class DurableFlow extends OperatorMethods {
         if (active) this.#workers.add(worker);
         else this.#workers.delete(worker);
         this.#retention.workers(this.#workers.size);
-        bulkWorkers(this.#side().operatorContext, this.#workers.size);
+        bulkWorkers(this.#side().operatorContext, this.#workers.size, this.#pool);
       },
     };
     return new Worker(host, options);

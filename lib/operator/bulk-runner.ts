@@ -7,6 +7,11 @@ import { runBatch } from './bulk-batch.js';
 import { nowOf } from './context.js';
 import type { OperatorContext } from './context.js';
 
+/** What the polls query through (a `pg` pool). */
+export interface Queryable {
+  query<T>(sql: string, bind: unknown[]): Promise<{ rows: T[] }>;
+}
+
 /**
  * How long a lease on an operation lasts (each batch extends it), and how often a process with
  * running workers looks for an operation whose lease expired (first after `firstMs` to `2 × firstMs`,
@@ -54,6 +59,7 @@ export class BulkRunner {
   #polling = false;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #pollPool: Queryable | undefined;
 
   constructor(ctx: OperatorContext) {
     this.#ctx = ctx;
@@ -71,22 +77,32 @@ export class BulkRunner {
     });
   }
 
-  /** The number of the flow's running workers changed: poll for abandoned operations while there is one. */
-  workers(count: number): void {
+  /**
+   * The number of the flow's running workers changed: poll for abandoned operations while there is
+   * one. The polls go through `pool` (the flow's own, whose queries give up after `queryTimeout`): a
+   * worker whose connections went silent must still close, and a viewer connection that hangs would
+   * hold its close for ever.
+   */
+  workers(count: number, pool: Queryable): void {
+    this.#pollPool = pool;
     if (count > 0 && !this.#polling && !this.#stopped) {
       this.#polling = true;
       this.#schedule(this.#timing.firstMs * (1 + Math.random()));
-    } else if (count === 0 && this.#polling) {
-      this.#polling = false;
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
+    } else if (count === 0) {
+      this.#stopPolling();
     }
+  }
+
+  #stopPolling(): void {
+    this.#polling = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Stops after the batch in flight, giving its lease back. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.workers(0);
+    this.#stopPolling();
     await this.#pass;
   }
 
@@ -121,7 +137,9 @@ export class BulkRunner {
     const { db } = this.#ctx;
     const now = nowOf(this.#ctx);
     const free = `status = 'running' AND (lease_owner IS NULL OR lease_expires_at < ${now})`;
-    const rows = await db.select<{ id: string }>(
+    const select = <T extends object>(sql: string, bind: unknown[]): Promise<T[]> =>
+      this.#pollPool ? this.#pollPool.query<T>(sql, bind).then((result) => result.rows) : db.select<T>(sql, bind);
+    const rows = await select<{ id: string }>(
       `UPDATE ${db.tables.operations} SET lease_owner = $1, lease_expires_at = ${now} + $2 * interval '1 millisecond', updated_at = ${now}
        WHERE id = (SELECT id FROM ${db.tables.operations} WHERE ${free} ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) AND ${free}
        RETURNING id`,

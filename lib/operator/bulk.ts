@@ -4,6 +4,7 @@ import type { BulkAction, BulkFilter, OperationInfo, OperationStatus } from '../
 import { recordAudit } from './audit.js';
 import { checkAction, checkFilter, selectionSql } from './bulk-filter.js';
 import { BulkRunner } from './bulk-runner.js';
+import type { Queryable } from './bulk-runner.js';
 import { nowOf, transaction } from './context.js';
 import type { OperatorContext } from './context.js';
 import type { Who } from './runs.js';
@@ -17,9 +18,9 @@ function runnerFor(ctx: OperatorContext): BulkRunner {
   return runner;
 }
 
-/** The flow's running workers changed in number: while there is one, it takes over abandoned operations. */
-export function bulkWorkers(ctx: OperatorContext, count: number): void {
-  runnerFor(ctx).workers(count);
+/** The flow's running workers changed in number: while there is one, it takes over abandoned operations (polling through `pool`). */
+export function bulkWorkers(ctx: OperatorContext, count: number, pool: Queryable): void {
+  runnerFor(ctx).workers(count, pool);
 }
 
 /** flow.close(): stops after the batch in flight (the operation goes on in another process). */
