@@ -27,6 +27,7 @@ import { notify, notifyMany } from './events/notify.js';
 import type { LiveHandle, LiveOptions } from './http/live.js';
 import { ViewerMounts } from './http/mounts.js';
 import type { RouterOptions } from './http/options.js';
+import { bulkWorkers, stopBulk } from './operator/bulk.js';
 import { OperatorMethods } from './operator/facade.js';
 import type { OperatorHost } from './operator/facade.js';
 import { Schedules } from './schedules/schedules.js';
@@ -297,6 +298,7 @@ export class DurableFlow extends OperatorMethods {
         if (active) this.#workers.add(worker);
         else this.#workers.delete(worker);
         this.#retention.workers(this.#workers.size);
+        bulkWorkers(this.#side().operatorContext, this.#workers.size, this.#pool);
       },
     };
     return new Worker(host, options);
@@ -379,6 +381,7 @@ export class DurableFlow extends OperatorMethods {
     this.#closed = true;
     await Promise.all([...this.#workers].map((worker) => worker.stop(options.timeout === undefined ? {} : { timeout: options.timeout })));
     await this.#retention.stop();
+    await stopBulk(this.#viewerSide?.operatorContext);
     await this.#mounts.close();
     this.#feed.close();
     this.#results.close();

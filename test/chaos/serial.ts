@@ -5,6 +5,6 @@
  * other files of test/chaos/ (hostile input, the viewer, live channel access) run with the main suite.
  */
 export const SERIAL_CHAOS_FILES = [
-  'clock', 'connections', 'crash-points', 'database', 'determinism', 'fleet', 'flood', 'leases', 'listen',
+  'bulk', 'clock', 'connections', 'crash-points', 'database', 'determinism', 'fleet', 'flood', 'leases', 'listen',
   'notify', 'operations', 'pause', 'rerun', 'retention', 'schedules', 'workers',
 ].map((name) => `test/chaos/${name}.test.ts`);
