@@ -239,6 +239,18 @@ describe('the README examples run', () => {
     ]);
   });
 
+  it('bulk operations', async () => {
+    const { flow, total, finished } = await runExample<{ flow: DurableFlow; total: number; finished: { status: string; done: number; failed: number } }>('bulk.ts');
+    closers.push(() => flow.close());
+    expect(total).toBe(3);
+    expect(finished).toMatchObject({ status: 'completed', done: 3, failed: 0 });
+    const { rows } = await flow.pool.query<{ status: string; n: number }>(
+      `SELECT status, count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = 'charge' GROUP BY status`,
+    );
+    expect(rows).toEqual([{ status: 'completed', n: 3 }]);
+    expect((await flow.audit({ action: 'retry' })).every((e) => e.actor === 'ops@example.com' && e.operationId !== null)).toBe(true);
+  });
+
   it('events', async () => {
     const { observed } = await runExample<{ observed: { first: { id: string }; again: { id: string; duplicate: boolean } } }>('events.ts');
     expect(observed.again).toMatchObject({ id: observed.first.id, duplicate: true });
