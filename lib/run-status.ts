@@ -12,3 +12,8 @@ export type RunStatus =
   | 'completed'
   | 'failed'
   | 'cancelled';
+
+/** Every run status, in the order of a run's life (the runs table's CHECK constraint allows exactly these). */
+export const RUN_STATUSES: readonly RunStatus[] = [
+  'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'paused', 'completed', 'failed', 'cancelled',
+];

@@ -1,6 +1,7 @@
 import { DataTypes, Model, literal } from 'sequelize';
 import type { ModelAttributes, ModelStatic, Sequelize } from 'sequelize';
-import type { BulkAction, LogLevel, OperationStatus, RunStatus, ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
+import { RUN_STATUSES } from '../run-status.js';
+import type { BulkAction, LogLevel, OperationStatus, ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
 
 /**
  * Sequelize models of every durable-flow table, column for column (test/integration/models.test.ts
@@ -40,18 +41,6 @@ export interface DurableFlowModels {
 }
 
 // The values each CHECK constraint allows (migrations 001 and 002), as the TypeScript unions spell them.
-const RUN_STATUSES: RunStatus[] = [
-  'enqueued',
-  'running',
-  'sleeping',
-  'waiting',
-  'ready',
-  'retrying',
-  'paused',
-  'completed',
-  'failed',
-  'cancelled',
-];
 const STEP_STATUSES: StepStatus[] = ['pending', 'running', 'succeeded', 'sleeping', 'waiting', 'retrying', 'failed', 'cancelled'];
 const WAIT_STATUSES: WaitStatus[] = ['pending', 'matched', 'timed_out', 'cancelled'];
 const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -78,7 +67,7 @@ const runAttributes = (): ModelAttributes => ({
   id: bigId(),
   runId: required(text('run_id')),
   workflowName: required(text('workflow_name')),
-  status: status(RUN_STATUSES, 'enqueued'),
+  status: status([...RUN_STATUSES], 'enqueued'),
   queueName: { ...required(text('queue_name')), defaultValue: 'default' },
   priority: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
   input: DataTypes.JSONB,

@@ -1,21 +1,10 @@
 import { invalidOption } from '../config.js';
 import { toDate } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
+import { RUN_STATUSES as STATUSES } from '../run-status.js';
 import type { BulkAction, BulkFilter, RunStatus } from '../types.js';
 
 const ACTIONS: readonly BulkAction[] = ['cancel', 'retry', 'replay'];
-const STATUSES: readonly RunStatus[] = [
-  'enqueued',
-  'running',
-  'sleeping',
-  'waiting',
-  'ready',
-  'retrying',
-  'paused',
-  'completed',
-  'failed',
-  'cancelled',
-];
 const KEYS = ['workflow', 'status', 'createdAfter', 'createdBefore', 'errorCode'] as const;
 
 /** A filter as the operation row stores it: times as ISO strings, absent keys left out. */

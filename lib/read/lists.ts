@@ -5,10 +5,9 @@ import type { RunStatus } from '../types.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
 import type { Cursor } from './cursor.js';
 import type { ReadDb } from './db.js';
+import { RUN_STATUSES } from '../run-status.js';
 
-export const RUN_STATUSES: readonly RunStatus[] = [
-  'enqueued', 'running', 'sleeping', 'waiting', 'ready', 'retrying', 'paused', 'completed', 'failed', 'cancelled',
-];
+export { RUN_STATUSES };
 
 /**
  * Which runs a list holds: the top-level ones (the default: a fan-out of a thousand children does not
