@@ -6,31 +6,17 @@
  * again, one outcome per run, and every wait got its event (a step that fired the event its next wait
  * needs and died before its result was stored is the lost wake-up this once had).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
 import { CRASH_POINT_GROUPS, CRASH_POINT_INPUTS, createProviderTable, registerCrashPointWorkflows } from '../fixtures/crash-points-workflows.js';
 import { build } from 'esbuild';
 import { killAllChildren, spawnNode } from '../helpers/child.js';
+import { debugPoints } from '../helpers/debug-points.js';
 import type { ChildWorker } from '../helpers/child.js';
 import { setupDatabase } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 import { assertHistory, checkHistory, installHistory, reportFigures } from './history.js';
-
-/** Every `debugPoint('NAME'` in lib/. */
-function debugPoints(): string[] {
-  const points = new Set<string>();
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(file);
-      else if (file.endsWith('.ts')) for (const match of fs.readFileSync(file, 'utf8').matchAll(/debugPoint\(\s*'([A-Z_]+)'/g)) points.add(match[1]!);
-    }
-  };
-  walk(path.resolve(import.meta.dirname, '../../lib'));
-  return [...points].sort();
-}
 
 let ctx: TestContext;
 let flow: DurableFlow;

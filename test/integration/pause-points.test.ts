@@ -6,26 +6,12 @@
  * starts after a step that was running then, and at most one (the one past a boundary already
  * crossed) when none was; resumed, it completes with its output, every step having run exactly once.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clearDebugPoints, setDebugPoint } from '../../lib/debug-point.js';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
+import { debugPoints } from '../helpers/debug-points.js';
 import { eventually, setupDatabase } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
-
-function debugPoints(): string[] {
-  const points = new Set<string>();
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(file);
-      else if (file.endsWith('.ts')) for (const match of fs.readFileSync(file, 'utf8').matchAll(/debugPoint\(\s*'([A-Z_]+)'/g)) points.add(match[1]!);
-    }
-  };
-  walk(path.resolve(import.meta.dirname, '../../lib'));
-  return [...points].sort();
-}
 
 let ctx: TestContext;
 let flow: DurableFlow;
