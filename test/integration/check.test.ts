@@ -150,6 +150,52 @@ describe('flow.check()', () => {
   });
 });
 
+describe('flow.check() on other shapes of history', () => {
+  let other: TestContext;
+  afterAll(async () => {
+    await other?.cleanup();
+  });
+
+  it('parallel branches whose steps finished out of order, a step that changed kind, code that returns early', async () => {
+    other = await setupDatabase('check2');
+    const deployed = other.flow();
+    const par = deployed.workflow('par', async ({ step }) => {
+      // Branch 1's first step finishes last, so "y2" is stored before "y1": a replay asks for "y1" first.
+      await Promise.all([1, 2].map(async (i) => {
+        await step.run(`x${i}`, () => new Promise((resolve) => setTimeout(resolve, i === 1 ? 100 : 0)));
+        await step.run(`y${i}`, () => i);
+      }));
+      await step.waitForEvent('go');
+    });
+    let runId = '';
+    await withWorker(deployed, async () => {
+      runId = (await par.start({})).runId;
+      await waitingAt(deployed, runId, 'go');
+    });
+    const stored = await stepsOf(deployed, runId);
+    expect(stored['y2']!.position!).toBeLessThan(stored['y1']!.position!);
+    expect(await deployed.check()).toEqual([{ runId, workflow: 'par', ok: true }]);
+
+    const kind = other.flow();
+    kind.workflow('par', async ({ step }) => {
+      await Promise.all([1, 2].map(async (i) => {
+        await step.run(`x${i}`, () => 0);
+        await step.run(`y${i}`, () => i);
+      }));
+      await step.sleep('go', '1 day');
+    });
+    expect(await kind.check()).toEqual([
+      expect.objectContaining({ runId, ok: false, divergence: expect.objectContaining({ position: stored['go']!.position, stored: 'go', requested: 'go' }) }),
+    ]);
+
+    const early = other.flow();
+    early.workflow('par', async ({ step }) => step.run('x1', () => 0));
+    const [result] = await early.check();
+    expect(result).toMatchObject({ runId, ok: false, divergence: { position: stored['x2']!.position, stored: 'x2', requested: null } });
+    expect(result!.divergence!.reason).toContain('returns before reaching stored step "x2"');
+  });
+});
+
 describe('durable-flow check (the command line)', () => {
   const env = (version: string, exported = 'default') => ({ DATABASE_URL: ctx.db.url, CHECK_VERSION: version, CHECK_EXPORT: exported });
   const fixture = 'test/fixtures/check-flow.ts';
