@@ -23,6 +23,11 @@ export default tseslint.config(
     languageOptions: { globals: { window: 'readonly', document: 'readonly', io: 'readonly', fetch: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly', URLSearchParams: 'readonly', location: 'readonly', history: 'readonly' } },
   },
   {
+    // The command line (plain JavaScript, run by Node).
+    files: ['bin/**/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
     // The README's plain-JavaScript examples run on Node.
     files: ['examples/**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', fetch: 'readonly' } },

@@ -3,6 +3,7 @@ import type { Router } from 'express';
 import type pg from 'pg';
 import type { Server as SocketIOServer } from 'socket.io';
 import { Sequelize } from 'sequelize';
+import { checkRuns, type CheckOptions, type CheckResult } from './check/check.js';
 import { ChangeFeed } from './changes/feed.js';
 import type { ChangeSubscriber } from './changes/feed.js';
 import { connectionConfig, resolveOptions } from './config.js';
@@ -234,6 +235,10 @@ export class DurableFlow extends OperatorMethods {
     this.#assertOpen();
     if (typeof runId !== 'string') return null;
     return (await this.#side().reader.run(runId)) as RunInfo<I, O> | null;
+  }
+
+  check(options?: CheckOptions): Promise<CheckResult[]> {
+    return checkRuns({ assertOpen: () => this.#assertOpen(), db: this.#store.db, tables: this.tables, options: this.options, definitions: this.#definitions }, options);
   }
 
   /** The run with its steps, waits, events and logs; null if there is no such run. */

@@ -68,3 +68,4 @@ export type {
   ReplayOptions,
 } from './operator/types.js';
 export type { Schedules } from './schedules/schedules.js';
+export type { CheckOptions, CheckResult, Divergence } from './check/check.js';

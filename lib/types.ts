@@ -124,6 +124,13 @@ export interface StepApi {
   ): Promise<(ChildOutcome<O> & { key: string })[]>;
   /** Waits for any run to finish (completed, failed or cancelled) and returns how it ended. */
   waitForWorkflow<O = any>(name: string, runId: string, options?: { timeout?: DurationInput }): Promise<ChildOutcome<O>>;
+  // Patch gates (issue 15).
+  /**
+   * A patch gate for deploying changed code under runs in flight: true for new runs and for runs that
+   * reach this point under the new code, false for runs whose stored history already went past it.
+   * Recorded as a marker step `patch:<id>`, so every replay of a run takes the same branch.
+   */
+  patched(id: string): Promise<boolean>;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

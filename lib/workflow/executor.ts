@@ -6,7 +6,7 @@ import type { LogLevel, StepContext, StepRunOptions, WorkflowLog } from '../type
 import { runAttempt } from './attempt.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
 import type { ExecutionEnv, ExecutionOutcome } from './env.js';
-import { ReplayLedger } from './ledger.js';
+import { PATCH_KIND, ReplayLedger } from './ledger.js';
 import type { Registration } from './ledger.js';
 import { workerCrashed } from './replay-errors.js';
 import { Scheduler } from './scheduler.js';
@@ -184,6 +184,21 @@ export class Execution {
     return new Promise<void>((resolve, reject) => {
       this.#scheduler.suspendOn({ name, kind: 'sleep', wakeAt, position, resolve: () => resolve(), reject });
     });
+  }
+
+  /** @internal step.patched: the stored marker, or a new one (ReplayLedger.patchTaken), stored with the next write. */
+  patchStep(name: string): Promise<boolean> {
+    const { row } = this.#register(name, PATCH_KIND);
+    const memo = this.#ledger.memoized(row);
+    if (memo) return memo as Promise<boolean>;
+    const taken = this.#ledger.patchTaken();
+    const at = this.#iso();
+    this.#scheduler.pend({
+      name, kind: PATCH_KIND, status: 'succeeded', attempts: 0, position: this.#ledger.positionOf(row),
+      result: JSON.stringify(taken), metadata: {}, started_at: at, completed_at: at, error: null,
+    });
+    this.#scheduler.scheduleTick();
+    return Promise.resolve(taken);
   }
 
   /**

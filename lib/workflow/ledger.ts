@@ -6,6 +6,9 @@ import { MAX_STEP_NAME } from './ids.js';
 import { codeChanged, duplicateStepName, invalidStepName, stepKindChanged } from './replay-errors.js';
 import { parseJson } from './writes.js';
 
+/** The kind of a step.patched marker (its name: `patch:<id>`, its result: true or false). */
+export const PATCH_KIND = 'patch';
+
 /** A step name claimed by this execution: its stored row, and the mark a wait placed right after it uses. */
 export interface Registration {
   row: HistoryStep | undefined;
@@ -56,7 +59,8 @@ export class ReplayLedger {
     if (this.#requested.has(name)) return duplicateStepName(name, this.#run.workflow);
     this.#requested.add(name);
     const row = this.#history.get(name);
-    if (!row) this.#newNames.push(name);
+    // A patch marker is no work: a new one (a patch added to the code) is what a patch is for.
+    if (!row && kind !== PATCH_KIND) this.#newNames.push(name);
     if (row && row.kind !== kind && row.status === 'succeeded') {
       return stepKindChanged(name, this.#run.runId, row.kind, kind);
     }
@@ -92,9 +96,33 @@ export class ReplayLedger {
     if (this.#newNames.length === 0) return undefined;
     const fresh = this.#newNames;
     this.#newNames = [];
-    const unvisited = [...this.#history.keys()].filter((name) => !this.#requested.has(name));
+    const unvisited = [...this.#history.values()].filter((step) => this.#unreached(step)).map((step) => step.name);
     if (unvisited.length === 0) return undefined;
     return codeChanged(this.#run.workflow, this.#run.runId, fresh, unvisited);
+  }
+
+  /**
+   * The stored steps this replay has not asked for yet, by position. Patch markers are left out: a
+   * marker never asked for again is a patch since removed from the code, which replays the same.
+   */
+  unvisited(): HistoryStep[] {
+    return [...this.#history.values()]
+      .filter((step) => this.#unreached(step))
+      .sort((a, b) => (a.position ?? Number.MAX_SAFE_INTEGER) - (b.position ?? Number.MAX_SAFE_INTEGER));
+  }
+
+  #unreached(step: HistoryStep): boolean {
+    return step.kind !== PATCH_KIND && !this.#requested.has(step.name);
+  }
+
+  /**
+   * What a new patch marker records (step.patched): true (the new code) unless the stored history
+   * already went past this point, i.e. holds a step this replay has not reached: the run got there
+   * under the old code, so it keeps taking the old branch.
+   */
+  patchTaken(): boolean {
+    for (const step of this.#history.values()) if (this.#unreached(step)) return false;
+    return true;
   }
 
   /** The step a log line written now belongs to (the last one asked for). */

@@ -20,6 +20,9 @@ import { WORKFLOW_FINISHED_EVENT } from './suspend.js';
 /** Longest invokeMany key (it becomes part of two step names). */
 const MAX_KEY = 200;
 
+/** A patch marker's step name is this followed by the patch id. */
+export const PATCH_PREFIX = 'patch:';
+
 /**
  * The step primitives of an execution (the replay executor's `Execution` provides them): declared here,
  * so that the step API depends on what it calls and not on the executor, which creates it.
@@ -35,6 +38,8 @@ export interface StepPrimitives {
     name: string,
     spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string },
   ): Promise<unknown>;
+  /** step.patched: `name` is the marker's (`patch:<id>`). */
+  patchStep(name: string): Promise<boolean>;
 }
 
 function invalid(execution: StepPrimitives, message: string): Error {
@@ -194,6 +199,12 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
         throw invalid(execution, `Expected the run id of step "${name}" to be a non-empty string`);
       }
       return watch(name, watchedRunId, timeoutOf(name, options.timeout)) as Promise<ChildOutcome<O>>;
+    },
+
+    // Patch gates (issue 15): one marker step per patch id.
+    patched: (id) => {
+      if (typeof id !== 'string' || id.length === 0) throw invalid(execution, `Expected the id of step.patched to be a non-empty string, got ${typeof id}`);
+      return execution.patchStep(`${PATCH_PREFIX}${id}`);
     },
   };
   return api;

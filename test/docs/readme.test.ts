@@ -115,7 +115,7 @@ describe('the README', () => {
   it('the agent prompt and llms.txt name only APIs that exist', () => {
     // Its own methods and those it inherits (the operator tools).
     const flowApi = new Set([DurableFlow.prototype, Object.getPrototypeOf(DurableFlow.prototype)].flatMap((p: object) => Object.getOwnPropertyNames(p)));
-    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow'];
+    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow', 'patched'];
     const harnessApi = Object.getOwnPropertyNames(createTestHarness.prototype ?? {}).concat(
       Object.getOwnPropertyNames(Object.getPrototypeOf(createTestHarness({} as DurableFlow))),
     );
@@ -178,6 +178,26 @@ describe('the README examples run', () => {
     const run = await order.start({ total: 25, lines: [{ sku: 'mug' }, { sku: 'tee' }], auditRunId: audit });
     await harness.drain();
     await harness.assertCompleted(run.runId, { payment: { chargeId: 'ch_25' }, lines: 2, audit: 'completed' });
+  });
+
+  it('deploying changed code: check(), then a patch gate for runs old and new', async () => {
+    const { flow, report, blocked, sent, past, early } = await runExample<{
+      flow: DurableFlow;
+      report: { runId: string; ok: boolean }[];
+      blocked: unknown[];
+      sent: string[];
+      past: { runId: string };
+      early: { runId: string };
+    }>('deploys.ts');
+    closers.push(() => flow.close());
+    expect(report.map((r) => [r.runId, r.ok]).sort()).toEqual([[past.runId, true], [early.runId, true]].sort());
+    expect(blocked).toEqual([]);
+    expect(sent).toEqual(['welcome → ann@example.com', 'reminder → ann@example.com', 'welcome → bob@example.com', 'survey → bob@example.com']);
+    const harness = createTestHarness(flow);
+    await harness.assertCompleted(past.runId);
+    await harness.assertCompleted(early.runId);
+    await harness.assertStepResult(past.runId, 'patch:survey-instead-of-reminder', false);
+    await harness.assertStepResult(early.runId, 'patch:survey-instead-of-reminder', true);
   });
 
   it('flow control', async () => {

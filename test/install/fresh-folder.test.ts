@@ -14,6 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DurableFlow } from '../../lib/index.js';
+import { createTestHarness } from '../../lib/testing/index.js';
 import { createDatabase } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
 import { eventually } from '../helpers/flow.js';
@@ -112,7 +113,8 @@ describe('a fresh npm project, as the README says', () => {
     }
     expect(packed.filter((f) => f.endsWith('.map'))).toEqual([]);
     expect(packed.filter((f) => /template/i.test(f))).toEqual([]);
-    const outside = packed.filter((f) => !/^(dist\/lib|migrations|lib\/db\/functions|views|public)\//.test(f));
+    expect(packed).toContain('bin/durable-flow.js');
+    const outside = packed.filter((f) => !/^(bin|dist\/lib|migrations|lib\/db\/functions|views|public)\//.test(f));
     expect(outside.sort()).toEqual(['LICENSE', 'README.md', 'package.json']);
   });
 
@@ -200,6 +202,45 @@ describe('a fresh npm project, as the README says', () => {
       ].join('\n'),
     );
     await run(process.execPath, [tsc, '-p', '.'], app);
+  });
+
+  it('npx durable-flow check <module>: exits 1 on a run the code of the module would not replay, 2 on a usage error', async () => {
+    const db = await createDatabase('fresh');
+    databases.push(db);
+    // A run in flight whose stored step the module's code renamed.
+    const deployed = new DurableFlow({ databaseUrl: db.url, logger: false });
+    try {
+      await deployed.migrate();
+      const greet = deployed.workflow('greet', async ({ step }) => {
+        await step.run('hallo', () => 'hi');
+        await step.waitForEvent('never');
+      });
+      const { runId } = await greet.start({});
+      await createTestHarness(deployed).drain();
+      expect((await deployed.getRun(runId))?.status).toBe('waiting');
+    } finally {
+      await deployed.close();
+    }
+    fs.writeFileSync(
+      path.join(app, 'flow.js'),
+      [
+        "import { DurableFlow } from 'durable-flow';",
+        'export const flow = new DurableFlow({ databaseUrl: process.env.DATABASE_URL });',
+        "flow.workflow('greet', async ({ step }) => { await step.run('hello', () => 'hi'); await step.waitForEvent('never'); });",
+        '',
+      ].join('\n'),
+    );
+    const npx = (args: string[]) =>
+      exec('npx', ['--no-install', 'durable-flow', ...args], { cwd: app, env: childEnv({ DATABASE_URL: db.url }) }).then(
+        ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
+        (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, stdout: error.stdout ?? '', stderr: error.stderr ?? '' }),
+      );
+    const diverging = await npx(['check', 'flow.js']);
+    expect(diverging.stdout).toContain('1 of 1 run(s) in flight would not replay');
+    expect(diverging.code).toBe(1);
+    const usage = await npx(['check']);
+    expect(usage.stderr).toContain('Usage: durable-flow check <module>');
+    expect(usage.code).toBe(2);
   });
 
   it('CommonJS: require("durable-flow") works on this Node', async () => {
