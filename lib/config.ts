@@ -54,6 +54,13 @@ export interface DurableFlowOptions {
    * events: '7 days' }`; `false` keeps everything.
    */
   retention?: RetentionOptions | false;
+  /**
+   * This deployment's version, stored on every run it starts (`getRun().version`); workers of a
+   * `versioning: 'pinned'` workflow continue only the runs of their version. At most 200 characters.
+   * Default: `code-` and a hash of the registered workflows' code (their handlers and options), which
+   * changes with any edit of a handler: pass `process.env.GIT_SHA` (or similar) for a stable one.
+   */
+  version?: string;
 }
 
 export interface ResolvedBackoff {
@@ -80,6 +87,8 @@ export interface ResolvedOptions {
   applicationName: string;
   /** 0: no limit. */
   queryTimeoutMs: number;
+  /** The `version` option; undefined: the hash of the workflows' code (see lib/workflow/version.ts). */
+  version: string | undefined;
 }
 
 export function describeValue(value: unknown): string {
@@ -206,7 +215,16 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
     applicationName: typeof options.applicationName === 'string' ? options.applicationName : 'durable-flow',
     queryTimeoutMs: options.queryTimeout === false ? 0 : duration('queryTimeout', options.queryTimeout ?? '1 minute', MAX_TIMER_MS),
     retention: resolveRetention(options.retention),
+    version: resolveVersion(options.version),
   };
+}
+
+function resolveVersion(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
+    throw invalidOption('version', value, 'a non-empty string of at most 200 characters (a release or commit id)');
+  }
+  return value;
 }
 
 /** A connection string with its password replaced, for messages. */

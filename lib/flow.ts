@@ -48,6 +48,7 @@ import type { ExecutionEnv } from './workflow/env.js';
 import { CommitBatcher } from './workflow/batcher.js';
 import { ResultWatcher } from './workflow/results.js';
 import { insertRows, startRun } from './workflow/start.js';
+import { FlowVersion } from './workflow/version.js';
 import type { InsertResult, ParentLink } from './workflow/start.js';
 import type { PruneResult } from './retention/prune.js';
 import { Retention } from './retention/retention.js';
@@ -82,6 +83,7 @@ export class DurableFlow extends OperatorMethods {
   readonly #store: Store;
   readonly #connection: pg.ClientConfig;
   readonly #definitions = new Map<string, WorkflowDefinition>();
+  readonly #version = new FlowVersion(() => this.options.version, () => this.#definitions.values());
   readonly #listener: Listener;
   readonly #feed: ChangeFeed;
   readonly #workers = new Set<RunningWorker>();
@@ -106,7 +108,7 @@ export class DurableFlow extends OperatorMethods {
     this.#connection = connectionConfig(this.options);
     this.#pools = new Pools(this.#connection, this.options);
     this.#pool = this.#pools.main;
-    this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs);
+    this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs, () => this.version);
     const gate = gatePool(this.#pool);
     this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
     const feedRecords = { changedRecords: (ids: RecordIds) => this.#side().feed.changedRecords(ids), keepLive: (ms: number) => this.#side().feed.keepLive(ms) };
@@ -224,6 +226,9 @@ export class DurableFlow extends OperatorMethods {
         this.#results.wait(runId, options.timeout === undefined ? undefined : toMilliseconds(options.timeout, 'the result `timeout`')) as Promise<O>,
     };
   }
+
+  /** Stored on every run this flow starts: the `version` option, or `code-` and a hash of the registered workflows' code (fixed at first use). */
+  get version(): string { return this.#version.value; }
 
   /** @internal the registered workflows, by name. */
   get definitions(): Map<string, WorkflowDefinition> {
@@ -373,7 +378,7 @@ export class DurableFlow extends OperatorMethods {
 
   /** @internal */
   protected operatorHost(): OperatorHost {
-    return { assertOpen: () => this.#assertOpen(), side: () => this.#side(), handle: (runId) => this.handle(runId) };
+    return { assertOpen: () => this.#assertOpen(), side: () => this.#side(), handle: (runId) => this.handle(runId), version: () => this.version };
   }
 
   #assertOpen(): void {

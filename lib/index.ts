@@ -65,6 +65,7 @@ export type {
   OperationInfo,
   OperationStatus,
   OperatorOptions,
+  RepinOptions,
   ReplayOptions,
 } from './operator/types.js';
 export type { Schedules } from './schedules/schedules.js';

@@ -186,6 +186,12 @@ export interface WorkflowOptions<I = any> {
   cancelOn?: CancelOn<I>[];
   /** A cron schedule named after the workflow, created or updated by `migrate()` and at worker start. Default: none. */
   schedule?: WorkflowSchedule<I>;
+  /**
+   * `'pinned'`: a run is claimed only by workers whose flow has the `version` of the flow that started
+   * it (flow.repin() moves runs to another version). Default `'any'`: any worker continues any run
+   * (the determinism check protects it).
+   */
+  versioning?: 'any' | 'pinned';
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */
@@ -305,6 +311,10 @@ export interface RunInfo<I = any, O = any> {
   replayOf: string | null;
   /** flow.pause() was asked while a worker held the run: it pauses once its running step ends. */
   pauseRequested: boolean;
+  /** The `version` of the flow that started the run (null for runs started before durable-flow stored versions). */
+  version: string | null;
+  /** Set for a run of a `versioning: 'pinned'` workflow: only workers of this version claim it. */
+  pinnedVersion: string | null;
 }
 
 export interface EventRecord {

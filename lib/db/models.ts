@@ -105,6 +105,10 @@ const runAttributes = (): ModelAttributes => ({
   heldWakeAt: time('held_wake_at'),
   /** The run this one replays (flow.replay, flow.rerunFrom). */
   replayOf: text('replay_of'),
+  /** The version of the flow that started the run (migration 008). */
+  version: text('version'),
+  /** Set for a run of a `versioning: 'pinned'` workflow: only workers of this version claim it. */
+  pinnedVersion: text('pinned_version'),
   ...timestamps(),
 });
 

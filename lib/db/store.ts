@@ -43,13 +43,16 @@ export class Store {
   readonly tables: Tables;
   readonly statements: SqlTexts;
   readonly #clockOffsetMs: () => number;
+  /** The flow's version (computed at first use, after the workflows are registered): stored on the runs it starts, given to claims. */
+  readonly #version: () => string;
 
-  constructor(pool: pg.Pool, tables: Tables, clockOffsetMs: () => number) {
+  constructor(pool: pg.Pool, tables: Tables, clockOffsetMs: () => number, version: () => string) {
     this.pool = pool;
     this.db = fromPg(pool);
     this.tables = tables;
     this.statements = buildSql(tables);
     this.#clockOffsetMs = clockOffsetMs;
+    this.#version = version;
   }
 
   /** Runs `fn` in a transaction on a client of the pool (rolled back if it throws). */
@@ -59,10 +62,11 @@ export class Store {
 
   /**
    * Leases up to `limit` due runs of `queues` and `workflows` to `owner` for `leaseMs`, with their
-   * history (durable_flow_claim), and says when the next one not yet due wakes (ms from now).
+   * history (durable_flow_claim), and says when the next one not yet due wakes (ms from now). Runs
+   * pinned to a version other than this flow's are left alone.
    */
   claim(p: ClaimRequest): Promise<{ batch: ClaimedBatch; nextWakeMs: number | null }> {
-    return claimRuns(this.db, this.statements.claimRuns, { ...p, offsetMs: this.#clockOffsetMs() });
+    return claimRuns(this.db, this.statements.claimRuns, { ...p, offsetMs: this.#clockOffsetMs(), version: this.#version() });
   }
 
   /** Workflows this process does not register whose runs have been due for over a minute in `queues`. */
@@ -83,9 +87,12 @@ export class Store {
     return releaseRuns(this.db, this.statements.releaseRuns, { runs, offsetMs: this.#clockOffsetMs() });
   }
 
-  /** Creates runs in one statement (a row with an owner already leased to it); returns those it created. */
+  /**
+   * Creates runs in one statement (a row with an owner already leased to it); returns those it created.
+   * Each stores this flow's version (and is pinned to it if its workflow is `versioning: 'pinned'`).
+   */
   insertRuns(db: Queryable, runs: NewRun[]): Promise<InsertedRun[]> {
-    return insertRuns(db, this.statements.insertRuns, { runs, offsetMs: this.#clockOffsetMs() });
+    return insertRuns(db, this.statements.insertRuns, { runs, offsetMs: this.#clockOffsetMs(), version: this.#version() });
   }
 
   /** The runs that starts which created nothing collided with: by run id, or by workflow and idempotency key. */
@@ -101,7 +108,7 @@ export class Store {
     db: Queryable,
     p: { id: string | null; name: string; payload: string; source: string; claim: LeaseTarget | undefined },
   ): Promise<(StoredEvent & { claimed: ClaimedBatch }) | undefined> {
-    return notifyEvent(db, this.statements.notifyEvent, { ...p, lockNamespace: this.tables.lockNamespace, offsetMs: this.#clockOffsetMs() });
+    return notifyEvent(db, this.statements.notifyEvent, { ...p, lockNamespace: this.tables.lockNamespace, offsetMs: this.#clockOffsetMs(), version: this.#version() });
   }
 
   /** Stores many events in one statement (durable_flow_notify_many); one answer per event, in order. */

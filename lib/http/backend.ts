@@ -2,7 +2,7 @@ import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
 import type { Reader } from '../read/reader.js';
 import type { Schedules } from '../schedules/schedules.js';
-import type { BulkAction, BulkFilter, EventRecord, NotifyOptions, OperationInfo, OperatorOptions, ReplayOptions, RunHandle } from '../types.js';
+import type { BulkAction, BulkFilter, EventRecord, NotifyOptions, OperationInfo, OperatorOptions, RepinOptions, ReplayOptions, RunHandle } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
 /**
@@ -16,6 +16,8 @@ export interface ViewerBackend {
   readonly clockOffsetMs: number;
   /** The workflows registered in this process, by name. */
   readonly definitions: ReadonlyMap<string, WorkflowDefinition>;
+  /** The flow's version (its runs of pinned workflows are pinned to it). */
+  readonly version: string;
   startRun(definition: WorkflowDefinition, input: unknown): Promise<string>;
   /** The Schedules page's buttons (its reads are ViewerReads' `schedules`). */
   readonly schedules: Pick<Schedules, 'pause' | 'resume' | 'trigger'>;
@@ -32,6 +34,7 @@ export interface ViewerBackend {
   completeStep(runId: string, stepName: string, result?: unknown, options?: OperatorOptions): Promise<void>;
   bulk(action: BulkAction, filter: BulkFilter, options?: OperatorOptions): Promise<{ operationId: string; total: number }>;
   operation(operationId: string): Promise<OperationInfo>;
+  repin(fromVersion: string, options?: RepinOptions): Promise<number>;
   notify(name: string, payload?: unknown, options?: NotifyOptions): Promise<EventRecord>;
   /** Stores validated events in one statement and one transaction, all or nothing (signed ingest). */
   notifyMany(events: { name: string; payload: unknown; id?: string | undefined }[], source: string): Promise<EventRecord[]>;
@@ -55,6 +58,7 @@ export type ViewerReads = Pick<
   | 'schedules'
   | 'audit'
   | 'workflowPauses'
+  | 'pinnedElsewhere'
   | 'failureGroups'
   | 'csrfKey'
 >;

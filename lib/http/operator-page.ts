@@ -18,7 +18,7 @@ type Outcome = string | { location: string; json: Record<string, unknown> };
 export interface OperatorPageDeps {
   flow: Pick<
     ViewerBackend,
-    'definitions' | 'pause' | 'resume' | 'replay' | 'rerunFrom' | 'resolveWait' | 'completeStep' | 'pauseWorkflow' | 'resumeWorkflow' | 'bulk' | 'operation'
+    'definitions' | 'pause' | 'resume' | 'replay' | 'rerunFrom' | 'resolveWait' | 'completeStep' | 'pauseWorkflow' | 'resumeWorkflow' | 'bulk' | 'operation' | 'repin'
   >;
   reads: Pick<ViewerReads, 'audit' | 'failureGroups' | 'countByStatus' | 'workflowNames' | 'workflowPauses'>;
   page(req: Request, res: Response, view: string, data: Record<string, unknown>, fragment?: string): Promise<void>;
@@ -172,6 +172,19 @@ export function mountOperatorPages(router: Router, deps: OperatorPageDeps): void
       return { location: '/workflows', json: { changed } };
     });
   }
+
+  // ---- Versions: move the runs pinned to another version to this process's (flow.repin) ------------
+  actionPaths.push('/versions/repin');
+  post('/versions/repin', async (req) => {
+    const fields = formFields(req.body, ['from', 'workflow', 'reason']);
+    const from = text(fields.from, 'version', 200);
+    if (from === null) throw new HttpError(400, 'The form names no version to move runs from');
+    const workflow = text(fields.workflow, 'workflow', 255);
+    const moved = await flow.repin(from, { ...deps.who(req), ...(workflow ? { workflow } : {}) }).catch((error: unknown) => {
+      throw refusal(error, null, {});
+    });
+    return { location: '/workflows', json: { moved } };
+  });
 
   // ---- Bulk: confirm, act, progress -------------------------------------------------------------
   // The confirm step: the action, the filter and how many runs it selects now (the run list's count,

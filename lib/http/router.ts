@@ -294,7 +294,8 @@ export function createRouter(
       total: Object.values(stats.get(name) ?? {}).reduce((a, b) => a + b, 0),
     }));
   };
-  const workflowsPage = async () => ({ workflows: await workflowsData(), statuses: RUN_STATUSES, formState: null });
+  // With the runs pinned to another version than this process's: they wait for a worker of theirs.
+  const workflowsPage = async () => ({ workflows: await workflowsData(), statuses: RUN_STATUSES, formState: null, version: flow.version, pinned: await reads.pinnedElsewhere(flow.version) });
   router.get('/workflows', handle(async (req, res) => page(req, res, 'workflows', { ...(await workflowsPage()), live: 'workflows' }, 'workflows-list')));
   router.get('/api/workflows', handle(async (_req, res) => {
     res.json({ workflows: await workflowsData() });

@@ -56,7 +56,7 @@ export async function insertAudit(db: Queryable, tables: Tables, offsetMs: numbe
 
 const ACTIONS: AuditAction[] = [
   'cancel', 'retry', 'replay', 'rerun_from', 'pause', 'resume', 'pause_workflow', 'resume_workflow', 'resolve_wait', 'complete_step', 'bulk',
-  'schedule_pause', 'schedule_resume', 'schedule_trigger', 'schedule_backfill', 'schedule_delete',
+  'schedule_pause', 'schedule_resume', 'schedule_trigger', 'schedule_backfill', 'schedule_delete', 'repin',
 ];
 
 /** flow.audit(): the entries matching `query`, newest first (page with `before`). */

@@ -7,6 +7,7 @@ import type {
   BulkFilter,
   OperationInfo,
   OperatorOptions,
+  RepinOptions,
   ReplayOptions,
   RunHandle,
 } from '../types.js';
@@ -15,6 +16,7 @@ import { startBulk, getOperation } from './bulk.js';
 import { checkOperatorOptions } from './context.js';
 import { pauseRun, pauseWorkflow, resumeRun, resumeWorkflow } from './pause.js';
 import { completeStep, resolveWait } from './repair.js';
+import { repinRuns } from './repin.js';
 import { replayRun, rerunFrom } from './rerun.js';
 
 /** What the operator methods need of their flow. */
@@ -24,6 +26,8 @@ export interface OperatorHost {
   /** The viewer side: its Operator (cancel, retry) and the context every other tool works with. */
   side(): ViewerSide;
   handle(runId: string): RunHandle;
+  /** The flow's version (flow.version). */
+  version(): string;
 }
 
 /**
@@ -129,6 +133,17 @@ export abstract class OperatorMethods {
   async bulk(action: BulkAction, filter: BulkFilter, options: OperatorOptions = {}): Promise<{ operationId: string; total: number }> {
     const { host, who } = this.#ready(options);
     return startBulk(host.side().operatorContext, action, filter, who);
+  }
+
+  /**
+   * Moves the runs pinned to `fromVersion` that have not finished (of `options.workflow` only, when
+   * given) to this flow's version: workers of this version claim them from now on. For runs of a
+   * `versioning: 'pinned'` workflow that no live worker can take (their version is no longer deployed).
+   * Each run moved is audited (action 'repin'). Returns how many moved.
+   */
+  async repin(fromVersion: string, options: RepinOptions = {}): Promise<number> {
+    const { host, who } = this.#ready(options);
+    return repinRuns(host.side().operatorContext, fromVersion, host.version(), options, who);
   }
 
   /** A bulk operation's progress. */

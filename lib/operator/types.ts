@@ -17,6 +17,11 @@ export interface OperatorOptions {
   reason?: string;
 }
 
+/** flow.repin(): which runs pinned to the old version move (default: those of every workflow). */
+export interface RepinOptions extends OperatorOptions {
+  workflow?: string;
+}
+
 /** flow.replay() and flow.rerunFrom(): the new run's input (default: the original run's). */
 export interface ReplayOptions extends OperatorOptions {
   input?: unknown;
@@ -39,7 +44,8 @@ export type AuditAction =
   | 'schedule_resume'
   | 'schedule_trigger'
   | 'schedule_backfill'
-  | 'schedule_delete';
+  | 'schedule_delete'
+  | 'repin';
 
 /** One entry of the audit trail (flow.audit()). */
 export interface AuditEntry {

@@ -8,6 +8,7 @@ const ACTIONS: Record<AuditAction, true> = {
   cancel: true, retry: true, replay: true, rerun_from: true, pause: true, resume: true, pause_workflow: true, resume_workflow: true,
   resolve_wait: true, complete_step: true, bulk: true,
   schedule_pause: true, schedule_resume: true, schedule_trigger: true, schedule_backfill: true, schedule_delete: true,
+  repin: true,
 };
 /** The Audit page's action filter offers these. */
 export const AUDIT_ACTIONS = Object.keys(ACTIONS) as AuditAction[];

@@ -17,6 +17,8 @@ import type { Timeline } from './timeline.js';
 import { listScheduleViews } from './schedules.js';
 import type { ScheduleView } from './schedules.js';
 import { readValue } from './values.js';
+import { pinnedElsewhere } from './versions.js';
+import type { PinnedGroup } from './versions.js';
 import type { ValuePath } from './values.js';
 
 /**
@@ -113,6 +115,11 @@ export class Reader {
   /** The paused workflows by name (the Workflows page's badges). */
   workflowPauses(): ReturnType<typeof listWorkflowPauses> {
     return listWorkflowPauses(this.#db);
+  }
+
+  /** Runs not finished pinned to a version other than `version`, by version and workflow (the Workflows page). */
+  pinnedElsewhere(version: string): Promise<PinnedGroup[]> {
+    return pinnedElsewhere(this.#db, version);
   }
 
   /** Failed runs grouped by error code, newest group first (of one workflow when given). */

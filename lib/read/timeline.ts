@@ -38,6 +38,8 @@ export interface RunRow {
   scheduled_for: Date | null;
   replay_of: string | null;
   pause_requested: boolean;
+  version: string | null;
+  pinned_version: string | null;
   child_run_ids?: string[] | null;
 }
 
@@ -46,7 +48,7 @@ export function runColumns(bounded = false): string {
   return `id, run_id, workflow_name, status, queue_name, priority, ${jsonColumn('input', 'input_text', bound)},
   ${jsonColumn('output', 'output_text', bound)}, ${errorColumn('error', 'error_text', bounded)}, idempotency_key, parent_run_id,
   wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at, scheduled_for,
-  replay_of, pause_requested`;
+  replay_of, pause_requested, version, pinned_version`;
 }
 
 export function toRunInfo(row: RunRow): RunInfo {
@@ -75,6 +77,8 @@ export function toRunInfo(row: RunRow): RunInfo {
     scheduledFor: date(row.scheduled_for),
     replayOf: row.replay_of ?? null,
     pauseRequested: row.pause_requested === true,
+    version: row.version ?? null,
+    pinnedVersion: row.pinned_version ?? null,
   };
 }
 

@@ -19,6 +19,8 @@ export interface WorkflowDefinition {
   cancelOn: CancelOn[];
   /** Its `schedule` option, checked (named after the workflow). */
   schedule: ScheduleSpec | undefined;
+  /** 'pinned': its runs are claimed only by workers of the version of the flow that started them. */
+  versioning: 'any' | 'pinned';
 }
 
 /** A step as the claim loaded it from the database. */
@@ -92,6 +94,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     concurrency: resolveConcurrency(options.concurrency),
     cancelOn: resolveCancelOn(options.cancelOn),
     schedule: options.schedule === undefined ? undefined : workflowSchedule(name, options.schedule, defaults.maxPayloadSize),
+    versioning: resolveVersioning(options.versioning),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
@@ -112,7 +115,14 @@ export function unregisteredWorkflow(name: string, defaults: Defaults): Workflow
     concurrency: undefined,
     cancelOn: [],
     schedule: undefined,
+    versioning: 'any',
   };
+}
+
+function resolveVersioning(value: unknown): WorkflowDefinition['versioning'] {
+  if (value === undefined) return 'any';
+  if (value === 'any' || value === 'pinned') return value;
+  throw invalidOption('versioning', value, "'any' (any worker continues a run) or 'pinned' (only workers of the run's version)");
 }
 
 function resolveConcurrency(value: WorkflowOptions['concurrency']): WorkflowDefinition['concurrency'] {

@@ -113,6 +113,7 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
     leaseMs: null,
     triggers,
     replayOf: options.replayOf ?? null,
+    pinned: definition.versioning === 'pinned',
   };
 }
 

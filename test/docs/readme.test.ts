@@ -155,6 +155,11 @@ describe('the README examples run', () => {
     expect(observed.output).toMatchObject({ pdf: 'invoice-42.pdf', attempt: 1 });
   });
 
+  it('versions: a pinned run of another version waits, then repin() moves it', async () => {
+    const { observed } = await runExample<{ observed: Record<string, unknown> }>('versions.ts', { GIT_SHA: 'v2' });
+    expect(observed).toEqual({ version: 'v2', before: { version: 'v1', pinned: 'v1', status: 'enqueued' }, moved: 1, output: 'v2 price' });
+  });
+
   it('steps', async () => {
     const { flow, showcase } = await runExample<{ flow: DurableFlow; showcase: { start(input: unknown): Promise<{ runId: string }> } }>('steps.ts');
     closers.push(() => flow.close());

@@ -73,7 +73,7 @@ async function one<T = Record<string, unknown>>(sql: string, params: unknown[] =
   return rows[0] as T;
 }
 
-const claimSql = `SELECT * FROM durable_flow_claim($1::text[], $2::text[], $3, $4, 30000, 0)`;
+const claimSql = `SELECT * FROM durable_flow_claim($1::text[], $2::text[], $3, $4, 30000, 0, NULL)`;
 
 describe('durable_flow_claim', () => {
   it('leases the due runs of its queues and workflows only, and says when the next one is due (its lease expiry)', async () => {
@@ -153,7 +153,7 @@ describe('durable_flow_lease', () => {
   });
 });
 
-const notifySql = `SELECT * FROM durable_flow_notify($1, $2, $3::jsonb, 'test', $4, 0, NULL, 0, 0, '{}', '{}')`;
+const notifySql = `SELECT * FROM durable_flow_notify($1, $2, $3::jsonb, 'test', $4, 0, NULL, 0, 0, '{}', '{}', NULL)`;
 
 describe('durable_flow_notify', () => {
   it('matches a pending wait whose match the payload contains, not an expired one nor another match', async () => {

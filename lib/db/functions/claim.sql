@@ -23,8 +23,17 @@
 -- (held_wake_at keeps the wake_at, wake_at NULL), a batch per claim, so no claim scans them again;
 -- once the workflow is resumed, claims put set-aside runs back. Both checks are an EXISTS on a table
 -- or a partial index that is empty unless an operator paused something.
+--
+-- Since 008_versions.sql, p_version: the claiming worker's flow version. A run pinned to a version
+-- (a workflow with `versioning: 'pinned'`) is claimed only by a worker of that version; due runs are
+-- read through two partial indexes (durable_flow_runs_due_unpinned, and durable_flow_runs_due_pinned
+-- by version), so due runs pinned to a version no worker has are never read by the others' claims.
+-- Runs with a concurrency key keep their own index (durable_flow_runs_due_keyed) with the version as a
+-- filter: a backlog of keyed runs pinned to another version is still read by those claims.
+DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
-  p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8
+  p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
+  p_version text
 ) RETURNS TABLE (runs json, steps json, next_wake_ms float8, db_now_ms float8, snapshot text)
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -71,12 +80,14 @@ BEGIN
     );
   END IF;
 
-  -- Runs without a concurrency limit: lock the due ones, lease them.
+  -- Runs without a concurrency limit: lock the due ones, lease them. Not pinned, or pinned to this
+  -- worker's version: planned with p_version known, a BitmapOr of the two partial indexes, which reads
+  -- no due run pinned to another version (docs/ARCHITECTURE.md, Claim, has the measurements).
   SELECT coalesce(array_agg(d.id), '{}'), count(*) INTO v_due, v_count
   FROM (
     SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-      AND r.concurrency_key IS NULL
+      AND r.concurrency_key IS NULL AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
     ORDER BY r.priority, r.wake_at, r.id
     LIMIT p_limit
     FOR UPDATE OF r SKIP LOCKED
@@ -90,12 +101,14 @@ BEGIN
     SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
       AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+      AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
   ) THEN
     SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) INTO v_candidates, v_keys
     FROM (
       SELECT r.id, r.concurrency_key FROM {{schema}}.durable_flow_workflow_runs r
       WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
         AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+        AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
       ORDER BY r.priority, r.wake_at, r.id
       LIMIT (p_limit - v_count) * 4
     ) c;

@@ -19,9 +19,13 @@
 -- - the name lock is its shared key (durable_flow_event_lock_key);
 -- - a matched wait's step keeps its mark (the snapshot it was created in), instead of this
 --   transaction's, which would hide from the next wait every event committed before this one.
+--
+-- Since 008_versions.sql, p_version: the version of the calling process's flow. A woken run pinned to
+-- another version is only made due (a worker of its version claims it).
+DROP FUNCTION IF EXISTS {{schema}}.durable_flow_notify(text, text, jsonb, text, integer, float8, text, float8, integer, text[], text[]);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_notify(
   p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
-  p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[]
+  p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[], p_version text
 ) RETURNS TABLE (
   event_pk bigint, event_key text, event_name text, event_payload jsonb, event_occurred_at timestamptz,
   is_duplicate boolean, is_conflict boolean, matched_waits integer, claimed json, history json,
@@ -92,6 +96,7 @@ BEGIN
               WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
                 AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
                 AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
+                AND (r.pinned_version IS NULL OR r.pinned_version = p_version)  -- pinned to another version: only made due
                 -- and runs of a paused workflow (flow.pauseWorkflow) are only made due: a claim sets them aside
                 AND NOT EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = r.workflow_name)
               ORDER BY r.id LIMIT p_claim_limit),

@@ -18,7 +18,7 @@ BEGIN
     RETURN QUERY SELECT n.event_pk, n.event_key, n.event_name, n.event_payload, n.event_occurred_at, n.is_duplicate,
                         n.is_conflict, n.matched_waits
       FROM {{schema}}.durable_flow_notify(v_item.id, v_item.name, coalesce(v_item.payload, '{}'::jsonb), p_source,
-                                          p_lock_namespace, p_offset_ms, NULL, 0, 0, '{}', '{}') n;
+                                          p_lock_namespace, p_offset_ms, NULL, 0, 0, '{}', '{}', NULL) n;
   END LOOP;
 END
 $$;

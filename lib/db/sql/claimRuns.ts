@@ -8,12 +8,13 @@ import type { Statement } from './statement.js';
 /**
  * Claims up to `$3` due runs for worker `$4` (lease `$5` ms), and loads their step history and the
  * time the next run wakes, in one round trip: the `durable_flow_claim` function in
- * migrations/002_trust.sql (first in 001_initial.sql, where its locks and its plan are explained).
- * Parameters: queues, workflow names, limit, owner, lease ms, clock offset ms.
+ * lib/db/functions/claim.sql (first in migrations/001_initial.sql, where its locks and its plan are explained).
+ * Parameters: queues, workflow names, limit, owner, lease ms, clock offset ms, the worker's flow version
+ * (runs pinned to another version are left to workers of theirs).
  */
 export const claimRunsSql = (t: Tables): string => `
 SELECT runs, steps, next_wake_ms, db_now_ms, snapshot
-FROM ${quoteIdent(t.schema)}.durable_flow_claim($1::text[], $2::text[], $3, $4, $5, $6)`;
+FROM ${quoteIdent(t.schema)}.durable_flow_claim($1::text[], $2::text[], $3, $4, $5, $6, $7)`;
 
 /**
  * Workflows of runs that have been due for over a minute in these queues although this process does
@@ -43,11 +44,11 @@ export interface ClaimRequest {
 export async function claimRuns(
   db: Queryable,
   statement: Statement,
-  p: ClaimRequest & { offsetMs: number },
+  p: ClaimRequest & { offsetMs: number; version: string },
 ): Promise<{ batch: ClaimedBatch; nextWakeMs: number | null }> {
   const [answer] = await db.query<{ runs: ClaimedRunRow[]; steps: HistoryRow[]; next_wake_ms: number | null; db_now_ms: number; snapshot: string }>(
     statement,
-    [p.queues, p.workflows, p.limit, p.owner, p.leaseMs, p.offsetMs],
+    [p.queues, p.workflows, p.limit, p.owner, p.leaseMs, p.offsetMs, p.version],
   );
   return {
     batch: toClaimedBatch(answer!.runs, answer!.steps, answer!.snapshot, answer!.db_now_ms),

@@ -11,12 +11,13 @@ import type { Statement } from './statement.js';
  * stores the event, matches pending waits and wakes their runs, taking its locks in the fixed order.
  * Parameters: event id, name, payload, source, advisory lock namespace, clock offset (ms), and for a
  * local worker with free slots (which takes woken runs directly): its owner id, lease ms, how many
- * runs it can take, its queues and its workflows.
+ * runs it can take, its queues and its workflows; the flow's version (a woken run pinned to another is
+ * only made due).
  */
 export const notifyEventSql = (t: Tables): string => `
 SELECT event_pk, event_key, event_name, event_payload, event_occurred_at, is_duplicate, is_conflict, matched_waits,
        claimed, history, db_now_ms, snapshot
-FROM ${quoteIdent(t.schema)}.durable_flow_notify($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10::text[], $11::text[])`;
+FROM ${quoteIdent(t.schema)}.durable_flow_notify($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10::text[], $11::text[], $12)`;
 
 /**
  * Many events in one statement (signed ingest): `durable_flow_notify_many` locks all their names
@@ -69,7 +70,7 @@ function toStoredEvent(row: EventRow): StoredEvent {
 export async function notifyEvent(
   db: Queryable,
   statement: Statement,
-  p: { id: string | null; name: string; payload: string; source: string; lockNamespace: number; offsetMs: number; claim: LeaseTarget | undefined },
+  p: { id: string | null; name: string; payload: string; source: string; lockNamespace: number; offsetMs: number; claim: LeaseTarget | undefined; version: string },
 ): Promise<(StoredEvent & { claimed: ClaimedBatch }) | undefined> {
   const [row] = await db.query<EventRow & { claimed: ClaimedRunRow[]; history: HistoryRow[]; db_now_ms: number | null; snapshot: string | null }>(
     statement,
@@ -85,6 +86,7 @@ export async function notifyEvent(
       p.claim?.limit ?? 0,
       p.claim?.queues ?? [],
       p.claim?.workflows ?? [],
+      p.version,
     ],
   );
   if (!row) return undefined;

@@ -26,6 +26,8 @@ export interface NewRun {
   triggers: { event: string; match: unknown }[];
   /** flow.replay() / flow.rerunFrom(): the run this one replays. */
   replayOf?: string | null;
+  /** Its workflow is `versioning: 'pinned'`: only workers of the starting flow's version claim it. */
+  pinned?: boolean;
 }
 
 /** A run insertRuns created. */
@@ -42,10 +44,14 @@ export interface InsertedRun {
  * durable_flow_lease_columns: no NOTIFY, no claim round trip); the others are due after `delay_ms`. A run id, or an
  * idempotency key of the same workflow, that exists already inserts nothing (both are unique indexes):
  * the caller reads those back with findRunsByKeys. Each run's cancelOn triggers are stored with it.
+ * Every run stores the starting flow's version ($3); a pinned one is pinned to it. A pinned run goes to a
+ * local worker only if that worker's version is its own: the owner is always of this flow, whose version
+ * this is, so it always does.
  *
  * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
- *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of }]
+ *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of, pinned }]
  * $2 clock offset (ms)
+ * $3 the flow's version
  */
 export const insertRunsSql = (t: Tables): string => {
   const now = nowSql('$2');
@@ -54,18 +60,19 @@ WITH x AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
     idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
-    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text)
+    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text, pinned boolean)
 ), ins AS (
   INSERT INTO ${t.runs}
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
-     claim_count, attempts, started_at, replay_of)
+     claim_count, attempts, started_at, replay_of, version, pinned_version)
   SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
          x.parent_step_name, x.concurrency_key, x.concurrency_limit,
          coalesce(l.status, 'enqueued'),
          coalesce(l.wake_at, ${now} + coalesce(x.delay_ms, 0) * interval '1 millisecond'),
          CASE WHEN l.status IS NOT NULL THEN x.owner END, coalesce(l.lease_epoch, 0), l.lease_expires_at,
-         coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at, x.replay_of
+         coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at, x.replay_of,
+         $3::text, CASE WHEN x.pinned THEN $3::text END
   FROM x
   -- A row with an owner gets the first lease, as durable_flow_lease writes every lease, unless its
   -- workflow is paused (flow.pauseWorkflow): then it queues like any other, and a claim sets it aside.
@@ -97,7 +104,7 @@ WHERE run_id = ANY($1::text[])
  * Inserts `runs` in one statement; returns the runs it created, in order. A run whose id or
  * idempotency key exists already is not among them (see findRunsByKeys).
  */
-export async function insertRuns(db: Queryable, statement: Statement, p: { runs: NewRun[]; offsetMs: number }): Promise<InsertedRun[]> {
+export async function insertRuns(db: Queryable, statement: Statement, p: { runs: NewRun[]; offsetMs: number; version: string }): Promise<InsertedRun[]> {
   const rows = p.runs.map((run, i) => ({
     i,
     run_id: run.runId,
@@ -115,10 +122,12 @@ export async function insertRuns(db: Queryable, statement: Statement, p: { runs:
     lease_ms: run.leaseMs,
     triggers: run.triggers,
     replay_of: run.replayOf ?? null,
+    pinned: run.pinned === true,
   }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
     JSON.stringify(rows),
     p.offsetMs,
+    p.version,
   ]);
   const { runs, snapshot, db_now_ms: dbNowMs } = answer!;
   return runs.map((run) => ({
