@@ -151,14 +151,10 @@ export class DurableFlow extends OperatorMethods {
   }
 
   /** The LISTEN connection (exposed for tests that cut it). */
-  get listener(): Listener {
-    return this.#listener;
-  }
+  get listener(): Listener { return this.#listener; }
 
   /** Milliseconds the flow's clock runs ahead of the database clock. Only the test harness moves it. */
-  get clockOffsetMs(): number {
-    return this.#clockOffsetMs;
-  }
+  get clockOffsetMs(): number { return this.#clockOffsetMs; }
 
   /** @internal used by durable-flow/testing. */
   setClockOffset(ms: number): void {
@@ -231,9 +227,7 @@ export class DurableFlow extends OperatorMethods {
   get version(): string { return this.#version.value; }
 
   /** @internal the registered workflows, by name. */
-  get definitions(): Map<string, WorkflowDefinition> {
-    return this.#definitions;
-  }
+  get definitions(): Map<string, WorkflowDefinition> { return this.#definitions; }
 
   /** The run with this id, or null. */
   async getRun<I = any, O = any>(runId: string): Promise<RunInfo<I, O> | null> {
@@ -242,6 +236,7 @@ export class DurableFlow extends OperatorMethods {
     return (await this.#side().reader.run(runId)) as RunInfo<I, O> | null;
   }
 
+  /** Replays every unfinished run's history against the registered code, running and writing nothing (lib/check/check.ts). */
   check(options?: CheckOptions): Promise<CheckResult[]> {
     return checkRuns({ assertOpen: () => this.#assertOpen(), db: this.#store.db, tables: this.tables, options: this.options, definitions: this.#definitions }, options);
   }

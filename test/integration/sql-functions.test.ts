@@ -196,6 +196,12 @@ describe('durable_flow_notify', () => {
     expect(await one(notifySql, ['id-1', 'm', payload, LOCK_NAMESPACE])).toMatchObject({ is_duplicate: true, is_conflict: true });
     expect((await one<{ n: number }>('SELECT count(*)::int AS n FROM durable_flow_workflow_events')).n).toBe(1);
   });
+
+  it('answers the signature of the releases before versions too (an old web process during a rolling deploy)', async () => {
+    const oldSignature = `SELECT * FROM durable_flow_notify($1, $2, $3::jsonb, 'test', $4, 0, NULL, 0, 0, '{}', '{}')`;
+    expect(await one(oldSignature, ['id-old', 'n-old', JSON.stringify({ a: 1 }), LOCK_NAMESPACE])).toMatchObject({ is_duplicate: false, event_name: 'n-old' });
+    expect(await one(oldSignature, ['id-old', 'n-old', JSON.stringify({ a: 1 }), LOCK_NAMESPACE])).toMatchObject({ is_duplicate: true });
+  });
 });
 
 describe('durable_flow_cancel', () => {

@@ -113,3 +113,18 @@ BEGIN
     v_matched, v_claimed, {{schema}}.durable_flow_history(v_claimed_ids), extract(epoch FROM v_now)::float8 * 1000, v_mark;
 END
 $$;
+
+-- The signature of the releases before 008_versions.sql, kept for their processes still running during
+-- a rolling deploy (a web process of the old release storing an event after the new one migrated): the
+-- same notify, for a flow of no version, so a woken run pinned to a version is only made due.
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_notify(
+  p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
+  p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[]
+) RETURNS TABLE (
+  event_pk bigint, event_key text, event_name text, event_payload jsonb, event_occurred_at timestamptz,
+  is_duplicate boolean, is_conflict boolean, matched_waits integer, claimed json, history json,
+  db_now_ms float8, snapshot text
+) LANGUAGE sql AS $$
+  SELECT * FROM {{schema}}.durable_flow_notify(p_event_id, p_name, p_payload, p_source, p_lock_namespace, p_offset_ms,
+    p_owner, p_lease_ms, p_claim_limit, p_queues, p_workflows, NULL::text)
+$$;
