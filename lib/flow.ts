@@ -31,6 +31,7 @@ import { bulkWorkers, stopBulk } from './operator/bulk.js';
 import { OperatorMethods } from './operator/facade.js';
 import type { OperatorHost } from './operator/facade.js';
 import { Schedules } from './schedules/schedules.js';
+import { sendSignal } from './signals/send.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -259,6 +260,11 @@ export class DurableFlow extends OperatorMethods {
       payload,
       options,
     );
+  }
+
+  /** A message to run `runId` for its step.waitForSignal (lib/signals/send.ts): true if the run exists and is not finished (then it is stored). */
+  signal(runId: string, name: string, payload?: unknown, options?: { id?: string }): Promise<boolean> {
+    return sendSignal({ store: this.#store, maxPayloadSize: this.options.maxPayloadSize, assertOpen: () => this.#assertOpen() }, runId, name, payload, options);
   }
 
   /**
