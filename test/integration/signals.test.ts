@@ -253,8 +253,17 @@ describe('flow.signal and step.waitForSignal', () => {
     const workers = [flowA.worker({ concurrency: 4, pollInterval: 20 }), flowB.worker({ concurrency: 4, pollInterval: 20 })];
     await Promise.all(workers.map((w) => w.start()));
     const run = await wf.start({ n: N });
+    // Half at once (most of them buffered), half from four senders one after another, so that signals
+    // keep landing while the run suspends, is woken and is held by a worker.
     const senders = [flowA, flowB];
-    const sent = await Promise.all(Array.from({ length: N }, (_, i) => senders[i % 2]!.signal(run.runId, 'tick', { i })));
+    const burst = Promise.all(Array.from({ length: N / 2 }, (_, i) => senders[i % 2]!.signal(run.runId, 'tick', { i })));
+    const lanes = Array.from({ length: 4 }, async (_, lane) => {
+      const answers: boolean[] = [];
+      for (let i = N / 2 + lane; i < N; i += 4) answers.push(await senders[lane % 2]!.signal(run.runId, 'tick', { i }));
+      return answers;
+    });
+    const sent = [...(await burst), ...(await Promise.all(lanes)).flat()];
+    expect(sent.length).toBe(N);
     expect(sent.every(Boolean)).toBe(true);
     const result = (await run.result({ timeout: '60 seconds' })) as { i: number }[];
     await Promise.all(workers.map((w) => w.stop()));
@@ -264,6 +273,27 @@ describe('flow.signal and step.waitForSignal', () => {
     expect(rows.map((g) => g.step)).toEqual(Array.from({ length: N }, (_, i) => `take-${i}`));
     expect(result).toEqual(rows.map((g) => g.payload));
     expect(new Set(result.map((g) => g.i)).size).toBe(N);
+  });
+
+  it('race: a signal sent by the step just before the wait, landing while the run suspends, is never lost', async () => {
+    const flow = ctx.flow();
+    await flow.migrate();
+    const wf = flow.workflow('ping', async ({ step, input, runId }: WorkflowContext<{ delayMs: number }>) => {
+      await step.run('fire', () => {
+        // Like a webhook answering fast: the signal comes while this step's result and the wait are stored.
+        setTimeout(() => void flow.signal(runId, 'pong', { from: runId }), input.delayMs);
+      });
+      return step.waitForSignal('pong', { signal: 'pong' });
+    });
+    const worker = flow.worker({ concurrency: 20, pollInterval: 1000 });
+    await worker.start();
+    try {
+      const runs = await Promise.all(Array.from({ length: 200 }, (_, i) => wf.start({ delayMs: i % 8 })));
+      const results = await Promise.all(runs.map((run) => run.result({ timeout: '30 seconds' })));
+      expect(results).toEqual(runs.map((run) => ({ from: run.runId })));
+    } finally {
+      await worker.stop();
+    }
   });
 
   it('wakes a run held by a worker at its next suspension (a signal sent while a step runs)', async () => {
