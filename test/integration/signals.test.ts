@@ -1,3 +1,5 @@
+import express from 'express';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DurableFlowError, WaitTimeoutError } from '../../lib/index.js';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
@@ -72,6 +74,9 @@ describe('flow.signal and step.waitForSignal', () => {
     await harness.drain();
     // a and b took 1 and 2; c took 3; d waits.
     expect((await flow.getRun(run.runId))!.status).toBe('waiting');
+    const waiting = await request(express().use('/df', flow.router({ allowUnauthenticated: true }))).get(`/df/runs/${run.runId}`);
+    expect(waiting.text).toContain('Waits for signal <strong>item</strong>');
+    expect(waiting.text).not.toContain('durable_flow.signal');
     expect(await flow.signal(run.runId, 'item', 4)).toBe(true);
     expect(await flow.signal(run.runId, 'item', 5)).toBe(true);
     await harness.drain();
@@ -90,6 +95,14 @@ describe('flow.signal and step.waitForSignal', () => {
     expect(timeline.steps.find((s) => s.step.name === 'd')!.signals.map((g) => g.payload)).toEqual([4]);
     expect(timeline.steps.find((s) => s.step.name === 'd')!.waits[0]!.signal).toBe('item');
     expect(timeline.items.filter((i) => i.type === 'signal').map((i) => i.status)).toEqual(['consumed', 'consumed', 'consumed', 'consumed', 'buffered']);
+    // The run page: each step's consumed signal, and the run's signals, buffered ones included.
+    const app = express().use('/df', flow.router({ allowUnauthenticated: true }));
+    const page = await request(app).get(`/df/runs/${run.runId}`);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('Consumed signal item');
+    expect(page.text).toMatch(/<h2>Signals <small>1 buffered<\/small><\/h2>/);
+    expect(page.text.match(/class="badge succeeded">consumed<\/span>/g)?.length).toBe(4);
+    expect(page.text).toContain('class="badge waiting">buffered</span>');
   });
 
   it('memoizes the signal a wait took: a replay returns it and consumes no other', async () => {
