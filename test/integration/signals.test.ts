@@ -167,6 +167,10 @@ describe('flow.signal and step.waitForSignal', () => {
     expect(await code(flow.signal(run.runId, '', {}))).toBe('INVALID_ARGUMENT');
     expect(await code(flow.signal('', 'x', {}))).toBe('INVALID_ARGUMENT');
     expect(await code(flow.signal(run.runId, 'x', {}, { id: '' }))).toBe('INVALID_ARGUMENT');
+    const bad = flow.workflow('bad_wait', async ({ step }: WorkflowContext) => step.waitForSignal('w', {} as never));
+    const badRun = await bad.start({});
+    await harness.drain();
+    expect((await harness.assertFailed(badRun)).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/`signal` of wait step "w"/) });
     const small = ctx.flow({ maxPayloadSize: 1024 });
     expect(await code(small.signal(run.runId, 'x', { big: 'y'.repeat(2000) }))).toBe('NOT_SERIALIZABLE');
   });
