@@ -26,6 +26,7 @@ export type DurableFlowErrorCode =
   | 'STEP_TIMEOUT'
   | 'RUN_ID_CONFLICT'
   | 'EVENT_ID_CONFLICT'
+  | 'SIGNAL_ID_CONFLICT'
   | 'CLOSED';
 
 export class DurableFlowError extends Error {

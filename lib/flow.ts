@@ -32,6 +32,7 @@ import { bulkWorkers, stopBulk } from './operator/bulk.js';
 import { OperatorMethods } from './operator/facade.js';
 import type { OperatorHost } from './operator/facade.js';
 import { Schedules } from './schedules/schedules.js';
+import { sendSignal } from './signals/send.js';
 import type {
   EventRecord,
   NotifyOptions,
@@ -134,9 +135,7 @@ export class DurableFlow extends OperatorMethods {
   }
 
   /** durable-flow's own `pg` pool (for raw queries in tests and tools). */
-  get pool(): pg.Pool {
-    return this.#pool;
-  }
+  get pool(): pg.Pool { return this.#pool; }
 
   /** The Sequelize instance the models are defined on: the one passed in, or one created from `databaseUrl`. */
   get sequelize(): Sequelize {
@@ -266,6 +265,11 @@ export class DurableFlow extends OperatorMethods {
     );
   }
 
+  /** A message to run `runId` for its step.waitForSignal (lib/signals/send.ts): true if the run exists and is not finished (then it is stored). */
+  signal(runId: string, name: string, payload?: unknown, options?: { id?: string }): Promise<boolean> {
+    return sendSignal({ store: this.#store, maxPayloadSize: this.options.maxPayloadSize, assertOpen: () => this.#assertOpen() }, runId, name, payload, options);
+  }
+
   /**
    * @internal Stores already validated events in one statement, all or nothing (signed ingest): see
    * events/notify.ts. Runs they wake are woken by NOTIFY, not taken by a local worker.
@@ -310,14 +314,10 @@ export class DurableFlow extends OperatorMethods {
   }
 
   /** @internal the environment executions run in (the test harness drives executions itself). */
-  get executionEnv(): ExecutionEnv {
-    return this.#executionEnv;
-  }
+  get executionEnv(): ExecutionEnv { return this.#executionEnv; }
 
   /** @internal */
-  get sql(): SqlTexts {
-    return this.#store.statements;
-  }
+  get sql(): SqlTexts { return this.#store.statements; }
 
   /**
    * Calls `fn` with every committed change (runs, steps, waits, events, logs), from any process:

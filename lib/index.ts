@@ -23,7 +23,7 @@ export type { Worker, WorkerOptions, StopOptions } from './worker/worker.js';
 export type { AuthorizeResult, RouterOptions } from './http/options.js';
 export type { LiveHandle, LiveOptions } from './http/live.js';
 export { signatureHeader, verifySignature, SIGNATURE_HEADER } from './http/ingest.js';
-export type { Timeline, TimelineItem, TimelineStep, TimelineWait, TimelineEvent, TimelineLog } from './read/timeline.js';
+export type { Timeline, TimelineItem, TimelineStep, TimelineWait, TimelineEvent, TimelineLog, TimelineSignal } from './read/timeline.js';
 export type {
   Backoff,
   BackoffOptions,
@@ -41,6 +41,7 @@ export type {
   ScheduleOverlap,
   SkippedSlot,
   SentEvent,
+  SignalOptions,
   StartOptions,
   StepApi,
   StepContext,
@@ -48,6 +49,7 @@ export type {
   StepStatus,
   TimeInput,
   WaitForEventOptions,
+  WaitForSignalOptions,
   WaitStatus,
   WorkflowContext,
   WorkflowHandler,

@@ -131,6 +131,21 @@ export interface StepApi {
    * Recorded as a marker step `patch:<id>`, so every replay of a run takes the same branch.
    */
   patched(id: string): Promise<boolean>;
+  // Signals (lib/signals/): messages flow.signal addresses to this run.
+  /** Takes the oldest signal named `signal` sent to this run that no wait took yet (waiting for one if none is buffered) and returns its payload. */
+  waitForSignal<P = any>(name: string, options: WaitForSignalOptions): Promise<P>;
+}
+
+export interface WaitForSignalOptions {
+  /** The signal's name (as given to flow.signal). */
+  signal: string;
+  /** Give up after this long: the step throws `WaitTimeoutError` (consuming no signal), and every replay throws it again. */
+  timeout?: DurationInput;
+}
+
+export interface SignalOptions {
+  /** Makes sending idempotent: a signal of this id already stored for the run is not stored again (another name or payload: SIGNAL_ID_CONFLICT). */
+  id?: string;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

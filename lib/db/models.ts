@@ -36,6 +36,8 @@ export interface DurableFlowModels {
   Operation: ModelStatic<Model>;
   /** The audit trail of operator actions. */
   AuditEntry: ModelStatic<Model>;
+  /** Signals sent to runs (flow.signal), migration 009: buffered until a waitForSignal step consumes one. */
+  Signal: ModelStatic<Model>;
   /** The migrations applied, by version. */
   Migration: ModelStatic<Model>;
 }
@@ -154,6 +156,8 @@ const waitAttributes = (): ModelAttributes => ({
   allowPastEvents: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'allow_past_events' },
   /** Set for step.invoke / step.waitForWorkflow: the wait ends when this run finishes. */
   watchedRunId: text('watched_run_id'),
+  /** Set for step.waitForSignal: the signal's name (its event name is 'durable_flow.signal'). */
+  signalName: text('signal_name'),
   sinceSnapshot: text('since_snapshot'),
   timeoutAt: time('timeout_at'),
   ...timestamps(),
@@ -279,6 +283,21 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
     'durable_flow_audit',
     'none',
   );
+  const Signal = define(
+    'Signal',
+    {
+      id: bigId(),
+      workflowRunId: runFk(),
+      name: { type: DataTypes.TEXT, allowNull: false },
+      payload: jsonObject(),
+      signalId: text('signal_id'),
+      consumedByStepId: { type: DataTypes.BIGINT, field: 'consumed_by_step_id' },
+      consumedAt: time('consumed_at'),
+      ...createdAt(),
+    },
+    'durable_flow_signals',
+    'created',
+  );
   const Migration = define(
     'Migration',
     {
@@ -303,6 +322,9 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
   WorkflowLog.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
   WorkflowLog.belongsTo(WorkflowStep, { foreignKey: 'workflowStepId', as: 'step' });
   CancelTrigger.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
+  WorkflowRun.hasMany(Signal, { foreignKey: 'workflowRunId', as: 'signals' });
+  Signal.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
+  Signal.belongsTo(WorkflowStep, { foreignKey: 'consumedByStepId', as: 'consumedBy' });
 
-  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Migration };
+  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Signal, Migration };
 }

@@ -55,6 +55,11 @@ export class Store {
     this.#version = version;
   }
 
+  /** The flow's clock offset in ms (0 outside the test harness), for the statements of lib/signals/. */
+  clockOffsetMs(): number {
+    return this.#clockOffsetMs();
+  }
+
   /** Runs `fn` in a transaction on a client of the pool (rolled back if it throws). */
   transaction<T>(fn: (db: Queryable) => Promise<T>): Promise<T> {
     return withTransaction(this.pool, (client) => fn(fromPg(client)));

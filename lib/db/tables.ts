@@ -18,6 +18,8 @@ export interface Tables {
   workflowPauses: string;
   operations: string;
   audit: string;
+  /** Signals sent to runs (migration 009, lib/signals/). */
+  signals: string;
   /** NOTIFY channel names. */
   wakeChannel: string;
   changesChannel: string;
@@ -73,6 +75,7 @@ export function tablesFor(schema: string): Tables {
     workflowPauses: `${s}.durable_flow_workflow_pauses`,
     operations: `${s}.durable_flow_operations`,
     audit: `${s}.durable_flow_audit`,
+    signals: `${s}.durable_flow_signals`,
     wakeChannel: `${channelPrefix}wake`,
     changesChannel: `${channelPrefix}changes`,
     channelPrefix,

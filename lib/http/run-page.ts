@@ -11,10 +11,10 @@ const ATTEMPTS_HELP = "How many times this step's function ran: its first attemp
 
 /**
  * A wait the run page offers to settle with **Send matching event**: pending, on an event (a wait for
- * a child run is settled by that run finishing, not by an event anyone sends).
+ * a child run is settled by that run finishing, and a wait for a signal by a signal, not by an event).
  */
 function sendable(wait: TimelineWait): boolean {
-  return wait.status === 'pending' && wait.event !== WORKFLOW_FINISHED_EVENT;
+  return wait.status === 'pending' && wait.event !== WORKFLOW_FINISHED_EVENT && wait.signal === null;
 }
 
 /** The helpers and texts of the run page's templates (views/partials/run-body.ejs and its partials). */

@@ -3,8 +3,11 @@ import type { RunInfo, RunStatus, StepStatus, WaitStatus, LogLevel } from '../ty
 import { BOUND, errorColumn, jsonColumn, readJson } from './bounded.js';
 import type { TimelineLimits, TruncatedValue } from './bounded.js';
 import type { ReadDb } from './db.js';
+import { signalRows, toSignals } from '../signals/read.js';
+import type { TimelineSignal } from '../signals/read.js';
 
 export type { TimelineLimits, TruncatedValue } from './bounded.js';
+export type { TimelineSignal } from '../signals/read.js';
 
 function parse(text: string | null): unknown {
   return text === null ? undefined : JSON.parse(text);
@@ -118,6 +121,8 @@ export interface TimelineWait {
   status: WaitStatus;
   match: unknown;
   allowPastEvents: boolean;
+  /** A wait of step.waitForSignal: the signal's name (`event` is then 'durable_flow.signal'). */
+  signal: string | null;
   timeoutAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
@@ -142,7 +147,7 @@ export interface TimelineLog {
 }
 
 export interface TimelineItem {
-  type: 'step' | 'wait' | 'event' | 'log';
+  type: 'step' | 'wait' | 'event' | 'log' | 'signal';
   /** `"<type>-<record id>"`. */
   id: string;
   name: string;
@@ -150,13 +155,15 @@ export interface TimelineItem {
   timestamp: Date;
   stepId: string | null;
   runLevel: boolean;
-  record: TimelineStep | TimelineWait | TimelineEvent | TimelineLog;
+  record: TimelineStep | TimelineWait | TimelineEvent | TimelineLog | TimelineSignal;
 }
 
 export interface Timeline {
   run: RunInfo;
-  steps: { step: TimelineStep; logs: TimelineLog[]; waits: TimelineWait[]; events: TimelineEvent[] }[];
+  steps: { step: TimelineStep; logs: TimelineLog[]; waits: TimelineWait[]; events: TimelineEvent[]; signals: TimelineSignal[] }[];
   runLogs: TimelineLog[];
+  /** Signals sent to the run (flow.signal), oldest first: consumed by a step, or buffered. */
+  signals: TimelineSignal[];
   items: TimelineItem[];
   /** Bounded timelines only (`limits` given): the values left out, and how many logs the run has in all. */
   truncated?: TruncatedValue[];
@@ -164,7 +171,7 @@ export interface Timeline {
   logsNext?: string | null;
 }
 
-const TYPE_ORDER = { step: 0, wait: 1, event: 2, log: 3 } as const;
+const TYPE_ORDER = { step: 0, wait: 1, event: 2, signal: 3, log: 4 } as const;
 
 /** Rows of a timeline's statements (ids as text; a bounded JSON value's `<alias>_bytes`/`_preview` beside it, see bounded.ts). */
 interface StepRow {
@@ -188,6 +195,7 @@ interface WaitRow {
   event_name: string;
   status: WaitStatus;
   allow_past_events: boolean;
+  signal_name: string | null;
   timeout_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -221,7 +229,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     ? `CASE WHEN octet_length(message) <= $2 THEN message ELSE left(message, $3) END AS message,
        CASE WHEN octet_length(message) > $2 THEN octet_length(message) END AS message_bytes`
     : 'message';
-  const [steps, waits, logs, logCount] = await Promise.all([
+  const [steps, waits, logs, logCount, signalList] = await Promise.all([
     db.select<StepRow>(
       `SELECT id, name, kind, status, attempts, position, ${jsonColumn('result', 'result_text', bound)}, ${errorColumn('error', 'error_text', b)},
               ${jsonColumn('cursor', 'cursor_text', bound)}, metadata, started_at, completed_at, created_at, updated_at
@@ -230,7 +238,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     ),
     db.select<WaitRow>(
       `SELECT w.id, w.workflow_step_id, w.workflow_event_id, w.event_name, w.status, ${jsonColumn('w.match', 'match_text', bound)},
-              w.allow_past_events, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
+              w.allow_past_events, w.signal_name, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
               ${jsonColumn('e.payload', 'e_payload_text', bound)}, e.source AS e_source, e.occurred_at AS e_occurred_at
        FROM ${t.waits} w LEFT JOIN ${t.events} e ON e.id = w.workflow_event_id
        WHERE w.workflow_run_id = $1 ORDER BY w.created_at, w.id`,
@@ -245,6 +253,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
       limits ? [...params, limits.logs + 1, limits.logsAfter ?? null] : params,
     ),
     limits ? db.select<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.logs} WHERE workflow_run_id = $1`, [row.id]) : null,
+    signalRows(db, params),
   ]);
   const truncated: TruncatedValue[] = [];
   if (limits) {
@@ -288,11 +297,13 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
       status: w.status,
       match: readJson(w, 'match_text', `waits.${w.id}.match`, truncated) ?? null,
       allowPastEvents: w.allow_past_events,
+      signal: w.signal_name,
       timeoutAt: date(w.timeout_at),
       createdAt: new Date(w.created_at),
       updatedAt: new Date(w.updated_at),
     };
   });
+  const signals = toSignals(signalList, truncated);
   const more = limits !== undefined && logs.length > limits.logs;
   const logList: TimelineLog[] = logs.slice(0, limits?.logs).map((l) => {
     if (l.message_bytes !== undefined && l.message_bytes !== null) truncated.push({ path: `logs.${l.id}.message`, bytes: Number(l.message_bytes), preview: l.message });
@@ -312,6 +323,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
       logs: logList.filter((l) => l.stepId === step.id),
       waits: stepWaits,
       events: stepWaits.flatMap((w) => (w.eventId && events.has(w.eventId) ? [events.get(w.eventId)!] : [])),
+      signals: signals.filter((g) => g.stepId === step.id),
     };
   });
   const items: TimelineItem[] = [];
@@ -324,6 +336,9 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
   for (const event of events.values()) {
     const stepId = [...waitList].reverse().find((w) => w.eventId === event.id)?.stepId ?? null;
     items.push({ type: 'event', id: `event-${event.id}`, name: event.name, status: null, timestamp: event.occurredAt, stepId, runLevel: stepId === null, record: event });
+  }
+  for (const signal of signals) {
+    items.push({ type: 'signal', id: `signal-${signal.id}`, name: signal.name, status: signal.stepId ? 'consumed' : 'buffered', timestamp: signal.createdAt, stepId: signal.stepId, runLevel: signal.stepId === null, record: signal });
   }
   for (const log of logList) {
     items.push({ type: 'log', id: `log-${log.id}`, name: log.message, status: null, timestamp: log.createdAt, stepId: log.stepId, runLevel: log.stepId === null, record: log });
@@ -338,6 +353,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     run: toRunInfo(row),
     steps: entries,
     runLogs: logList.filter((l) => l.stepId === null),
+    signals,
     items,
     ...(limits ? { truncated, logCount: logCount![0]!.n, logsNext: more ? logList[logList.length - 1]!.id : null } : {}),
   };

@@ -11,7 +11,7 @@ export interface PruneResult {
   audit: number;
 }
 
-/** Runs (with their steps, waits, logs and cancel triggers) or events deleted per transaction. */
+/** Runs (with their steps, waits, logs, cancel triggers and signals) or events deleted per transaction. */
 export const PRUNE_BATCH = 500;
 
 /**
@@ -59,6 +59,7 @@ WITH doomed AS (${prunableRunsSql(t, true)}),
 logs AS (DELETE FROM ${t.logs} WHERE workflow_run_id IN (SELECT id FROM doomed)),
 waits AS (DELETE FROM ${t.waits} WHERE workflow_run_id IN (SELECT id FROM doomed)),
 triggers AS (DELETE FROM ${t.cancelTriggers} WHERE workflow_run_id IN (SELECT id FROM doomed)),
+signals AS (DELETE FROM ${t.signals} WHERE workflow_run_id IN (SELECT id FROM doomed)),
 steps AS (DELETE FROM ${t.steps} WHERE workflow_run_id IN (SELECT id FROM doomed)),
 gone AS (DELETE FROM ${t.runs} WHERE id IN (SELECT id FROM doomed) RETURNING id)
 SELECT (SELECT count(*) FROM gone)::int AS n,

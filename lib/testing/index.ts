@@ -36,7 +36,7 @@ function describeTimeline(timeline: Timeline): string {
   const lines = [`run ${run.runId} (${run.workflow}) is ${run.status}`];
   if (run.error) lines.push(`  error: ${run.error.class}: ${run.error.message}`);
   for (const { step, waits } of timeline.steps) {
-    const wait = waits[0] ? ` waiting for "${waits[0].event}" ${JSON.stringify(waits[0].match)} (${waits[0].status})` : '';
+    const wait = !waits[0] ? '' : waits[0].signal !== null ? ` waiting for signal "${waits[0].signal}" (${waits[0].status})` : ` waiting for "${waits[0].event}" ${JSON.stringify(waits[0].match)} (${waits[0].status})`;
     const error = step.error ? ` error: ${String(step.error.class)}: ${String(step.error.message)}` : '';
     lines.push(`  step "${step.name}" ${step.status}, ${step.attempts} attempt(s)${wait}${error}`);
   }

@@ -202,12 +202,13 @@ export class Execution {
   }
 
   /**
-   * @internal A wait step: for an event (`event`, `match`) or, with `watch`, for that run to finish.
+   * @internal A wait step: for an event (`event`, `match`), with `watch` for that run to finish, with
+   * `signal` for a signal of that name sent to this run.
    * Arguments are validated by the step API.
    */
   waitStep(
     name: string,
-    spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string },
+    spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string; signal?: string },
   ): Promise<unknown> {
     const { event, match, timeoutMs } = spec;
     const { row, since } = this.#register(name, 'wait');
@@ -223,6 +224,7 @@ export class Execution {
         metadata: {
           eventName: event,
           ...(spec.watch ? { watchedRunId: spec.watch } : {}),
+          ...(spec.signal !== undefined ? { signalName: spec.signal } : {}),
           ...(timeoutAt === null ? {} : { timeoutAt: this.#iso(timeoutAt) }),
         },
         started_at: this.#iso(), completed_at: null, error: null,
@@ -234,7 +236,7 @@ export class Execution {
         kind: 'wait',
         wakeAt: timeoutAt,
         position: null,
-        wait: { event, match, allowPast: spec.allowPast, since, isNew, watch: spec.watch },
+        wait: { event, match, allowPast: spec.allowPast, since, isNew, watch: spec.watch, signal: spec.signal },
         resolve,
         reject,
       });

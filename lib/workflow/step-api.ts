@@ -2,6 +2,7 @@ import { toDate, toMilliseconds } from '../duration.js';
 import { ChildWorkflowFailedError, DurableFlowError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
+import { MAX_SIGNAL_NAME, SIGNAL_WAIT_EVENT } from '../signals/sql.js';
 import type {
   ChildOutcome,
   InvokeManyOptions,
@@ -10,6 +11,7 @@ import type {
   StepContext,
   StepRunOptions,
   WaitForEventOptions,
+  WaitForSignalOptions,
   WorkflowRef,
 } from '../types.js';
 import type { ClaimedRun } from './definition.js';
@@ -36,7 +38,7 @@ export interface StepPrimitives {
   sleepStep(name: string, wakeAtIfNew: () => number): Promise<void>;
   waitStep(
     name: string,
-    spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string },
+    spec: { event: string; match: Record<string, unknown>; allowPast: boolean; timeoutMs: number | undefined; watch?: string; signal?: string },
   ): Promise<unknown>;
   /** step.patched: `name` is the marker's (`patch:<id>`). */
   patchStep(name: string): Promise<boolean>;
@@ -205,6 +207,15 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
     patched: (id) => {
       if (typeof id !== 'string' || id.length === 0) throw invalid(execution, `Expected the id of step.patched to be a non-empty string, got ${typeof id}`);
       return execution.patchStep(`${PATCH_PREFIX}${id}`);
+    },
+    // Signals (lib/signals/): the wait takes the oldest signal of its name buffered for this run, at its suspension.
+    waitForSignal: <P>(name: string, options: WaitForSignalOptions) => {
+      const signal = isPlainObject(options) ? options.signal : undefined;
+      if (typeof signal !== 'string' || signal.length === 0 || signal.length > MAX_SIGNAL_NAME) {
+        throw invalid(execution, `Expected \`signal\` of wait step "${name}" to be a non-empty string of at most ${MAX_SIGNAL_NAME} characters, got ${typeof signal}`);
+      }
+      const timeoutMs = timeoutOf(name, options.timeout);
+      return execution.waitStep(name, { event: SIGNAL_WAIT_EVENT, match: {}, allowPast: false, timeoutMs, signal }) as Promise<P>;
     },
   };
   return api;

@@ -3,6 +3,7 @@ import type { WatchedRun } from '../db/sql/insertWaits.js';
 import type { Settlement } from '../db/sql/resolveWaits.js';
 import type { Store } from '../db/store.js';
 import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
+import { consumeSignals, signalTimeout } from '../signals/consume.js';
 import type { StoredError } from '../errors.js';
 import { TERMINAL_STATUSES } from '../types.js';
 import type { RunStatus } from '../types.js';
@@ -22,6 +23,8 @@ export interface WaitSpec {
   timeoutAt: number | null;
   /** Set for a wait on a run to finish: that run's id. */
   watch?: string | undefined;
+  /** Set for step.waitForSignal: the signal's name (see lib/signals/). */
+  signal?: string | undefined;
 }
 
 /** A step that cannot finish in this execution yet: a sleep, a wait, or a retry after backoff. */
@@ -109,7 +112,8 @@ function outcomeOf(run: WatchedRun): Record<string, unknown> {
  * its next wake-up) and its lease released.
  *
  * Lock order, as everywhere: event-name advisory locks (sorted) → watched runs (marked `watched`, by id; a
- * child before its parent) → this run (the fence of commitBatch) → its waits (FOR UPDATE in resolveWaits).
+ * child before its parent) → this run (the fence of commitBatch) → its waits (FOR UPDATE in resolveWaits)
+ * → the signals its signal waits take (consumeSignals; flow.signal takes only the run's lock).
  */
 export async function suspendTransaction(request: SuspendRequest): Promise<SuspendResult> {
   const { store, run, waits } = request;
@@ -127,7 +131,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     return { kind: 'suspended', wakeAt, stepIds: result.steps };
   }
   return store.transaction(async (db) => {
-    const eventWaits = waits.filter((w) => !w.watch);
+    const eventWaits = waits.filter((w) => !w.watch && w.signal === undefined);
     if (eventWaits.length > 0) await store.lockEventNames(db, eventWaits.map((w) => w.event));
     const watched = new Map<string, WatchedRun>();
     const watchIds = [...new Set(waits.flatMap((w) => (w.watch ? [w.watch] : [])))];
@@ -149,6 +153,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
           match: w.match,
           allowPastEvents: w.allowPast,
           watchedRunId: w.watch ?? null,
+          signalName: w.signal ?? null,
           sinceSnapshot: w.since,
           timeoutAt: w.timeoutAt === null ? null : request.iso(w.timeoutAt),
         })),
@@ -156,6 +161,10 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     }
     const states = await store.resolveWaits(db, { run: run.id, stepNames: waits.map((w) => w.name) });
     const byName = new Map(waits.map((spec) => [spec.name, spec]));
+    const signalWaits = states.flatMap((w) =>
+      w.status === 'pending' && w.signalName !== null ? [{ id: w.id, stepName: w.stepName, signalName: w.signalName, timeoutAt: byName.get(w.stepName)?.timeoutAt ?? null }] : [],
+    );
+    const signalled = await consumeSignals(store, db, run.id, signalWaits);
     const settled: Settled[] = [];
     const settlements: Settlement[] = [];
     for (const wait of states) {
@@ -164,6 +173,8 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
         settled.push({ name: wait.stepName, ok: true, value: JSON.parse(wait.payload) });
       } else if (wait.status !== 'pending') {
         continue;
+      } else if (signalled.has(wait.stepName)) {
+        settled.push({ name: wait.stepName, ok: true, value: JSON.parse(signalled.get(wait.stepName)!) });
       } else if (wait.eventId !== null) {
         settlements.push({ waitId: wait.id, status: 'matched', eventId: wait.eventId });
         settled.push({ name: wait.stepName, ok: true, value: JSON.parse(wait.payload!) });
@@ -172,7 +183,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
         settlements.push({ waitId: wait.id, status: 'matched', outcome });
         settled.push({ name: wait.stepName, ok: true, value: outcome });
       } else if (wait.expired) {
-        const error = new WaitTimeoutError(wait.event, wait.stepName);
+        const error = wait.signalName !== null ? signalTimeout(wait.signalName, wait.stepName) : new WaitTimeoutError(wait.event, wait.stepName);
         settlements.push({ waitId: wait.id, status: 'timed_out', error: serializeError(error, wait.stepName) });
         settled.push({ name: wait.stepName, ok: false, value: error });
       }

@@ -115,7 +115,7 @@ describe('the README', () => {
   it('the agent prompt and llms.txt name only APIs that exist', () => {
     // Its own methods and those it inherits (the operator tools).
     const flowApi = new Set([DurableFlow.prototype, Object.getPrototypeOf(DurableFlow.prototype)].flatMap((p: object) => Object.getOwnPropertyNames(p)));
-    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow', 'patched'];
+    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow', 'patched', 'waitForSignal'];
     const harnessApi = Object.getOwnPropertyNames(createTestHarness.prototype ?? {}).concat(
       Object.getOwnPropertyNames(Object.getPrototypeOf(createTestHarness({} as DurableFlow))),
     );
@@ -203,6 +203,31 @@ describe('the README examples run', () => {
     await harness.assertCompleted(early.runId);
     await harness.assertStepResult(past.runId, 'patch:survey-instead-of-reminder', false);
     await harness.assertStepResult(early.runId, 'patch:survey-instead-of-reminder', true);
+  });
+
+  it('signals', async () => {
+    const { flow, expense, decide } = await runExample<{
+      flow: DurableFlow;
+      expense: { start(input: unknown): Promise<{ runId: string }> };
+      decide(runId: string, approved: boolean, by: string, requestId: string): Promise<boolean>;
+    }>('signals.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    const big = await expense.start({ amount: 5000 });
+    // Sent before the run started: buffered; the same request id again stores nothing.
+    expect(await decide(big.runId, true, 'ana', 'req-1')).toBe(true);
+    expect(await decide(big.runId, true, 'ana', 'req-1')).toBe(true);
+    await harness.drain();
+    expect((await flow.getRun(big.runId))!.status).toBe('waiting');
+    expect(await decide(big.runId, true, 'bo', 'req-2')).toBe(true);
+    await harness.drain();
+    await harness.assertCompleted(big.runId, { approved: true, by: ['ana', 'bo'] });
+    expect(await decide(big.runId, false, 'cy', 'req-3')).toBe(false);
+    const ignored = await expense.start({ amount: 10 });
+    await harness.drain();
+    await harness.travel('3 days');
+    await harness.drain();
+    await harness.assertCompleted(ignored.runId, { approved: false, by: [] });
   });
 
   it('flow control', async () => {

@@ -60,8 +60,9 @@ function step(over: Partial<TimelineStep>): TimelineStep {
 function timeline(steps: TimelineStep[], run: Partial<Timeline['run']> = {}): Timeline {
   return {
     run: { createdAt: at(0), completedAt: null, failedAt: null, cancelledAt: null, ...run } as Timeline['run'],
-    steps: steps.map((s) => ({ step: s, logs: [], waits: [], events: [] })),
+    steps: steps.map((s) => ({ step: s, logs: [], waits: [], events: [], signals: [] })),
     runLogs: [],
+    signals: [],
     items: [],
   };
 }

@@ -23,6 +23,8 @@
 -- Since 008_versions.sql, p_version: the version of the calling process's flow. A woken run pinned to
 -- another version is only made due (a worker of its version claims it).
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_notify(text, text, jsonb, text, integer, float8, text, float8, integer, text[], text[]);
+-- Since 009_signals.sql, a wait of step.waitForSignal (signal_name set) is never an event's: only a
+-- signal sent to its run settles it (flow.signal, then the run's suspension).
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_notify(
   p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
   p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[], p_version text
@@ -66,7 +68,7 @@ BEGIN
   PERFORM 1 FROM {{schema}}.durable_flow_workflow_runs r
   WHERE r.id IN (
     SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
-    WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.event_name = p_name AND p_payload @> w.match
+    WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND w.event_name = p_name AND p_payload @> w.match
       AND (w.timeout_at IS NULL OR w.timeout_at > v_now))
   ORDER BY r.id DESC
   FOR NO KEY UPDATE;
@@ -75,7 +77,7 @@ BEGIN
     WITH m AS (
       UPDATE {{schema}}.durable_flow_workflow_waits w
       SET status = 'matched', workflow_event_id = v_event.id, updated_at = clock_timestamp()
-      WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.event_name = p_name AND p_payload @> w.match
+      WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND w.event_name = p_name AND p_payload @> w.match
         AND (w.timeout_at IS NULL OR w.timeout_at > v_now)
       RETURNING w.workflow_run_id, w.workflow_step_id
     ), s AS (

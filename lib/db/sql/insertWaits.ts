@@ -7,15 +7,16 @@ import type { Statement } from './statement.js';
 /**
  * Records new waits of run `$1` (their step rows were stored just before, in the same transaction).
  * `since_snapshot` is the low-water mark: events not yet visible in it count as "after the wait began".
- * `watched_run_id` makes it a wait for that run to finish instead of for an event.
+ * `watched_run_id` makes it a wait for that run to finish instead of for an event; `signal_name` a wait
+ * for a signal sent to this run (step.waitForSignal, see lib/signals/).
  */
 export const insertWaitsSql = (t: Tables): string => `
 INSERT INTO ${t.waits}
-  (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, watched_run_id, since_snapshot, timeout_at)
-SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.watched_run_id, x.since_snapshot, x.timeout_at
+  (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, watched_run_id, signal_name, since_snapshot, timeout_at)
+SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.watched_run_id, x.signal_name, x.since_snapshot, x.timeout_at
 FROM jsonb_to_recordset($2::jsonb) AS x(
-  step_name text, event_name text, match jsonb, allow_past_events boolean, watched_run_id text, since_snapshot text,
-  timeout_at timestamptz)
+  step_name text, event_name text, match jsonb, allow_past_events boolean, watched_run_id text, signal_name text,
+  since_snapshot text, timeout_at timestamptz)
 JOIN ${t.steps} s ON s.workflow_run_id = $1 AND s.name = x.step_name
 ON CONFLICT (workflow_run_id, workflow_step_id) DO NOTHING`;
 
@@ -42,6 +43,8 @@ export interface NewWait {
   allowPastEvents: boolean;
   /** Set for a wait on a run to finish: that run's id. */
   watchedRunId: string | null;
+  /** Set for step.waitForSignal: the signal's name. */
+  signalName: string | null;
   /** The low-water mark (see resolveWaits). */
   sinceSnapshot: string;
   timeoutAt: string | null;
@@ -58,6 +61,7 @@ export async function insertWaits(db: Queryable, statement: Statement, p: { run:
         match: w.match,
         allow_past_events: w.allowPastEvents,
         watched_run_id: w.watchedRunId,
+        signal_name: w.signalName,
         since_snapshot: w.sinceSnapshot,
         timeout_at: w.timeoutAt,
       })),

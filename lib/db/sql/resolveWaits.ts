@@ -25,7 +25,7 @@ SELECT w.id, s.name AS step_name, w.status, w.event_name,
        coalesce(me.id, fe.id) AS event_id,
        -- A matched wait with no event is a finished watched run or flow.resolveWait: its step holds the result.
        coalesce(me.payload, fe.payload, CASE WHEN w.status = 'matched' AND (w.watched_run_id IS NOT NULL OR w.workflow_event_id IS NULL) THEN s.result END)::text AS payload,
-       w.watched_run_id
+       w.watched_run_id, w.signal_name
 FROM ${t.waits} w
 JOIN ${t.steps} s ON s.id = w.workflow_step_id
 LEFT JOIN ${t.events} me ON me.id = w.workflow_event_id
@@ -34,6 +34,7 @@ LEFT JOIN LATERAL (
   FROM ${t.events} e
   WHERE w.status = 'pending'
     AND w.watched_run_id IS NULL
+    AND w.signal_name IS NULL
     AND e.name = w.event_name
     AND e.payload @> w.match
     -- An event stored after the wait's deadline (on the flow's clock) is too late, stored or not.
@@ -93,6 +94,8 @@ export interface WaitState {
   /** JSON text: that event's payload, or the outcome a finished watched run left on its step. */
   payload: string | null;
   watchedRunId: string | null;
+  /** A wait of step.waitForSignal: the signal's name (no event settles it; see lib/signals/consume.ts). */
+  signalName: string | null;
 }
 
 /** The state of the waits of run `run` (database id) on the steps `stepNames`, locked (FOR UPDATE). */
@@ -106,6 +109,7 @@ export async function resolveWaits(db: Queryable, statement: Statement, p: { run
     event_id: string | null;
     payload: string | null;
     watched_run_id: string | null;
+    signal_name: string | null;
   }>(statement, [p.run, p.stepNames, p.offsetMs]);
   return rows.map((row) => ({
     id: row.id,
@@ -116,6 +120,7 @@ export async function resolveWaits(db: Queryable, statement: Statement, p: { run
     eventId: row.event_id,
     payload: row.payload,
     watchedRunId: row.watched_run_id,
+    signalName: row.signal_name,
   }));
 }
 
