@@ -258,8 +258,9 @@ describe('access', () => {
       ),
     ].map((p) => p.replace('RUN', p.endsWith('/retry') ? failed.runId : sleeping.runId));
     // cancel, retry, start-run, send-event; a schedule's pause, resume, trigger; the operator tools' run
-    // pause, resume, replay, rerun-from, resolve-wait, complete-step, a workflow's pause, resume, and bulk.
-    expect(actions).toHaveLength(16);
+    // pause, resume, replay, rerun-from, resolve-wait, complete-step, a workflow's pause, resume, bulk,
+    // and moving the runs pinned to another version (repin).
+    expect(actions).toHaveLength(17);
     const unchanged = async () => {
       expect(await statusOf(sleeping.runId)).toBe('sleeping');
       expect(await statusOf(failed.runId)).toBe('failed');

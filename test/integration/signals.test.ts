@@ -1,6 +1,6 @@
 import express from 'express';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DurableFlowError, WaitTimeoutError } from '../../lib/index.js';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
 import { createTestHarness } from '../../lib/testing/index.js';
@@ -12,6 +12,11 @@ let ctx: TestContext;
 
 beforeAll(async () => {
   ctx = await setupDatabase('signals');
+});
+// Each test makes its own flows (two workers, many senders): close them after it, or their pools pile
+// up past the shared server's max_connections while other files run beside this one.
+afterEach(async () => {
+  await ctx.closeFlows();
 });
 afterAll(async () => {
   await ctx.cleanup();
