@@ -135,7 +135,7 @@ describe('D3: a caller transaction opened 10 s before it starts a run, notifies 
     const inTx = await inOldTransaction(async (client) => {
       delayed = (await workflows.quick.start({}, { transaction: client, delay: '5 seconds' })).runId;
       expect((await flow.notify('ops.go', { k: 2, note: 'in time' }, { transaction: client })).matchedWaits).toBe(1);
-      const { rows } = await client.query({ ...flow.sql.claimRuns, values: [['default'], ['quick'], 10, 'd3-in-transaction', LEASE_S * 1000, 0] });
+      const { rows } = await client.query({ ...flow.sql.claimRuns, values: [['default'], ['quick'], 10, 'd3-in-transaction', LEASE_S * 1000, 0, flow.version] });
       expect(rows[0].runs.map((r: { run_id: string }) => r.run_id)).toEqual([due.runId]);
     });
 
@@ -152,7 +152,7 @@ describe('D3: a caller transaction opened 10 s before it starts a run, notifies 
     expect(woken.wake_s! - inTx).toBeGreaterThan(-0.1);
 
     // Right after the commit, a claim leases for leaseTtl from its own time.
-    const { rows: [claim] } = await flow.pool.query({ ...flow.sql.claimRuns, values: [['default'], ['patient'], 10, 'd3-after-commit', LEASE_S * 1000, 0] });
+    const { rows: [claim] } = await flow.pool.query({ ...flow.sql.claimRuns, values: [['default'], ['patient'], 10, 'd3-after-commit', LEASE_S * 1000, 0, flow.version] });
     expect(claim.runs.map((r: { run_id: string }) => r.run_id)).toEqual([waiting.runId]);
     expect(claim.db_now_ms / 1000).toBeGreaterThan(inTx);
     expect((await runRow(waiting.runId)).lease_s! - claim.db_now_ms / 1000).toBeCloseTo(LEASE_S, 3);

@@ -175,7 +175,7 @@ describe('claims and leases', () => {
     try {
       const clients = await Promise.all(Array.from({ length: 50 }, () => pool.connect()));
       const answers = await Promise.all(
-        clients.map((client, i) => client.query({ ...flow.sql.claimRuns, values: [['default'], ['chain'], 1, `claimer-${i}`, 60_000, 0] })),
+        clients.map((client, i) => client.query({ ...flow.sql.claimRuns, values: [['default'], ['chain'], 1, `claimer-${i}`, 60_000, 0, flow.version] })),
       );
       clients.forEach((client) => client.release());
       const winners = answers.filter((answer) => answer.rows[0].runs.length === 1);
