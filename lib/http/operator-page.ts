@@ -1,5 +1,6 @@
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { DurableFlowError } from '../errors.js';
+import { BULK_ACTIONS } from '../operator/bulk-filter.js';
 import { AUDIT_ACTIONS } from '../read/audit.js';
 import type { AuditFilter } from '../read/audit.js';
 import { isBigintId } from '../read/cursor.js';
@@ -37,7 +38,6 @@ const RUN_AUDIT = 50;
 const AUDIT_PAGE = 50;
 /** A bulk operation's page reloads itself this often (seconds) while it runs: a meta refresh. */
 export const OPERATION_REFRESH = 2;
-const BULK_ACTIONS: readonly BulkAction[] = ['cancel', 'retry', 'replay'];
 
 /** An engine refusal as what the viewer answers: a refused form comes back filled in, a missing step is a 404. */
 function refusal(error: unknown, form: OperatorForm | null, fields: Record<string, string>): unknown {

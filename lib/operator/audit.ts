@@ -6,6 +6,7 @@ import type { Queryable, SequelizeTransactionLike } from '../db/queryable.js';
 import { nowSql } from '../db/tables.js';
 import type { Tables } from '../db/tables.js';
 import type { OperatorContext } from './context.js';
+import { AUDIT_ACTIONS } from '../read/audit.js';
 
 /** An entry to append: who did what, on which run and step, and why. */
 export interface NewAuditEntry {
@@ -54,10 +55,6 @@ export async function insertAudit(db: Queryable, tables: Tables, offsetMs: numbe
   );
 }
 
-const ACTIONS: AuditAction[] = [
-  'cancel', 'retry', 'replay', 'rerun_from', 'pause', 'resume', 'pause_workflow', 'resume_workflow', 'resolve_wait', 'complete_step', 'bulk',
-  'schedule_pause', 'schedule_resume', 'schedule_trigger', 'schedule_backfill', 'schedule_delete', 'repin',
-];
 
 /** flow.audit(): the entries matching `query`, newest first (page with `before`). */
 export async function listAudit(ctx: OperatorContext, query: AuditQuery = {}): Promise<AuditEntry[]> {
@@ -74,7 +71,7 @@ export async function listAudit(ctx: OperatorContext, query: AuditQuery = {}): P
   add('workflow_name', query.workflow, 'workflow');
   add('operation_id', query.operationId, 'operationId');
   add('actor', query.actor, 'actor');
-  if (query.action !== undefined && !ACTIONS.includes(query.action)) throw invalidOption('action', query.action, `one of ${ACTIONS.join(', ')}`);
+  if (query.action !== undefined && !AUDIT_ACTIONS.includes(query.action)) throw invalidOption('action', query.action, `one of ${AUDIT_ACTIONS.join(', ')}`);
   add('action', query.action, 'action');
   if (query.before !== undefined) {
     if (typeof query.before !== 'string' || !/^\d{1,19}$/.test(query.before)) throw invalidOption('before', query.before, 'the id of an audit entry');

@@ -4,7 +4,7 @@ import { DurableFlowError } from '../errors.js';
 import { RUN_STATUSES as STATUSES } from '../run-status.js';
 import type { BulkAction, BulkFilter, RunStatus } from '../types.js';
 
-const ACTIONS: readonly BulkAction[] = ['cancel', 'retry', 'replay'];
+export const BULK_ACTIONS: readonly BulkAction[] = ['cancel', 'retry', 'replay'];
 const KEYS = ['workflow', 'status', 'createdAfter', 'createdBefore', 'errorCode'] as const;
 
 /** A filter as the operation row stores it: times as ISO strings, absent keys left out. */
@@ -17,7 +17,7 @@ export interface StoredFilter {
 }
 
 export function checkAction(action: unknown): BulkAction {
-  if (!ACTIONS.includes(action as BulkAction)) throw invalidOption('action', action, `one of ${ACTIONS.join(', ')}`);
+  if (!BULK_ACTIONS.includes(action as BulkAction)) throw invalidOption('action', action, `one of ${BULK_ACTIONS.join(', ')}`);
   return action as BulkAction;
 }
 

@@ -1,5 +1,6 @@
 import type { Transaction } from 'sequelize';
 import { invalidOption } from '../config.js';
+import { quoteIdent } from '../db/tables.js';
 import { DurableFlowError } from '../errors.js';
 import { TERMINAL_STATUSES } from '../types.js';
 import type { RunStatus } from '../types.js';
@@ -58,7 +59,7 @@ export async function pauseRun(ctx: OperatorContext, runId: string, who: Who): P
       );
       // A keyed run woken for a free slot passes the wake-up on to the next in line (as a cancel does).
       if (run.concurrency_key !== null && run.wake_at !== null && run.status !== 'running') {
-        await ctx.db.select(`SELECT ${quoteSchema(ctx)}.durable_flow_wake_next($1)`, [run.concurrency_key], t);
+        await ctx.db.select(`SELECT ${quoteIdent(ctx.db.tables.schema)}.durable_flow_wake_next($1)`, [run.concurrency_key], t);
       }
     }
     await recordAudit(ctx, t, [
@@ -94,10 +95,6 @@ export async function resumeRun(ctx: OperatorContext, runId: string, who: Who): 
 function checkWorkflowName(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_ID) throw invalidOption('workflow', name, 'the name of a workflow');
   return name;
-}
-
-function quoteSchema(ctx: OperatorContext): string {
-  return `"${ctx.db.tables.schema.replace(/"/g, '""')}"`;
 }
 
 /**
