@@ -134,7 +134,31 @@ export interface StepApi {
   // Signals (lib/signals/): messages flow.signal addresses to this run.
   /** Takes the oldest signal named `signal` sent to this run that no wait took yet (waiting for one if none is buffered) and returns its payload. */
   waitForSignal<P = any>(name: string, options: WaitForSignalOptions): Promise<P>;
+  // Composable waits: one step over several branches (events, sleeps, runs to finish).
+  /**
+   * Waits for the first of its branches and returns `{ key, value }` (the event payload, the run's outcome
+   * as waitForWorkflow returns it, or null for a sleep). The other branches are settled in the same
+   * transaction and never fire later. Every replay returns the same branch.
+   */
+  waitAny<B extends Record<string, WaitBranch>>(name: string, branches: B, options?: WaitGroupOptions): Promise<WaitAnyResult<B>>;
+  /** Waits for every branch and returns an object of the same keys with their values. */
+  waitAll<B extends Record<string, WaitBranch>>(name: string, branches: B, options?: WaitGroupOptions): Promise<{ [K in keyof B]: any }>;
 }
+
+/** A branch of step.waitAny / step.waitAll: an event (with `match`), a sleep (`sleep` or `until`), or a run to finish (`workflow`: its run id). */
+export type WaitBranch =
+  | { event: string; match?: Record<string, unknown>; allowPastEvents?: boolean }
+  | { sleep: DurationInput }
+  | { until: TimeInput }
+  | { workflow: string };
+
+export interface WaitGroupOptions {
+  /** Give up after this long (for waitAny, unless a sleep branch ends first): the step throws `WaitTimeoutError`, and every replay throws it again. */
+  timeout?: DurationInput;
+}
+
+/** What step.waitAny returns: the branch that won and its value. */
+export type WaitAnyResult<B> = { [K in keyof B]: { key: K; value: any } }[keyof B];
 
 export interface WaitForSignalOptions {
   /** The signal's name (as given to flow.signal). */

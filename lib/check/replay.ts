@@ -104,6 +104,10 @@ export class CheckReplay implements StepPrimitives {
     return this.#replay(name, 'wait');
   }
 
+  waitGroupStep(name: string): Promise<unknown> {
+    return this.#replay(name, 'wait');
+  }
+
   patchStep(name: string): Promise<boolean> {
     const row = this.#claim(name, PATCH_KIND);
     return (this.#ledger.memoized(row) as Promise<boolean> | undefined) ?? Promise.resolve(this.#ledger.patchTaken());

@@ -158,6 +158,11 @@ const waitAttributes = (): ModelAttributes => ({
   watchedRunId: text('watched_run_id'),
   /** Set for step.waitForSignal: the signal's name (its event name is 'durable_flow.signal'). */
   signalName: text('signal_name'),
+  /** A branch of step.waitAny / waitAll: its key ('' for a plain wait), its step's mode, sleep or not, and its value once matched. */
+  branch: { type: DataTypes.TEXT, allowNull: false, defaultValue: '' },
+  groupMode: { type: DataTypes.TEXT, field: 'group_mode', validate: { isIn: [['any', 'all']] } },
+  isSleep: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'is_sleep' },
+  result: { type: DataTypes.JSONB },
   sinceSnapshot: text('since_snapshot'),
   timeoutAt: time('timeout_at'),
   ...timestamps(),

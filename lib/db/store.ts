@@ -17,7 +17,7 @@ import type { ExistingRun, InsertedRun, NewRun } from './sql/insertRun.js';
 import { insertWaits, lockWatchedRuns } from './sql/insertWaits.js';
 import type { NewWait, WatchedRun } from './sql/insertWaits.js';
 import { lockEventNames } from './sql/lockEventNames.js';
-import { resolveWaits, settleWaits } from './sql/resolveWaits.js';
+import { resolveWaits, settleGroups, settleWaits } from './sql/resolveWaits.js';
 import type { Settlement, WaitState } from './sql/resolveWaits.js';
 import { heartbeat } from './sql/heartbeat.js';
 import type { LeasedRun } from './sql/heartbeat.js';
@@ -149,6 +149,11 @@ export class Store {
   /** Settles waits and their steps (matched or timed out). */
   settleWaits(db: Queryable, settlements: Settlement[]): Promise<void> {
     return settleWaits(db, this.statements.settleWaits, { settlements, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** Writes the waitAny / waitAll steps `stepIds` from their rows, after settleWaits: the completed ones' results by step id. */
+  settleGroups(db: Queryable, stepIds: string[]): Promise<Map<string, string>> {
+    return settleGroups(db, this.statements.settleGroups, { stepIds, offsetMs: this.#clockOffsetMs() });
   }
 
   /** Suspends a run still leased with `epoch` and releases its lease; false when the lease was lost. */

@@ -14,8 +14,8 @@ const ATTEMPTS_HELP = "How many times this step's function ran: its first attemp
  * a child run is settled by that run finishing, and a wait for a signal by a signal, not by an event).
  */
 function sendable(wait: TimelineWait): boolean {
-  return wait.status === 'pending' && wait.event !== WORKFLOW_FINISHED_EVENT && wait.signal === null;
+  return wait.status === 'pending' && wait.event !== WORKFLOW_FINISHED_EVENT && wait.signal === null && !wait.branch?.sleep;
 }
 
 /** The helpers and texts of the run page's templates (views/partials/run-body.ejs and its partials). */
-export const RUN_PAGE_HELPERS = { CLAIMS_HELP, ATTEMPTS_HELP, sendable, stepFailures };
+export const RUN_PAGE_HELPERS = { CLAIMS_HELP, ATTEMPTS_HELP, sendable, stepFailures, WORKFLOW_FINISHED_EVENT };

@@ -77,8 +77,8 @@ export async function resolveWait(ctx: OperatorContext, runId: string, stepName:
   const t = db.tables;
   await transaction(ctx, async (transaction) => {
     // Unlocked first: which lock to take (a wait's event name and watched run never change).
-    const found = await db.select<{ run_id: string; step_id: string | null; event_name: string | null; watched_run_id: string | null }>(
-      `SELECT r.id::text AS run_id, s.id::text AS step_id, w.event_name, w.watched_run_id
+    const found = await db.select<{ run_id: string; step_id: string | null; event_name: string | null; watched_run_id: string | null; group_mode: string | null }>(
+      `SELECT r.id::text AS run_id, s.id::text AS step_id, w.event_name, w.watched_run_id, w.group_mode
        FROM ${t.runs} r
        LEFT JOIN ${t.steps} s ON s.workflow_run_id = r.id AND s.name = $2
        LEFT JOIN ${t.waits} w ON w.workflow_step_id = s.id
@@ -90,6 +90,12 @@ export async function resolveWait(ctx: OperatorContext, runId: string, stepName:
     if (!first) throw new DurableFlowError('RUN_NOT_FOUND', `No run with id "${runId}"`);
     if (first.step_id === null) throw new DurableFlowError('WAIT_NOT_FOUND', `Run ${runId} has no step "${stepName}"`);
     if (first.event_name === null) throw new DurableFlowError('WAIT_NOT_FOUND', `Step "${stepName}" of run ${runId} has no wait`);
+    if (first.group_mode !== null) {
+      throw new DurableFlowError(
+        'INVALID_ARGUMENT',
+        `Step "${stepName}" of run ${runId} is a step.wait${first.group_mode === 'any' ? 'Any' : 'All'} with several branches: resolveWait does not choose a branch; send the event a branch waits for (flow.notify), or cancel or rerun the run`,
+      );
+    }
     if (first.watched_run_id === null) {
       await db.select(`SELECT ${quoteIdent(t.schema)}.durable_flow_lock_events($1, ARRAY[$2::text])`, [LOCK_NAMESPACE, first.event_name], transaction);
     } else {

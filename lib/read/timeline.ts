@@ -123,6 +123,8 @@ export interface TimelineWait {
   allowPastEvents: boolean;
   /** A wait of step.waitForSignal: the signal's name (`event` is then 'durable_flow.signal'). */
   signal: string | null;
+  /** A branch of step.waitAny / waitAll: its key and its step's mode (null for a plain wait); `sleep` for a sleep branch. */
+  branch: { key: string; mode: 'any' | 'all'; sleep: boolean; value: unknown } | null;
   timeoutAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
@@ -196,6 +198,9 @@ interface WaitRow {
   status: WaitStatus;
   allow_past_events: boolean;
   signal_name: string | null;
+  branch: string;
+  group_mode: 'any' | 'all' | null;
+  is_sleep: boolean;
   timeout_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -238,7 +243,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     ),
     db.select<WaitRow>(
       `SELECT w.id, w.workflow_step_id, w.workflow_event_id, w.event_name, w.status, ${jsonColumn('w.match', 'match_text', bound)},
-              w.allow_past_events, w.signal_name, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
+              w.allow_past_events, w.signal_name, w.branch, w.group_mode, w.is_sleep, ${jsonColumn('w.result', 'branch_result_text', bound)}, w.timeout_at, w.created_at, w.updated_at, e.event_id AS e_event_id, e.name AS e_name,
               ${jsonColumn('e.payload', 'e_payload_text', bound)}, e.source AS e_source, e.occurred_at AS e_occurred_at
        FROM ${t.waits} w LEFT JOIN ${t.events} e ON e.id = w.workflow_event_id
        WHERE w.workflow_run_id = $1 ORDER BY w.created_at, w.id`,
@@ -298,6 +303,10 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
       match: readJson(w, 'match_text', `waits.${w.id}.match`, truncated) ?? null,
       allowPastEvents: w.allow_past_events,
       signal: w.signal_name,
+      branch:
+        w.group_mode === null
+          ? null
+          : { key: w.branch, mode: w.group_mode, sleep: w.is_sleep, value: readJson(w, 'branch_result_text', `waits.${w.id}.result`, truncated) ?? null },
       timeoutAt: date(w.timeout_at),
       createdAt: new Date(w.created_at),
       updatedAt: new Date(w.updated_at),

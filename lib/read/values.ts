@@ -19,7 +19,7 @@ const SOURCES: Record<string, { sql: (t: ReadDb['tables'], column: string) => st
   },
   waits: {
     sql: (t, c) => `SELECT w.${c} AS value FROM ${t.waits} w JOIN ${t.runs} r ON r.id = w.workflow_run_id WHERE r.run_id = $1 AND w.id = $2`,
-    columns: { match: 'json' },
+    columns: { match: 'json', result: 'json' },
   },
   // An event belongs to a run through the wait it matched.
   events: {

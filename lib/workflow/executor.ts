@@ -11,6 +11,9 @@ import type { Registration } from './ledger.js';
 import { workerCrashed } from './replay-errors.js';
 import { Scheduler } from './scheduler.js';
 import { createStepApi } from './step-api.js';
+import type { GroupBranch } from './step-api.js';
+import { SLEEP_BRANCH_EVENT, WORKFLOW_FINISHED_EVENT } from './suspend.js';
+import type { WaitSpec } from './suspend.js';
 import { parseJson } from './writes.js';
 
 /**
@@ -240,6 +243,58 @@ export class Execution {
         resolve,
         reject,
       });
+    });
+  }
+
+  /**
+   * @internal step.waitAny / waitAll: one wait step with a wait row per branch. A sleep branch's wake
+   * time, and the timeout, are computed the first time and stored in the step's metadata. For waitAny,
+   * no event or run may win after the earliest sleep branch ends (its rows' timeout is that time, or the
+   * timeout if sooner); for waitAll, each branch keeps its own.
+   */
+  waitGroupStep(name: string, spec: { mode: 'any' | 'all'; branches: GroupBranch[]; timeoutMs: number | undefined }): Promise<unknown> {
+    const { row, since } = this.#register(name, 'wait');
+    const memo = this.#ledger.memoized(row);
+    if (memo) return memo;
+    const isNew = !row?.waitId;
+    const stored = isNew ? undefined : (row?.metadata as { timeoutAt?: string; branches?: { key: string; at?: string }[] } | undefined);
+    const storedAt = new Map((stored?.branches ?? []).map((b) => [b.key, b.at]));
+    const now = this.dbNow();
+    const timeoutAt = stored ? (typeof stored.timeoutAt === 'string' ? Date.parse(stored.timeoutAt) : null) : spec.timeoutMs === undefined ? null : now + spec.timeoutMs;
+    const sleepAt = new Map(
+      spec.branches.flatMap((b) => (b.kind === 'sleep' ? [[b.key, typeof storedAt.get(b.key) === 'string' ? Date.parse(storedAt.get(b.key)!) : b.wakeAtIfNew()] as const] : [])),
+    );
+    const earliest = (values: (number | null)[]) => values.reduce<number | null>((min, v) => (v === null ? min : min === null ? v : Math.min(min, v)), null);
+    const deadline = spec.mode === 'any' ? earliest([timeoutAt, ...sleepAt.values()]) : timeoutAt;
+    const branches: Omit<WaitSpec, 'name'>[] = spec.branches.map((b) => ({
+      event: b.kind === 'event' ? b.event : b.kind === 'run' ? WORKFLOW_FINISHED_EVENT : SLEEP_BRANCH_EVENT,
+      match: b.kind === 'event' ? b.match : b.kind === 'run' ? { runId: b.watch } : {},
+      allowPast: b.kind === 'event' && b.allowPast,
+      since,
+      isNew,
+      timeoutAt: b.kind === 'sleep' ? sleepAt.get(b.key)! : deadline,
+      watch: b.kind === 'run' ? b.watch : undefined,
+      branch: { key: b.key, mode: spec.mode, sleep: b.kind === 'sleep' },
+    }));
+    if (isNew) {
+      this.#scheduler.pend({
+        name, kind: 'wait', status: 'waiting', attempts: 0, position: this.#ledger.positionOf(row),
+        metadata: {
+          group: spec.mode,
+          branches: spec.branches.map((b) => ({
+            key: b.key,
+            kind: b.kind,
+            ...(b.kind === 'event' ? { eventName: b.event } : b.kind === 'run' ? { watchedRunId: b.watch } : { at: this.#iso(sleepAt.get(b.key)!) }),
+          })),
+          ...(timeoutAt === null ? {} : { timeoutAt: this.#iso(timeoutAt) }),
+        },
+        started_at: this.#iso(), completed_at: null, error: null,
+      });
+    }
+    return new Promise((resolve, reject) => {
+      // The run's wake-up is computed from the rows still pending, in the suspension (a waitAll branch
+      // that already ended must not wake it again).
+      this.#scheduler.suspendOn({ name, kind: 'wait', wakeAt: null, position: null, branches, resolve, reject });
     });
   }
 

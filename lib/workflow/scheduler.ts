@@ -294,7 +294,7 @@ export class Scheduler {
       });
     }
     const waits: WaitSpec[] = [...this.#suspensions.values()].flatMap((s) =>
-      s.kind === 'wait' ? [{ name: s.name, ...s.wait!, timeoutAt: s.wakeAt }] : [],
+      s.kind !== 'wait' ? [] : s.branches ? s.branches.map((b) => ({ name: s.name, ...b })) : [{ name: s.name, ...s.wait!, timeoutAt: s.wakeAt }],
     );
     await this.#env.debugPoint('SUSPEND_BEFORE_COMMIT', { runId: this.#run.runId });
     const { steps, logs } = this.#takePending();

@@ -42,7 +42,19 @@ export interface StepPrimitives {
   ): Promise<unknown>;
   /** step.patched: `name` is the marker's (`patch:<id>`). */
   patchStep(name: string): Promise<boolean>;
+  /** step.waitAny / step.waitAll: one wait step over `branches`, in the order declared. */
+  waitGroupStep(name: string, spec: { mode: 'any' | 'all'; branches: GroupBranch[]; timeoutMs: number | undefined }): Promise<unknown>;
 }
+
+/** A branch of step.waitAny / waitAll, checked: an event, a run to finish, or a sleep (its wake time computed the first time only). */
+export type GroupBranch =
+  | { key: string; kind: 'event'; event: string; match: Record<string, unknown>; allowPast: boolean }
+  | { key: string; kind: 'run'; watch: string }
+  | { key: string; kind: 'sleep'; wakeAtIfNew: () => number };
+
+/** The most branches a waitAny / waitAll step may have, and the longest branch key. */
+const MAX_BRANCHES = 32;
+const MAX_BRANCH_KEY = 100;
 
 function invalid(execution: StepPrimitives, message: string): Error {
   return execution.fail(new DurableFlowError('INVALID_ARGUMENT', message));
@@ -66,6 +78,43 @@ function checkOnFailure(execution: StepPrimitives, name: string, onFailure: unkn
 
 function timeoutOf(name: string, timeout: unknown): number | undefined {
   return timeout === undefined ? undefined : toMilliseconds(timeout, `the timeout of step "${name}"`);
+}
+
+/** Checks the branches of step.waitAny / waitAll `name`. */
+function groupBranches(execution: StepPrimitives, env: ExecutionEnv, name: string, method: string, branches: unknown): GroupBranch[] {
+  if (!isPlainObject(branches)) {
+    throw invalid(execution, `Expected the branches of step.${method} "${name}" to be an object such as { approved: { event: 'approved' }, expired: { sleep: '2 days' } }, got ${Array.isArray(branches) ? 'an array' : typeof branches}`);
+  }
+  const entries = Object.entries(branches);
+  if (entries.length === 0 || entries.length > MAX_BRANCHES) {
+    throw invalid(execution, `Expected step.${method} "${name}" to have between 1 and ${MAX_BRANCHES} branches, got ${entries.length}`);
+  }
+  return entries.map(([key, branch]): GroupBranch => {
+    const where = `branch "${key.slice(0, MAX_BRANCH_KEY)}" of step.${method} "${name}"`;
+    if (key.length === 0 || key.length > MAX_BRANCH_KEY) throw invalid(execution, `Expected the branch keys of step.${method} "${name}" to be non-empty strings of at most ${MAX_BRANCH_KEY} characters`);
+    const kinds = isPlainObject(branch) ? ['event', 'sleep', 'until', 'workflow'].filter((k) => branch[k] !== undefined) : [];
+    if (!isPlainObject(branch) || kinds.length !== 1) {
+      throw invalid(execution, `Expected ${where} to be one of { event, match? }, { sleep: duration }, { until: time } or { workflow: runId }, got ${isPlainObject(branch) ? `the keys ${JSON.stringify(Object.keys(branch))}` : typeof branch}`);
+    }
+    if (branch.sleep !== undefined) {
+      const ms = toMilliseconds(branch.sleep, `the sleep of ${where}`);
+      return { key, kind: 'sleep', wakeAtIfNew: () => execution.dbNow() + ms };
+    }
+    if (branch.until !== undefined) {
+      const at = toDate(branch.until, `the time of ${where}`).getTime();
+      return { key, kind: 'sleep', wakeAtIfNew: () => at };
+    }
+    if (branch.workflow !== undefined) {
+      if (typeof branch.workflow !== 'string' || branch.workflow.length === 0) throw invalid(execution, `Expected \`workflow\` of ${where} to be a run id (a non-empty string), got ${typeof branch.workflow}`);
+      return { key, kind: 'run', watch: branch.workflow };
+    }
+    const event = branch.event;
+    if (typeof event !== 'string' || event.length === 0) throw invalid(execution, `Expected \`event\` of ${where} to be a non-empty string, got ${typeof event}`);
+    const match = branch.match ?? {};
+    if (!isPlainObject(match)) throw invalid(execution, `Expected \`match\` of ${where} to be a plain object such as { orderId: 42 }, got ${Array.isArray(match) ? 'an array' : typeof match}`);
+    const matchJson = encodeJson(match, `The match of ${where}`, env.options.maxPayloadSize)!;
+    return { key, kind: 'event', event, match: JSON.parse(matchJson) as Record<string, unknown>, allowPast: branch.allowPastEvents === true };
+  });
 }
 
 /** The `step` object a workflow receives: thin argument checking over the execution's step primitives. */
@@ -217,6 +266,11 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
       const timeoutMs = timeoutOf(name, options.timeout);
       return execution.waitStep(name, { event: SIGNAL_WAIT_EVENT, match: {}, allowPast: false, timeoutMs, signal }) as Promise<P>;
     },
+    // Composable waits: one step, one wait row per branch; the transaction that settles a branch settles the step.
+    waitAny: (name, branches, options = {}) =>
+      execution.waitGroupStep(name, { mode: 'any', branches: groupBranches(execution, env, name, 'waitAny', branches), timeoutMs: timeoutOf(name, options?.timeout) }) as never,
+    waitAll: (name, branches, options = {}) =>
+      execution.waitGroupStep(name, { mode: 'all', branches: groupBranches(execution, env, name, 'waitAll', branches), timeoutMs: timeoutOf(name, options?.timeout) }) as never,
   };
   return api;
 }

@@ -1,8 +1,8 @@
 import type { CommitRequest, CommitResult, PendingLog, PendingStep, StepId } from '../db/sql/commitBatch.js';
 import type { WatchedRun } from '../db/sql/insertWaits.js';
-import type { Settlement } from '../db/sql/resolveWaits.js';
+import type { Settlement, WaitState } from '../db/sql/resolveWaits.js';
 import type { Store } from '../db/store.js';
-import { LeaseLostError, WaitTimeoutError, serializeError } from '../errors.js';
+import { LeaseLostError, WaitTimeoutError, deserializeError, serializeError } from '../errors.js';
 import { consumeSignals, signalTimeout } from '../signals/consume.js';
 import type { StoredError } from '../errors.js';
 import { TERMINAL_STATUSES } from '../types.js';
@@ -10,6 +10,9 @@ import type { RunStatus } from '../types.js';
 
 /** The event name recorded on waits for a run to finish (step.invoke, step.waitForWorkflow). */
 export const WORKFLOW_FINISHED_EVENT = 'durable_flow.workflow.finished';
+
+/** The event name recorded on a sleep branch of step.waitAny / waitAll (no event matches it: `is_sleep`). */
+export const SLEEP_BRANCH_EVENT = 'durable_flow.sleep';
 
 /** A wait of the suspending execution, new or stored earlier. */
 export interface WaitSpec {
@@ -25,6 +28,8 @@ export interface WaitSpec {
   watch?: string | undefined;
   /** Set for step.waitForSignal: the signal's name (see lib/signals/). */
   signal?: string | undefined;
+  /** Set for a branch of step.waitAny / waitAll (several WaitSpecs of one step name, in the order declared). */
+  branch?: { key: string; mode: 'any' | 'all'; sleep: boolean } | undefined;
 }
 
 /** A step that cannot finish in this execution yet: a sleep, a wait, or a retry after backoff. */
@@ -35,6 +40,8 @@ export interface Suspension {
   wakeAt: number | null;
   position: number | null;
   wait?: Omit<WaitSpec, 'name' | 'timeoutAt'>;
+  /** A waitAny / waitAll step: its branches (then `wait` is unset and `wakeAt` null: the suspension computes the wake-up). */
+  branches?: Omit<WaitSpec, 'name'>[];
   /** A retry: the error of the attempt that failed. */
   error?: StoredError;
   resolve(value: unknown): void;
@@ -131,7 +138,7 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
     return { kind: 'suspended', wakeAt, stepIds: result.steps };
   }
   return store.transaction(async (db) => {
-    const eventWaits = waits.filter((w) => !w.watch && w.signal === undefined);
+    const eventWaits = waits.filter((w) => !w.watch && w.signal === undefined && !w.branch?.sleep);
     if (eventWaits.length > 0) await store.lockEventNames(db, eventWaits.map((w) => w.event));
     const watched = new Map<string, WatchedRun>();
     const watchIds = [...new Set(waits.flatMap((w) => (w.watch ? [w.watch] : [])))];
@@ -156,11 +163,13 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
           signalName: w.signal ?? null,
           sinceSnapshot: w.since,
           timeoutAt: w.timeoutAt === null ? null : request.iso(w.timeoutAt),
+          branch: w.branch,
         })),
       });
     }
-    const states = await store.resolveWaits(db, { run: run.id, stepNames: waits.map((w) => w.name) });
-    const byName = new Map(waits.map((spec) => [spec.name, spec]));
+    const all = await store.resolveWaits(db, { run: run.id, stepNames: [...new Set(waits.map((w) => w.name))] });
+    const states = all.filter((w) => w.groupMode === null);
+    const byName = new Map(waits.filter((w) => !w.branch).map((spec) => [spec.name, spec]));
     const signalWaits = states.flatMap((w) =>
       w.status === 'pending' && w.signalName !== null ? [{ id: w.id, stepName: w.stepName, signalName: w.signalName, timeoutAt: byName.get(w.stepName)?.timeoutAt ?? null }] : [],
     );
@@ -188,12 +197,97 @@ export async function suspendTransaction(request: SuspendRequest): Promise<Suspe
         settled.push({ name: wait.stepName, ok: false, value: error });
       }
     }
+    const groups = decideGroups(all.filter((w) => w.groupMode !== null), watched);
+    settlements.push(...groups.settlements);
+    settled.push(...groups.settled);
     if (settlements.length > 0) await store.settleWaits(db, settlements);
+    if (groups.stepIds.length > 0) {
+      for (const [stepId, result] of await store.settleGroups(db, groups.stepIds)) {
+        settled.push({ name: groups.names.get(stepId)!, ok: true, value: JSON.parse(result) });
+      }
+    }
     if (settled.length > 0 || request.mustContinue) return { kind: 'settled' as const, settled, stepIds: fence.steps, pauseRequested: fence.pauseRequested };
 
-    const { status, wakeAt, error } = request.suspendState();
+    const state = request.suspendState();
+    const { status, error } = state;
+    const wakeAt = state.wakeAt === null ? groups.wakeAt : groups.wakeAt === null ? state.wakeAt : Math.min(state.wakeAt, groups.wakeAt);
     const suspended = await store.suspendRun(db, { run: run.id, epoch: run.epoch, status, wakeAt: wakeAt === null ? null : request.iso(wakeAt), error });
     if (!suspended) throw new LeaseLostError(run.runId);
     return { kind: 'suspended' as const, wakeAt, stepIds: fence.steps };
   });
+}
+
+/**
+ * The branches of waitAny / waitAll steps that can end now, in the suspension (their rows locked): a
+ * stored event that matches, a watched run that finished in time, a sleep branch whose time passed; or a
+ * timeout. A waitAny takes the branch that ended first (ties: the first declared); a waitAll takes all
+ * that can end, and times out as a whole when one of them times out. `stepIds`: the steps to write from
+ * their rows (settleGroups, which cancels the losers); `settled`: the steps that failed here, or that a
+ * notify or a finishing run completed already; `wakeAt`: the earliest timeout of the rows left pending.
+ */
+function decideGroups(rows: WaitState[], watched: Map<string, WatchedRun>) {
+  const settlements: Settlement[] = [];
+  const settled: Settled[] = [];
+  const stepIds: string[] = [];
+  const names = new Map<string, string>();
+  let wakeAt: number | null = null;
+  const byStep = new Map<string, WaitState[]>();
+  for (const row of rows) byStep.set(row.stepId, [...(byStep.get(row.stepId) ?? []), row]);
+  for (const [stepId, branches] of byStep) {
+    const { stepName: name, stepStatus, groupMode: mode } = branches[0]!;
+    names.set(stepId, name);
+    if (stepStatus === 'succeeded') {
+      settled.push({ name, ok: true, value: JSON.parse(branches[0]!.stepResult ?? 'null') });
+      continue;
+    }
+    if (stepStatus === 'failed' && branches[0]!.stepError) {
+      settled.push({ name, ok: false, value: deserializeError(branches[0]!.stepError) });
+      continue;
+    }
+    // Each branch that can end now, with when it did (the flow's clock): the event's time, the run's finish, the sleep's end.
+    const ready: { row: WaitState; at: number; settlement: Settlement }[] = [];
+    let timedOut: WaitState | undefined;
+    for (const row of branches) {
+      if (row.status !== 'pending') continue;
+      const run = row.watchedRunId ? watched.get(row.watchedRunId) : undefined;
+      if (row.isSleep) {
+        if (row.expired) ready.push({ row, at: row.timeoutMs!, settlement: { waitId: row.id, status: 'matched', outcome: null } });
+      } else if (row.eventId !== null) {
+        ready.push({ row, at: row.eventAt ?? 0, settlement: { waitId: row.id, status: 'matched', eventId: row.eventId } });
+      } else if (run && TERMINAL_STATUSES.includes(run.status) && (row.timeoutMs === null || run.finishedAt === null || run.finishedAt.getTime() < row.timeoutMs)) {
+        ready.push({ row, at: run.finishedAt?.getTime() ?? 0, settlement: { waitId: row.id, status: 'matched', outcome: outcomeOf(run) } });
+      } else if (row.expired) {
+        timedOut ??= row;
+      }
+    }
+    // waitAny: the branch that ended first wins, as it would have had the run been waiting then (ties: the first declared).
+    const first = ready.reduce<(typeof ready)[number] | undefined>((best, r) => (best === undefined || r.at < best.at ? r : best), undefined);
+    const take = mode === 'any' ? (first ? [first] : []) : ready;
+    if (take.length === 0 && timedOut) {
+      const error = new WaitTimeoutError(timedOut.event, name);
+      error.message = `Timed out waiting for ${mode} of the branches ${branches.map((b) => JSON.stringify(b.branch)).join(', ')} in step "${name}"`;
+      settlements.push({ waitId: timedOut.id, status: 'timed_out', error: serializeError(error, name) });
+      settled.push({ name, ok: false, value: error });
+      stepIds.push(stepId);
+      continue;
+    }
+    if (mode === 'all' && timedOut) {
+      // One branch of a waitAll timed out: the step fails, whatever else ended meanwhile.
+      const error = new WaitTimeoutError(timedOut.event, name);
+      error.message = `Timed out waiting for all of the branches ${branches.map((b) => JSON.stringify(b.branch)).join(', ')} in step "${name}" (branch ${JSON.stringify(timedOut.branch)} did not end in time)`;
+      settlements.push({ waitId: timedOut.id, status: 'timed_out', error: serializeError(error, name) });
+      settled.push({ name, ok: false, value: error });
+      stepIds.push(stepId);
+      continue;
+    }
+    settlements.push(...take.map((r) => r.settlement));
+    if (take.length > 0) stepIds.push(stepId);
+    const completes = mode === 'any' ? take.length > 0 : branches.every((b) => b.status === 'matched' || take.some((r) => r.row === b));
+    if (!completes) {
+      for (const row of branches) {
+        if (row.status === 'pending' && !take.some((r) => r.row === row) && row.timeoutMs !== null) wakeAt = wakeAt === null ? row.timeoutMs : Math.min(wakeAt, row.timeoutMs);
+      }
+    }
+  }
+  return { settlements, settled, stepIds, names, wakeAt };
 }

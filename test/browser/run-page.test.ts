@@ -39,6 +39,7 @@ let orders: Workflow<Order, { shipped: boolean }>;
 let renewals: Workflow<unknown, void>;
 let doomed: Workflow<unknown, void>;
 let sprawlingRunId: string;
+let decidedRunId: string;
 let stubborn: Workflow<unknown, void>;
 
 beforeAll(async () => {
@@ -82,8 +83,19 @@ beforeAll(async () => {
     await step.run(`step-${'s'.repeat(150)}`, () => ({ value: LONG }));
     await step.invoke(`invoke-${'i'.repeat(150)}`, child, { note: LONG });
   });
+  const decision = flow.workflow('expense-decision', async ({ step, input }: WorkflowContext<{ id: string }>) =>
+    step.waitAny('decision', {
+      approved: { event: 'expense.approved', match: { id: input.id } },
+      [`rejected-${'r'.repeat(80)}`]: { event: `expense.rejected-${'e'.repeat(120)}`, match: { id: input.id } },
+      expired: { sleep: '2 days' },
+    }),
+  );
   worker = flow.worker({ pollInterval: 50 });
   await worker.start();
+  decidedRunId = (await decision.start({ id: 'exp-7' })).runId;
+  await eventually(async () => (await flow.getRun(decidedRunId))!.status === 'waiting');
+  await flow.notify('expense.approved', { id: 'exp-7', by: 'ana', note: LONG });
+  await eventually(async () => (await flow.getRun(decidedRunId))!.status === 'completed');
   viewer = await startViewer(flow, { basicAuth: CREDENTIALS });
   browser = await launchBrowser();
 
@@ -302,6 +314,25 @@ describe.each(WIDTHS)('the run page at %i px', (width) => {
       expect(await page.locator('table.logs-table tbody tr').count()).toBe(1);
       expect(await page.locator('table.logs-table time').first().getAttribute('title')).toMatch(/ago$/);
       await noSidewaysScroll(page);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe.each(WIDTHS)('a waitAny on the run page at %i px', (width) => {
+  it('shows every branch, the one taken and the ones not taken, without sideways scrolling', async () => {
+    const { page, context } = await openPage(browser, { ...auth, viewport: { width, height: 900 } });
+    try {
+      await openRun(page, decidedRunId);
+      const step = page.locator('article.step[data-step="decision"]');
+      await expect.poll(() => step.locator('.branch-summary').innerText()).toMatch(/waitAny over 3 branches: took approved/);
+      expect(await step.locator('.wait.branch').count()).toBe(3);
+      const badges = await step.locator('.wait.branch > .badge').allInnerTexts();
+      expect(badges).toEqual(['taken', 'not taken', 'not taken']);
+      expect(await step.locator('.wait.branch[data-branch="approved"] .badge').isVisible()).toBe(true);
+      await noSidewaysScroll(page);
+      if (screenshotsDir) await page.screenshot({ path: path.join(screenshotsDir, `run-wait-any-${width}.png`), fullPage: true });
     } finally {
       await context.close();
     }

@@ -125,12 +125,27 @@ describe('crash everywhere', () => {
     expect((await result('cp_cursor')).output).toBe(4);
     expect((await result('cp_many')).output).toEqual([2, 4, 6]);
     expect((await result('cp_long')).output).toBe(1200);
+    // The waitAny / waitAll runs: the winning branch, whatever crashed where; no loser fired.
+    expect((await result('cp_any_webhook')).output).toEqual({ key: 'answer', value: { k: runs.cp_any_webhook } });
+    const anyChild = (await result('cp_any_child')).output as { key: string; value: { status: string; result: number } };
+    expect([anyChild.key, anyChild.value.status, anyChild.value.result]).toEqual(['child', 'completed', 10]);
+    expect((await result('cp_all')).output).toEqual({ nap: null, told: { k: runs.cp_all } });
+    const { rows: waitRows } = await flow.pool.query<{ workflow: string; branch: string; status: string }>(
+      `SELECT r.workflow_name AS workflow, w.branch, w.status FROM ${flow.tables.waits} w JOIN ${flow.tables.runs} r ON r.id = w.workflow_run_id
+       WHERE w.group_mode IS NOT NULL ORDER BY r.workflow_name, w.id`,
+    );
+    expect(waitRows.map((w) => `${w.workflow}.${w.branch}:${w.status}`)).toEqual([
+      'cp_all.nap:matched', 'cp_all.told:matched',
+      'cp_any_child.never:cancelled', 'cp_any_child.child:matched', 'cp_any_child.expired:cancelled',
+      'cp_any_webhook.never:cancelled', 'cp_any_webhook.answer:matched', 'cp_any_webhook.expired:cancelled',
+    ]);
     // One event each: the provider answered once, sendEvent stored once.
     const { rows: events } = await flow.pool.query<{ name: string; n: number }>(
       `SELECT name, count(*)::int AS n FROM ${flow.tables.events} GROUP BY name ORDER BY name`,
     );
     expect(events).toEqual([
-      { name: 'cp_answer', n: 2 },
+      { name: 'cp_all_told', n: 1 },
+      { name: 'cp_answer', n: 3 },
       { name: 'cp_told', n: 1 },
     ]);
     const { rows: byWorkflow } = await flow.pool.query<{ workflow: string; points: string[] }>(

@@ -115,7 +115,7 @@ describe('the README', () => {
   it('the agent prompt and llms.txt name only APIs that exist', () => {
     // Its own methods and those it inherits (the operator tools).
     const flowApi = new Set([DurableFlow.prototype, Object.getPrototypeOf(DurableFlow.prototype)].flatMap((p: object) => Object.getOwnPropertyNames(p)));
-    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow', 'patched', 'waitForSignal'];
+    const stepApi = ['run', 'sleep', 'sleepUntil', 'waitForEvent', 'sendEvent', 'invoke', 'invokeMany', 'waitForWorkflow', 'patched', 'waitForSignal', 'waitAny', 'waitAll'];
     const harnessApi = Object.getOwnPropertyNames(createTestHarness.prototype ?? {}).concat(
       Object.getOwnPropertyNames(Object.getPrototypeOf(createTestHarness({} as DurableFlow))),
     );
@@ -228,6 +228,28 @@ describe('the README examples run', () => {
     await harness.travel('3 days');
     await harness.drain();
     await harness.assertCompleted(ignored.runId, { approved: false, by: [] });
+  });
+
+  it('wait groups', async () => {
+    const { flow, onboarding } = await runExample<{
+      flow: DurableFlow;
+      onboarding: { start(input: unknown): Promise<{ runId: string }> };
+    }>('wait-groups.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    const ann = await onboarding.start({ userId: 1, name: 'ann' });
+    const eve = await onboarding.start({ userId: 2, name: 'mallory' });
+    await harness.drain();
+    await flow.notify('proof_uploaded', { userId: 1, file: 'p.pdf' });
+    await flow.notify('id_uploaded', { userId: 1, file: 'id.png' });
+    await flow.notify('id_uploaded', { userId: 2, file: 'id2.png' });
+    await flow.notify('proof_uploaded', { userId: 2, file: 'p2.pdf' });
+    await harness.drain();
+    // Ann's background check finished before anyone reviewed: that branch won.
+    await harness.assertCompleted(ann.runId, { approved: true, docs: { id: { userId: 1, file: 'id.png' }, proof: { userId: 1, file: 'p.pdf' } } });
+    await harness.assertCompleted(eve.runId, { approved: false, docs: { id: { userId: 2, file: 'id2.png' }, proof: { userId: 2, file: 'p2.pdf' } } });
+    // A decision after the winner matches nothing.
+    expect((await flow.notify('reviewed', { userId: 1, approved: false })).matchedWaits).toBe(0);
   });
 
   it('flow control', async () => {

@@ -1,7 +1,7 @@
 /**
  * Pause everywhere: every debug point of the engine (read from its source, so a new point is covered
  * the day it is added) becomes the moment flow.pause() is called on a run, the first time the run
- * reaches it, for each of a few workflows (steps, a sleep, a wait, a child run). Then: the run ends
+ * reaches it, for each of a few workflows (steps, a sleep, a wait, a child run, a waitAny). Then: the run ends
  * paused (or finished, when the pause came with its last write); once pause() has returned, no step
  * starts after a step that was running then, and at most one (the one past a boundary already
  * crossed) when none was; resumed, it completes with its output, every step having run exactly once.
@@ -41,6 +41,7 @@ const WORKFLOWS: Record<string, { steps: string[]; output: unknown }> = {
   pp_sleep: { steps: ['a', 'b'], output: 'ab' },
   pp_wait: { steps: ['a', 'b'], output: 'a7b' },
   pp_child: { steps: ['a', 'b'], output: 'axb' },
+  pp_any: { steps: ['a', 'b'], output: 'a7b' },
 };
 
 describe('pause at every debug point', () => {
@@ -60,6 +61,11 @@ describe('pause at every debug point', () => {
       const event = await step.waitForEvent<{ n: number }>('pp_go', { match: { runId }, allowPastEvents: true });
       return a + event.n + (await step.run('b', () => body(runId, 'b', 'b')));
     });
+    flow.workflow('pp_any', async ({ step, runId }) => {
+      const a = await step.run('a', () => body(runId, 'a', 'a'));
+      const first = await step.waitAny('pick', { go: { event: 'pp_any_go', match: { runId }, allowPastEvents: true }, later: { sleep: '1 hour' } });
+      return a + (first.value as { n: number }).n + (await step.run('b', () => body(runId, 'b', 'b')));
+    });
     flow.workflow('pp_child_x', async ({ step, input }: WorkflowContext<{ parent: string }>) => step.run('x', () => body(`${input.parent}/child`, 'x', 'x')));
     flow.workflow('pp_child', async ({ step, runId }) => {
       const a = await step.run('a', () => body(runId, 'a', 'a'));
@@ -75,6 +81,7 @@ describe('pause at every debug point', () => {
         for (const [workflow, expected] of Object.entries(WORKFLOWS)) {
           const runId = `${point}-${workflow}`;
           if (workflow === 'pp_wait') await flow.notify('pp_go', { runId, n: 7 });
+          if (workflow === 'pp_any') await flow.notify('pp_any_go', { runId, n: 7 });
           let paused: Promise<boolean> | undefined;
           let returnedAt: { clock: number; running: number } | undefined;
           setDebugPoint(point, async (data) => {

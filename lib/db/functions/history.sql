@@ -8,6 +8,9 @@ LANGUAGE sql STABLE AS $$
       'waitId', w.id, 'waitStatus', w.status
     ) ORDER BY s.id), '[]')
   FROM {{schema}}.durable_flow_workflow_steps s
-  LEFT JOIN {{schema}}.durable_flow_workflow_waits w ON w.workflow_step_id = s.id
+  -- One wait per step (a waitAny / waitAll step has one per branch: its first stands for them).
+  LEFT JOIN (SELECT DISTINCT ON (w.workflow_step_id) w.workflow_step_id, w.id, w.status
+             FROM {{schema}}.durable_flow_workflow_waits w WHERE w.workflow_run_id = ANY(p_run_ids)
+             ORDER BY w.workflow_step_id, w.id) w ON w.workflow_step_id = s.id
   WHERE s.workflow_run_id = ANY(p_run_ids)
 $$;

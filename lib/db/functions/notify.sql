@@ -25,6 +25,9 @@
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_notify(text, text, jsonb, text, integer, float8, text, float8, integer, text[], text[]);
 -- Since 009_signals.sql, a wait of step.waitForSignal (signal_name set) is never an event's: only a
 -- signal sent to its run settles it (flow.signal, then the run's suspension).
+-- Since 010_wait_groups.sql, a branch of step.waitAny / waitAll: at most one branch of a waitAny step
+-- takes an event, the step's result is written by durable_flow_settle_groups (which cancels the losers in
+-- this transaction), and the run wakes when its step is complete. A sleep branch never matches an event.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_notify(
   p_event_id text, p_name text, p_payload jsonb, p_source text, p_lock_namespace integer, p_offset_ms float8,
   p_owner text, p_lease_ms float8, p_claim_limit integer, p_queues text[], p_workflows text[], p_version text
@@ -39,6 +42,7 @@ DECLARE
   v_now timestamptz;
   v_matched integer := 0;
   v_runs bigint[];
+  v_groups bigint[];
   v_mark text;
   v_claimed json := '[]';
   v_claimed_ids bigint[] := '{}';
@@ -68,27 +72,44 @@ BEGIN
   PERFORM 1 FROM {{schema}}.durable_flow_workflow_runs r
   WHERE r.id IN (
     SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
-    WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND w.event_name = p_name AND p_payload @> w.match
+    WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND NOT w.is_sleep
+      AND w.event_name = p_name AND p_payload @> w.match
       AND (w.timeout_at IS NULL OR w.timeout_at > v_now))
   ORDER BY r.id DESC
   FOR NO KEY UPDATE;
 
   IF FOUND THEN
-    WITH m AS (
-      UPDATE {{schema}}.durable_flow_workflow_waits w
-      SET status = 'matched', workflow_event_id = v_event.id, updated_at = clock_timestamp()
-      WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND w.event_name = p_name AND p_payload @> w.match
+    WITH c AS (
+      SELECT w.id, w.workflow_step_id, w.group_mode FROM {{schema}}.durable_flow_workflow_waits w
+      WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND NOT w.is_sleep
+        AND w.event_name = p_name AND p_payload @> w.match
         AND (w.timeout_at IS NULL OR w.timeout_at > v_now)
-      RETURNING w.workflow_run_id, w.workflow_step_id
+    ), pick AS (
+      -- At most one branch of a waitAny step takes the event (the first declared); every other wait does.
+      SELECT DISTINCT ON (CASE WHEN c.group_mode = 'any' THEN c.workflow_step_id ELSE -c.id END) c.id
+      FROM c ORDER BY CASE WHEN c.group_mode = 'any' THEN c.workflow_step_id ELSE -c.id END, c.id
+    ), m AS (
+      UPDATE {{schema}}.durable_flow_workflow_waits w
+      SET status = 'matched', workflow_event_id = v_event.id, updated_at = clock_timestamp(),
+          result = CASE WHEN w.group_mode IS NOT NULL THEN p_payload END
+      WHERE w.id IN (SELECT id FROM pick) AND w.status = 'pending'
+      RETURNING w.workflow_run_id, w.workflow_step_id, w.group_mode
     ), s AS (
       UPDATE {{schema}}.durable_flow_workflow_steps s
       -- exec_snapshot stays the one the wait was created with: the wait after this one sees every event
       -- since (resolveWaits leaves out the events this run's earlier waits took).
       SET status = 'succeeded', result = p_payload, completed_at = v_now, attempts = s.attempts + 1,
           updated_at = clock_timestamp()
-      WHERE s.id IN (SELECT workflow_step_id FROM m)
+      WHERE s.id IN (SELECT workflow_step_id FROM m WHERE group_mode IS NULL)
     )
-    SELECT count(*), array_agg(DISTINCT workflow_run_id) INTO v_matched, v_runs FROM m;
+    SELECT count(*), array_agg(DISTINCT workflow_run_id) FILTER (WHERE group_mode IS NULL),
+           array_agg(DISTINCT workflow_step_id) FILTER (WHERE group_mode IS NOT NULL)
+    INTO v_matched, v_runs, v_groups FROM m;
+    -- A branch of a waitAny / waitAll step: the step is written from its rows (the losers of a waitAny
+    -- cancelled now); its run wakes only once the step is complete.
+    IF v_groups IS NOT NULL THEN
+      v_runs := coalesce(v_runs, '{}') || ARRAY(SELECT g.run_pk FROM {{schema}}.durable_flow_settle_groups(v_groups, v_now) g);
+    END IF;
 
     -- Runs for a worker of the calling process: claimed now.
     IF p_claim_limit > 0 THEN

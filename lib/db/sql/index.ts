@@ -6,7 +6,7 @@ import { notifyEventSql, notifyEventsSql } from './insertEvent.js';
 import { findRunsByKeysSql, insertRunsSql } from './insertRun.js';
 import { insertWaitsSql, lockWatchedRunsSql } from './insertWaits.js';
 import { lockEventNamesSql } from './lockEventNames.js';
-import { resolveWaitsSql, settleWaitsSql } from './resolveWaits.js';
+import { resolveWaitsSql, settleGroupsSql, settleWaitsSql } from './resolveWaits.js';
 import { releaseRunsSql, suspendRunSql } from './runTransitions.js';
 import type { Statement } from './statement.js';
 
@@ -26,6 +26,7 @@ export function buildSql(t: Tables) {
     lockWatchedRuns: lockWatchedRunsSql(t),
     resolveWaits: resolveWaitsSql(t),
     settleWaits: settleWaitsSql(t),
+    settleGroups: settleGroupsSql(t),
     suspendRun: suspendRunSql(t),
     releaseRuns: releaseRunsSql(t),
     heartbeat: heartbeatSql(t),

@@ -8,17 +8,23 @@ import type { Statement } from './statement.js';
  * Records new waits of run `$1` (their step rows were stored just before, in the same transaction).
  * `since_snapshot` is the low-water mark: events not yet visible in it count as "after the wait began".
  * `watched_run_id` makes it a wait for that run to finish instead of for an event; `signal_name` a wait
- * for a signal sent to this run (step.waitForSignal, see lib/signals/).
+ * for a signal sent to this run (step.waitForSignal, see lib/signals/). A waitAny / waitAll step has one
+ * row per branch (`branch`, `group_mode`, `is_sleep`), inserted in the order declared (ids follow it).
  */
 export const insertWaitsSql = (t: Tables): string => `
 INSERT INTO ${t.waits}
-  (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, watched_run_id, signal_name, since_snapshot, timeout_at)
-SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.watched_run_id, x.signal_name, x.since_snapshot, x.timeout_at
-FROM jsonb_to_recordset($2::jsonb) AS x(
+  (workflow_run_id, workflow_step_id, event_name, match, allow_past_events, watched_run_id, signal_name, since_snapshot, timeout_at,
+   branch, group_mode, is_sleep)
+SELECT $1, s.id, x.event_name, x.match, x.allow_past_events, x.watched_run_id, x.signal_name, x.since_snapshot, x.timeout_at,
+       coalesce(x.branch, ''), x.group_mode, coalesce(x.is_sleep, false)
+FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (
   step_name text, event_name text, match jsonb, allow_past_events boolean, watched_run_id text, signal_name text,
-  since_snapshot text, timeout_at timestamptz)
+  since_snapshot text, timeout_at timestamptz, branch text, group_mode text, is_sleep boolean)) WITH ORDINALITY AS x(
+  step_name, event_name, match, allow_past_events, watched_run_id, signal_name, since_snapshot, timeout_at, branch, group_mode,
+  is_sleep, n)
 JOIN ${t.steps} s ON s.workflow_run_id = $1 AND s.name = x.step_name
-ON CONFLICT (workflow_run_id, workflow_step_id) DO NOTHING`;
+ORDER BY x.n
+ON CONFLICT (workflow_run_id, workflow_step_id, branch) DO NOTHING`;
 
 /**
  * Marks the runs some waits of this suspension watch (so their finish trigger matches the waits) and
@@ -48,6 +54,8 @@ export interface NewWait {
   /** The low-water mark (see resolveWaits). */
   sinceSnapshot: string;
   timeoutAt: string | null;
+  /** A branch of step.waitAny / waitAll: its key and its step's mode; `sleep` for a sleep branch. */
+  branch?: { key: string; mode: 'any' | 'all'; sleep: boolean } | undefined;
 }
 
 /** Records `waits` of run `run` (its database id), inside the suspension's transaction. */
@@ -64,6 +72,7 @@ export async function insertWaits(db: Queryable, statement: Statement, p: { run:
         signal_name: w.signalName,
         since_snapshot: w.sinceSnapshot,
         timeout_at: w.timeoutAt,
+        ...(w.branch ? { branch: w.branch.key, group_mode: w.branch.mode, is_sleep: w.branch.sleep } : {}),
       })),
     ),
   ]);
