@@ -4,6 +4,7 @@ import type { PendingStep } from '../db/sql/commitBatch.js';
 import { DurableFlowError, LeaseLostError, isNonRetriable, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson } from '../json.js';
+import { RetryAfterError } from '../retry-after.js';
 import type { StepContext, StepRunOptions } from '../types.js';
 import type { ExecutionEnv } from './env.js';
 import type { HistoryStep } from './definition.js';
@@ -127,7 +128,8 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
     if (!isNonRetriable(error) && attempt <= spec.retries) {
       let retryAt: number;
       try {
-        retryAt = host.dbNow() + backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`);
+        // A RetryAfterError names the delay itself (a 429's Retry-After): it replaces the backoff for this attempt.
+        retryAt = host.dbNow() + (error instanceof RetryAfterError ? error.afterMs : backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`));
       } catch (backoffError) {
         host.fail(backoffError as Error);
         return;

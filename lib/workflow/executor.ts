@@ -4,6 +4,7 @@ import { toMilliseconds } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 import type { LogLevel, StepContext, StepRunOptions, WorkflowLog } from '../types.js';
 import { runAttempt } from './attempt.js';
+import { runTimedOut, watchDeadline } from './deadline.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
 import type { ExecutionEnv, ExecutionOutcome } from './env.js';
 import { PATCH_KIND, ReplayLedger } from './ledger.js';
@@ -39,6 +40,7 @@ export class Execution {
   readonly #scheduler: Scheduler;
   readonly #dbNowAtClaim: number;
   readonly #perfAtClaim: number;
+  #timedOut = false;
 
   constructor(
     env: ExecutionEnv,
@@ -79,6 +81,11 @@ export class Execution {
 
   /** Runs the execution to its end. Never rejects. */
   start(): Promise<ExecutionOutcome> {
+    const deadlineMs = this.run.deadlineMs ?? null;
+    if (deadlineMs !== null) {
+      watchDeadline(deadlineMs, () => this.dbNow(), this.done, () => this.timeOut());
+      if (this.#timedOut) return this.done; // leased past its deadline (a notify's local claim): no step runs
+    }
     const limit = 1 + this.#definition.maxRecoveries;
     if (this.run.claimCount > limit) {
       const error = workerCrashed(this.run.runId, this.run.workflow, this.run.claimCount, this.#definition.maxRecoveries);
@@ -113,6 +120,27 @@ export class Execution {
   /** Graceful stop: finish the step bodies now running, then hand the run back instead of starting more. */
   requestStop(): void {
     this.#scheduler.requestStop();
+  }
+
+  /**
+   * The run reached its deadline (`timeout`): the execution stops at once (no step starts, no result is
+   * stored), step bodies' `signal` aborts with the RUN_TIMEOUT error, and durable_flow_expire fails the
+   * run (a claim's sweep does it if this statement cannot).
+   */
+  timeOut(): void {
+    if (this.#timedOut) return;
+    this.#timedOut = true;
+    const error = runTimedOut(this.run.deadlineMs!);
+    if (!this.#scheduler.leaseLost(error, { kind: 'failed' })) return;
+    this.#env.store.expireRun(this.run.id).then(
+      (ended) => {
+        if (ended?.status === 'failed') this.#env.onFinished(this.run.runId, { status: 'failed', error: ended.error });
+      },
+      (expireError: unknown) =>
+        this.#env.options.logger.warn(`Could not fail run ${this.run.runId} at its deadline; the next claim will`, {
+          error: (expireError as Error)?.message ?? String(expireError),
+        }),
+    );
   }
 
   /** The worker found the lease gone (heartbeat): stop writing, let step bodies know. */
@@ -159,7 +187,11 @@ export class Execution {
       const host = this.#scheduler.attemptHost;
       this.#scheduler.queue({
         name,
-        start: () => void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject }),
+        start: () => {
+          // No step body begins after the run's deadline.
+          if (this.run.deadlineMs != null && this.dbNow() >= this.run.deadlineMs) return this.timeOut();
+          void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject });
+        },
       });
     });
   }
