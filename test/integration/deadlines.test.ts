@@ -1,3 +1,5 @@
+import express from 'express';
+import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DurableFlowError, RetryAfterError } from '../../lib/index.js';
 import type { DurableFlow, StoredError, WorkflowContext } from '../../lib/index.js';
@@ -395,5 +397,30 @@ describe('startBy', () => {
       release();
       await worker.stop();
     }
+  });
+});
+
+describe('the deadlines on view', () => {
+  it('getRun() and the run page show the deadline and the start-by; the JSON run has them too', async () => {
+    const { flow, harness } = await harnessed();
+    const w = flow.workflow('shown', { timeout: '1 hour' }, async ({ step }: WorkflowContext) => step.sleep('nap', '1 day'));
+    const run = await w.start({}, { startBy: '10 minutes' });
+    const queued = (await flow.getRun(run.runId))!;
+    const app = express();
+    app.use('/df', flow.router({ allowUnauthenticated: true }));
+    const page = await request(app).get(`/df/runs/${run.runId}`);
+    expect(page.status).toBe(200);
+    expect(page.text).toMatch(/data-card="deadline"[\s\S]*fails with RUN_TIMEOUT/);
+    expect(page.text).toMatch(/data-card="start-by"[\s\S]*cancelled with DEADLINE_EXCEEDED/);
+    expect(page.text).toContain(`datetime="${queued.deadlineAt!.toISOString()}"`);
+    const json = await request(app).get(`/df/api/runs/${run.runId}`);
+    expect(json.body.run ?? json.body).toMatchObject({ deadlineAt: queued.deadlineAt!.toISOString(), startBy: queued.startBy!.toISOString() });
+    await harness.drain();
+    const started = await request(app).get(`/df/runs/${run.runId}`);
+    expect(started.text).toMatch(/data-card="start-by"[\s\S]*started in time/);
+    const plain = flow.workflow('plain', () => 1);
+    const none = await plain.start({});
+    const other = await request(app).get(`/df/runs/${none.runId}`);
+    expect(other.text).not.toContain('data-card="deadline"');
   });
 });
