@@ -1,6 +1,7 @@
 import express from 'express';
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { setDebugPoint } from '../../lib/debug-point.js';
 import { DurableFlowError, RetryAfterError } from '../../lib/index.js';
 import type { DurableFlow, StoredError, WorkflowContext } from '../../lib/index.js';
 import { createTestHarness } from '../../lib/testing/index.js';
@@ -171,6 +172,42 @@ describe('timeout', () => {
       expect(await stepRow(flow, run.runId, 'after')).toBeUndefined();
       expect(worker.stats).toMatchObject({ failed: 1, lost: 0 });
     } finally {
+      await worker.stop();
+    }
+  });
+
+  it('stores nothing past the deadline, even from a worker that could not notice it (its event loop blocked)', async () => {
+    const flow = ctx.flow({ schema: `dl_${++schemas}` });
+    await flow.migrate();
+    const w = flow.workflow('blocked', { timeout: 600 }, async ({ step }: WorkflowContext) => {
+      await step.run('work', () => 1);
+      return 'done';
+    });
+    let target = '';
+    let blocked = false;
+    // The completion (with the step's result) is about to be committed: hold the whole process, timers
+    // included, until the deadline has passed, then let the commit go.
+    setDebugPoint('END_BEFORE_COMMIT', ({ runId }) => {
+      if (runId !== target) return;
+      blocked = true;
+      const until = Date.now() + 900;
+      while (Date.now() < until) {
+        // busy: the deadline timer cannot fire
+      }
+    });
+    const worker = flow.worker({ concurrency: 2, pollInterval: 5000 });
+    await worker.start();
+    try {
+      const run = await w.start({});
+      target = run.runId;
+      const failure = await run.result({ timeout: '10 seconds' }).catch((error: unknown) => error);
+      expect(blocked).toBe(true);
+      expect(failure).toMatchObject({ code: 'RUN_FAILED', cause: { code: 'RUN_TIMEOUT' } });
+      const info = (await flow.getRun(run.runId))!;
+      expect(info).toMatchObject({ status: 'failed', output: undefined, completedAt: null });
+      expect((await stepRow(flow, run.runId, 'work'))?.status).not.toBe('succeeded');
+    } finally {
+      setDebugPoint('END_BEFORE_COMMIT', undefined);
       await worker.stop();
     }
   });
