@@ -6,5 +6,5 @@
  */
 export const SERIAL_CHAOS_FILES = [
   'bulk', 'clock', 'connections', 'crash-points', 'database', 'determinism', 'fleet', 'flood', 'leases', 'listen',
-  'notify', 'operations', 'pause', 'rerun', 'retention', 'schedules', 'signals', 'versions', 'workers',
+  'notify', 'operations', 'pause', 'rerun', 'retention', 'schedules', 'signals', 'versions', 'workers', 'deadlines',
 ].map((name) => `test/chaos/${name}.test.ts`);
