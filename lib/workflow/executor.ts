@@ -85,6 +85,9 @@ export class Execution {
     if (deadlineMs !== null) {
       watchDeadline(deadlineMs, () => this.dbNow(), this.done, () => this.timeOut());
       if (this.#timedOut) return this.done; // leased past its deadline (a notify's local claim): no step runs
+      // A write refused past the deadline (the commit fence: this process could not see it come) ends the
+      // execution as a lost lease; end the run now rather than at the next claim.
+      void this.done.then((outcome) => outcome.kind === 'lost' && this.#pastDeadline() && this.#expire());
     }
     const limit = 1 + this.#definition.maxRecoveries;
     if (this.run.claimCount > limit) {
@@ -131,7 +134,15 @@ export class Execution {
     if (this.#timedOut) return;
     this.#timedOut = true;
     const error = runTimedOut(this.run.deadlineMs!);
-    if (!this.#scheduler.leaseLost(error, { kind: 'failed' })) return;
+    if (this.#scheduler.leaseLost(error, { kind: 'failed' })) this.#expire();
+  }
+
+  #pastDeadline(): boolean {
+    return this.run.deadlineMs != null && this.dbNow() >= this.run.deadlineMs;
+  }
+
+  /** durable_flow_expire for this run (whoever holds it, it ends once), then this process's result() waiters. */
+  #expire(): void {
     this.#env.store.expireRun(this.run.id).then(
       (ended) => {
         if (ended?.status === 'failed') this.#env.onFinished(this.run.runId, { status: 'failed', error: ended.error });
@@ -145,7 +156,9 @@ export class Execution {
 
   /** The worker found the lease gone (heartbeat): stop writing, let step bodies know. */
   leaseLost(): void {
-    this.#scheduler.leaseLost();
+    // Past the deadline the lease went to the run's timeout (a claim's sweep): say so to the step bodies.
+    if (this.#pastDeadline()) this.timeOut();
+    else this.#scheduler.leaseLost();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -189,7 +202,7 @@ export class Execution {
         name,
         start: () => {
           // No step body begins after the run's deadline.
-          if (this.run.deadlineMs != null && this.dbNow() >= this.run.deadlineMs) return this.timeOut();
+          if (this.#pastDeadline()) return this.timeOut();
           void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject });
         },
       });

@@ -394,6 +394,32 @@ describe('startBy', () => {
     expect(started).toBe(0);
   });
 
+  it('cancels a low-priority run that higher priorities kept from starting in time', async () => {
+    const flow = ctx.flow({ schema: `dl_${++schemas}` });
+    await flow.migrate();
+    const began: number[] = [];
+    const w = flow.workflow('ranked', async ({ step, input }: WorkflowContext<{ n: number }>) => {
+      began.push(input.n);
+      await step.run('work', () => new Promise((resolve) => setTimeout(resolve, 150)));
+    });
+    // All queued before the one worker slot exists: five urgent runs of 150 ms each go first.
+    const urgent = await Promise.all([1, 2, 3, 4, 5].map((n) => w.start({ n }, { priority: -1 })));
+    const low = await w.start({ n: 0 }, { priority: 5, startBy: 400 });
+    const worker = flow.worker({ concurrency: 1, pollInterval: 50 });
+    await worker.start();
+    try {
+      await Promise.all(urgent.map((run) => run.result({ timeout: '10 seconds' })));
+      const info = await eventually(async () => {
+        const run = await flow.getRun(low.runId);
+        return run?.status === 'cancelled' ? run : undefined;
+      });
+      expect(info.error?.code).toBe('DEADLINE_EXCEEDED');
+      expect([...began].sort()).toEqual([1, 2, 3, 4, 5]); // never the low one
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('cancels a run queued behind a concurrency limit that did not get a slot in time', async () => {
     const flow = ctx.flow({ schema: `dl_${++schemas}` });
     await flow.migrate();
