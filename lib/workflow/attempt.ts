@@ -120,16 +120,17 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
       return;
     }
     const stored = serializeError(error, name);
+    const failedAt = host.dbNow(); // the retry counts from this very instant
     // Every failed attempt stays visible (the last ten), even once a later attempt succeeds.
     const failures = [
       ...((row?.metadata.failures as unknown[] | undefined) ?? []),
-      { attempt, class: stored.class, message: stored.message.slice(0, 500), at: host.iso() },
+      { attempt, class: stored.class, message: stored.message.slice(0, 500), at: host.iso(failedAt) },
     ].slice(-10);
     if (!isNonRetriable(error) && attempt <= spec.retries) {
       let retryAt: number;
       try {
         // A RetryAfterError names the delay itself (a 429's Retry-After): it replaces the backoff for this attempt.
-        retryAt = host.dbNow() + (error instanceof RetryAfterError ? error.afterMs : backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`));
+        retryAt = failedAt + (error instanceof RetryAfterError ? error.afterMs : backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`));
       } catch (backoffError) {
         host.fail(backoffError as Error);
         return;

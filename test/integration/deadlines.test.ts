@@ -361,7 +361,9 @@ describe('startBy', () => {
     await harness.travel('10 minutes');
     await harness.drain();
     expect(started).toBe(0);
-    await expect(run.result()).rejects.toThrow();
+    const failure = await run.result().catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'RUN_CANCELLED', cause: { code: 'DEADLINE_EXCEEDED' } });
+    expect((failure as Error).message).toMatch(/was cancelled: DEADLINE_EXCEEDED: The run had not started by its startBy/);
   });
 
   it('has no effect once the run started in time (it may then take as long as it needs)', async () => {
