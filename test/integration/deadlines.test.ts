@@ -212,6 +212,29 @@ describe('timeout', () => {
     }
   });
 
+  it('a keyed run that times out while running frees its concurrency slot for the next one', async () => {
+    const flow = ctx.flow({ schema: `dl_${++schemas}` });
+    await flow.migrate();
+    const w = flow.workflow('single-file', { concurrency: 1 }, async ({ step, input }: WorkflowContext<{ hang: boolean }>) =>
+      step.run('work', ({ signal }) =>
+        input.hang ? new Promise((resolve) => signal.addEventListener('abort', () => resolve('aborted'))) : 'quick',
+      ),
+    );
+    const worker = flow.worker({ concurrency: 4, pollInterval: 50 });
+    await worker.start();
+    try {
+      const hung = await w.start({ hang: true }, { timeout: 500 });
+      await eventually(async () => (await flow.getRun(hung.runId))?.status === 'running');
+      const next = await w.start({ hang: false });
+      expect(await next.result({ timeout: '10 seconds' })).toBe('quick');
+      const [a, b] = [(await flow.getRun(hung.runId))!, (await flow.getRun(next.runId))!];
+      expect(a.error?.code).toBe('RUN_TIMEOUT');
+      expect(b.startedAt!.getTime()).toBeGreaterThanOrEqual(a.failedAt!.getTime());
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('a start option overrides the workflow option; a run without either has no deadline', async () => {
     const { flow } = await harnessed();
     const w = flow.workflow('w', { timeout: '1 hour' }, () => 1);
@@ -302,9 +325,10 @@ describe('timeout', () => {
     const run = await parent.start({});
     await harness.drain();
     const info = (await flow.getRun(run.runId))!;
-    const [kidId, fastId] = info.childRunIds;
-    const kid = (await flow.getRun(kidId!))!;
-    const fast = (await flow.getRun(fastId!))!;
+    const children = await Promise.all(info.childRunIds.map(async (id) => (await flow.getRun(id))!));
+    const kid = children.find((c) => c.workflow === 'child')!;
+    const fast = children.find((c) => c.workflow === 'quick-child')!;
+    const [kidId, fastId] = [kid.runId, fast.runId];
     expect(kid.deadlineAt!.getTime()).toBe(info.deadlineAt!.getTime()); // inherited: earlier than its own day
     expect(fast.deadlineAt!.getTime() - fast.createdAt.getTime()).toBeLessThan(6 * 60_000); // its own, earlier
     await harness.travel('5 minutes');
