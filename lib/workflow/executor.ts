@@ -14,6 +14,9 @@ import { Scheduler } from './scheduler.js';
 import { createStepApi } from './step-api.js';
 import { parseJson } from './writes.js';
 
+/** A lease lost this close to the run's deadline (or after it) was lost to the deadline. */
+const LOST_AT_DEADLINE_SLACK_MS = 1000;
+
 /**
  * One execution of a run: replays the workflow function from the top against the run's stored
  * history, runs the steps that have no stored result, and ends by completing, failing or suspending
@@ -137,8 +140,9 @@ export class Execution {
     if (this.#scheduler.leaseLost(error, { kind: 'failed' })) this.#expire();
   }
 
-  #pastDeadline(): boolean {
-    return this.run.deadlineMs != null && this.dbNow() >= this.run.deadlineMs;
+  /** `slackMs`: how far this process's estimate of the database clock may lag behind it (see leaseLost). */
+  #pastDeadline(slackMs = 0): boolean {
+    return this.run.deadlineMs != null && this.dbNow() + slackMs >= this.run.deadlineMs;
   }
 
   /** durable_flow_expire for this run (whoever holds it, it ends once), then this process's result() waiters. */
@@ -156,8 +160,10 @@ export class Execution {
 
   /** The worker found the lease gone (heartbeat): stop writing, let step bodies know. */
   leaseLost(): void {
-    // Past the deadline the lease went to the run's timeout (a claim's sweep): say so to the step bodies.
-    if (this.#pastDeadline()) this.timeOut();
+    // At the deadline the lease went to the run's timeout (another worker's claim ended it): say so to the
+    // step bodies. That claim reads the database clock itself, which this process's estimate (the claim's
+    // reading plus the time since its answer arrived) trails by a round trip: hence the slack.
+    if (this.#pastDeadline(LOST_AT_DEADLINE_SLACK_MS)) this.timeOut();
     else this.#scheduler.leaseLost();
   }
 
