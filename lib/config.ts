@@ -112,7 +112,8 @@ export function checkInteger(name: string, value: unknown, min: number, max = Nu
   return value;
 }
 
-function duration(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+/** A duration option in ms; INVALID_OPTION naming it otherwise. */
+export function duration(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
   let ms: number;
   try {
     ms = toMilliseconds(value, `\`${name}\``);

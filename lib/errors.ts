@@ -27,6 +27,9 @@ export type DurableFlowErrorCode =
   | 'RUN_ID_CONFLICT'
   | 'EVENT_ID_CONFLICT'
   | 'SIGNAL_ID_CONFLICT'
+  | 'RUN_TIMEOUT'
+  | 'DEADLINE_EXCEEDED'
+  | 'RETRY_AFTER'
   | 'CLOSED';
 
 export class DurableFlowError extends Error {

@@ -14,6 +14,7 @@ export {
   StepTimeoutError,
   LeaseLostError,
 } from './errors.js';
+export { RetryAfterError } from './retry-after.js';
 export type { DurableFlowErrorCode, StoredError } from './errors.js';
 export type { DurableFlowOptions, Logger } from './config.js';
 export type { MigrateResult } from './db/migrator.js';

@@ -48,7 +48,7 @@ export interface StepContext<C = unknown> {
   idempotencyKey: string;
   runId: string;
   stepName: string;
-  /** Aborted when this worker loses the run's lease (or the run is cancelled): stop work that can stop. */
+  /** Aborted when this worker loses the run's lease (or the run is cancelled), or the run reaches its `timeout` (reason: a RUN_TIMEOUT error): stop work that can stop. */
   signal: AbortSignal;
   /** Cursor steps: where to resume (the last value passed to `advance`, or `start`). */
   cursor: C;
@@ -231,6 +231,11 @@ export interface WorkflowOptions<I = any> {
    * (the determinism check protects it).
    */
   versioning?: 'any' | 'pinned';
+  /**
+   * A run not finished this long after its `start()` fails with code `RUN_TIMEOUT` (the running step's
+   * `signal` is aborted; its unfinished children time out with it). A start's own `timeout` wins. Default: none.
+   */
+  timeout?: DurationInput;
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */
@@ -306,6 +311,10 @@ export interface StartOptions {
   queue?: string;
   /** A Sequelize transaction (or a `pg` client inside a transaction): the run exists exactly when it commits. */
   transaction?: unknown;
+  /** This run fails with code `RUN_TIMEOUT` if not finished this long after this call. Default: the workflow's `timeout`, else none. */
+  timeout?: DurationInput;
+  /** This run is cancelled with code `DEADLINE_EXCEEDED`, never started, if its first execution has not begun this long after this call. Default: none. */
+  startBy?: DurationInput;
 }
 
 export interface ResultOptions {
@@ -354,6 +363,10 @@ export interface RunInfo<I = any, O = any> {
   version: string | null;
   /** Set for a run of a `versioning: 'pinned'` workflow: only workers of this version claim it. */
   pinnedVersion: string | null;
+  /** Its `timeout`'s deadline: not finished by then, it fails with RUN_TIMEOUT. Null without one. */
+  deadlineAt: Date | null;
+  /** Its `startBy`: not started by then, it is cancelled with DEADLINE_EXCEEDED. Null without one. */
+  startBy: Date | null;
 }
 
 export interface EventRecord {

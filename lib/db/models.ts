@@ -111,6 +111,10 @@ const runAttributes = (): ModelAttributes => ({
   version: text('version'),
   /** Set for a run of a `versioning: 'pinned'` workflow: only workers of this version claim it. */
   pinnedVersion: text('pinned_version'),
+  /** Its `timeout`'s deadline (migration 011): not finished by then, it fails with RUN_TIMEOUT. */
+  deadlineAt: time('deadline_at'),
+  /** Its `startBy` (migration 011): not started by then, it is cancelled with DEADLINE_EXCEEDED. */
+  startBy: time('start_by'),
   ...timestamps(),
 });
 

@@ -7,6 +7,8 @@ import type { ClaimedBatch, LeaseTarget } from './sql/claimed.js';
 import { claimRuns, orphanedWorkflows } from './sql/claimRuns.js';
 import type { ClaimRequest } from './sql/claimRuns.js';
 import { commitBatch } from './sql/commitBatch.js';
+import { expireRun } from './sql/expireRuns.js';
+import type { ExpiredRun } from './sql/expireRuns.js';
 import type { CommitRequest, CommitResult } from './sql/commitBatch.js';
 import { buildSql } from './sql/index.js';
 import type { SqlTexts } from './sql/index.js';
@@ -90,6 +92,11 @@ export class Store {
    */
   releaseRuns(runs: ReleasedRun[]): Promise<number> {
     return releaseRuns(this.db, this.statements.releaseRuns, { runs, offsetMs: this.#clockOffsetMs() });
+  }
+
+  /** Ends run `run` (database id) if its deadline or start-by has passed, whoever holds it: the status it ended in, or null. */
+  expireRun(run: string): Promise<ExpiredRun | null> {
+    return expireRun(this.db, this.statements.expireRun, { run, offsetMs: this.#clockOffsetMs() });
   }
 
   /**

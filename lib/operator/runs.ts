@@ -69,15 +69,24 @@ export class Operator {
       if (status !== 'failed') return { status, done: false };
       const id = run.get('id');
       const at = literal('clock_timestamp()');
+      // A run that timed out (RUN_TIMEOUT) is retried without a deadline: its timeout was spent. The
+      // steps its timeout cancelled are reset with the failed one.
+      const timedOut = (run.get('error') as StoredError | null)?.code === 'RUN_TIMEOUT';
       await WorkflowRun.update(
-        { status: 'ready', wakeAt: literal(nowOf(this.#ctx)), failedAt: null, claimCount: 0, leaseEpoch: literal('lease_epoch + 1'), updatedAt: at },
+        {
+          status: 'ready', wakeAt: literal(nowOf(this.#ctx)), failedAt: null, claimCount: 0, leaseEpoch: literal('lease_epoch + 1'), updatedAt: at,
+          ...(timedOut ? { deadlineAt: null } : {}),
+        },
         { where: { id }, silent: true, transaction },
       );
       const failedStep = (run.get('error') as StoredError | null)?.step;
-      if (typeof failedStep === 'string') {
+      if (typeof failedStep === 'string' || timedOut) {
         const [, steps] = await WorkflowStep.update(
           { status: 'pending', attempts: 0, result: null, completedAt: null, metadata: literal(`metadata - 'timedOut' - 'retryAt'`), updatedAt: at },
-          { where: { workflowRunId: id, name: failedStep, status: 'failed' }, returning: ['id'], silent: true, transaction },
+          {
+            where: timedOut ? { workflowRunId: id, status: 'cancelled' } : { workflowRunId: id, name: failedStep, status: 'failed' },
+            returning: ['id'], silent: true, transaction,
+          },
         );
         const stepIds = steps.map((step) => step.get('id'));
         if (stepIds.length > 0) await WorkflowWait.destroy({ where: { workflowStepId: { [Op.in]: stepIds } }, transaction });

@@ -66,7 +66,7 @@ export class Reader {
       if (status === null) return { runId, outcome: { status: 'missing' } };
       if (status === 'completed') return { runId, outcome: { status, ...(output === null ? {} : { output }) } };
       if (status === 'failed') return { runId, outcome: { status, ...(error ? { error } : {}) } };
-      return { runId, outcome: { status: 'cancelled' } };
+      return { runId, outcome: { status: 'cancelled', ...(error ? { error } : {}) } };
     });
   }
 

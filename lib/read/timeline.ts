@@ -43,6 +43,8 @@ export interface RunRow {
   pause_requested: boolean;
   version: string | null;
   pinned_version: string | null;
+  deadline_at?: Date | null;
+  start_by?: Date | null;
   child_run_ids?: string[] | null;
 }
 
@@ -51,7 +53,7 @@ export function runColumns(bounded = false): string {
   return `id, run_id, workflow_name, status, queue_name, priority, ${jsonColumn('input', 'input_text', bound)},
   ${jsonColumn('output', 'output_text', bound)}, ${errorColumn('error', 'error_text', bounded)}, idempotency_key, parent_run_id,
   wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at, scheduled_for,
-  replay_of, pause_requested, version, pinned_version`;
+  replay_of, pause_requested, version, pinned_version, deadline_at, start_by`;
 }
 
 export function toRunInfo(row: RunRow): RunInfo {
@@ -82,6 +84,8 @@ export function toRunInfo(row: RunRow): RunInfo {
     pauseRequested: row.pause_requested === true,
     version: row.version ?? null,
     pinnedVersion: row.pinned_version ?? null,
+    deadlineAt: date(row.deadline_at ?? null),
+    startBy: date(row.start_by ?? null),
   };
 }
 

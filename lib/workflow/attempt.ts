@@ -4,6 +4,7 @@ import type { PendingStep } from '../db/sql/commitBatch.js';
 import { DurableFlowError, LeaseLostError, isNonRetriable, serializeError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import { encodeJson } from '../json.js';
+import { RetryAfterError } from '../retry-after.js';
 import type { StepContext, StepRunOptions } from '../types.js';
 import type { ExecutionEnv } from './env.js';
 import type { HistoryStep } from './definition.js';
@@ -119,15 +120,17 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
       return;
     }
     const stored = serializeError(error, name);
+    const failedAt = host.dbNow(); // the retry counts from this very instant
     // Every failed attempt stays visible (the last ten), even once a later attempt succeeds.
     const failures = [
       ...((row?.metadata.failures as unknown[] | undefined) ?? []),
-      { attempt, class: stored.class, message: stored.message.slice(0, 500), at: host.iso() },
+      { attempt, class: stored.class, message: stored.message.slice(0, 500), at: host.iso(failedAt) },
     ].slice(-10);
     if (!isNonRetriable(error) && attempt <= spec.retries) {
       let retryAt: number;
       try {
-        retryAt = host.dbNow() + backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`);
+        // A RetryAfterError names the delay itself (a 429's Retry-After): it replaces the backoff for this attempt.
+        retryAt = failedAt + (error instanceof RetryAfterError ? error.afterMs : backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`));
       } catch (backoffError) {
         host.fail(backoffError as Error);
         return;

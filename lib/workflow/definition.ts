@@ -1,4 +1,4 @@
-import { checkInteger, invalidOption, resolveBackoff } from '../config.js';
+import { checkInteger, duration, invalidOption, resolveBackoff } from '../config.js';
 import type { ResolvedBackoff, ResolvedOptions } from '../config.js';
 import { DurableFlowError } from '../errors.js';
 import { isPlainObject } from '../json.js';
@@ -21,6 +21,8 @@ export interface WorkflowDefinition {
   schedule: ScheduleSpec | undefined;
   /** 'pinned': its runs are claimed only by workers of the version of the flow that started them. */
   versioning: 'any' | 'pinned';
+  /** Its `timeout` (ms): a run not finished this long after start() fails with RUN_TIMEOUT. */
+  timeoutMs: number | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -62,6 +64,8 @@ export interface ClaimedRun {
   replay: boolean;
   /** flow.pause() was asked for it: the execution hands it back before starting any step (it is left 'paused'). */
   pauseRequested?: boolean;
+  /** Its deadline (`timeout`) on the flow's clock, epoch ms: the execution fails it with RUN_TIMEOUT then. Null without one. */
+  deadlineMs?: number | null;
 }
 
 /** The defaults a workflow's options are resolved against. */
@@ -95,6 +99,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     cancelOn: resolveCancelOn(options.cancelOn),
     schedule: options.schedule === undefined ? undefined : workflowSchedule(name, options.schedule, defaults.maxPayloadSize),
     versioning: resolveVersioning(options.versioning),
+    timeoutMs: options.timeout === undefined ? undefined : duration('timeout', options.timeout),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
@@ -116,6 +121,7 @@ export function unregisteredWorkflow(name: string, defaults: Defaults): Workflow
     cancelOn: [],
     schedule: undefined,
     versioning: 'any',
+    timeoutMs: undefined,
   };
 }
 

@@ -4,6 +4,7 @@ import { toMilliseconds } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
 import type { LogLevel, StepContext, StepRunOptions, WorkflowLog } from '../types.js';
 import { runAttempt } from './attempt.js';
+import { runTimedOut, watchDeadline } from './deadline.js';
 import type { ClaimedRun, HistoryStep, WorkflowDefinition } from './definition.js';
 import type { ExecutionEnv, ExecutionOutcome } from './env.js';
 import { PATCH_KIND, ReplayLedger } from './ledger.js';
@@ -15,6 +16,9 @@ import type { GroupBranch } from './step-api.js';
 import { SLEEP_BRANCH_EVENT, WORKFLOW_FINISHED_EVENT } from './suspend.js';
 import type { WaitSpec } from './suspend.js';
 import { parseJson } from './writes.js';
+
+/** A lease lost this close to the run's deadline (or after it) was lost to the deadline. */
+const LOST_AT_DEADLINE_SLACK_MS = 1000;
 
 /**
  * One execution of a run: replays the workflow function from the top against the run's stored
@@ -42,6 +46,7 @@ export class Execution {
   readonly #scheduler: Scheduler;
   readonly #dbNowAtClaim: number;
   readonly #perfAtClaim: number;
+  #timedOut = false;
 
   constructor(
     env: ExecutionEnv,
@@ -82,6 +87,14 @@ export class Execution {
 
   /** Runs the execution to its end. Never rejects. */
   start(): Promise<ExecutionOutcome> {
+    const deadlineMs = this.run.deadlineMs ?? null;
+    if (deadlineMs !== null) {
+      watchDeadline(deadlineMs, () => this.dbNow(), this.done, () => this.timeOut());
+      if (this.#timedOut) return this.done; // leased past its deadline (a notify's local claim): no step runs
+      // A write refused past the deadline (the commit fence: this process could not see it come) ends the
+      // execution as a lost lease; end the run now rather than at the next claim.
+      void this.done.then((outcome) => outcome.kind === 'lost' && this.#pastDeadline() && this.#expire());
+    }
     const limit = 1 + this.#definition.maxRecoveries;
     if (this.run.claimCount > limit) {
       const error = workerCrashed(this.run.runId, this.run.workflow, this.run.claimCount, this.#definition.maxRecoveries);
@@ -118,9 +131,43 @@ export class Execution {
     this.#scheduler.requestStop();
   }
 
+  /**
+   * The run reached its deadline (`timeout`): the execution stops at once (no step starts, no result is
+   * stored), step bodies' `signal` aborts with the RUN_TIMEOUT error, and durable_flow_expire fails the
+   * run (a claim's sweep does it if this statement cannot).
+   */
+  timeOut(): void {
+    if (this.#timedOut) return;
+    this.#timedOut = true;
+    const error = runTimedOut(this.run.deadlineMs!);
+    if (this.#scheduler.leaseLost(error, { kind: 'failed' })) this.#expire();
+  }
+
+  /** `slackMs`: how far this process's estimate of the database clock may lag behind it (see leaseLost). */
+  #pastDeadline(slackMs = 0): boolean {
+    return this.run.deadlineMs != null && this.dbNow() + slackMs >= this.run.deadlineMs;
+  }
+
+  /** durable_flow_expire for this run (whoever holds it, it ends once), then this process's result() waiters. */
+  #expire(): void {
+    this.#env.store.expireRun(this.run.id).then(
+      (ended) => {
+        if (ended?.status === 'failed') this.#env.onFinished(this.run.runId, { status: 'failed', error: ended.error });
+      },
+      (expireError: unknown) =>
+        this.#env.options.logger.warn(`Could not fail run ${this.run.runId} at its deadline; the next claim will`, {
+          error: (expireError as Error)?.message ?? String(expireError),
+        }),
+    );
+  }
+
   /** The worker found the lease gone (heartbeat): stop writing, let step bodies know. */
   leaseLost(): void {
-    this.#scheduler.leaseLost();
+    // At the deadline the lease went to the run's timeout (another worker's claim ended it): say so to the
+    // step bodies. That claim reads the database clock itself, which this process's estimate (the claim's
+    // reading plus the time since its answer arrived) trails by a round trip: hence the slack.
+    if (this.#pastDeadline(LOST_AT_DEADLINE_SLACK_MS)) this.timeOut();
+    else this.#scheduler.leaseLost();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -162,7 +209,11 @@ export class Execution {
       const host = this.#scheduler.attemptHost;
       this.#scheduler.queue({
         name,
-        start: () => void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject }),
+        start: () => {
+          // No step body begins after the run's deadline.
+          if (this.#pastDeadline()) return this.timeOut();
+          void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject });
+        },
       });
     });
   }

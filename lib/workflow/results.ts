@@ -5,7 +5,7 @@ import { longTimeout } from '../timers.js';
 export type Outcome =
   | { status: 'completed'; output?: string }
   | { status: 'failed'; error?: StoredError }
-  | { status: 'cancelled' }
+  | { status: 'cancelled'; error?: StoredError }
   | { status: 'missing' }
   | { status: 'closed' };
 
@@ -50,7 +50,7 @@ export class ResultWatcher {
             reject(runFailedError(runId, outcome.error));
             break;
           case 'cancelled':
-            reject(new DurableFlowError('RUN_CANCELLED', `Run ${runId} was cancelled`));
+            reject(runCancelledError(runId, outcome.error));
             break;
           case 'closed':
             reject(new DurableFlowError('CLOSED', `The flow was closed while waiting for run ${runId}`));
@@ -118,6 +118,13 @@ export class ResultWatcher {
     if (this.#timer) clearTimeout(this.#timer);
     for (const runId of [...this.#waiters.keys()]) this.finished(runId, { status: 'closed' });
   }
+}
+
+/** Why it was cancelled (flow.cancel's reason, cancelOn's event, DEADLINE_EXCEEDED, …) is the cause. */
+export function runCancelledError(runId: string, stored: StoredError | undefined): DurableFlowError {
+  const cause = stored ? deserializeError(stored) : undefined;
+  const detail = stored ? `: ${stored.code ?? stored.class}: ${stored.message}` : '';
+  return new DurableFlowError('RUN_CANCELLED', `Run ${runId} was cancelled${detail}`, cause ? { cause } : undefined);
 }
 
 export function runFailedError(runId: string, stored: StoredError | undefined): DurableFlowError {

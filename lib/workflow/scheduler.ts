@@ -161,11 +161,13 @@ export class Scheduler {
     this.scheduleTick();
   }
 
-  leaseLost(): void {
-    if (this.#ended()) return;
+  /** The lease is gone; or (`reason` RUN_TIMEOUT, outcome `failed`) the run reached its deadline, which SQL enforces. */
+  leaseLost(reason: Error = new LeaseLostError(this.#run.runId), outcome: ExecutionOutcome = { kind: 'lost' }): boolean {
+    if (this.#ended()) return false;
     this.#state = 'aborting'; // already while the abort listeners of step bodies run
-    this.#abort.abort(new LeaseLostError(this.#run.runId));
-    this.#conclude({ kind: 'lost' });
+    this.#abort.abort(reason);
+    this.#conclude(outcome);
+    return true;
   }
 
   log(level: LogLevel, message: unknown, data: unknown): void {

@@ -90,6 +90,8 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
   const runId = checkId(options.runId, 'runId') ?? randomUUID();
   const idempotencyKey = checkId(options.idempotencyKey, 'idempotencyKey');
   const delayMs = options.delay === undefined ? 0 : toMilliseconds(options.delay, '`delay`', { allowZero: true });
+  const timeoutMs = options.timeout === undefined ? definition.timeoutMs ?? null : toMilliseconds(options.timeout, '`timeout`');
+  const startByMs = options.startBy === undefined ? null : toMilliseconds(options.startBy, '`startBy`');
   const priority = options.priority ?? definition.priority;
   if (!Number.isInteger(priority) || Math.abs(priority) > 2 ** 31 - 1) {
     throw new DurableFlowError('INVALID_ARGUMENT', `Expected \`priority\` to be an integer (lower runs first), got ${String(priority)}`);
@@ -114,6 +116,8 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
     triggers,
     replayOf: options.replayOf ?? null,
     pinned: definition.versioning === 'pinned',
+    timeoutMs,
+    startByMs,
   };
 }
 

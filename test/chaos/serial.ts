@@ -7,4 +7,5 @@
 export const SERIAL_CHAOS_FILES = [
   'bulk', 'clock', 'connections', 'crash-points', 'database', 'determinism', 'fleet', 'flood', 'leases', 'listen',
   'notify', 'operations', 'pause', 'rerun', 'retention', 'schedules', 'signals', 'versions', 'wait-groups', 'workers',
+  'deadlines',
 ].map((name) => `test/chaos/${name}.test.ts`);

@@ -261,6 +261,31 @@ describe('the README examples run', () => {
     expect((await flow.getRun(shipping.runId))!.error).toMatchObject({ message: 'Cancelled by event "order_cancelled"' });
   });
 
+  it('deadlines', async () => {
+    const { flow, today, late, info } = await runExample<{
+      flow: DurableFlow;
+      today: { runId: string };
+      late: { runId: string };
+      info: { deadlineAt: Date; startBy: Date; createdAt: Date };
+    }>('deadlines.ts');
+    closers.push(() => flow.close());
+    expect(info.deadlineAt.getTime() - info.createdAt.getTime()).toBeGreaterThanOrEqual(15 * 60_000 - 1000);
+    expect(info.deadlineAt.getTime() - info.createdAt.getTime()).toBeLessThanOrEqual(15 * 60_000 + 1000);
+    const harness = createTestHarness(flow);
+    await harness.drain();
+    await harness.assertStepAttempts(today.runId, 'fetch_rows', 1);
+    await harness.travel('29 seconds');
+    await harness.drain();
+    await harness.assertStepAttempts(today.runId, 'fetch_rows', 1); // the backoff (about 1 s) is not used
+    await harness.travel('1 second');
+    await harness.drain();
+    await harness.assertCompleted(today.runId, { rows: 3 });
+    await harness.travel('5 minutes');
+    await harness.drain();
+    await harness.assertCancelled(late.runId);
+    expect((await flow.getRun(late.runId))!.error).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+  });
+
   it('schedules', async () => {
     const { flow, schedules, now, backfilled } = await runExample<{
       flow: DurableFlow;

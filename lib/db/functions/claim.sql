@@ -30,6 +30,13 @@
 -- by version), so due runs pinned to a version no worker has are never read by the others' claims.
 -- Runs with a concurrency key keep their own index (durable_flow_runs_due_keyed) with the version as a
 -- filter: a backlog of keyed runs pinned to another version is still read by those claims.
+--
+-- Since 011_deadlines.sql, run deadlines (lib/db/functions/deadlines.sql): a claim first ends the due
+-- runs whose deadline (timeout) or start-by passed, of every queue and workflow (no code of theirs
+-- runs: any worker may), up to 1000, SKIP LOCKED, through durable_flow_expire; it never leases such a
+-- run. Keyed ones are ended in the keyed path, after the key locks are taken in its one sorted pass
+-- (their keys with the candidates'): ending one wakes the next run of its key, under that key's lock.
+-- Both checks are an EXISTS on a partial index holding only runs with a deadline.
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
@@ -53,7 +60,26 @@ DECLARE
   v_admit bigint[];
   v_block bigint[];
   v_paused text[];
+  v_expired bigint[] := '{}';
+  v_expired_keyed bigint[] := '{}';
+  v_expired_keys text[] := '{}';
 BEGIN
+  IF EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r WHERE r.wake_at IS NOT NULL AND r.deadline_at <= v_now)
+     OR EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
+                WHERE r.wake_at IS NOT NULL AND r.start_by <= v_now AND r.started_at IS NULL) THEN
+    SELECT coalesce(array_agg(e.id) FILTER (WHERE e.concurrency_key IS NULL), '{}'),
+           coalesce(array_agg(e.id) FILTER (WHERE e.concurrency_key IS NOT NULL), '{}'),
+           coalesce(array_agg(DISTINCT e.concurrency_key) FILTER (WHERE e.concurrency_key IS NOT NULL), '{}')
+      INTO v_expired, v_expired_keyed, v_expired_keys
+    FROM (
+      SELECT r.id, r.concurrency_key FROM {{schema}}.durable_flow_workflow_runs r
+      WHERE r.wake_at IS NOT NULL AND (r.deadline_at <= v_now OR (r.start_by <= v_now AND r.started_at IS NULL))
+      ORDER BY r.id DESC LIMIT 1000
+      FOR UPDATE SKIP LOCKED
+    ) e;
+    PERFORM {{schema}}.durable_flow_expire(v_expired, v_now);
+  END IF;
+
   IF EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses) THEN
     SELECT coalesce(array_agg(p.workflow_name), '{}') INTO v_paused
     FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = ANY(p_workflows);
@@ -88,6 +114,7 @@ BEGIN
     SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
       AND r.concurrency_key IS NULL AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
     ORDER BY r.priority, r.wake_at, r.id
     LIMIT p_limit
     FOR UPDATE OF r SKIP LOCKED
@@ -97,27 +124,31 @@ BEGIN
   END IF;
 
   -- Runs with a concurrency limit, when slots remain and some are due.
-  IF v_count < p_limit AND EXISTS (
+  IF cardinality(v_expired_keyed) > 0 OR (v_count < p_limit AND EXISTS (
     SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
       AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
       AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-  ) THEN
+      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
+  )) THEN
     SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) INTO v_candidates, v_keys
     FROM (
       SELECT r.id, r.concurrency_key FROM {{schema}}.durable_flow_workflow_runs r
       WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
         AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
         AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+        AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
       ORDER BY r.priority, r.wake_at, r.id
       LIMIT (p_limit - v_count) * 4
     ) c;
     PERFORM pg_advisory_xact_lock({{concurrency_lock_namespace}}, k.h)
-    FROM (SELECT DISTINCT hashtext(key) AS h FROM unnest(v_keys) AS key ORDER BY 1) AS k;
+    FROM (SELECT DISTINCT hashtext(key) AS h FROM unnest(coalesce(v_keys, '{}') || v_expired_keys) AS key ORDER BY 1) AS k;
+    PERFORM {{schema}}.durable_flow_expire(v_expired_keyed, v_now);
     WITH locked AS (
       SELECT r.id, r.concurrency_key, r.concurrency_limit, r.priority, r.wake_at
       FROM {{schema}}.durable_flow_workflow_runs r
       WHERE r.id = ANY(v_candidates) AND r.wake_at <= v_now
+      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
       FOR UPDATE SKIP LOCKED
     ), busy AS (
       SELECT r.concurrency_key, count(*) AS n FROM {{schema}}.durable_flow_workflow_runs r

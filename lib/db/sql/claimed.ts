@@ -19,6 +19,8 @@ export interface ClaimedRunRow {
   replay: boolean;
   /** flow.pause() was asked for it (absent for a run inserted already claimed: never). */
   pause_requested?: boolean;
+  /** Its deadline (`timeout`), epoch ms on the flow's clock; null without one. */
+  deadline_ms?: number | string | null;
 }
 
 /** A step of a leased run as `durable_flow_history` returns it: ids as JSON numbers, and its run's. */
@@ -64,6 +66,7 @@ export function toClaimedRun(row: ClaimedRunRow): ClaimedRun {
     queue: row.queue_name,
     replay: row.replay,
     pauseRequested: row.pause_requested === true,
+    deadlineMs: row.deadline_ms === undefined || row.deadline_ms === null ? null : Number(row.deadline_ms),
   };
 }
 

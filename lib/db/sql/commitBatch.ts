@@ -95,6 +95,8 @@ WITH req AS (
   -- a cancel or notify of another process never wait on each other in a cycle.
   SELECT r.id, req.snapshot, req.status, req.output, req.error, req.wake_at, req.wake_now, r.pause_requested FROM ${t.runs} r
   JOIN req ON r.id = req.run AND r.lease_epoch = req.epoch AND r.lease_owner IS NOT NULL
+  -- Past its deadline (timeout, migration 011) a run stores nothing more: durable_flow_expire fails it.
+  WHERE r.deadline_at IS NULL OR r.deadline_at > ${now}
   ORDER BY r.id DESC
   FOR NO KEY UPDATE OF r
 ), moved AS (

@@ -1,6 +1,7 @@
 import type { Tables } from '../tables.js';
 import { claimRunsSql, orphanedWorkflowsSql } from './claimRuns.js';
 import { commitBatchSql } from './commitBatch.js';
+import { expireRunSql } from './expireRuns.js';
 import { heartbeatSql } from './heartbeat.js';
 import { notifyEventSql, notifyEventsSql } from './insertEvent.js';
 import { findRunsByKeysSql, insertRunsSql } from './insertRun.js';
@@ -29,6 +30,7 @@ export function buildSql(t: Tables) {
     settleGroups: settleGroupsSql(t),
     suspendRun: suspendRunSql(t),
     releaseRuns: releaseRunsSql(t),
+    expireRun: expireRunSql(t),
     heartbeat: heartbeatSql(t),
     notifyEvent: notifyEventSql(t),
     notifyEvents: notifyEventsSql(t),

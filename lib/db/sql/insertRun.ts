@@ -28,6 +28,9 @@ export interface NewRun {
   replayOf?: string | null;
   /** Its workflow is `versioning: 'pinned'`: only workers of the starting flow's version claim it. */
   pinned?: boolean;
+  /** Its `timeout` and `startBy` (ms from now): stored as deadline_at and start_by (migration 011). */
+  timeoutMs?: number | null;
+  startByMs?: number | null;
 }
 
 /** A run insertRuns created. */
@@ -49,7 +52,9 @@ export interface InsertedRun {
  * this is, so it always does.
  *
  * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
- *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of, pinned }]
+ *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of, pinned,
+ *             timeout_ms, start_by_ms }] (the last two: deadline_at and start_by, from now; a child's deadline is
+ *             never later than its parent's: the trigger durable_flow_runs_deadline_inherit, deadlines.sql)
  * $2 clock offset (ms)
  * $3 the flow's version
  */
@@ -60,19 +65,21 @@ WITH x AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
     idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
-    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text, pinned boolean)
+    concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text, pinned boolean,
+    timeout_ms float8, start_by_ms float8)
 ), ins AS (
   INSERT INTO ${t.runs}
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
-     claim_count, attempts, started_at, replay_of, version, pinned_version)
+     claim_count, attempts, started_at, replay_of, version, pinned_version, deadline_at, start_by)
   SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
          x.parent_step_name, x.concurrency_key, x.concurrency_limit,
          coalesce(l.status, 'enqueued'),
          coalesce(l.wake_at, ${now} + coalesce(x.delay_ms, 0) * interval '1 millisecond'),
          CASE WHEN l.status IS NOT NULL THEN x.owner END, coalesce(l.lease_epoch, 0), l.lease_expires_at,
          coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at, x.replay_of,
-         $3::text, CASE WHEN x.pinned THEN $3::text END
+         $3::text, CASE WHEN x.pinned THEN $3::text END,
+         ${now} + x.timeout_ms * interval '1 millisecond', ${now} + x.start_by_ms * interval '1 millisecond'
   FROM x
   -- A row with an owner gets the first lease, as durable_flow_lease writes every lease, unless its
   -- workflow is paused (flow.pauseWorkflow): then it queues like any other, and a claim sets it aside.
@@ -82,7 +89,8 @@ WITH x AS (
   ORDER BY x.i
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
-            created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay
+            created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay,
+            extract(epoch FROM deadline_at) * 1000 AS deadline_ms
 ), triggers AS (
   INSERT INTO ${t.cancelTriggers} (workflow_run_id, event_name, match)
   SELECT DISTINCT ins.id, tr.event, tr.match
@@ -123,6 +131,8 @@ export async function insertRuns(db: Queryable, statement: Statement, p: { runs:
     triggers: run.triggers,
     replay_of: run.replayOf ?? null,
     pinned: run.pinned === true,
+    timeout_ms: run.timeoutMs ?? null,
+    start_by_ms: run.startByMs ?? null,
   }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
     JSON.stringify(rows),
