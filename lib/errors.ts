@@ -27,6 +27,7 @@ export type DurableFlowErrorCode =
   | 'RUN_ID_CONFLICT'
   | 'EVENT_ID_CONFLICT'
   | 'SIGNAL_ID_CONFLICT'
+  | 'RATE_LIMITED'
   | 'CLOSED';
 
 export class DurableFlowError extends Error {

@@ -57,6 +57,9 @@ export type {
   WorkflowOptions,
   WorkflowSchedule,
   ScheduleOrigin,
+  SingletonOptions,
+  RateLimitOptions,
+  DebounceOptions,
 } from './types.js';
 export type {
   AuditAction,
