@@ -43,7 +43,7 @@ describe('singleton', () => {
   it("mode 'skip': while a run of the key is not finished, start() returns its id; after it finishes, a new run", async () => {
     newFlow();
     const name = fresh('single-skip');
-    const wf = flow.workflow(name, { singleton: { mode: 'skip', key: (input: { account: string }) => input.account } }, async ({ input, step }) => {
+    const wf = flow.workflow(name, { singleton: { mode: 'skip', key: (input: { account: string; n: number }) => input.account } }, async ({ input, step }) => {
       await step.waitForEvent('go', { event: `go-${name}` });
       return input.n;
     });
@@ -152,7 +152,7 @@ describe('debounce', () => {
   it('folds starts within the period into one run with the last input, begun a period after the last; then a new burst', async () => {
     newFlow();
     const name = fresh('debounce');
-    const wf = flow.workflow(name, { debounce: { period: '10 seconds', key: (input: { account: string }) => input.account } }, async ({ input }) => input.n);
+    const wf = flow.workflow(name, { debounce: { period: '10 seconds', key: (input: { account: string; n: number }) => input.account } }, async ({ input }) => input.n);
     const a = await wf.start({ account: 'acme', n: 1 });
     await harness.travel('6 seconds');
     const b = await wf.start({ account: 'acme', n: 2 });
