@@ -1,3 +1,5 @@
+import express from 'express';
+import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
 import { createTestHarness } from '../../lib/testing/index.js';
@@ -270,5 +272,30 @@ describe('options', () => {
     } finally {
       client.release();
     }
+  });
+});
+
+describe('the viewer', () => {
+  it("shows each workflow's limits on the Workflows page, and a RATE_LIMITED run's code in the run list", async () => {
+    newFlow();
+    const name = fresh('shown');
+    const wf = flow.workflow(name, { rateLimit: { limit: 1, period: '30 seconds', key: (input: { a: string }) => input.a }, concurrency: 2 }, async () => undefined);
+    flow.workflow(fresh('shown-debounce'), { debounce: { period: '500 milliseconds', maxWait: '2 minutes' } }, async () => undefined);
+    flow.workflow(fresh('shown-single'), { singleton: { mode: 'cancel' } }, async () => undefined);
+    await wf.start({ a: 'x' });
+    const limited = await wf.start({ a: 'x' });
+    const app = express();
+    app.use('/df', flow.router({ allowUnauthenticated: true }));
+    const page = await request(app).get('/df/workflows');
+    expect(page.status).toBe(200);
+    const cell = (workflow: string) => new RegExp(`data-workflow="${workflow}"[\\s\\S]*?</td>`).exec(page.text)![0];
+    expect(cell(name)).toContain('concurrency 2');
+    expect(cell(name)).toContain('rate limit 1 per 30 s per key');
+    expect(cell(`shown-debounce-${n - 1}`)).toContain('debounce 500 ms, max wait 2 min');
+    expect(cell(`shown-single-${n}`)).toContain('singleton (cancel)');
+    const list = await request(app).get(`/df/?workflow=${encodeURIComponent(name)}`);
+    expect(list.status).toBe(200);
+    expect(list.text).toContain(limited.runId);
+    expect(list.text).toContain('RATE_LIMITED');
   });
 });
