@@ -38,11 +38,33 @@ export interface ControlledStart {
 
 const TERMINAL = `('completed', 'failed', 'cancelled')`;
 
-/** Creates (or finds, or folds into) the run of a start of a workflow with start control. */
+/**
+ * Creates (or finds, or folds into) the run of a start of a workflow with start control. Outside a
+ * caller's transaction, the starts of one process under the same locks also queue in memory, so a
+ * burst of one key waits on one pooled connection rather than taking every one of the pool's
+ * (the executions' writes need them).
+ */
 export function startControlled(store: Store, control: StartControl, row: NewRun, keys: StartKeys, transaction: unknown): Promise<ControlledStart> {
   const run = control.debounce ? { ...row, delayMs: control.debounce.periodMs } : row;
-  const work = (db: Queryable) => decide(store, db, control, run, keys);
-  return transaction === undefined || transaction === null ? store.transaction(work) : work(queryableFor(store.pool, transaction));
+  const names = lockNames(run.workflow, keys);
+  const work = (db: Queryable) => decide(store, db, control, run, keys, names);
+  if (transaction !== undefined && transaction !== null) return work(queryableFor(store.pool, transaction));
+  return inTurn(store, names.join('\n'), () => store.transaction(work));
+}
+
+/** The tail of each in-process queue of starts, by store and lock names. */
+const turns = new WeakMap<Store, Map<string, Promise<unknown>>>();
+
+function inTurn<T>(store: Store, name: string, fn: () => Promise<T>): Promise<T> {
+  let queue = turns.get(store);
+  if (!queue) turns.set(store, (queue = new Map()));
+  const next = (queue.get(name) ?? Promise.resolve()).then(fn);
+  const tail = next.catch(() => undefined);
+  queue.set(name, tail);
+  void tail.then(() => {
+    if (queue.get(name) === tail) queue.delete(name);
+  });
+  return next;
 }
 
 /** The lock names of one start: one per option set, so two options with different keys serialise each on its own. */
@@ -50,14 +72,14 @@ function lockNames(workflow: string, keys: StartKeys): string[] {
   return (Object.entries(keys) as [string, string | null][]).filter(([, key]) => key !== null).map(([option, key]) => JSON.stringify([workflow, option, key]));
 }
 
-async function decide(store: Store, db: Queryable, control: StartControl, run: NewRun, keys: StartKeys): Promise<ControlledStart> {
+async function decide(store: Store, db: Queryable, control: StartControl, run: NewRun, keys: StartKeys, names: string[]): Promise<ControlledStart> {
   const t = store.tables;
   const offset = store.clockOffsetMs();
   const now = nowSql('$1');
   // The locks first, in a statement of their own: every later statement reads after the previous holder committed.
   await db.query(
     `SELECT count(pg_advisory_xact_lock($1, k))::int AS n FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys`,
-    [START_CONTROL_LOCK_NAMESPACE, lockNames(run.workflow, keys)],
+    [START_CONTROL_LOCK_NAMESPACE, names],
   );
   const existing = await findExisting(store, db, run);
   if (existing) return existing;

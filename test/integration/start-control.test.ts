@@ -275,6 +275,30 @@ describe('options', () => {
   });
 });
 
+describe('one process, many starts of one key', () => {
+  it('queue in memory on one connection: a caller transaction holding the key leaves the rest of the pool free', async () => {
+    flow = ctx.flow({ poolSize: 3 });
+    harness = createTestHarness(flow);
+    const name = fresh('burst');
+    const wf = flow.workflow(name, { singleton: { mode: 'skip' } }, async () => undefined);
+    const client = await flow.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const held = await wf.start({}, { transaction: client });
+      // 20 starts wait for the key (the caller's transaction holds its lock): on one connection, not all.
+      const waiting = Promise.all(Array.from({ length: 20 }, () => wf.start({})));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const { rows } = await flow.pool.query('SELECT 1 AS one');
+      expect(rows[0].one).toBe(1);
+      await client.query('COMMIT');
+      const ids = new Set((await waiting).map((h) => h.runId));
+      expect([...ids]).toEqual([held.runId]);
+    } finally {
+      client.release();
+    }
+  });
+});
+
 describe('the viewer', () => {
   it("shows each workflow's limits on the Workflows page, and a RATE_LIMITED run's code in the run list", async () => {
     newFlow();
