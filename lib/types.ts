@@ -5,6 +5,9 @@ export type { DurationInput, TimeInput } from './duration.js';
 export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
+import type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+
+export type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
 
 export type { RunStatus } from './run-status.js';
 
@@ -214,34 +217,6 @@ export interface WorkflowOptions<I = any> {
   rateLimit?: RateLimitOptions<I>;
   /** Starts of a key within `period` of the previous fold into one run, which begins `period` after the last with the last input. Default: none. */
   debounce?: DebounceOptions<I>;
-}
-
-/** The `singleton` workflow option. */
-export interface SingletonOptions<I = any> {
-  /** `'skip'`: start() returns the id of the run in progress; `'cancel'`: it cancels that run (and its children) and starts a new one. */
-  mode: 'skip' | 'cancel';
-  /** One singleton per key (a non-empty string, e.g. `(input) => input.accountId`). Default: one for the workflow. */
-  key?: (input: I) => string;
-}
-
-/** The `rateLimit` workflow option. */
-export interface RateLimitOptions<I = any> {
-  /** Starts accepted per `period`. */
-  limit: number;
-  /** The sliding window. */
-  period: DurationInput;
-  /** One limit per key (a non-empty string). Default: one for the workflow. */
-  key?: (input: I) => string;
-}
-
-/** The `debounce` workflow option. */
-export interface DebounceOptions<I = any> {
-  /** Quiet time: the run begins this long after the last start of its burst. */
-  period: DurationInput;
-  /** One burst per key (a non-empty string). Default: one for the workflow. */
-  key?: (input: I) => string;
-  /** The longest a run waits from the first start of its burst (at least `period`). Default: no bound. */
-  maxWait?: DurationInput;
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */
