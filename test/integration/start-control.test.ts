@@ -150,6 +150,39 @@ describe('rateLimit', () => {
   });
 });
 
+describe('with other options', () => {
+  it('a rate-limited child fails its parent\'s step.invoke with the child\'s error; a repeated idempotency key returns the RATE_LIMITED run', async () => {
+    newFlow();
+    const name = fresh('rate-child');
+    const child = flow.workflow(`${name}-child`, { rateLimit: { limit: 1, period: '1 hour' } }, async () => 'sent');
+    const parent = flow.workflow(name, { retries: 0 }, async ({ step }) => step.invoke('send', child, {}));
+    const first = await parent.start({});
+    const second = await parent.start({});
+    await harness.drain();
+    await harness.assertCompleted(first.runId);
+    const failed = await flow.getRun(second.runId);
+    expect(failed!.status).toBe('failed');
+    expect(failed!.error!.class).toBe('ChildWorkflowFailedError');
+    expect(failed!.error!.message).toContain('Rate limited');
+    const limited = await child.start({}, { idempotencyKey: 'once' });
+    expect((await flow.getRun(limited.runId))!.error!.code).toBe('RATE_LIMITED');
+    expect((await child.start({}, { idempotencyKey: 'once' })).runId).toBe(limited.runId);
+  });
+
+  it('a folded start moves the run to the concurrency key of its input', async () => {
+    newFlow();
+    const name = fresh('debounce-conc');
+    const wf = flow.workflow(name, { debounce: { period: '1 minute' }, concurrency: { limit: 1, key: (input: { shard: string }) => input.shard } }, async () => undefined);
+    const a = await wf.start({ shard: 's1' });
+    await wf.start({ shard: 's2' });
+    const { rows } = await flow.pool.query('SELECT concurrency_key FROM durable_flow_workflow_runs WHERE run_id = $1', [a.runId]);
+    expect(rows[0].concurrency_key).toBe(`${name}:s2`);
+    await harness.travel('61 seconds');
+    expect(await harness.drain()).toBe(1);
+    await harness.assertCompleted(a.runId);
+  });
+});
+
 describe('debounce', () => {
   it('folds starts within the period into one run with the last input, begun a period after the last; then a new burst', async () => {
     newFlow();
