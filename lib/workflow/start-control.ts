@@ -81,11 +81,11 @@ async function decide(store: Store, db: Queryable, control: StartControl, run: N
     `SELECT count(pg_advisory_xact_lock($1, k))::int AS n FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys`,
     [START_CONTROL_LOCK_NAMESPACE, names],
   );
-  const existing = await findExisting(store, db, run);
-  if (existing) return existing;
-
-  const [state] = await db.query<{ singleton: { id: string; run_id: string }[] | null; accepted: number }>(
+  // One read after the lock: a run this start repeats, the key's unfinished singleton runs, the starts accepted in the window.
+  const [state] = await db.query<{ existing: ExistingRow[] | null; singleton: { id: string; run_id: string }[] | null; accepted: number }>(
     `SELECT
+       (SELECT json_agg(json_build_object('runId', run_id, 'workflow', workflow_name, 'idempotencyKey', idempotency_key)) FROM ${t.runs}
+        WHERE run_id = $7 OR (workflow_name = $4 AND idempotency_key = $8)) AS existing,
        (SELECT json_agg(json_build_object('id', id::text, 'run_id', run_id) ORDER BY id DESC) FROM ${t.runs}
         WHERE $2::text IS NOT NULL AND workflow_name = $4 AND singleton_key = $2 AND status NOT IN ${TERMINAL}) AS singleton,
        (SELECT count(*)::int FROM (
@@ -93,8 +93,10 @@ async function decide(store: Store, db: Queryable, control: StartControl, run: N
           WHERE $3::text IS NOT NULL AND workflow_name = $4 AND rate_limit_key = $3 AND admitted_at IS NOT NULL
             AND admitted_at > ${now} - $5::float8 * interval '1 millisecond'
           LIMIT $6) AS s) AS accepted`,
-    [offset, keys.singleton, keys.rateLimit, run.workflow, control.rateLimit?.periodMs ?? 0, control.rateLimit?.limit ?? 0],
+    [offset, keys.singleton, keys.rateLimit, run.workflow, control.rateLimit?.periodMs ?? 0, control.rateLimit?.limit ?? 0, run.runId, run.idempotencyKey],
   );
+  const existing = resolveExisting(run, state!.existing ?? []);
+  if (existing) return existing;
   const active = state!.singleton ?? [];
   if (control.singleton?.mode === 'skip' && active.length > 0) return { runId: active[0]!.run_id, outcome: 'skipped' };
 
@@ -137,10 +139,14 @@ async function decide(store: Store, db: Queryable, control: StartControl, run: N
   return { runId: run.runId, outcome: 'started' };
 }
 
+interface ExistingRow {
+  runId: string;
+  workflow: string;
+  idempotencyKey: string | null;
+}
+
 /** The run a repeated run id or idempotency key points to (an idempotency key wins), as insertRows resolves a collision. */
-async function findExisting(store: Store, db: Queryable, run: NewRun): Promise<ControlledStart | undefined> {
-  const keys = run.idempotencyKey === null ? [] : [{ workflow: run.workflow, idempotencyKey: run.idempotencyKey }];
-  const existing = await store.findRunsByKeys(db, { runIds: [run.runId], keys });
+function resolveExisting(run: NewRun, existing: ExistingRow[]): ControlledStart | undefined {
   const match = (run.idempotencyKey ? existing.find((e) => e.workflow === run.workflow && e.idempotencyKey === run.idempotencyKey) : undefined) ?? existing.find((e) => e.runId === run.runId);
   if (!match) return undefined;
   return match.workflow === run.workflow ? { runId: match.runId, outcome: 'existing' } : { runId: match.runId, outcome: 'existing', takenBy: match.workflow };
@@ -150,7 +156,8 @@ async function findExisting(store: Store, db: Queryable, run: NewRun): Promise<C
 async function insertOne(store: Store, db: Queryable, run: NewRun): Promise<ControlledStart | undefined> {
   const created = await store.insertRuns(db, [run]);
   if (created.some((c) => c.runId === run.runId && c.workflow === run.workflow)) return undefined;
-  const existing = await findExisting(store, db, run);
+  const keys = run.idempotencyKey === null ? [] : [{ workflow: run.workflow, idempotencyKey: run.idempotencyKey }];
+  const existing = resolveExisting(run, await store.findRunsByKeys(db, { runIds: [run.runId], keys }));
   if (!existing) throw new DurableFlowError('INVALID_STATE', `Starting workflow "${run.workflow}" collided with a run that no longer exists; try again`);
   return existing;
 }

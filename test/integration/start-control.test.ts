@@ -106,6 +106,12 @@ describe('singleton', () => {
     const again = await wf.start({}, { idempotencyKey: 'k1' });
     expect(again.runId).toBe(a.runId);
     expect((await flow.getRun(a.runId))!.status).toBe('enqueued');
+    // A run id repeated: that run; a run id of another workflow's run: RUN_ID_CONFLICT, nothing cancelled.
+    expect((await wf.start({}, { runId: a.runId })).runId).toBe(a.runId);
+    const other = flow.workflow(fresh('plain'), async () => undefined);
+    const taken = await other.start({});
+    await expect(wf.start({}, { runId: taken.runId })).rejects.toMatchObject({ code: 'RUN_ID_CONFLICT' });
+    expect((await flow.getRun(a.runId))!.status).toBe('enqueued');
   });
 });
 
