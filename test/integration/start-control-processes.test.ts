@@ -13,6 +13,7 @@ beforeAll(async () => {
   flow = ctx.flow();
   await flow.migrate();
   await flow.pool.query('CREATE TABLE test_singleton (run_id text PRIMARY KEY, pid int, started_at timestamptz, ended_at timestamptz)');
+  await flow.pool.query('CREATE TABLE test_go (mode text PRIMARY KEY, at bigint)');
 });
 afterAll(async () => {
   killAllChildren();
@@ -20,10 +21,10 @@ afterAll(async () => {
 });
 
 async function run(mode: string, env: Record<string, string>, whileRunning?: () => Promise<void>): Promise<{ children: ChildWorker[]; starts: number }> {
-  // Every process waits for the same instant (START_AT), set once they are all up: they really start together.
-  const startAt = String(Date.now() + 1500);
-  const children = Array.from({ length: 3 }, () => spawnFixture('start-control-process.ts', { DATABASE_URL: ctx.db.url, MODE: mode, START_AT: startAt, ...env }));
+  // Every process waits for the same instant, written once they are all up: they really start together.
+  const children = Array.from({ length: 3 }, () => spawnFixture('start-control-process.ts', { DATABASE_URL: ctx.db.url, MODE: mode, ...env }));
   await Promise.all(children.map((c) => c.waitFor(/^READY/, 30_000)));
+  await flow.pool.query('INSERT INTO test_go (mode, at) VALUES ($1, $2)', [mode, Date.now() + 300]);
   const done = Promise.all(children.map((c) => c.waitFor(/^DONE/, 60_000)));
   let sampling = true;
   const sampler = (async () => {
@@ -106,7 +107,7 @@ describe('start control across three processes starting at once', () => {
 
   it('debounce: one run per burst, the same id answered to every start of the burst in every process', async () => {
     const bursts = 5;
-    const { children } = await run('debounce', { BURSTS: String(bursts), BURST_MS: '300', EVERY_MS: '1200' });
+    const { children } = await run('debounce', { BURSTS: String(bursts), BURST_MS: '300', EVERY_MS: '1600' });
     const byBurst = new Map<number, Set<string>>();
     let starts = 0;
     const perProcess = children.map(() => new Set<number>());
