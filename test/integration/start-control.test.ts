@@ -141,6 +141,12 @@ describe('rateLimit', () => {
     // The viewer's run list shows the code.
     const { rows } = await flow.pool.query(`SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = $1 AND error->>'code' = 'RATE_LIMITED'`, [name]);
     expect(rows[0].n).toBe(2);
+    // The model reads the new columns (migration 012).
+    const model = await flow.models.WorkflowRun.findOne({ where: { runId: c.runId } });
+    expect(model!.get('rateLimitKey')).toBe('x');
+    expect(model!.get('admittedAt')).toBeNull();
+    const admitted = await flow.models.WorkflowRun.findOne({ where: { runId: a.runId } });
+    expect(admitted!.get('admittedAt')).toBeInstanceOf(Date);
   });
 
   it('a rate-limited start leaves a singleton in progress alone', async () => {
