@@ -1,5 +1,6 @@
 import express from 'express';
 import request from 'supertest';
+import { Sequelize } from 'sequelize';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
 import { createTestHarness } from '../../lib/testing/index.js';
@@ -316,6 +317,46 @@ describe('options', () => {
       expect((await wf.start({})).runId).toBe(kept.runId);
     } finally {
       client.release();
+    }
+  });
+});
+
+describe("a caller's Sequelize transaction", () => {
+  it('decides every option in it: a rollback leaves nothing, a commit the run', async () => {
+    newFlow();
+    const sequelize = new Sequelize(ctx.db.url, { logging: false });
+    try {
+      const rate = flow.workflow(fresh('sq-rate'), { rateLimit: { limit: 1, period: '1 hour', key: (input: { k: string }) => input.k } }, async () => undefined);
+      const single = flow.workflow(fresh('sq-single'), { singleton: { mode: 'cancel' } }, async () => undefined);
+      const debounced = flow.workflow(
+        fresh('sq-debounce'),
+        { debounce: { period: '1 minute' }, cancelOn: [{ event: 'sq-stop', match: (input: { k: string }) => ({ k: input.k }) }] },
+        async () => undefined,
+      );
+      await sequelize
+        .transaction(async (transaction) => {
+          await rate.start({ k: 'a' }, { transaction });
+          throw new Error('rollback');
+        })
+        .catch(() => undefined);
+      const ids = await sequelize.transaction(async (transaction) => ({
+        accepted: (await rate.start({ k: 'a' }, { transaction })).runId,
+        limited: (await rate.start({ k: 'a' }, { transaction })).runId,
+        first: (await single.start({}, { transaction })).runId,
+        second: (await single.start({}, { transaction })).runId,
+        burst: (await debounced.start({ k: '1' }, { transaction })).runId,
+        folded: (await debounced.start({ k: '2' }, { transaction })).runId,
+      }));
+      expect((await flow.getRun(ids.accepted))!.status).toBe('enqueued');
+      expect((await flow.getRun(ids.limited))!.error!.code).toBe('RATE_LIMITED');
+      expect((await flow.getRun(ids.first))!.status).toBe('cancelled');
+      expect((await flow.getRun(ids.second))!.status).toBe('enqueued');
+      expect(ids.folded).toBe(ids.burst);
+      expect((await flow.getRun(ids.burst))!.input).toEqual({ k: '2' });
+      await flow.notify('sq-stop', { k: '2' });
+      expect((await flow.getRun(ids.burst))!.status).toBe('cancelled');
+    } finally {
+      await sequelize.close();
     }
   });
 });
