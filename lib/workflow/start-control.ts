@@ -23,7 +23,7 @@ import { DurableFlowError } from '../errors.js';
 import type { StoredError } from '../errors.js';
 import type { StartControl, StartKeys } from './start-control-options.js';
 
-/** 'dfsc': the first key of the start-control locks (second key: hashtext of [workflow, option, key] as JSON). */
+/** 'dfsc': the first key of the start-control locks (second key: hashtext of [schema, workflow, option, key] as JSON). */
 export const START_CONTROL_LOCK_NAMESPACE = 0x64667363;
 
 /** What a controlled start did. */
@@ -46,7 +46,7 @@ const TERMINAL = `('completed', 'failed', 'cancelled')`;
  */
 export function startControlled(store: Store, control: StartControl, row: NewRun, keys: StartKeys, transaction: unknown): Promise<ControlledStart> {
   const run = control.debounce ? { ...row, delayMs: control.debounce.periodMs } : row;
-  const names = lockNames(run.workflow, keys);
+  const names = lockNames(store.tables.schema, run.workflow, keys);
   const work = (db: Queryable) => decide(store, db, control, run, keys, names);
   if (transaction !== undefined && transaction !== null) return work(queryableFor(store.pool, transaction));
   return inTurn(store, names.join('\n'), () => store.transaction(work));
@@ -67,9 +67,9 @@ function inTurn<T>(store: Store, name: string, fn: () => Promise<T>): Promise<T>
   return next;
 }
 
-/** The lock names of one start: one per option set, so two options with different keys serialise each on its own. */
-function lockNames(workflow: string, keys: StartKeys): string[] {
-  return (Object.entries(keys) as [string, string | null][]).filter(([, key]) => key !== null).map(([option, key]) => JSON.stringify([workflow, option, key]));
+/** The lock names of one start: one per option set (two options with different keys serialise each on its own), per schema. */
+function lockNames(schema: string, workflow: string, keys: StartKeys): string[] {
+  return (Object.entries(keys) as [string, string | null][]).filter(([, key]) => key !== null).map(([option, key]) => JSON.stringify([schema, workflow, option, key]));
 }
 
 async function decide(store: Store, db: Queryable, control: StartControl, run: NewRun, keys: StartKeys, names: string[]): Promise<ControlledStart> {
