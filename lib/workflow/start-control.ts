@@ -40,31 +40,74 @@ const TERMINAL = `('completed', 'failed', 'cancelled')`;
 
 /**
  * Creates (or finds, or folds into) the run of a start of a workflow with start control. Outside a
- * caller's transaction, the starts of one process under the same locks also queue in memory, so a
- * burst of one key waits on one pooled connection rather than taking every one of the pool's
- * (the executions' writes need them).
+ * caller's transaction, the starts of one process under the same locks also queue in memory and
+ * leave together: while one transaction of theirs runs, the next starts wait, then go in one
+ * transaction that takes the locks once and decides them one after the other (each sees the ones
+ * before it). A burst of one key so waits on one pooled connection rather than taking every one of
+ * the pool's (the executions' writes need them), and shares its transactions. A statement that fails
+ * fails every start of its transaction (nothing of it is stored).
  */
 export function startControlled(store: Store, control: StartControl, row: NewRun, keys: StartKeys, transaction: unknown): Promise<ControlledStart> {
   const run = control.debounce ? { ...row, delayMs: control.debounce.periodMs } : row;
   const names = lockNames(store.tables.schema, run.workflow, keys);
-  const work = (db: Queryable) => decide(store, db, control, run, keys, names);
-  if (transaction !== undefined && transaction !== null) return work(queryableFor(store.pool, transaction));
-  return inTurn(store, names.join('\n'), () => store.transaction(work));
+  const work = (db: Queryable) => decide(store, db, control, run, keys);
+  if (transaction !== undefined && transaction !== null) {
+    const db = queryableFor(store.pool, transaction);
+    return lock(db, names).then(() => work(db));
+  }
+  return inTurn(store, names, work);
 }
 
-/** The tail of each in-process queue of starts, by store and lock names. */
-const turns = new WeakMap<Store, Map<string, Promise<unknown>>>();
+/** A start waiting for its turn in this process. */
+interface Waiting {
+  work(db: Queryable): Promise<ControlledStart>;
+  resolve(result: ControlledStart): void;
+  reject(error: unknown): void;
+}
 
-function inTurn<T>(store: Store, name: string, fn: () => Promise<T>): Promise<T> {
-  let queue = turns.get(store);
-  if (!queue) turns.set(store, (queue = new Map()));
-  const next = (queue.get(name) ?? Promise.resolve()).then(fn);
-  const tail = next.catch(() => undefined);
-  queue.set(name, tail);
-  void tail.then(() => {
-    if (queue.get(name) === tail) queue.delete(name);
+/** The starts waiting, by store and lock names (present while a transaction of those names runs). */
+const turns = new WeakMap<Store, Map<string, Waiting[]>>();
+/** Starts decided in one transaction at most. */
+const TURN_BATCH = 100;
+
+function inTurn(store: Store, names: string[], work: Waiting['work']): Promise<ControlledStart> {
+  let queues = turns.get(store);
+  if (!queues) turns.set(store, (queues = new Map()));
+  const name = names.join('\n');
+  return new Promise((resolve, reject) => {
+    const waiting = queues.get(name);
+    if (waiting) {
+      waiting.push({ work, resolve, reject });
+      return;
+    }
+    const queue: Waiting[] = [{ work, resolve, reject }];
+    queues.set(name, queue);
+    void (async () => {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, TURN_BATCH);
+        try {
+          const results = await store.transaction(async (db) => {
+            await lock(db, names);
+            const decided: ControlledStart[] = [];
+            for (const start of batch) decided.push(await start.work(db));
+            return decided;
+          });
+          batch.forEach((start, i) => start.resolve(results[i]!));
+        } catch (error) {
+          batch.forEach((start) => start.reject(error));
+        }
+      }
+      queues.delete(name);
+    })();
   });
-  return next;
+}
+
+/** The locks first, in a statement of their own: every later statement reads after the previous holder committed. */
+async function lock(db: Queryable, names: string[]): Promise<void> {
+  await db.query(
+    `SELECT count(pg_advisory_xact_lock($1, k))::int AS n FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys`,
+    [START_CONTROL_LOCK_NAMESPACE, names],
+  );
 }
 
 /** The lock names of one start: one per option set (two options with different keys serialise each on its own), per schema. */
@@ -72,15 +115,11 @@ function lockNames(schema: string, workflow: string, keys: StartKeys): string[] 
   return (Object.entries(keys) as [string, string | null][]).filter(([, key]) => key !== null).map(([option, key]) => JSON.stringify([schema, workflow, option, key]));
 }
 
-async function decide(store: Store, db: Queryable, control: StartControl, run: NewRun, keys: StartKeys, names: string[]): Promise<ControlledStart> {
+/** Decides one start, its key locks held. */
+async function decide(store: Store, db: Queryable, control: StartControl, run: NewRun, keys: StartKeys): Promise<ControlledStart> {
   const t = store.tables;
   const offset = store.clockOffsetMs();
   const now = nowSql('$1');
-  // The locks first, in a statement of their own: every later statement reads after the previous holder committed.
-  await db.query(
-    `SELECT count(pg_advisory_xact_lock($1, k))::int AS n FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys`,
-    [START_CONTROL_LOCK_NAMESPACE, names],
-  );
   // One read after the lock: a run this start repeats, the key's unfinished singleton runs, the starts accepted in the window.
   const [state] = await db.query<{ existing: ExistingRow[] | null; singleton: { id: string; run_id: string }[] | null; accepted: number }>(
     `SELECT
