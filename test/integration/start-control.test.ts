@@ -385,6 +385,32 @@ describe('one process, many starts of one key', () => {
   });
 });
 
+describe('one process, starts of one key at once (decided together)', () => {
+  it('each sees the ones before it: 3 of 30 accepted, one singleton left, one debounced run', async () => {
+    newFlow();
+    const rate = flow.workflow(fresh('together-rate'), { rateLimit: { limit: 3, period: '1 hour' } }, async () => undefined);
+    const single = flow.workflow(fresh('together-single'), { singleton: { mode: 'cancel' } }, async () => undefined);
+    const debounced = flow.workflow(fresh('together-debounce'), { debounce: { period: '1 hour' } }, async () => undefined);
+    const many = <T,>(fn: (i: number) => Promise<T>) => Promise.all(Array.from({ length: 30 }, (_, i) => fn(i)));
+    const rated = await many(() => rate.start({}));
+    const singles = await many(() => single.start({}));
+    const folded = await many((i) => debounced.start({ i }));
+    const status = async (name: string) => {
+      const { rows } = await flow.pool.query(
+        `SELECT status, error->>'code' AS code, count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = $1 GROUP BY 1, 2 ORDER BY 1`,
+        [name],
+      );
+      return rows;
+    };
+    expect(await status(rate.name)).toEqual([{ status: 'cancelled', code: 'RATE_LIMITED', n: 27 }, { status: 'enqueued', code: null, n: 3 }]);
+    expect(new Set(rated.map((h) => h.runId)).size).toBe(30);
+    expect(await status(single.name)).toEqual([{ status: 'cancelled', code: null, n: 29 }, { status: 'enqueued', code: null, n: 1 }]);
+    expect(new Set(singles.map((h) => h.runId)).size).toBe(30);
+    expect(new Set(folded.map((h) => h.runId)).size).toBe(1);
+    expect((await flow.getRun(folded[0]!.runId))!.input).toEqual({ i: 29 });
+  });
+});
+
 describe('the viewer', () => {
   it("shows each workflow's limits on the Workflows page, and a RATE_LIMITED run's code in the run list", async () => {
     newFlow();
