@@ -30,6 +30,7 @@ export type DurableFlowErrorCode =
   | 'RUN_TIMEOUT'
   | 'DEADLINE_EXCEEDED'
   | 'RETRY_AFTER'
+  | 'RATE_LIMITED'
   | 'CLOSED';
 
 export class DurableFlowError extends Error {

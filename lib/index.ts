@@ -61,6 +61,9 @@ export type {
   WorkflowOptions,
   WorkflowSchedule,
   ScheduleOrigin,
+  SingletonOptions,
+  RateLimitOptions,
+  DebounceOptions,
 } from './types.js';
 export type {
   AuditAction,

@@ -5,6 +5,9 @@ export type { DurationInput, TimeInput } from './duration.js';
 export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
+import type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+
+export type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
 
 export type { RunStatus } from './run-status.js';
 
@@ -236,6 +239,13 @@ export interface WorkflowOptions<I = any> {
    * `signal` is aborted; its unfinished children time out with it). A start's own `timeout` wins. Default: none.
    */
   timeout?: DurationInput;
+  // Start control (issue 16; lib/workflow/start-control.ts): decided at start(), in SQL, under a lock per key.
+  /** While a run of the workflow (and key) has not finished, a start returns it (`'skip'`) or cancels it and starts anew (`'cancel'`). Default: none. */
+  singleton?: SingletonOptions<I>;
+  /** At most `limit` starts of a key accepted in any `period` (sliding); a start beyond it makes a run cancelled at once with code `RATE_LIMITED`. Default: none. */
+  rateLimit?: RateLimitOptions<I>;
+  /** Starts of a key within `period` of the previous fold into one run, which begins `period` after the last with the last input. Default: none. */
+  debounce?: DebounceOptions<I>;
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */

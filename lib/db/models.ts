@@ -115,6 +115,14 @@ const runAttributes = (): ModelAttributes => ({
   deadlineAt: time('deadline_at'),
   /** Its `startBy` (migration 011): not started by then, it is cancelled with DEADLINE_EXCEEDED. */
   startBy: time('start_by'),
+  /** Start control (migration 012): the singleton key of the run ('' for the workflow's one singleton). */
+  singletonKey: text('singleton_key'),
+  /** The rate-limit key its start was counted under; admittedAt: when it was accepted (NULL: RATE_LIMITED). */
+  rateLimitKey: text('rate_limit_key'),
+  admittedAt: time('admitted_at'),
+  /** The debounce key of its burst, and the latest it may begin (its first start plus maxWait). */
+  debounceKey: text('debounce_key'),
+  debounceDeadline: time('debounce_deadline'),
   ...timestamps(),
 });
 

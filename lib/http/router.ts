@@ -22,6 +22,7 @@ import { runSegment } from './run-path.js';
 import { OPERATOR_FORMS, mountOperatorPages, runPanels } from './operator-page.js';
 import { mountSchedulePage } from './schedules-page.js';
 import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
+import { workflowLimits } from '../workflow/start-control-options.js';
 
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
 const actors = new WeakMap<Request, string | null>();
@@ -290,6 +291,7 @@ export function createRouter(
       paused: pauses.get(name) ?? null,
       registered: flow.definitions.has(name),
       queue: flow.definitions.get(name)?.queue ?? null,
+      limits: workflowLimits(flow.definitions.get(name) ?? {}),
       counts: stats.get(name) ?? Object.fromEntries(RUN_STATUSES.map((s) => [s, 0])),
       total: Object.values(stats.get(name) ?? {}).reduce((a, b) => a + b, 0),
     }));

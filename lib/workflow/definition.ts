@@ -4,6 +4,8 @@ import { DurableFlowError } from '../errors.js';
 import { isPlainObject } from '../json.js';
 import { workflowSchedule } from '../schedules/options.js';
 import type { ScheduleSpec } from '../schedules/options.js';
+import { resolveStartControl } from './start-control-options.js';
+import type { StartControl } from './start-control-options.js';
 import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
@@ -23,6 +25,8 @@ export interface WorkflowDefinition {
   versioning: 'any' | 'pinned';
   /** Its `timeout` (ms): a run not finished this long after start() fails with RUN_TIMEOUT. */
   timeoutMs: number | undefined;
+  /** Its singleton, rateLimit and debounce options, checked; undefined without any (start's fast path). */
+  startControl?: StartControl | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -100,6 +104,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     schedule: options.schedule === undefined ? undefined : workflowSchedule(name, options.schedule, defaults.maxPayloadSize),
     versioning: resolveVersioning(options.versioning),
     timeoutMs: options.timeout === undefined ? undefined : duration('timeout', options.timeout),
+    startControl: resolveStartControl(name, options),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');

@@ -13,6 +13,8 @@ import type { StartOptions } from '../types.js';
 import type { LocalClaim } from '../worker/local-claim.js';
 import type { WorkflowDefinition } from './definition.js';
 import { MAX_ID } from './ids.js';
+import { startControlled } from './start-control.js';
+import { checkControlledStart, startKeys } from './start-control-options.js';
 
 export interface StartEnv {
   store: Store;
@@ -133,6 +135,17 @@ export async function startRun(
   parent?: ParentLink,
 ): Promise<string> {
   const row = newRun(definition, input, options, env.maxPayloadSize, parent);
+  // singleton, rateLimit, debounce: decided in a transaction of their own (start-control.ts). An
+  // operator's replay (replayOf) is an explicit new execution and is not subject to them.
+  if (definition.startControl && options.replayOf === undefined) {
+    checkControlledStart(definition.name, definition.startControl, options);
+    const keys = startKeys(definition.name, definition.startControl, input);
+    if (options.transaction !== undefined) await env.changesReady?.();
+    const started = await startControlled(env.store, definition.startControl, row, keys, options.transaction);
+    await debugPoint('START_AFTER_COMMIT', { runId: parent?.parentRunId, child: started.runId });
+    if (started.takenBy !== undefined) throw runIdConflict(row.runId, started.takenBy, definition.name);
+    return started.runId;
+  }
   // Inside the caller's transaction the run must not start before it commits, and a run with a
   // concurrency limit must be admitted by a claim: no direct dispatch for those.
   const dispatchable = options.transaction === undefined && row.delayMs === 0 && row.concurrencyKey === null;
@@ -151,13 +164,15 @@ export async function startRun(
   } finally {
     target?.take(inserted?.claimed ?? EMPTY_BATCH);
   }
-  if (inserted.takenBy !== undefined) {
-    throw new DurableFlowError(
-      'RUN_ID_CONFLICT',
-      `Run id "${runId}" already belongs to a run of workflow "${inserted.takenBy}", not "${definition.name}": run ids are unique across workflows; choose another runId (or use an idempotencyKey, which is scoped to its workflow)`,
-    );
-  }
+  if (inserted.takenBy !== undefined) throw runIdConflict(runId, inserted.takenBy, definition.name);
   return inserted.runId;
+}
+
+function runIdConflict(runId: string, takenBy: string, workflow: string): DurableFlowError {
+  return new DurableFlowError(
+    'RUN_ID_CONFLICT',
+    `Run id "${runId}" already belongs to a run of workflow "${takenBy}", not "${workflow}": run ids are unique across workflows; choose another runId (or use an idempotencyKey, which is scoped to its workflow)`,
+  );
 }
 
 export interface InsertResult {

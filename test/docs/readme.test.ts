@@ -286,6 +286,24 @@ describe('the README examples run', () => {
     expect((await flow.getRun(late.runId))!.error).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
   });
 
+  it('start control', async () => {
+    const ex = await runExample<{
+      flow: DurableFlow;
+      first: { runId: string };
+      again: { runId: string };
+      limited: { runId: string };
+      why: string;
+      created: { runId: string };
+      paid: { runId: string };
+    }>('start-control.ts');
+    closers.push(() => ex.flow.close());
+    expect(ex.again.runId).toBe(ex.first.runId);
+    expect(ex.why).toBe('RATE_LIMITED');
+    expect((await ex.flow.getRun(ex.limited.runId))!.status).toBe('cancelled');
+    expect(ex.paid.runId).toBe(ex.created.runId);
+    expect((await ex.flow.getRun(ex.created.runId))!.input).toEqual({ accountId: 'acme', cause: 'order.paid' });
+  });
+
   it('schedules', async () => {
     const { flow, schedules, now, backfilled } = await runExample<{
       flow: DurableFlow;
