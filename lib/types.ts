@@ -6,8 +6,10 @@ export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
 import type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+import type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
 export type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+export type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
 export type { RunStatus } from './run-status.js';
 
@@ -148,20 +150,6 @@ export interface StepApi {
   waitAll<B extends Record<string, WaitBranch>>(name: string, branches: B, options?: WaitGroupOptions): Promise<{ [K in keyof B]: any }>;
 }
 
-/** A branch of step.waitAny / step.waitAll: an event (with `match`), a sleep (`sleep` or `until`), or a run to finish (`workflow`: its run id). */
-export type WaitBranch =
-  | { event: string; match?: Record<string, unknown>; allowPastEvents?: boolean }
-  | { sleep: DurationInput }
-  | { until: TimeInput }
-  | { workflow: string };
-
-export interface WaitGroupOptions {
-  /** Give up after this long (for waitAny, unless a sleep branch ends first): the step throws `WaitTimeoutError`, and every replay throws it again. */
-  timeout?: DurationInput;
-}
-
-/** What step.waitAny returns: the branch that won and its value. */
-export type WaitAnyResult<B> = { [K in keyof B]: { key: K; value: any } }[keyof B];
 
 export interface WaitForSignalOptions {
   /** The signal's name (as given to flow.signal). */
