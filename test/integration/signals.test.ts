@@ -1,33 +1,12 @@
 import express from 'express';
 import request from 'supertest';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DurableFlowError, WaitTimeoutError } from '../../lib/index.js';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
-import { createTestHarness } from '../../lib/testing/index.js';
-import type { TestHarness } from '../../lib/testing/index.js';
-import { eventually, setupDatabase } from '../helpers/flow.js';
-import type { TestContext } from '../helpers/flow.js';
+import { databasePerFile, eventually } from '../helpers/flow.js';
 
-let ctx: TestContext;
-
-beforeAll(async () => {
-  ctx = await setupDatabase('signals');
-});
-// Each test makes its own flows (two workers, many senders): close them after it, or their pools pile
-// up past the shared server's max_connections while other files run beside this one.
-afterEach(async () => {
-  await ctx.closeFlows();
-});
-afterAll(async () => {
-  await ctx.cleanup();
-});
-
-/** A flow of its own, driven by the test harness (no worker: drain() runs what is due). */
-async function harnessed(): Promise<{ flow: DurableFlow; harness: TestHarness }> {
-  const flow = ctx.flow({ backoff: { initial: 10 } });
-  await flow.migrate();
-  return { flow, harness: createTestHarness(flow) };
-}
+const files = databasePerFile('signals');
+const harnessed = () => files.ctx.harnessed({ backoff: { initial: 10 } });
 
 async function signalRows(flow: DurableFlow, runId: string) {
   const { rows } = await flow.pool.query<{ id: string; name: string; payload: unknown; signal_id: string | null; step: string | null }>(
@@ -176,7 +155,7 @@ describe('flow.signal and step.waitForSignal', () => {
     const badRun = await bad.start({});
     await harness.drain();
     expect((await harness.assertFailed(badRun)).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/`signal` of wait step "w"/) });
-    const small = ctx.flow({ maxPayloadSize: 1024 });
+    const small = files.ctx.flow({ maxPayloadSize: 1024 });
     expect(await code(small.signal(run.runId, 'x', { big: 'y'.repeat(2000) }))).toBe('NOT_SERIALIZABLE');
   });
 
@@ -258,8 +237,8 @@ describe('flow.signal and step.waitForSignal', () => {
 
   it('race: many concurrent signals and a wait loop on two workers: each consumed exactly once, in the order stored', async () => {
     const N = 120;
-    const flowA = ctx.flow();
-    const flowB = ctx.flow();
+    const flowA = files.ctx.flow();
+    const flowB = files.ctx.flow();
     await flowA.migrate();
     const handler = async ({ step, input }: WorkflowContext<{ n: number }>) => {
       const got: unknown[] = [];
@@ -298,7 +277,7 @@ describe('flow.signal and step.waitForSignal', () => {
   });
 
   it('race: a signal sent by the step just before the wait, landing while the run suspends, is never lost', async () => {
-    const flow = ctx.flow();
+    const flow = files.ctx.flow();
     await flow.migrate();
     const wf = flow.workflow('ping', async ({ step, input, runId }: WorkflowContext<{ delayMs: number }>) => {
       await step.run('fire', () => {
@@ -319,7 +298,7 @@ describe('flow.signal and step.waitForSignal', () => {
   });
 
   it('wakes a run held by a worker at its next suspension (a signal sent while a step runs)', async () => {
-    const flow = ctx.flow();
+    const flow = files.ctx.flow();
     await flow.migrate();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {

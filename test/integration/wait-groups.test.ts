@@ -1,30 +1,13 @@
 import express from 'express';
 import request from 'supertest';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WaitTimeoutError } from '../../lib/index.js';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
 import { createTestHarness } from '../../lib/testing/index.js';
-import type { TestHarness } from '../../lib/testing/index.js';
-import { eventually, setupDatabase } from '../helpers/flow.js';
-import type { TestContext } from '../helpers/flow.js';
+import { databasePerFile, eventually } from '../helpers/flow.js';
 
-let ctx: TestContext;
-
-beforeAll(async () => {
-  ctx = await setupDatabase('wait_groups');
-});
-afterEach(async () => {
-  await ctx.closeFlows();
-});
-afterAll(async () => {
-  await ctx.cleanup();
-});
-
-async function harnessed(): Promise<{ flow: DurableFlow; harness: TestHarness }> {
-  const flow = ctx.flow({ backoff: { initial: 10 } });
-  await flow.migrate();
-  return { flow, harness: createTestHarness(flow) };
-}
+const files = databasePerFile('wait_groups');
+const harnessed = () => files.ctx.harnessed({ backoff: { initial: 10 } });
 
 /** The wait rows of a run's step, by branch: status and stored value. */
 async function branches(flow: DurableFlow, runId: string, step: string) {
@@ -333,7 +316,7 @@ describe('step.waitAll', () => {
 
 describe('waitAny under races', () => {
   it('an event and a finishing run racing for two branches: exactly one wins, the other is cancelled, the step holds the winner', async () => {
-    const flow = ctx.flow();
+    const flow = files.ctx.flow();
     await flow.migrate();
     const harness = createTestHarness(flow);
     const child = flow.workflow('racer', async ({ step }: WorkflowContext) => {
