@@ -59,6 +59,7 @@ export type ViewerReads = Pick<
   | 'audit'
   | 'workflowPauses'
   | 'pinnedElsewhere'
+  | 'runWaitDetail'
   | 'failureGroups'
   | 'csrfKey'
 >;

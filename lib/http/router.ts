@@ -22,7 +22,8 @@ import { runSegment } from './run-path.js';
 import { OPERATOR_FORMS, mountOperatorPages, runPanels } from './operator-page.js';
 import { mountSchedulePage } from './schedules-page.js';
 import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
-import { workflowLimits } from '../workflow/start-control-options.js';
+import { workflowLimits } from './limits.js';
+import { waitingReason } from './waiting.js';
 
 /** The signed-in user of each request the access check let in (null: allowed, no user named). */
 const actors = new WeakMap<Request, string | null>();
@@ -119,11 +120,19 @@ export function createRouter(
   // ---- Runs -------------------------------------------------------------------------------------
   const runsData = async (req: Request) => {
     const filter = runFilter(req.query, options.pageSize);
-    const [page, counts, names] = await Promise.all([
+    const [listed, counts, names, pauses] = await Promise.all([
       reads.listRuns(filter),
       reads.countByStatus(filter.workflow, filter.scope),
       reads.workflowNames(),
+      reads.workflowPauses(),
     ]);
+    // Each run not finished says why it waits, from its own columns (waiting.ts); the columns stay here.
+    const now = flowNow();
+    const runs = listed.runs.map(({ waitState, ...run }) => ({
+      ...run,
+      waiting: waitState ? waitingReason(run.workflow, waitState, { now, version: flow.version, workflowPaused: pauses.has(run.workflow) }) : null,
+    }));
+    const page = { ...listed, runs };
     const workflows = [...new Set([...flow.definitions.keys(), ...names])].sort();
     return { filter, page, counts, workflows, statuses: RUN_STATUSES, pageSize: options.pageSize, childCap: CHILD_COUNT_CAP };
   };
@@ -144,13 +153,20 @@ export function createRouter(
       after === null ? null : `${req.baseUrl}/${wantsJson(req) ? 'api/' : ''}runs/${runSegment(runId)}/logs?after=${after}${logs.limit ? `&limit=${logs.limit}` : ''}`;
     return { timeline: { ...timeline, truncated: cuts, logsNext: logsHref(timeline.logsNext ?? null) }, cuts };
   };
+  // Why the run waits (waiting.ts): its columns and its key's counts (one indexed statement), its pending waits.
+  const runWaiting = async (timeline: { run: { runId: string; workflow: string }; steps: { waits: { event: string; signal: string | null; branch: unknown; status: string }[] }[] }) => {
+    const [detail, pauses] = await Promise.all([reads.runWaitDetail(timeline.run.runId), reads.workflowPauses()]);
+    if (!detail) return null;
+    const waits = timeline.steps.flatMap((s) => s.waits.filter((w) => w.status === 'pending'));
+    return waitingReason(timeline.run.workflow, detail.state, { now: flowNow(), version: flow.version, workflowPaused: pauses.has(timeline.run.workflow), counts: detail, waits });
+  };
   const pageData = async (req: Request) => {
     const data = await runData(req);
     const run = data.timeline.run;
     const related = await reads.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
     const now = flowNow();
-    const panels = await runPanels(reads, run.runId, run.workflow);
-    return { ...data, ...RUN_PAGE_HELPERS, ...panels, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
+    const [panels, waiting] = await Promise.all([runPanels(reads, run.runId, run.workflow), runWaiting(data.timeline)]);
+    return { ...data, ...RUN_PAGE_HELPERS, ...panels, waiting, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
   // A refused operator form (operator-page.ts) shows the run page again, at the action's address.
   const runPage = async (req: Request, res: Response, formState: FormState | null = null) => {
@@ -160,7 +176,8 @@ export function createRouter(
   };
   router.get('/runs/:runId', handle(async (req, res) => runPage(req, res)));
   router.get('/api/runs/:runId', handle(async (req, res) => {
-    res.json((await runData(req)).timeline);
+    const { timeline } = await runData(req);
+    res.json({ ...timeline, waiting: await runWaiting(timeline) });
   }));
   // Every log of a run, in pages, oldest first; the steps come along for their names.
   const logsData = async (req: Request) => {

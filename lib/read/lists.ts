@@ -6,6 +6,8 @@ import { cursorTimeSql, encodeCursor } from './cursor.js';
 import type { Cursor } from './cursor.js';
 import type { ReadDb } from './db.js';
 import { RUN_STATUSES } from '../run-status.js';
+import { WAIT_STATE_COLUMNS, toWaitState } from './waiting.js';
+import type { RunWaitState, WaitStateRow } from './waiting.js';
 
 export { RUN_STATUSES };
 
@@ -41,6 +43,8 @@ export interface RunRow {
   childCount: number;
   /** A failed or cancelled run's error, bounded: its code (or class) and the start of its message. */
   error: RunErrorSummary | null;
+  /** What says why a run not finished waits (the viewer's words: http/waiting.ts); null once it finished. */
+  waitState: RunWaitState | null;
 }
 
 export interface RunErrorSummary {
@@ -94,7 +98,7 @@ function scopeKey(scope: RunScope): string {
 }
 
 /** A row of the run list's statement. */
-interface ListedRunRow {
+interface ListedRunRow extends WaitStateRow {
   id: string;
   run_id: string;
   workflow_name: string;
@@ -160,7 +164,8 @@ export class RunLists {
                    ELSE left(coalesce(error->>'code', error->>'class', 'Error'), 80) END AS error_code,
               left(error->>'message', ${ERROR_MESSAGE_CHARS}) AS error_message,
               coalesce(length(error->>'message') > ${ERROR_MESSAGE_CHARS}, false) AS error_cut,
-              (SELECT count(*)::int FROM (SELECT 1 FROM ${t.runs} c WHERE c.parent_run_id = r.run_id LIMIT ${CHILD_COUNT_CAP}) AS children) AS child_count
+              (SELECT count(*)::int FROM (SELECT 1 FROM ${t.runs} c WHERE c.parent_run_id = r.run_id LIMIT ${CHILD_COUNT_CAP}) AS children) AS child_count,
+              ${WAIT_STATE_COLUMNS}
        FROM ${t.runs} r
        WHERE ($1::text IS NULL OR status = $1)
          AND ($2::text IS NULL OR workflow_name = $2)
@@ -198,6 +203,7 @@ export class RunLists {
       parentRunId: r.parent_run_id,
       childCount: r.child_count,
       error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? '', cut: r.error_cut },
+      waitState: r.finished_at === null ? toWaitState(r) : null,
     }));
     const last = page[page.length - 1];
     return { runs, next: rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null };

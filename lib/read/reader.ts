@@ -18,6 +18,8 @@ import { listScheduleViews } from './schedules.js';
 import type { ScheduleView } from './schedules.js';
 import { readValue } from './values.js';
 import { pinnedElsewhere } from './versions.js';
+import { runWaitDetail } from './waiting.js';
+import type { RunWaitDetail } from './waiting.js';
 import type { PinnedGroup } from './versions.js';
 import type { ValuePath } from './values.js';
 
@@ -118,6 +120,11 @@ export class Reader {
   }
 
   /** Runs not finished pinned to a version other than `version`, by version and workflow (the Workflows page). */
+  /** Why one run waits, from its columns, with its concurrency key's counts when it is parked (null: no such run). */
+  runWaitDetail(runId: string): Promise<RunWaitDetail | null> {
+    return runWaitDetail(this.#db, runId);
+  }
+
   pinnedElsewhere(version: string): Promise<PinnedGroup[]> {
     return pinnedElsewhere(this.#db, version);
   }

@@ -131,26 +131,3 @@ export function checkControlledStart(workflow: string, control: StartControl, op
     );
   }
 }
-
-/** A duration in the largest unit that divides it (`500 ms`, `30 s`, `5 min`, `2 h`, `1 d`). */
-function shortDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['min', 60_000], ['s', 1000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`;
-  }
-  return `${ms} ms`;
-}
-
-/** The limits of a workflow, one phrase each, for the viewer's Workflows page. */
-export function workflowLimits(definition: { concurrency?: { limit: number; key: unknown } | undefined; startControl?: StartControl | undefined }): string[] {
-  const perKey = (key: unknown) => (key ? ' per key' : '');
-  const limits: string[] = [];
-  const { concurrency, startControl: control } = definition;
-  if (concurrency) limits.push(`concurrency ${concurrency.limit}${perKey(concurrency.key)}`);
-  if (control?.singleton) limits.push(`singleton (${control.singleton.mode})${perKey(control.singleton.key)}`);
-  if (control?.rateLimit) limits.push(`rate limit ${control.rateLimit.limit} per ${shortDuration(control.rateLimit.periodMs)}${perKey(control.rateLimit.key)}`);
-  if (control?.debounce) {
-    const { periodMs, maxWaitMs, key } = control.debounce;
-    limits.push(`debounce ${shortDuration(periodMs)}${maxWaitMs === undefined ? '' : `, max wait ${shortDuration(maxWaitMs)}`}${perKey(key)}`);
-  }
-  return limits;
-}
