@@ -13,6 +13,7 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
+import { syncTriggers } from '../triggers/sync.js';
 import { dbNow, deleteSchedule, deleteWorkflowSchedules, schedulesTable, listSchedules, lockSchedule, markScheduled, setLastRun, setPaused, upsertSchedule } from './sql.js';
 
 /** backfill() starts at most this many runs in one call. */
@@ -165,6 +166,9 @@ export class Schedules {
 
   async #syncWorkflows(): Promise<void> {
     const definitions = [...this.#host.definitions.values()];
+    // The workflows' `on` options (event triggers) are synced with them: at migrate() and a worker's start.
+    const untriggered = await syncTriggers(this.#db(), this.#host.tables, definitions, this.#host.store.version);
+    for (const name of untriggered) this.#host.options.logger.info?.(`Deleted event triggers of workflow "${name}": no longer in its \`on\` option`);
     await this.#upsert(definitions.flatMap((d) => (d.schedule ? [d.schedule] : [])));
     if (definitions.length === 0) return;
     const removed = await deleteWorkflowSchedules(this.#db(), this.#host.tables, definitions.filter((d) => !d.schedule).map((d) => d.name));

@@ -31,6 +31,7 @@ describe('migrate()', () => {
       expect(rows.map((r) => r.table_name)).toEqual([
         'durable_flow_audit',
         'durable_flow_cancel_triggers',
+        'durable_flow_event_triggers',
         'durable_flow_live',
         'durable_flow_migrations',
         'durable_flow_operations',

@@ -1,0 +1,325 @@
+import express from 'express';
+import request from 'supertest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DurableFlowError, signatureHeader } from '../../lib/index.js';
+import type { DurableFlow } from '../../lib/index.js';
+import { createTestHarness } from '../../lib/testing/index.js';
+import { setupDatabase } from '../helpers/flow.js';
+import type { TestContext } from '../helpers/flow.js';
+
+let ctx: TestContext;
+let n = 0;
+/** A name of its own per test (the database is shared by the file, and so is its trigger table). */
+const fresh = (what: string) => `${what}-${++n}`;
+
+beforeAll(async () => {
+  ctx = await setupDatabase('triggers');
+  await ctx.flow().migrate();
+  await ctx.closeFlows();
+});
+afterEach(async () => {
+  await ctx.closeFlows();
+});
+afterAll(async () => {
+  await ctx.cleanup();
+});
+
+interface RunRow {
+  run_id: string;
+  workflow_name: string;
+  status: string;
+  input: unknown;
+  idempotency_key: string;
+  queue_name: string;
+  priority: number;
+  version: string | null;
+  pinned_version: string | null;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  deadline_at: Date | null;
+  created_at: Date;
+}
+
+async function runsOf(flow: DurableFlow, workflow: string): Promise<RunRow[]> {
+  const { rows } = await flow.pool.query<RunRow>(
+    `SELECT run_id, workflow_name, status, input, idempotency_key, queue_name, priority, version, pinned_version, concurrency_key,
+            concurrency_limit, deadline_at, created_at
+     FROM durable_flow_workflow_runs WHERE workflow_name = $1 ORDER BY id`,
+    [workflow],
+  );
+  return rows;
+}
+
+async function eventPk(flow: DurableFlow, eventId: string): Promise<string> {
+  const { rows } = await flow.pool.query(`SELECT id::text AS id FROM durable_flow_workflow_events WHERE event_id = $1`, [eventId]);
+  return rows[0].id as string;
+}
+
+describe('event triggers (`on`)', () => {
+  it('flow.notify of a matching event starts one run, input = the payload, idempotency key event:<event db id>; it runs to completion', async () => {
+    const flow = ctx.flow();
+    const event = fresh('order.created');
+    const name = fresh('on-notify');
+    flow.workflow(name, { on: [{ event }], queue: 'orders', priority: 3 }, async ({ input }) => ({ got: input }));
+    await flow.migrate();
+    const stored = await flow.notify(event, { order: 7 });
+    const runs = await runsOf(flow, name);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ status: 'enqueued', input: { order: 7 }, idempotency_key: `event:${stored.id}`, queue_name: 'orders', priority: 3, version: flow.version });
+    expect(runs[0]!.pinned_version).toBeNull();
+    const worker = flow.worker({ queues: ['orders'] });
+    await worker.start();
+    try {
+      await expect(flow.handle(runs[0]!.run_id).result({ timeout: 10_000 })).resolves.toEqual({ got: { order: 7 } });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('a duplicate event id starts nothing again; a second event with another id starts a second run', async () => {
+    const flow = ctx.flow();
+    const event = fresh('paid');
+    const name = fresh('on-dup');
+    flow.workflow(name, { on: [{ event }] }, async () => 'ok');
+    await flow.migrate();
+    const first = await flow.notify(event, { n: 1 }, { id: `${event}-a` });
+    const again = await flow.notify(event, { n: 1 }, { id: `${event}-a` });
+    expect(again.duplicate).toBe(true);
+    expect(await runsOf(flow, name)).toHaveLength(1);
+    await flow.notify(event, { n: 2 }, { id: `${event}-b` });
+    const runs = await runsOf(flow, name);
+    expect(runs.map((r) => [r.input, r.idempotency_key])).toEqual([
+      [{ n: 1 }, `event:${first.id}`],
+      [{ n: 2 }, `event:${await eventPk(flow, `${event}-b`)}`],
+    ]);
+  });
+
+  it('only an event whose payload contains the match starts a run; another name starts nothing', async () => {
+    const flow = ctx.flow();
+    const event = fresh('signup');
+    const name = fresh('on-match');
+    flow.workflow(name, { on: [{ event, match: { plan: 'pro', region: { eu: true } } }] }, async () => 'ok');
+    await flow.migrate();
+    await flow.notify(event, { plan: 'free', region: { eu: true } });
+    await flow.notify(event, { plan: 'pro' });
+    await flow.notify(`${event}-other`, { plan: 'pro', region: { eu: true } });
+    expect(await runsOf(flow, name)).toHaveLength(0);
+    await flow.notify(event, { plan: 'pro', region: { eu: true, city: 'Lyon' }, user: 1 });
+    const runs = await runsOf(flow, name);
+    expect(runs.map((r) => r.input)).toEqual([{ plan: 'pro', region: { eu: true, city: 'Lyon' }, user: 1 }]);
+  });
+
+  it('two workflows on one event: one run each; two entries of one workflow that both match: still one run', async () => {
+    const flow = ctx.flow();
+    const event = fresh('shipped');
+    const a = fresh('on-two-a');
+    const b = fresh('on-two-b');
+    flow.workflow(a, { on: [{ event }] }, async () => 'a');
+    flow.workflow(b, { on: [{ event, match: { carrier: 'ups' } }, { event }] }, async () => 'b');
+    await flow.migrate();
+    await flow.notify(event, { carrier: 'ups' });
+    expect(await runsOf(flow, a)).toHaveLength(1);
+    expect(await runsOf(flow, b)).toHaveLength(1);
+    const [ra, rb] = [(await runsOf(flow, a))[0]!, (await runsOf(flow, b))[0]!];
+    expect(ra.idempotency_key).toBe(rb.idempotency_key);
+    expect(ra.run_id).not.toBe(rb.run_id);
+  });
+
+  it('an event stored in a transaction that rolls back starts nothing; one that commits starts its run with it', async () => {
+    const flow = ctx.flow();
+    const event = fresh('tx');
+    const name = fresh('on-tx');
+    flow.workflow(name, { on: [{ event }] }, async () => 'ok');
+    await flow.migrate();
+    const client = await flow.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await flow.notify(event, { n: 1 }, { transaction: client });
+      await client.query('ROLLBACK');
+      expect(await runsOf(flow, name)).toHaveLength(0);
+      await client.query('BEGIN');
+      await flow.notify(event, { n: 2 }, { transaction: client });
+      expect(await runsOf(flow, name)).toHaveLength(0); // not visible before the commit
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    expect((await runsOf(flow, name)).map((r) => r.input)).toEqual([{ n: 2 }]);
+  });
+
+  it('signed ingest by a process that registers no workflow starts the runs (the triggers are in the database), once per event id', async () => {
+    const worker = ctx.flow();
+    const event = fresh('webhook');
+    const name = fresh('on-ingest');
+    worker.workflow(name, { on: [{ event }] }, async ({ input }) => input);
+    await worker.migrate();
+    const web = ctx.flow();
+    const app = express();
+    app.use('/df', web.router({ allowUnauthenticated: true, eventSecret: 'whsec_triggers_0123' }));
+    const body = JSON.stringify([
+      { name: event, payload: { n: 1 }, id: `${event}-1` },
+      { name: event, payload: { n: 2 }, id: `${event}-2` },
+      { name: `${event}-unrelated`, payload: { n: 3 } },
+    ]);
+    const send = () => request(app).post('/df/events').set('Content-Type', 'application/json').set('DurableFlow-Signature', signatureHeader('whsec_triggers_0123', body)).send(body);
+    expect((await send()).status).toBe(202);
+    expect((await send()).status).toBe(202); // a replayed request: duplicates
+    const runs = await runsOf(web, name);
+    expect(runs.map((r) => r.input)).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(runs.map((r) => r.version)).toEqual([worker.version, worker.version]);
+    const harness = createTestHarness(worker);
+    await harness.drain();
+    await harness.assertCompleted(runs[0]!.run_id, { n: 1 });
+    await harness.assertCompleted(runs[1]!.run_id, { n: 2 });
+  });
+
+  it('step.sendEvent from a run starts a triggered run, once, even when the sending step replays', async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const event = fresh('invoice.sent');
+    const sender = fresh('on-sender');
+    const name = fresh('on-sent');
+    const send = flow.workflow(sender, async ({ step }) => {
+      await step.sendEvent('announce', event, { invoice: 'i-1' });
+      await step.sleep('pause', '1 minute');
+      return 'sent';
+    });
+    flow.workflow(name, { on: [{ event }] }, async ({ input }) => input);
+    await flow.migrate();
+    const run = await send.start({});
+    await harness.drain();
+    await harness.travel('2 minutes');
+    await harness.drain();
+    await harness.assertCompleted(run, 'sent');
+    const runs = await runsOf(flow, name);
+    expect(runs).toHaveLength(1);
+    await harness.assertCompleted(runs[0]!.run_id, { invoice: 'i-1' });
+  });
+
+  it("the run carries what start() would give it: timeout's deadline, pinned version, concurrency, cancelOn (and a paused workflow's run waits)", async () => {
+    const flow = ctx.flow({ version: 'v-trig' });
+    const harness = createTestHarness(flow);
+    const event = fresh('job');
+    const stop = fresh('stop');
+    const name = fresh('on-options');
+    flow.workflow(
+      name,
+      { on: [{ event }], timeout: '1 hour', versioning: 'pinned', concurrency: 2, cancelOn: [{ event: stop, match: { all: true } }] },
+      async ({ step }) => {
+        await step.sleep('nap', '10 minutes');
+        return 'done';
+      },
+    );
+    await flow.migrate();
+    const stored = await flow.notify(event, { id: 1 });
+    const [run] = await runsOf(flow, name);
+    expect(run).toMatchObject({ version: 'v-trig', pinned_version: 'v-trig', concurrency_key: name, concurrency_limit: 2 });
+    expect(run!.deadline_at!.getTime() - stored.occurredAt.getTime()).toBe(3_600_000);
+    const { rows } = await flow.pool.query(
+      `SELECT t.event_name, t.match FROM durable_flow_cancel_triggers t JOIN durable_flow_workflow_runs r ON r.id = t.workflow_run_id WHERE r.run_id = $1`,
+      [run!.run_id],
+    );
+    expect(rows).toEqual([{ event_name: stop, match: { all: true } }]);
+    await harness.drain();
+    await harness.assertSleeping(run!.run_id);
+    await flow.notify(stop, { all: true });
+    await harness.assertCancelled(run!.run_id);
+
+    // Paused: the triggered run is stored and not claimed until the workflow resumes.
+    await flow.pauseWorkflow(name);
+    await flow.notify(event, { id: 2 });
+    const second = (await runsOf(flow, name))[1]!;
+    await harness.drain();
+    expect((await flow.getRun(second.run_id))!.startedAt).toBeNull();
+    await flow.resumeWorkflow(name);
+    await harness.drain();
+    await harness.assertSleeping(second.run_id);
+  });
+
+  it('removing the option (or an entry) from the code deletes its triggers at the next migrate(): no run starts', async () => {
+    const event = fresh('removed');
+    const name = fresh('on-removed');
+    const before = ctx.flow();
+    before.workflow(name, { on: [{ event, match: { a: 1 } }, { event: `${event}-2` }] }, async () => 'ok');
+    await before.migrate();
+    const triggers = async () =>
+      (await before.pool.query(`SELECT position, event_name, match FROM durable_flow_event_triggers WHERE workflow_name = $1 ORDER BY position`, [name])).rows;
+    expect(await triggers()).toEqual([
+      { position: 0, event_name: event, match: { a: 1 } },
+      { position: 1, event_name: `${event}-2`, match: {} },
+    ]);
+    const fewer = ctx.flow();
+    fewer.workflow(name, { on: [{ event }] }, async () => 'ok');
+    await fewer.migrate();
+    expect(await triggers()).toEqual([{ position: 0, event_name: event, match: {} }]);
+    await before.notify(`${event}-2`, {});
+    expect(await runsOf(before, name)).toHaveLength(0);
+
+    const after = ctx.flow();
+    after.workflow(name, async () => 'ok');
+    // A process that does not register the workflow leaves its triggers alone.
+    const other = ctx.flow();
+    other.workflow(fresh('unrelated'), async () => 'ok');
+    await other.migrate();
+    expect(await triggers()).toHaveLength(1);
+    await after.migrate();
+    expect(await triggers()).toEqual([]);
+    await before.notify(event, { a: 1 });
+    expect(await runsOf(before, name)).toHaveLength(0);
+  });
+
+  it('a worker starting syncs the triggers too (no migrate() in that process)', async () => {
+    const event = fresh('worker-sync');
+    const name = fresh('on-worker-sync');
+    const flow = ctx.flow();
+    flow.workflow(name, { on: [{ event }] }, async ({ input }) => input);
+    const worker = flow.worker();
+    await worker.start();
+    try {
+      expect(await waitForTrigger(flow, name)).toBe(true);
+      const stored = await flow.notify(event, { w: 1 });
+      const [run] = await runsOf(flow, name);
+      expect(run!.idempotency_key).toBe(`event:${stored.id}`);
+      await expect(flow.handle(run!.run_id).result({ timeout: 10_000 })).resolves.toEqual({ w: 1 });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('refuses at flow.workflow what SQL cannot start, naming what to do (INVALID_ARGUMENT), and malformed entries (INVALID_OPTION)', () => {
+    const flow = ctx.flow();
+    const refused = (options: object) => {
+      try {
+        flow.workflow(fresh('refused'), options, async () => 'x');
+      } catch (error) {
+        return error as DurableFlowError;
+      }
+      throw new Error('not refused');
+    };
+    for (const option of [{ debounce: { period: '1 minute' } }, { singleton: { mode: 'skip' } }, { rateLimit: { limit: 1, period: '1 hour' } }]) {
+      const error = refused({ on: [{ event: 'e' }], ...option });
+      expect(error).toBeInstanceOf(DurableFlowError);
+      expect(error.code).toBe('INVALID_ARGUMENT');
+      expect(error.message).toMatch(new RegExp(`\`on\` and \`${Object.keys(option)[0]}\`.*small triggered workflow`));
+    }
+    expect(refused({ on: [{ event: 'e' }], concurrency: { limit: 1, key: (i: { a: string }) => i.a } }).message).toMatch(/concurrency\.key.*concurrency: n/);
+    expect(refused({ on: [{ event: 'e' }], cancelOn: [{ event: 'x', match: () => ({}) }] }).code).toBe('INVALID_ARGUMENT');
+    expect(refused({ on: { event: 'e' } }).code).toBe('INVALID_OPTION');
+    expect(refused({ on: [{ event: '' }] }).code).toBe('INVALID_OPTION');
+    expect(refused({ on: [{ event: 'e', match: () => ({}) }] }).code).toBe('INVALID_OPTION');
+    // Allowed: a key-less concurrency limit, fixed cancelOn matches; the resolved option is on the definition.
+    const ok = fresh('allowed');
+    flow.workflow(ok, { on: [{ event: 'e', match: { a: 1 } }], concurrency: 3, cancelOn: [{ event: 'x', match: { b: 2 } }] }, async () => 'x');
+    expect(flow.definitions.get(ok)!.on).toEqual([{ event: 'e', match: { a: 1 } }]);
+  });
+});
+
+async function waitForTrigger(flow: DurableFlow, name: string): Promise<boolean> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const { rows } = await flow.pool.query(`SELECT 1 FROM durable_flow_event_triggers WHERE workflow_name = $1`, [name]);
+    if (rows.length > 0) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}
