@@ -13,6 +13,7 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
+import { DeferredStarts } from '../triggers/deferred.js';
 import { syncTriggers } from '../triggers/sync.js';
 import { dbNow, deleteSchedule, deleteWorkflowSchedules, schedulesTable, listSchedules, lockSchedule, markScheduled, setLastRun, setPaused, upsertSchedule } from './sql.js';
 
@@ -27,10 +28,13 @@ export class Schedules {
   readonly #host: ScheduleHost;
   readonly #loop: FireLoop;
   #synced: Promise<void> | undefined;
+  /** The event triggers' pending starts (lib/triggers/deferred.ts), made with the firing. */
+  readonly #deferred: DeferredStarts;
 
   constructor(host: ScheduleHost) {
     this.#host = host;
     this.#loop = new FireLoop(host, () => this.sync(false));
+    this.#deferred = new DeferredStarts({ ...host, logger: host.options.logger });
   }
 
   /**
@@ -136,9 +140,10 @@ export class Schedules {
   }
 
 
-  /** @internal Fires due slots (every worker's poll, the harness's drain). Never rejects. */
-  fire(): Promise<number> {
-    return this.#loop.fire();
+  /** @internal Fires due slots, and makes the event triggers' pending starts (every worker's poll, the harness's drain). Never rejects. */
+  async fire(): Promise<number> {
+    const [fired] = await Promise.all([this.#loop.fire(), this.#deferred.fire()]);
+    return fired;
   }
 
   /**

@@ -15,6 +15,7 @@ import type { Queryable } from '../db/queryable.js';
 import type { Tables } from '../db/tables.js';
 import { quoteIdent } from '../db/tables.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
+import { startNeedsCode } from './options.js';
 
 export function triggersTable(t: Tables): string {
   return `${quoteIdent(t.schema)}.durable_flow_event_triggers`;
@@ -32,10 +33,13 @@ export interface TriggerRow {
   concurrency_limit: number | null;
   cancel_on: { event: string; match: Record<string, unknown> }[];
   pinned: boolean;
+  deferred: boolean;
 }
 
 /** The rows of a definition's `on` option (options.ts refused what SQL cannot compute). */
 export function triggerRows(definition: WorkflowDefinition): TriggerRow[] {
+  // A deferred start is made by start() in a worker of the workflow: the run's columns come from there.
+  const deferred = startNeedsCode(definition);
   return definition.on.map((trigger, position) => ({
     workflow_name: definition.name,
     position,
@@ -44,9 +48,10 @@ export function triggerRows(definition: WorkflowDefinition): TriggerRow[] {
     queue_name: definition.queue,
     priority: definition.priority,
     timeout_ms: definition.timeoutMs ?? null,
-    concurrency_limit: definition.concurrency && !definition.concurrency.key ? definition.concurrency.limit : null,
-    cancel_on: definition.cancelOn.map(({ event, match }) => ({ event, match: (match ?? {}) as Record<string, unknown> })),
+    concurrency_limit: definition.concurrency && !deferred ? definition.concurrency.limit : null,
+    cancel_on: deferred ? [] : definition.cancelOn.map(({ event, match }) => ({ event, match: (match ?? {}) as Record<string, unknown> })),
     pinned: definition.versioning === 'pinned',
+    deferred,
   }));
 }
 
@@ -60,22 +65,22 @@ export async function syncTriggers(db: Queryable, t: Tables, definitions: Workfl
   const [answer] = await db.query<{ removed: string[] | null }>(
     `WITH x AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(workflow_name text, position integer, event_name text, match jsonb,
-         queue_name text, priority integer, timeout_ms bigint, concurrency_limit integer, cancel_on jsonb, pinned boolean)
+         queue_name text, priority integer, timeout_ms bigint, concurrency_limit integer, cancel_on jsonb, pinned boolean, deferred boolean)
      ), del AS (
        DELETE FROM ${table} d WHERE d.workflow_name = ANY($2::text[])
          AND NOT EXISTS (SELECT 1 FROM x WHERE x.workflow_name = d.workflow_name AND x.position = d.position)
        RETURNING d.workflow_name
      ), up AS (
-       INSERT INTO ${table} AS s (workflow_name, position, event_name, match, queue_name, priority, timeout_ms, concurrency_limit, cancel_on, version, pinned)
-       SELECT x.workflow_name, x.position, x.event_name, x.match, x.queue_name, x.priority, x.timeout_ms, x.concurrency_limit, x.cancel_on, $3, x.pinned
+       INSERT INTO ${table} AS s (workflow_name, position, event_name, match, queue_name, priority, timeout_ms, concurrency_limit, cancel_on, version, pinned, deferred)
+       SELECT x.workflow_name, x.position, x.event_name, x.match, x.queue_name, x.priority, x.timeout_ms, x.concurrency_limit, x.cancel_on, $3, x.pinned, x.deferred
        FROM x ORDER BY x.workflow_name, x.position
        ON CONFLICT (workflow_name, position) DO UPDATE SET
          event_name = EXCLUDED.event_name, match = EXCLUDED.match, queue_name = EXCLUDED.queue_name, priority = EXCLUDED.priority,
          timeout_ms = EXCLUDED.timeout_ms, concurrency_limit = EXCLUDED.concurrency_limit, cancel_on = EXCLUDED.cancel_on,
-         version = EXCLUDED.version, pinned = EXCLUDED.pinned, updated_at = now()
-       WHERE (s.event_name, s.match, s.queue_name, s.priority, s.timeout_ms, s.concurrency_limit, s.cancel_on, s.version, s.pinned)
+         version = EXCLUDED.version, pinned = EXCLUDED.pinned, deferred = EXCLUDED.deferred, updated_at = now()
+       WHERE (s.event_name, s.match, s.queue_name, s.priority, s.timeout_ms, s.concurrency_limit, s.cancel_on, s.version, s.pinned, s.deferred)
          IS DISTINCT FROM (EXCLUDED.event_name, EXCLUDED.match, EXCLUDED.queue_name, EXCLUDED.priority, EXCLUDED.timeout_ms,
-                           EXCLUDED.concurrency_limit, EXCLUDED.cancel_on, EXCLUDED.version, EXCLUDED.pinned)
+                           EXCLUDED.concurrency_limit, EXCLUDED.cancel_on, EXCLUDED.version, EXCLUDED.pinned, EXCLUDED.deferred)
        RETURNING 1
      )
      SELECT (SELECT array_agg(DISTINCT workflow_name) FROM del) AS removed, (SELECT count(*) FROM up) AS upserted`,

@@ -38,6 +38,7 @@ describe('migrate()', () => {
         'durable_flow_schedules',
         'durable_flow_secrets',
         'durable_flow_signals',
+        'durable_flow_trigger_starts',
         'durable_flow_workflow_events',
         'durable_flow_workflow_logs',
         'durable_flow_workflow_pauses',

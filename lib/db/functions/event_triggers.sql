@@ -13,8 +13,13 @@
 -- take this event or any stored before it in this transaction. A paused workflow's run queues, and a
 -- claim sets it aside (as any start's).
 --
+-- A trigger marked `deferred` (its workflow's start needs the workflow's code: singleton, rateLimit,
+-- debounce, a concurrency key function, a cancelOn match function) stores a pending start in
+-- durable_flow_trigger_starts instead (unique per workflow and event), which a worker registering the
+-- workflow turns into a run through start() (lib/triggers/deferred.ts).
+--
 -- Locks: none of its own. It runs inside durable_flow_notify after the event name's advisory lock, and
--- inserts new run rows only (unique-index checks on run_id and (workflow_name, idempotency_key), which
+-- inserts new rows only (unique-index checks on run_id and (workflow_name, idempotency_key), which
 -- no other transaction can hold for this event's key: the event id is unique first). Reading the
 -- trigger table takes no lock; a sync writing it does not block it.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_event_start() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -29,6 +34,10 @@ BEGIN
     SELECT DISTINCT ON (t.workflow_name) t.* FROM {{schema}}.durable_flow_event_triggers t
     WHERE t.event_name = NEW.name AND NEW.payload @> t.match
     ORDER BY t.workflow_name, t.position
+  ), deferred AS (
+    INSERT INTO {{schema}}.durable_flow_trigger_starts (workflow_name, workflow_event_id, payload)
+    SELECT t.workflow_name, NEW.id, NEW.payload FROM t WHERE t.deferred ORDER BY t.workflow_name
+    ON CONFLICT DO NOTHING
   ), ins AS (
     INSERT INTO {{schema}}.durable_flow_workflow_runs
       (run_id, workflow_name, queue_name, priority, input, idempotency_key, concurrency_key, concurrency_limit,
@@ -37,7 +46,7 @@ BEGIN
            CASE WHEN t.concurrency_limit IS NOT NULL THEN t.workflow_name END, t.concurrency_limit,
            'enqueued', NEW.occurred_at, t.version, CASE WHEN t.pinned THEN t.version END,
            NEW.occurred_at + t.timeout_ms * interval '1 millisecond', v_mark
-    FROM t ORDER BY t.workflow_name
+    FROM t WHERE NOT t.deferred ORDER BY t.workflow_name
     ON CONFLICT DO NOTHING
     RETURNING id, workflow_name
   )
