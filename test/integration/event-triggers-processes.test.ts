@@ -38,25 +38,35 @@ describe('event triggers across three processes storing events at once', () => {
     expect(main).toHaveLength(EVENTS / 2 + 3 * (EVENTS / 2));
     expect(events).toHaveLength(stored);
     const { rows: runs } = await flow.pool.query<{ workflow_name: string; idempotency_key: string; status: string; run_id: string }>(
-      `SELECT workflow_name, idempotency_key, status, run_id FROM durable_flow_workflow_runs ORDER BY id`,
+      `SELECT workflow_name, idempotency_key, status, run_id FROM durable_flow_workflow_runs WHERE workflow_name <> 'trig-keyed' ORDER BY id`,
     );
     const keysOf = (workflow: string) => runs.filter((r) => r.workflow_name === workflow).map((r) => r.idempotency_key).sort();
     const expected = (list: { id: string }[]) => list.map((e) => `event:${e.id}`).sort();
     expect(keysOf('trig-all')).toEqual(expected(main));
     expect(keysOf('trig-b')).toEqual(expected(main.filter((e) => e.kind === 'b')));
     expect(keysOf('trig-other')).toEqual(expected(events.filter((e) => e.name === 'trig.other')));
-    // Every run executed (by the children's workers, or this process's, started for the stragglers).
+    // Every run executed, and every deferred start made (by the children's workers, or this process's,
+    // started for the stragglers): exactly one trig-keyed run per event too.
     const worker = flow.worker({ concurrency: 8, pollInterval: 50 });
     await worker.start();
     try {
       await eventually(async () => {
-        const { rows } = await flow.pool.query(`SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE status <> 'completed'`);
+        const { rows } = await flow.pool.query(
+          `SELECT (SELECT count(*)::int FROM durable_flow_workflow_runs WHERE status <> 'completed') + (SELECT count(*)::int FROM durable_flow_trigger_starts) AS n`,
+        );
         return rows[0].n === 0;
       }, 60_000);
     } finally {
       await worker.stop();
     }
+    const { rows: keyed } = await flow.pool.query<{ idempotency_key: string; concurrency_key: string; kind: string }>(
+      `SELECT idempotency_key, concurrency_key, input->>'kind' AS kind FROM durable_flow_workflow_runs WHERE workflow_name = 'trig-keyed'`,
+    );
+    expect(keyed.map((r) => r.idempotency_key).sort()).toEqual(expected(main));
+    expect(keyed.every((r) => r.concurrency_key === `trig-keyed:${r.kind}`)).toBe(true);
     const { rows: executed } = await flow.pool.query<{ run_id: string }>('SELECT run_id FROM test_trigger_runs');
-    expect(executed.map((r) => r.run_id).sort()).toEqual(runs.map((r) => r.run_id).sort());
+    const { rows: all } = await flow.pool.query<{ run_id: string }>('SELECT run_id FROM durable_flow_workflow_runs');
+    expect(executed.map((r) => r.run_id).sort()).toEqual(all.map((r) => r.run_id).sort());
+    expect(all.length).toBe(runs.length + keyed.length);
   }, 150_000);
 });

@@ -413,6 +413,9 @@ describe('event triggers composed with options whose start needs the code (defer
     await flow.notify(event, { tenant: 't2' });
     await harness.drain();
     expect((await runsOf(flow, name)).map((r) => r.input)).toEqual([{ tenant: 't1' }, { tenant: 't2' }]);
+    // The harness's reset() deletes pending starts with the events.
+    await harness.reset();
+    expect(await pending(flow, name)).toEqual([]);
   });
 });
 
