@@ -172,7 +172,7 @@ export class Schedules {
   async #syncWorkflows(): Promise<void> {
     const definitions = [...this.#host.definitions.values()];
     // The workflows' `on` options (event triggers) are synced with them: at migrate() and a worker's start.
-    const untriggered = await syncTriggers(this.#db(), this.#host.tables, definitions, this.#host.store.version);
+    const untriggered = await syncTriggers(this.#db(), this.#host.tables, definitions, () => this.#host.store.version);
     for (const name of untriggered) this.#host.options.logger.info?.(`Deleted event triggers of workflow "${name}": no longer in its \`on\` option`);
     await this.#upsert(definitions.flatMap((d) => (d.schedule ? [d.schedule] : [])));
     if (definitions.length === 0) return;

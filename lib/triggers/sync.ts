@@ -56,11 +56,14 @@ export function triggerRows(definition: WorkflowDefinition): TriggerRow[] {
 }
 
 /**
- * Makes the table's rows of these workflows their `on` options; `version` is the flow's (the triggered
- * runs' `version`). Returns the workflows whose rows (some or all) were deleted.
+ * Makes the table's rows of these workflows their `on` options; `version` gives the flow's (the triggered
+ * runs' `version`), read only when some workflow has the option: reading it fixes the flow's version (as
+ * a first start does), which a migrate() before the workflows are registered must not do.
+ * Returns the workflows whose rows (some or all) were deleted.
  */
-export async function syncTriggers(db: Queryable, t: Tables, definitions: WorkflowDefinition[], version: string): Promise<string[]> {
+export async function syncTriggers(db: Queryable, t: Tables, definitions: WorkflowDefinition[], version: () => string): Promise<string[]> {
   if (definitions.length === 0) return [];
+  const rows = definitions.flatMap(triggerRows);
   const table = triggersTable(t);
   const [answer] = await db.query<{ removed: string[] | null }>(
     `WITH x AS (
@@ -72,7 +75,7 @@ export async function syncTriggers(db: Queryable, t: Tables, definitions: Workfl
        RETURNING d.workflow_name
      ), up AS (
        INSERT INTO ${table} AS s (workflow_name, position, event_name, match, queue_name, priority, timeout_ms, concurrency_limit, cancel_on, version, pinned, deferred)
-       SELECT x.workflow_name, x.position, x.event_name, x.match, x.queue_name, x.priority, x.timeout_ms, x.concurrency_limit, x.cancel_on, $3, x.pinned, x.deferred
+       SELECT x.workflow_name, x.position, x.event_name, x.match, x.queue_name, x.priority, x.timeout_ms, x.concurrency_limit, x.cancel_on, $3::text, x.pinned, x.deferred
        FROM x ORDER BY x.workflow_name, x.position
        ON CONFLICT (workflow_name, position) DO UPDATE SET
          event_name = EXCLUDED.event_name, match = EXCLUDED.match, queue_name = EXCLUDED.queue_name, priority = EXCLUDED.priority,
@@ -84,7 +87,7 @@ export async function syncTriggers(db: Queryable, t: Tables, definitions: Workfl
        RETURNING 1
      )
      SELECT (SELECT array_agg(DISTINCT workflow_name) FROM del) AS removed, (SELECT count(*) FROM up) AS upserted`,
-    [JSON.stringify(definitions.flatMap(triggerRows)), definitions.map((d) => d.name), version],
+    [JSON.stringify(rows), definitions.map((d) => d.name), rows.length > 0 ? version() : null],
   );
   return answer?.removed ?? [];
 }

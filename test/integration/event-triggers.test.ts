@@ -286,6 +286,22 @@ describe('event triggers (`on`)', () => {
     }
   });
 
+  it("migrate() does not fix the flow's version when no registered workflow has `on` (workflows registered after it still count)", async () => {
+    const a = fresh('ver-a');
+    const b = fresh('ver-b');
+    const early = ctx.flow();
+    early.workflow(a, async () => 'a');
+    await early.migrate();
+    early.workflow(b, async () => 'b');
+    const both = ctx.flow();
+    both.workflow(a, async () => 'a');
+    both.workflow(b, async () => 'b');
+    const onlyA = ctx.flow();
+    onlyA.workflow(a, async () => 'a');
+    expect(early.version).toBe(both.version);
+    expect(early.version).not.toBe(onlyA.version);
+  });
+
   it('malformed entries are INVALID_OPTION at flow.workflow; the resolved option is the definition\'s `on`', () => {
     const flow = ctx.flow();
     const refused = (options: object) => {
