@@ -429,6 +429,25 @@ describe('event triggers composed with options whose start needs the code (defer
     await flow.notify(event, { tenant: 't2' });
     await harness.drain();
     expect((await runsOf(flow, name)).map((r) => r.input)).toEqual([{ tenant: 't1' }, { tenant: 't2' }]);
+    // A start that fails once (its transaction rolled back) is made at the next firing: one run, nothing lost.
+    let failOnce = true;
+    const flaky = fresh('on-flaky');
+    flow.workflow(flaky, { on: [{ event }], singleton: { mode: 'skip', key: (input: { tenant?: string }) => {
+      if (failOnce) {
+        failOnce = false;
+        throw new Error('flaky');
+      }
+      return input.tenant ?? 'none';
+    } } }, async ({ input }) => input);
+    await flow.migrate();
+    await flow.notify(event, { tenant: 't3' });
+    await harness.drain();
+    expect(await pending(flow, flaky)).toMatchObject([{ attempts: 1, error: expect.stringMatching(/flaky/) }]);
+    expect(await runsOf(flow, flaky)).toHaveLength(0);
+    await harness.drain();
+    expect(await pending(flow, flaky)).toEqual([]);
+    const [made] = await runsOf(flow, flaky);
+    await harness.assertCompleted(made!.run_id, { tenant: 't3' });
     // The harness's reset() deletes pending starts with the events.
     await harness.reset();
     expect(await pending(flow, name)).toEqual([]);
