@@ -236,6 +236,22 @@ describe('event triggers (`on`)', () => {
     await harness.assertSleeping(second.run_id);
   });
 
+  it('an event that both triggers the workflow and matches its cancelOn cancels the run it started (the cancel comes after the insert)', async () => {
+    const flow = ctx.flow();
+    const event = fresh('both');
+    const name = fresh('on-cancel-self');
+    flow.workflow(name, { on: [{ event }], cancelOn: [{ event, match: { stop: true } }] }, async () => 'ok');
+    await flow.migrate();
+    await flow.notify(event, { stop: false });
+    await flow.notify(event, { stop: true });
+    const runs = await runsOf(flow, name);
+    // The first run is cancelled by the second event; the second run by its own.
+    expect(runs.map((r) => [r.input, r.status])).toEqual([
+      [{ stop: false }, 'cancelled'],
+      [{ stop: true }, 'cancelled'],
+    ]);
+  });
+
   it('removing the option (or an entry) from the code deletes its triggers at the next migrate(): no run starts', async () => {
     const event = fresh('removed');
     const name = fresh('on-removed');
