@@ -408,6 +408,24 @@ describe('event triggers composed with options whose start needs the code (defer
     ]);
   });
 
+  it('the harness makes the deferred starts of events its runs send in the same drain()', async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const event = fresh('sent.deferred');
+    const sender = flow.workflow(fresh('on-deferred-sender'), async ({ step }) => {
+      await step.sendEvent('tell', event, { account: 'acme' });
+      return 'told';
+    });
+    const name = fresh('on-deferred-target');
+    flow.workflow(name, { on: [{ event }], singleton: { mode: 'skip', key: (input: { account: string }) => input.account } }, async ({ input }) => input);
+    await flow.migrate();
+    const run = await sender.start({});
+    expect(await harness.drain()).toBe(2);
+    await harness.assertCompleted(run, 'told');
+    const [target] = await runsOf(flow, name);
+    await harness.assertCompleted(target!.run_id, { account: 'acme' });
+  });
+
   it('a concurrency key function applies; a duplicate event stores no second pending start; a key function that throws is retried, then left with its error', async () => {
     const flow = ctx.flow();
     const harness = createTestHarness(flow);
