@@ -65,6 +65,7 @@ export type {
   RateLimitOptions,
   DebounceOptions,
 } from './types.js';
+export type { EventTrigger } from './triggers/types.js';
 export type {
   AuditAction,
   AuditEntry,

@@ -5,6 +5,7 @@ export type { DurationInput, TimeInput } from './duration.js';
 export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
+import type { EventTrigger } from './triggers/types.js';
 import type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
 import type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
@@ -234,6 +235,8 @@ export interface WorkflowOptions<I = any> {
   rateLimit?: RateLimitOptions<I>;
   /** Starts of a key within `period` of the previous fold into one run, which begins `period` after the last with the last input. Default: none. */
   debounce?: DebounceOptions<I>;
+  /** Each stored event of a name (payload containing `match`) starts one run, input = the payload, in the event's transaction. Default: none. */
+  on?: EventTrigger[];
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */

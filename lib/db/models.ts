@@ -40,6 +40,10 @@ export interface DurableFlowModels {
   Signal: ModelStatic<Model>;
   /** The migrations applied, by version. */
   Migration: ModelStatic<Model>;
+  /** Event triggers (the workflow option `on`), migration 014: synced from the registered workflows. */
+  EventTrigger: ModelStatic<Model>;
+  /** Pending starts of event triggers whose workflow's start needs its code (a worker of it makes the run), migration 014. */
+  TriggerStart: ModelStatic<Model>;
 }
 
 // The values each CHECK constraint allows (migrations 001 and 002), as the TypeScript unions spell them.
@@ -326,6 +330,40 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
     'none',
   );
 
+  const EventTrigger = define(
+    'EventTrigger',
+    {
+      workflowName: { ...text('workflow_name'), primaryKey: true },
+      position: { type: DataTypes.INTEGER, primaryKey: true },
+      eventName: required(text('event_name')),
+      match: jsonObject(),
+      queueName: required(text('queue_name')),
+      priority: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+      timeoutMs: { type: DataTypes.BIGINT, field: 'timeout_ms' },
+      concurrencyLimit: { type: DataTypes.INTEGER, field: 'concurrency_limit' },
+      cancelOn: { type: DataTypes.JSONB, allowNull: false, defaultValue: [], field: 'cancel_on' },
+      version: { type: DataTypes.TEXT, allowNull: false },
+      pinned: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+      deferred: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+      ...timestamps(),
+    },
+    'durable_flow_event_triggers',
+  );
+  const TriggerStart = define(
+    'TriggerStart',
+    {
+      id: bigId(),
+      workflowName: required(text('workflow_name')),
+      workflowEventId: { type: DataTypes.BIGINT, allowNull: false, field: 'workflow_event_id' },
+      payload: { type: DataTypes.JSONB, allowNull: false },
+      attempts: count(),
+      error: DataTypes.TEXT,
+      ...createdAt(),
+    },
+    'durable_flow_trigger_starts',
+    'created',
+  );
+
   WorkflowRun.hasMany(WorkflowStep, { foreignKey: 'workflowRunId', as: 'steps' });
   WorkflowRun.hasMany(WorkflowWait, { foreignKey: 'workflowRunId', as: 'waits' });
   WorkflowRun.hasMany(WorkflowLog, { foreignKey: 'workflowRunId', as: 'logs' });
@@ -343,5 +381,5 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
   Signal.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
   Signal.belongsTo(WorkflowStep, { foreignKey: 'consumedByStepId', as: 'consumedBy' });
 
-  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Signal, Migration };
+  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Signal, Migration, EventTrigger, TriggerStart };
 }

@@ -57,6 +57,11 @@ export class Store {
     this.#version = version;
   }
 
+  /** The flow's version (what the runs it starts store). */
+  get version(): string {
+    return this.#version();
+  }
+
   /** The flow's clock offset in ms (0 outside the test harness), for the statements of lib/signals/. */
   clockOffsetMs(): number {
     return this.#clockOffsetMs();

@@ -13,6 +13,8 @@ import type { ScheduleHost } from './fire.js';
 import { checkScheduleName, resolveSchedule } from './options.js';
 import type { ScheduleSpec } from './options.js';
 import { slotKey } from './slots.js';
+import { DeferredStarts } from '../triggers/deferred.js';
+import { syncTriggers } from '../triggers/sync.js';
 import { dbNow, deleteSchedule, deleteWorkflowSchedules, schedulesTable, listSchedules, lockSchedule, markScheduled, setLastRun, setPaused, upsertSchedule } from './sql.js';
 
 /** backfill() starts at most this many runs in one call. */
@@ -26,10 +28,13 @@ export class Schedules {
   readonly #host: ScheduleHost;
   readonly #loop: FireLoop;
   #synced: Promise<void> | undefined;
+  /** The event triggers' pending starts (lib/triggers/deferred.ts), made with the firing. */
+  readonly #deferred: DeferredStarts;
 
   constructor(host: ScheduleHost) {
     this.#host = host;
     this.#loop = new FireLoop(host, () => this.sync(false));
+    this.#deferred = new DeferredStarts({ ...host, logger: host.options.logger });
   }
 
   /**
@@ -135,9 +140,10 @@ export class Schedules {
   }
 
 
-  /** @internal Fires due slots (every worker's poll, the harness's drain). Never rejects. */
-  fire(): Promise<number> {
-    return this.#loop.fire();
+  /** @internal Fires due slots, and makes the event triggers' pending starts (every worker's poll, the harness's drain). Never rejects. */
+  async fire(): Promise<number> {
+    const [fired] = await Promise.all([this.#loop.fire(), this.#deferred.fire()]);
+    return fired;
   }
 
   /**
@@ -165,6 +171,9 @@ export class Schedules {
 
   async #syncWorkflows(): Promise<void> {
     const definitions = [...this.#host.definitions.values()];
+    // The workflows' `on` options (event triggers) are synced with them: at migrate() and a worker's start.
+    const untriggered = await syncTriggers(this.#db(), this.#host.tables, definitions, () => this.#host.store.version);
+    for (const name of untriggered) this.#host.options.logger.info?.(`Deleted event triggers of workflow "${name}": no longer in its \`on\` option`);
     await this.#upsert(definitions.flatMap((d) => (d.schedule ? [d.schedule] : [])));
     if (definitions.length === 0) return;
     const removed = await deleteWorkflowSchedules(this.#db(), this.#host.tables, definitions.filter((d) => !d.schedule).map((d) => d.name));

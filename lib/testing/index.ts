@@ -10,6 +10,7 @@ import type { DurationInput, TimeInput } from '../duration.js';
 import type { DurableFlow } from '../flow.js';
 import type { EventRecord, LogLevel, NotifyOptions, RunHandle, RunInfo } from '../types.js';
 import type { Timeline } from '../read/timeline.js';
+import { MAX_ATTEMPTS, triggerStartsTable } from '../triggers/deferred.js';
 
 /** A run: its handle, its id, or a workflow (handle or name), meaning that workflow's latest run. */
 export type RunRef = RunHandle<any> | string | { readonly name: string; start: unknown };
@@ -57,9 +58,25 @@ export class TestHarness {
   /**
    * Runs every due run in this process until no run is due and none is executing (sleeping and
    * waiting runs stay put until you travel or send their event). Returns how many executions ran.
+   * Pending starts of event triggers (a deferred `on`) are made too, also those of events the runs sent.
    */
-  drain(): Promise<number> {
-    return this.flow.worker({ concurrency: this.#options.concurrency }).drain(this.#options.maxExecutions);
+  async drain(): Promise<number> {
+    let executions = 0;
+    for (;;) {
+      const ran = await this.flow.worker({ concurrency: this.#options.concurrency }).drain(this.#options.maxExecutions - executions);
+      executions += ran;
+      // Runs that ran may have sent events whose deferred starts are pending: another pass makes them.
+      if (ran === 0 || executions >= this.#options.maxExecutions || !(await this.#pendingStarts())) return executions;
+    }
+  }
+
+  /** Whether a pending event-trigger start of a workflow registered here is left to make. */
+  async #pendingStarts(): Promise<boolean> {
+    const { rows } = await this.flow.pool.query(
+      `SELECT 1 FROM ${triggerStartsTable(this.flow.tables)} WHERE workflow_name = ANY($1::text[]) AND attempts < $2 LIMIT 1`,
+      [[...this.flow.definitions.keys()], MAX_ATTEMPTS],
+    );
+    return rows.length > 0;
   }
 
   /** The flow's clock: the database clock plus the time travelled. */
@@ -130,14 +147,14 @@ export class TestHarness {
   }
 
   /**
-   * Deletes every run, event, schedule, workflow pause, bulk operation and audit entry, puts the clock
+   * Deletes every run, event (and pending event-trigger start), schedule, workflow pause, bulk operation and audit entry, puts the clock
    * back, and creates the schedules of the workflows' options again (their next slots counted from
    * the clock put back).
    */
   async reset(): Promise<void> {
     this.flow.setClockOffset(0);
     const t = this.flow.tables;
-    for (const table of [t.runs, t.events, t.workflowPauses, t.operations, t.audit]) await this.flow.pool.query(`DELETE FROM ${table}`);
+    for (const table of [t.runs, t.events, triggerStartsTable(t), t.workflowPauses, t.operations, t.audit]) await this.flow.pool.query(`DELETE FROM ${table}`);
     await this.flow.schedules.reset();
   }
 

@@ -304,6 +304,24 @@ describe('the README examples run', () => {
     expect((await ex.flow.getRun(ex.created.runId))!.input).toEqual({ accountId: 'acme', cause: 'order.paid' });
   });
 
+  it('event triggers', async () => {
+    const { flow, order } = await runExample<{ flow: DurableFlow; order: { id: string } }>('event-triggers.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    await harness.drain();
+    const runs = async (workflow: string) =>
+      (await flow.pool.query(`SELECT run_id, idempotency_key, input FROM durable_flow_workflow_runs WHERE workflow_name = $1 ORDER BY id`, [workflow])).rows;
+    const [welcome] = await runs('welcome_email');
+    expect(welcome.idempotency_key).toBe(`event:${order.id}`);
+    await harness.assertCompleted(welcome.run_id, 'sent to ada@example.com');
+    // The burst of three is one debounced run with the last payload, 30 seconds later.
+    const syncs = await runs('sync_account');
+    expect(syncs.map((r) => r.input)).toEqual([{ accountId: 'acme', change: 'owner' }]);
+    await harness.travel('31 seconds');
+    await harness.drain();
+    await harness.assertCompleted(syncs[0].run_id, { accountId: 'acme', synced: true });
+  });
+
   it('schedules', async () => {
     const { flow, schedules, now, backfilled } = await runExample<{
       flow: DurableFlow;
