@@ -5,10 +5,10 @@ export type { DurationInput, TimeInput } from './duration.js';
 export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
-import type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+import type { DebounceOptions, RateLimitOptions, SingletonOptions, ThrottleOptions } from './workflow/start-control-types.js';
 import type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
-export type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+export type { DebounceOptions, RateLimitOptions, SingletonOptions, ThrottleOptions } from './workflow/start-control-types.js';
 export type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
 export type { RunStatus } from './run-status.js';
@@ -234,6 +234,8 @@ export interface WorkflowOptions<I = any> {
   rateLimit?: RateLimitOptions<I>;
   /** Starts of a key within `period` of the previous fold into one run, which begins `period` after the last with the last input. Default: none. */
   debounce?: DebounceOptions<I>;
+  /** At most `limit` runs of a key begin in any `period` (sliding, enforced by the claim); the excess waits its turn, never dropped. Default: none. */
+  throttle?: ThrottleOptions<I>;
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */

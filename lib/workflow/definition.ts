@@ -6,6 +6,8 @@ import { workflowSchedule } from '../schedules/options.js';
 import type { ScheduleSpec } from '../schedules/options.js';
 import { resolveStartControl } from './start-control-options.js';
 import type { StartControl } from './start-control-options.js';
+import { resolveThrottle } from './throttle.js';
+import type { ResolvedThrottle } from './throttle.js';
 import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
@@ -27,6 +29,8 @@ export interface WorkflowDefinition {
   timeoutMs: number | undefined;
   /** Its singleton, rateLimit and debounce options, checked; undefined without any (start's fast path). */
   startControl?: StartControl | undefined;
+  /** Its `throttle` (at most `limit` runs of a key begin per `periodMs`), checked; undefined without one. */
+  throttle?: ResolvedThrottle | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -105,6 +109,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     versioning: resolveVersioning(options.versioning),
     timeoutMs: options.timeout === undefined ? undefined : duration('timeout', options.timeout),
     startControl: resolveStartControl(name, options),
+    throttle: resolveThrottle(options.throttle),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
