@@ -8,7 +8,7 @@ ALTER TABLE {{schema}}.durable_flow_workflow_runs
   -- with the workflow's limit and period when it started: NULL for a run of a workflow without `throttle`.
   ADD COLUMN throttle_key text,
   ADD COLUMN throttle_limit integer,
-  ADD COLUMN throttle_period_ms float8,
+  ADD COLUMN throttle_period_ms bigint,
   -- A claim found the key's window full: the run waits for its turn (its wake_at is when the window
   -- should have room for it, so no claim reads it before). Claims of the key take waiting runs first,
   -- in (priority, id) order, whatever their wake_at.

@@ -126,7 +126,7 @@ const runAttributes = (): ModelAttributes => ({
   /** `throttle` (migration 013): the key it begins under, the limit and period; throttleWaiting: parked for the window. */
   throttleKey: text('throttle_key'),
   throttleLimit: { type: DataTypes.INTEGER, field: 'throttle_limit' },
-  throttlePeriodMs: { type: DataTypes.DOUBLE, field: 'throttle_period_ms' },
+  throttlePeriodMs: { type: DataTypes.BIGINT, field: 'throttle_period_ms' },
   throttleWaiting: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'throttle_waiting' },
   ...timestamps(),
 });

@@ -71,7 +71,7 @@ WITH x AS (
     i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
     idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
     concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text, pinned boolean,
-    timeout_ms float8, start_by_ms float8, throttle_key text, throttle_limit integer, throttle_period_ms float8)
+    timeout_ms float8, start_by_ms float8, throttle_key text, throttle_limit integer, throttle_period_ms bigint)
 ), ins AS (
   INSERT INTO ${t.runs}
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
@@ -142,7 +142,7 @@ export async function insertRuns(db: Queryable, statement: Statement, p: { runs:
     start_by_ms: run.startByMs ?? null,
     throttle_key: run.throttleKey ?? null,
     throttle_limit: run.throttleLimit ?? null,
-    throttle_period_ms: run.throttlePeriodMs ?? null,
+    throttle_period_ms: run.throttlePeriodMs == null ? null : Math.ceil(run.throttlePeriodMs),
   }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
     JSON.stringify(rows),
