@@ -171,6 +171,27 @@ describe('throttle', () => {
     await harness.assertCompleted(patient.runId, 'ok');
   });
 
+  it('moves the turns behind a waiting run that is cancelled earlier: the window is not wasted', async () => {
+    newFlow();
+    const name = fresh('cancel');
+    const wf = flow.workflow(name, { throttle: { limit: 1, period: '1 hour' } }, async ({ input }) => input);
+    const [a, b, c, d] = [await wf.start('a'), await wf.start('b'), await wf.start('c'), await wf.start('d')];
+    await harness.drain();
+    const wakes = async () => (await rows(name)).filter((r) => r.started_at === null && r.status === 'enqueued').map((r) => r.wake_at!.getTime());
+    const [first] = await wakes();
+    await flow.cancel(b.runId);
+    await harness.drain();
+    // c takes b's turn (an hour after a began), d the next.
+    expect((await wakes()).map((t) => Math.round((t - first!) / 60_000))).toEqual([0, 60]);
+    await harness.travel('1 hour');
+    await harness.drain();
+    await harness.assertCompleted(c.runId, 'c');
+    await harness.travel('1 hour');
+    await harness.drain();
+    await harness.assertCompleted(d.runId, 'd');
+    expect(await beginOrder(name)).toEqual([a.runId, c.runId, d.runId]);
+  });
+
   it('composes with concurrency: the throttle bounds begins, concurrency the runs executing at once', async () => {
     newFlow();
     const name = fresh('concurrency');

@@ -250,47 +250,74 @@ BEGIN
     v_runs := v_runs || v_more;
     v_replay := v_replay || v_more_replay;
 
-    IF cardinality(v_tblock) > 0 THEN
-      -- The window is full: these wait, with the rest of their keys' due backlog (up to 10000). Each
-      -- waiting run's wake_at is when the window should have room for it: the one at position J of
-      -- its key's queue ((priority, id) order, 0 first) follows the (J mod limit)-th of the key's last
-      -- `limit` starts (these admitted included: they began at v_now), one period later per `limit`
-      -- runs ahead of it. Runs already waiting are re-timed only when their turn moved earlier (a run
-      -- ahead of them ended) or they are due before it: a wake_at earlier than needed costs one more
-      -- look, a later one would waste the window.
-      WITH tkeys AS (
-        SELECT DISTINCT b.throttle_key AS key FROM {{schema}}.durable_flow_workflow_runs b WHERE b.id = ANY(v_tblock)
-      ), fresh AS (
-        SELECT unnest(v_tblock) AS id
+    IF cardinality(v_tkeys) > 0 THEN
+      -- Wake-up times. Each run waiting for a key has as wake_at the time the window should have room
+      -- for it: the run at position J of the key's queue ((priority, id) order, 0 first) follows the
+      -- (J mod limit)-th of the key's last `limit` starts (these admitted included: they began at
+      -- v_now), one period later per `limit` runs ahead of it; equally, `period` after the run `limit`
+      -- places ahead of it. A wake_at earlier than needed costs a claim one more look at the run; a
+      -- later one would waste the window. So:
+      -- * the runs just held back (fresh: the blocked ones, with the rest of their keys' due backlog, up
+      --   to 10000) get theirs: exact within the head of the queue (its first `limit` waiting runs);
+      --   behind the head, as the last in the queue (a new start): `period` after the run `limit` places
+      --   ahead of it (among the queue's last `limit` or the fresh ones);
+      -- * the head of each key's queue moves earlier when its turn moved earlier (a run ahead of it
+      --   ended: cancelled, expired, paused), at every visit of the key.
+      -- Reads O(limit) rows of the queue per key, plus the fresh ones.
+      WITH fresh AS (
+        SELECT b.id, b.throttle_key AS key, b.priority FROM {{schema}}.durable_flow_workflow_runs b WHERE b.id = ANY(v_tblock)
         UNION ALL
-        SELECT x.id FROM (
-          SELECT d.id FROM {{schema}}.durable_flow_workflow_runs d
-          WHERE d.throttle_key IN (SELECT key FROM tkeys) AND d.started_at IS NULL AND d.wake_at <= v_now
+        SELECT x.id, x.throttle_key, x.priority FROM (
+          SELECT d.id, d.throttle_key, d.priority FROM {{schema}}.durable_flow_workflow_runs d
+          WHERE d.throttle_key IN (SELECT DISTINCT throttle_key FROM {{schema}}.durable_flow_workflow_runs WHERE id = ANY(v_tblock))
+            AND d.started_at IS NULL AND d.wake_at <= v_now
             AND NOT d.throttle_waiting AND d.status = 'enqueued' AND d.id <> ALL(v_tblock)
           ORDER BY d.throttle_key, d.priority, d.id LIMIT 10000
           FOR UPDATE SKIP LOCKED
         ) x
-      ), queue AS (
-        SELECT q.id, q.throttle_key, q.priority, q.wake_at, q.throttle_limit, q.throttle_period_ms,
-               q.id IN (SELECT id FROM fresh) AS fresh
-        FROM {{schema}}.durable_flow_workflow_runs q
-        WHERE q.throttle_key IN (SELECT key FROM tkeys) AND q.started_at IS NULL AND q.status = 'enqueued'
-          AND (q.throttle_waiting OR q.id IN (SELECT id FROM fresh))
-      ), keys AS (
+      ), keys AS MATERIALIZED (
         SELECT k.key, k.lim, k.period_ms,
                ARRAY(SELECT s.started_at FROM {{schema}}.durable_flow_workflow_runs s
                      WHERE s.throttle_key = k.key AND s.started_at IS NOT NULL
                        AND s.started_at > v_now - k.period_ms * interval '1 millisecond'
-                     ORDER BY s.started_at DESC LIMIT k.lim) AS recent
-        FROM (SELECT throttle_key AS key, min(throttle_limit) AS lim, max(throttle_period_ms) AS period_ms FROM queue GROUP BY 1) k
+                     ORDER BY s.started_at DESC LIMIT k.lim) AS recent,
+               ARRAY(SELECT coalesce(w.wake_at, v_now) FROM {{schema}}.durable_flow_workflow_runs w
+                     WHERE w.throttle_key = k.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
+                       AND w.id NOT IN (SELECT id FROM fresh)
+                     ORDER BY w.priority DESC, w.id DESC LIMIT k.lim) AS last
+        FROM (SELECT r.throttle_key AS key, min(r.throttle_limit) AS lim, max(r.throttle_period_ms) AS period_ms
+              FROM {{schema}}.durable_flow_workflow_runs r
+              WHERE r.throttle_key = ANY(v_tkeys) AND (r.id = ANY(v_candidates) OR r.id = ANY(v_tblock))
+              GROUP BY 1) k
+      ), head AS MATERIALIZED (
+        SELECT h.id, k.key, h.priority, h.wake_at FROM keys k CROSS JOIN LATERAL (
+          SELECT w.id, w.priority, w.wake_at FROM {{schema}}.durable_flow_workflow_runs w
+          WHERE w.throttle_key = k.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
+            AND w.id NOT IN (SELECT id FROM fresh)
+          ORDER BY w.priority, w.id LIMIT k.lim
+        ) h
+      ), placed AS MATERIALIZED (
+        -- pos: the place in the queue, exact unless the run is behind a full head (tail).
+        SELECT u.*, NOT u.fresh OR u.head_n < k.lim OR u.heads_ahead < u.head_n AS exact
+        FROM (
+          SELECT v.id, v.key, v.priority, v.fresh, v.wake_at,
+                 row_number() OVER (PARTITION BY v.key ORDER BY v.priority, v.id) - 1 AS pos,
+                 count(*) FILTER (WHERE NOT v.fresh) OVER (PARTITION BY v.key ORDER BY v.priority, v.id) AS heads_ahead,
+                 count(*) FILTER (WHERE NOT v.fresh) OVER (PARTITION BY v.key) AS head_n
+          FROM (SELECT id, key, priority, wake_at, false AS fresh FROM head
+                UNION ALL SELECT id, key, priority, NULL, true FROM fresh) v
+        ) u JOIN keys k ON k.key = u.key
       ), timed AS (
-        -- recent is newest first: position i of the last `lim` (1 = oldest) is recent[lim - i + 1]; a
-        -- missing one (fewer than lim starts in the window) stands for room now.
-        SELECT n.id, n.fresh, n.wake_at,
-               coalesce(k.recent[k.lim - (n.j % k.lim)::int], v_now - k.period_ms * interval '1 millisecond')
-                 + k.period_ms * (1 + n.j / k.lim) * interval '1 millisecond' AS slot
-        FROM (SELECT q.*, row_number() OVER (PARTITION BY q.throttle_key ORDER BY q.priority, q.id) - 1 AS j FROM queue q) n
-        JOIN keys k ON k.key = n.throttle_key
+        -- recent and last are newest (last) first: position i of the last `lim` (1 = oldest) is
+        -- recent[lim - i + 1]; a missing one (fewer than lim starts in the window) stands for room now.
+        SELECT t.id, t.fresh, t.wake_at,
+               CASE WHEN t.exact THEN
+                 coalesce(k.recent[k.lim - (t.pos % k.lim)::int], v_now - k.period_ms * interval '1 millisecond')
+                   + k.period_ms * (1 + t.pos / k.lim) * interval '1 millisecond'
+               ELSE k.last[k.lim - (t.r % k.lim)::int] + k.period_ms * (1 + t.r / k.lim) * interval '1 millisecond'
+               END AS slot
+        FROM (SELECT p.*, row_number() OVER (PARTITION BY p.key, p.exact ORDER BY p.priority, p.id) - 1 AS r FROM placed p) t
+        JOIN keys k ON k.key = t.key
       ), moved AS (
         SELECT t.id, t.slot FROM timed t WHERE t.fresh
         UNION ALL
@@ -300,7 +327,7 @@ BEGIN
       )
       UPDATE {{schema}}.durable_flow_workflow_runs r SET throttle_waiting = true, wake_at = m.slot, updated_at = clock_timestamp()
       FROM moved m WHERE r.id = m.id;
-      GET DIAGNOSTICS v_parked = ROW_COUNT;
+      v_parked := cardinality(v_tblock);
     END IF;
   END IF;
 
