@@ -76,6 +76,7 @@ DECLARE
   v_expired_keyed bigint[] := '{}';
   v_expired_keys text[] := '{}';
   v_tkeys text[];
+  v_tspec jsonb;
   v_tblock bigint[] := '{}';
   v_ready bigint[];
   v_parked integer := 0;
@@ -155,10 +156,13 @@ BEGIN
       AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.start_by > v_now)
   ))) THEN
     SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) FILTER (WHERE c.concurrency_key IS NOT NULL),
-           array_agg(DISTINCT c.throttle_key) FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL)
-      INTO v_candidates, v_keys, v_tkeys
+           array_agg(DISTINCT c.throttle_key) FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL),
+           jsonb_agg(jsonb_build_object('key', c.throttle_key, 'lim', c.throttle_limit, 'period_ms', c.throttle_period_ms))
+             FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL)
+      INTO v_candidates, v_keys, v_tkeys, v_tspec
     FROM (
-      SELECT r.id, r.concurrency_key, r.throttle_key, r.started_at FROM {{schema}}.durable_flow_workflow_runs r
+      SELECT r.id, r.concurrency_key, r.throttle_key, r.started_at, r.throttle_limit, r.throttle_period_ms
+      FROM {{schema}}.durable_flow_workflow_runs r
       WHERE r.wake_at <= v_now AND (r.concurrency_key IS NOT NULL OR (r.throttle_key IS NOT NULL AND r.started_at IS NULL))
         AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
         AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
@@ -178,17 +182,16 @@ BEGIN
     ) AS k;
     PERFORM {{schema}}.durable_flow_expire(v_expired_keyed, v_now);
     WITH win AS (
-      -- Each throttle key: its limit and period (a deploy may have changed them: the strictest), and
-      -- the room left in the window (runs of the key that began in the last period, after the lock).
+      -- Each throttle key: its limit and period as the candidates carry them (a deploy may have changed
+      -- them: the strictest), and the room left in the window (runs of the key that began in the last
+      -- period, counted after the lock).
       SELECT t.key, t.lim, t.period_ms, greatest(t.lim - (
                SELECT count(*) FROM {{schema}}.durable_flow_workflow_runs s
                WHERE s.throttle_key = t.key AND s.started_at IS NOT NULL
                  AND s.started_at > v_now - t.period_ms * interval '1 millisecond'), 0) AS room
       FROM (
-        SELECT r.throttle_key AS key, min(r.throttle_limit) AS lim, max(r.throttle_period_ms) AS period_ms
-        FROM {{schema}}.durable_flow_workflow_runs r
-        WHERE r.throttle_key = ANY(v_tkeys) AND r.started_at IS NULL AND r.id = ANY(v_candidates)
-        GROUP BY 1
+        SELECT x.key, min(x.lim) AS lim, max(x.period_ms) AS period_ms
+        FROM jsonb_to_recordset(v_tspec) AS x(key text, lim integer, period_ms bigint) GROUP BY 1
       ) t
     ), pulled AS (
       -- The runs already waiting for the key, first in turn: as many as there is room for.
@@ -203,8 +206,9 @@ BEGIN
       SELECT r.id, r.concurrency_key, r.concurrency_limit, r.priority, r.wake_at, r.throttle_waiting,
              CASE WHEN r.started_at IS NULL THEN r.throttle_key END AS throttle_key
       FROM {{schema}}.durable_flow_workflow_runs r
-      WHERE ((r.id = ANY(v_candidates) AND r.wake_at <= v_now)
-             OR (r.id IN (SELECT id FROM pulled) AND r.throttle_waiting AND r.started_at IS NULL AND r.status = 'enqueued'))
+      WHERE r.id = ANY(v_candidates || ARRAY(SELECT id FROM pulled))
+      AND ((r.id = ANY(v_candidates) AND r.wake_at <= v_now)
+           OR (r.throttle_waiting AND r.started_at IS NULL AND r.status = 'enqueued'))
       AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
       FOR UPDATE SKIP LOCKED
     ), throttled AS (
@@ -285,10 +289,8 @@ BEGIN
                      WHERE w.throttle_key = k.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
                        AND w.id NOT IN (SELECT id FROM fresh)
                      ORDER BY w.priority DESC, w.id DESC LIMIT k.lim) AS last
-        FROM (SELECT r.throttle_key AS key, min(r.throttle_limit) AS lim, max(r.throttle_period_ms) AS period_ms
-              FROM {{schema}}.durable_flow_workflow_runs r
-              WHERE r.throttle_key = ANY(v_tkeys) AND (r.id = ANY(v_candidates) OR r.id = ANY(v_tblock))
-              GROUP BY 1) k
+        FROM (SELECT x.key, min(x.lim) AS lim, max(x.period_ms) AS period_ms
+              FROM jsonb_to_recordset(v_tspec) AS x(key text, lim integer, period_ms bigint) GROUP BY 1) k
       ), head AS MATERIALIZED (
         SELECT h.id, k.key, h.priority, h.wake_at FROM keys k CROSS JOIN LATERAL (
           SELECT w.id, w.priority, w.wake_at FROM {{schema}}.durable_flow_workflow_runs w
