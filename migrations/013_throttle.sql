@@ -17,10 +17,9 @@ ALTER TABLE {{schema}}.durable_flow_workflow_runs
 -- "The throttled runs that have not begun, due first" (the claim's candidates).
 CREATE INDEX durable_flow_runs_due_throttled ON {{schema}}.durable_flow_workflow_runs (wake_at)
   WHERE throttle_key IS NOT NULL AND started_at IS NULL;
--- "The runs of this key that have not begun, in turn order" (the runs waiting for the window, and the
--- due backlog a claim parks at once).
+-- "The runs waiting for this key's window, in turn order" (a claim reads its head and its tail).
 CREATE INDEX durable_flow_runs_throttle_queue ON {{schema}}.durable_flow_workflow_runs (throttle_key, priority, id)
-  WHERE throttle_key IS NOT NULL AND started_at IS NULL;
+  WHERE throttle_waiting AND status = 'enqueued' AND started_at IS NULL;
 -- "The runs of this key that began since t" (the sliding window).
 CREATE INDEX durable_flow_runs_throttle_started ON {{schema}}.durable_flow_workflow_runs (throttle_key, started_at)
   WHERE throttle_key IS NOT NULL AND started_at IS NOT NULL;

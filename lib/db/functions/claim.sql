@@ -15,6 +15,8 @@
 -- The planner must drive this from the wake_at index whatever its statistics say (a table that just
 -- grew from empty looks tiny to it): sequential scans are off inside the function, and the workflow
 -- filter is an expression so the (workflow_name, status) index is never chosen instead.
+-- JIT is off too: its statements are small, and a cost estimate that JIT would compile (a throttled
+-- backlog the statistics have not seen yet) cost tens of milliseconds of compilation per claim.
 --
 -- Since 002_trust.sql, with the claim's snapshot handed to durable_flow_lease as the executions' mark.
 --
@@ -56,6 +58,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
 ) RETURNS TABLE (runs json, steps json, next_wake_ms float8, db_now_ms float8, snapshot text)
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
   v_now timestamptz := statement_timestamp() + p_offset_ms * interval '1 millisecond';
