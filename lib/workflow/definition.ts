@@ -30,7 +30,7 @@ export interface WorkflowDefinition {
   /** Its singleton, rateLimit and debounce options, checked; undefined without any (start's fast path). */
   startControl?: StartControl | undefined;
   /** Its `throttle` (at most `limit` runs of a key begin per `periodMs`), checked; undefined without one. */
-  throttle?: ResolvedThrottle | undefined;
+  throttle: ResolvedThrottle | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -132,6 +132,7 @@ export function unregisteredWorkflow(name: string, defaults: Defaults): Workflow
     schedule: undefined,
     versioning: 'any',
     timeoutMs: undefined,
+    throttle: undefined,
   };
 }
 

@@ -225,6 +225,33 @@ describe('throttle', () => {
     expect((await rows(name)).map((r) => r.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'completed']);
   });
 
+  it('leaves concurrency alone for workflows without a throttle: over the limit parks, a freed slot wakes the next', async () => {
+    newFlow();
+    const name = fresh('concurrency-only');
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const wf = flow.workflow(name, { concurrency: { limit: 1, key: (input: { k: string }) => input.k } }, async ({ input, step }) => {
+      await step.run('work', () => gate);
+      return input.k;
+    });
+    for (const k of ['a', 'a', 'a', 'b']) await wf.start({ k });
+    const draining = harness.drain();
+    let list = await rows(name);
+    for (let i = 0; i < 200 && list.filter((r) => r.status === 'running').length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      list = await rows(name);
+    }
+    expect(list.map((r) => [r.status, r.concurrency_waiting, r.throttle_key])).toEqual([
+      ['running', false, null],
+      ['enqueued', true, null],
+      ['enqueued', true, null],
+      ['running', false, null],
+    ]);
+    open();
+    await draining;
+    expect((await rows(name)).map((r) => r.status)).toEqual(['completed', 'completed', 'completed', 'completed']);
+  });
+
   it('applies after debounce: the debounced run, once due, waits for the throttle, and a new start makes a new run', async () => {
     newFlow();
     const name = fresh('debounce');
