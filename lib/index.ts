@@ -64,6 +64,7 @@ export type {
   SingletonOptions,
   RateLimitOptions,
   DebounceOptions,
+  ThrottleOptions,
 } from './types.js';
 export type { EventTrigger } from './triggers/types.js';
 export type {

@@ -6,10 +6,10 @@ export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
 import type { EventTrigger } from './triggers/types.js';
-import type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+import type { DebounceOptions, RateLimitOptions, SingletonOptions, ThrottleOptions } from './workflow/start-control-types.js';
 import type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
-export type { DebounceOptions, RateLimitOptions, SingletonOptions } from './workflow/start-control-types.js';
+export type { DebounceOptions, RateLimitOptions, SingletonOptions, ThrottleOptions } from './workflow/start-control-types.js';
 export type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
 
 export type { RunStatus } from './run-status.js';
@@ -237,6 +237,8 @@ export interface WorkflowOptions<I = any> {
   debounce?: DebounceOptions<I>;
   /** Each stored event of a name (payload containing `match`) starts one run, input = the payload, in the event's transaction. Default: none. */
   on?: EventTrigger[];
+  /** At most `limit` runs of a key begin in any `period` (sliding, enforced by the claim); the excess waits its turn, never dropped. Default: none. */
+  throttle?: ThrottleOptions<I>;
 }
 
 /** What a schedule does with a slot while its previous run has not finished. Default `'skip'`. */

@@ -127,6 +127,11 @@ const runAttributes = (): ModelAttributes => ({
   /** The debounce key of its burst, and the latest it may begin (its first start plus maxWait). */
   debounceKey: text('debounce_key'),
   debounceDeadline: time('debounce_deadline'),
+  /** `throttle` (migration 013): the key it begins under, the limit and period; throttleWaiting: parked for the window. */
+  throttleKey: text('throttle_key'),
+  throttleLimit: { type: DataTypes.INTEGER, field: 'throttle_limit' },
+  throttlePeriodMs: { type: DataTypes.BIGINT, field: 'throttle_period_ms' },
+  throttleWaiting: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'throttle_waiting' },
   ...timestamps(),
 });
 

@@ -49,13 +49,19 @@ export const EVENT_LOCK_KEYS = 64;
  * {{concurrency_lock_namespace}}; migrations 001 and 002 spell it out as 1684433016.
  */
 export const CONCURRENCY_LOCK_NAMESPACE = 0x64666878;
+/**
+ * 'dfhy' as a 32-bit integer (CONCURRENCY_LOCK_NAMESPACE + 1, so it sorts after it): the first key of the
+ * throttle-key locks (second key hashtext(key)), taken by durable_flow_claim. {{throttle_lock_namespace}}.
+ */
+export const THROTTLE_LOCK_NAMESPACE = 0x64666879;
 
-/** A migration or function file for this schema: its `{{schema}}`, `{{channel}}` and `{{concurrency_lock_namespace}}` filled in. */
+/** A migration or function file for this schema: its `{{schema}}`, `{{channel}}`, `{{concurrency_lock_namespace}}` and `{{throttle_lock_namespace}}` filled in. */
 export function renderSql(sql: string, tables: Tables): string {
   return sql
     .replaceAll('{{schema}}', quoteIdent(tables.schema))
     .replaceAll('{{channel}}', tables.channelPrefix)
-    .replaceAll('{{concurrency_lock_namespace}}', String(CONCURRENCY_LOCK_NAMESPACE));
+    .replaceAll('{{concurrency_lock_namespace}}', String(CONCURRENCY_LOCK_NAMESPACE))
+    .replaceAll('{{throttle_lock_namespace}}', String(THROTTLE_LOCK_NAMESPACE));
 }
 
 export function tablesFor(schema: string): Tables {

@@ -36,7 +36,8 @@ export const WAIT_STATE_COLUMNS = `r.queue_name AS w_queue, r.priority AS w_prio
   r.held_wake_at AS w_held_wake_at, r.scheduled_for AS w_scheduled_for, r.concurrency_key AS w_concurrency_key,
   r.concurrency_limit AS w_concurrency_limit, r.concurrency_waiting AS w_concurrency_waiting, r.debounce_key AS w_debounce_key,
   r.debounce_deadline AS w_debounce_deadline, r.pinned_version AS w_pinned_version, r.start_by AS w_start_by,
-  r.deadline_at AS w_deadline_at, NULL::text AS w_throttle_key`;
+  r.deadline_at AS w_deadline_at, CASE WHEN r.throttle_waiting THEN
+    CASE WHEN r.throttle_key = r.workflow_name THEN '' ELSE substr(r.throttle_key, length(r.workflow_name) + 2) END END AS w_throttle_key`;
 
 /** A row holding WAIT_STATE_COLUMNS (plus status and started_at, which every run read has). */
 export interface WaitStateRow {

@@ -41,16 +41,19 @@ export function resolveTriggers(name: string, options: WorkflowOptions): Resolve
 /**
  * Whether a start of this workflow needs its code, which the process storing the event may not have:
  * start control (decided under a key lock taken before the event name's, and by key functions), a
- * concurrency key function, a cancelOn match function. Its triggers are then `deferred`: the event's
+ * throttle (its columns are set by start()), a concurrency key function, a cancelOn match function. Its triggers are then `deferred`: the event's
  * transaction stores a pending start that a worker registering the workflow finishes (deferred.ts).
  */
 export function startNeedsCode(definition: {
   startControl?: unknown;
+  /** A throttle's key and limit columns are set by start() (lib/workflow/throttle.ts). */
+  throttle?: unknown;
   concurrency: { key: unknown } | undefined;
   cancelOn: readonly { match?: unknown }[];
 }): boolean {
   return (
     definition.startControl !== undefined ||
+    definition.throttle !== undefined ||
     definition.concurrency?.key !== undefined ||
     definition.cancelOn.some((entry) => typeof entry.match === 'function')
   );

@@ -8,6 +8,8 @@ import { resolveStartControl } from './start-control-options.js';
 import type { StartControl } from './start-control-options.js';
 import { resolveTriggers } from '../triggers/options.js';
 import type { ResolvedTrigger } from '../triggers/options.js';
+import { resolveThrottle } from './throttle.js';
+import type { ResolvedThrottle } from './throttle.js';
 import type { CancelOn, StepStatus, WaitStatus, WorkflowHandler, WorkflowOptions } from '../types.js';
 
 /** A registered workflow with its options resolved against the flow's defaults. */
@@ -31,6 +33,8 @@ export interface WorkflowDefinition {
   startControl?: StartControl | undefined;
   /** Its `on` option (event triggers), checked: synced into durable_flow_event_triggers (lib/triggers/). [] without one. */
   on: ResolvedTrigger[];
+  /** Its `throttle` (at most `limit` runs of a key begin per `periodMs`), checked; undefined without one. */
+  throttle: ResolvedThrottle | undefined;
 }
 
 /** A step as the claim loaded it from the database. */
@@ -110,6 +114,7 @@ export function defineWorkflow(name: string, options: WorkflowOptions, handler: 
     timeoutMs: options.timeout === undefined ? undefined : duration('timeout', options.timeout),
     startControl: resolveStartControl(name, options),
     on: resolveTriggers(name, options),
+    throttle: resolveThrottle(options.throttle),
   };
   if (typeof definition.queue !== 'string' || definition.queue.length === 0 || definition.queue.length > 255) {
     throw invalidOption('queue', options.queue, 'a non-empty string of at most 255 characters');
@@ -133,6 +138,7 @@ export function unregisteredWorkflow(name: string, defaults: Defaults): Workflow
     versioning: 'any',
     timeoutMs: undefined,
     on: [],
+    throttle: undefined,
   };
 }
 

@@ -29,3 +29,13 @@ export interface DebounceOptions<I = any> {
   /** The longest a run waits from the first start of its burst (at least `period`). Default: no bound. */
   maxWait?: DurationInput;
 }
+
+/** The `throttle` workflow option. */
+export interface ThrottleOptions<I = any> {
+  /** Runs of a key that may begin (their first execution starts) in any `period`. */
+  limit: number;
+  /** The sliding window. */
+  period: DurationInput;
+  /** One throttle per key (a non-empty string). Default: one for the workflow. */
+  key?: (input: I) => string;
+}

@@ -205,23 +205,25 @@ async function insertOne(store: Store, db: Queryable, run: NewRun): Promise<Cont
  * Folds the start into the debounced run of its key that has not begun (status enqueued, not due yet:
  * a claim takes only due runs, and one that locked the row first leaves it `running`, so the
  * re-checked condition fails and a new run is made). Its input and what is computed from the input
- * (concurrency key, cancelOn matches) become this start's; it is due `period` from now, at most at its
- * deadline. Returns its run id, or undefined when there is none.
+ * (concurrency and throttle keys, cancelOn matches) become this start's; it is due `period` from now, at
+ * most at its deadline. A run its throttle holds back (throttle_waiting) was due already: its burst is
+ * over. Returns its run id, or undefined when there is none.
  */
 async function fold(store: Store, db: Queryable, run: NewRun, key: string): Promise<string | undefined> {
   const t = store.tables;
   const offset = store.clockOffsetMs();
   const now = nowSql('$1');
   const rows = await db.query<{ id: string; run_id: string }>(
-    `UPDATE ${t.runs} r SET input = $4::jsonb, concurrency_key = $5, concurrency_limit = $6,
+    `UPDATE ${t.runs} r SET input = $4::jsonb, concurrency_key = $5, concurrency_limit = $6, throttle_key = $8,
        wake_at = CASE WHEN r.debounce_deadline IS NULL THEN ${now} + $7::float8 * interval '1 millisecond'
                       ELSE least(${now} + $7::float8 * interval '1 millisecond', r.debounce_deadline) END,
        updated_at = clock_timestamp()
      WHERE r.id = (SELECT id FROM ${t.runs} WHERE workflow_name = $2 AND debounce_key = $3 AND status = 'enqueued' AND wake_at > ${now}
+                     AND NOT throttle_waiting
                    ORDER BY id DESC LIMIT 1)
-       AND r.status = 'enqueued' AND r.wake_at > ${now}
+       AND r.status = 'enqueued' AND r.wake_at > ${now} AND NOT r.throttle_waiting
      RETURNING r.id::text AS id, r.run_id`,
-    [offset, run.workflow, key, run.input, run.concurrencyKey, run.concurrencyLimit, run.delayMs],
+    [offset, run.workflow, key, run.input, run.concurrencyKey, run.concurrencyLimit, run.delayMs, run.throttleKey ?? null],
   );
   const target = rows[0];
   if (!target) return undefined;

@@ -15,6 +15,7 @@ import type { WorkflowDefinition } from './definition.js';
 import { MAX_ID } from './ids.js';
 import { startControlled } from './start-control.js';
 import { checkControlledStart, startKeys } from './start-control-options.js';
+import { throttleOf } from './throttle.js';
 
 export interface StartEnv {
   store: Store;
@@ -101,6 +102,7 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
   const queue = checkId(options.queue, 'queue') ?? definition.queue;
   const concurrency = concurrencyOf(definition, input);
   const triggers = cancelTriggersOf(definition, input);
+  const throttle = throttleOf(definition.name, definition.throttle, input);
   return {
     runId,
     workflow: definition.name,
@@ -120,6 +122,9 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
     pinned: definition.versioning === 'pinned',
     timeoutMs,
     startByMs,
+    throttleKey: throttle?.key ?? null,
+    throttleLimit: throttle?.limit ?? null,
+    throttlePeriodMs: throttle?.periodMs ?? null,
   };
 }
 
@@ -147,8 +152,8 @@ export async function startRun(
     return started.runId;
   }
   // Inside the caller's transaction the run must not start before it commits, and a run with a
-  // concurrency limit must be admitted by a claim: no direct dispatch for those.
-  const dispatchable = options.transaction === undefined && row.delayMs === 0 && row.concurrencyKey === null;
+  // concurrency limit or a throttle must be admitted by a claim: no direct dispatch for those.
+  const dispatchable = options.transaction === undefined && row.delayMs === 0 && row.concurrencyKey === null && row.throttleKey == null;
   const target = dispatchable ? env.localClaim?.(row.queue, row.workflow) : undefined;
   const run: NewRun = { ...row, owner: target?.owner ?? null, leaseMs: target?.leaseTtlMs ?? null };
   const { runId } = run;

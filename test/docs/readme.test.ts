@@ -322,6 +322,19 @@ describe('the README examples run', () => {
     await harness.assertCompleted(syncs[0].run_id, { accountId: 'acme', synced: true });
   });
 
+  it('throttle', async () => {
+    const { flow, runs, other } = await runExample<{ flow: DurableFlow; runs: { runId: string }[]; other: { runId: string } }>('throttle.ts');
+    closers.push(() => flow.close());
+    const harness = createTestHarness(flow);
+    await harness.drain();
+    const status = async () => Promise.all(runs.map(async (r) => (await flow.getRun(r.runId))!.status));
+    expect(await status()).toEqual([...Array(10).fill('completed'), 'enqueued', 'enqueued']);
+    await harness.assertCompleted(other.runId, { customerId: 'globex', synced: true });
+    await harness.travel('1 minute');
+    await harness.drain();
+    expect(await status()).toEqual(Array(12).fill('completed'));
+  });
+
   it('schedules', async () => {
     const { flow, schedules, now, backfilled } = await runExample<{
       flow: DurableFlow;

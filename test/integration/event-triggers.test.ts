@@ -380,6 +380,26 @@ describe('event triggers composed with options whose start needs the code (defer
     await harness.assertCompleted(runs[1]!.run_id, { account: 'globex', n: 5 });
   });
 
+  it('a throttled workflow: each event starts its run (deferred to a worker, which sets the throttle), and the throttle holds', async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const event = fresh('order.placed');
+    const name = fresh('on-throttle');
+    flow.workflow(name, { on: [{ event }], throttle: { limit: 2, period: '1 hour' } }, async ({ input }) => input);
+    await flow.migrate();
+    const web = ctx.flow();
+    for (let i = 1; i <= 5; i++) await web.notify(event, { n: i });
+    expect(await pending(flow, name)).toHaveLength(5);
+    await harness.drain();
+    const runs = await runsOf(flow, name);
+    expect(runs.map((r) => r.status)).toEqual(['completed', 'completed', 'enqueued', 'enqueued', 'enqueued']);
+    const { rows } = await flow.pool.query(`SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE workflow_name = $1 AND throttle_key = $1`, [name]);
+    expect(rows[0].n).toBe(5);
+    await harness.travel('61 minutes');
+    await harness.drain();
+    expect((await runsOf(flow, name)).map((r) => r.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'enqueued']);
+  });
+
   it("singleton 'skip' and rateLimit with key functions: one run per key in progress; starts over the limit are RATE_LIMITED runs", async () => {
     const flow = ctx.flow();
     const harness = createTestHarness(flow);

@@ -15,6 +15,8 @@
 -- The planner must drive this from the wake_at index whatever its statistics say (a table that just
 -- grew from empty looks tiny to it): sequential scans are off inside the function, and the workflow
 -- filter is an expression so the (workflow_name, status) index is never chosen instead.
+-- JIT is off too: its statements are small, and a cost estimate that JIT would compile (a throttled
+-- backlog the statistics have not seen yet) cost tens of milliseconds of compilation per claim.
 --
 -- Since 002_trust.sql, with the claim's snapshot handed to durable_flow_lease as the executions' mark.
 --
@@ -37,6 +39,18 @@
 -- run. Keyed ones are ended in the keyed path, after the key locks are taken in its one sorted pass
 -- (their keys with the candidates'): ending one wakes the next run of its key, under that key's lock.
 -- Both checks are an EXISTS on a partial index holding only runs with a deadline.
+--
+-- Since 013_throttle.sql, `throttle`: a run with a throttle_key that has not begun (started_at NULL) is
+-- never claimed by the first path; it goes through the keyed path, which also takes the advisory lock of
+-- each throttle key among its candidates ({{throttle_lock_namespace}}, after the concurrency-key locks in
+-- the same sorted pass), counts the runs of the key that began in the last period (room = limit minus
+-- that), and admits at most `room` of the key's runs in (priority, id) order: the due candidates and the
+-- runs already waiting for the key (throttle_waiting, taken whatever their wake_at, so the turn order
+-- holds). The ones left over wait (throttle_waiting, wake_at the time the window should have room for
+-- them: the matching start in the window plus the period, one period later per `limit` runs ahead), as
+-- does the rest of the key's due backlog (up to 10000 a claim), so no claim reads them again before
+-- their turn and they never hide the due runs of other keys. A claim that parked runs answers
+-- next_wake_ms 0 (claim again now). A run that began is never throttled again (a resume is not a begin).
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
@@ -44,6 +58,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
 ) RETURNS TABLE (runs json, steps json, next_wake_ms float8, db_now_ms float8, snapshot text)
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
   v_now timestamptz := statement_timestamp() + p_offset_ms * interval '1 millisecond';
@@ -63,6 +78,11 @@ DECLARE
   v_expired bigint[] := '{}';
   v_expired_keyed bigint[] := '{}';
   v_expired_keys text[] := '{}';
+  v_tkeys text[];
+  v_tspec jsonb;
+  v_tblock bigint[] := '{}';
+  v_ready bigint[];
+  v_parked integer := 0;
 BEGIN
   IF EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r WHERE r.wake_at IS NOT NULL AND r.deadline_at <= v_now)
      OR EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
@@ -114,6 +134,7 @@ BEGIN
     SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
       AND r.concurrency_key IS NULL AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+      AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
       AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
     ORDER BY r.priority, r.wake_at, r.id
     LIMIT p_limit
@@ -123,33 +144,81 @@ BEGIN
     SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
   END IF;
 
-  -- Runs with a concurrency limit, when slots remain and some are due.
-  IF cardinality(v_expired_keyed) > 0 OR (v_count < p_limit AND EXISTS (
+  -- Runs with a concurrency limit, and throttled runs that have not begun, when slots remain and some are due.
+  IF cardinality(v_expired_keyed) > 0 OR (v_count < p_limit AND (EXISTS (
     SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
     WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
       AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
       AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
       AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-  )) THEN
-    SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) INTO v_candidates, v_keys
+  ) OR EXISTS (
+    SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
+    WHERE r.wake_at <= v_now AND r.throttle_key IS NOT NULL AND r.started_at IS NULL
+      AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+      AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.start_by > v_now)
+  ))) THEN
+    SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) FILTER (WHERE c.concurrency_key IS NOT NULL),
+           array_agg(DISTINCT c.throttle_key) FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL),
+           jsonb_agg(jsonb_build_object('key', c.throttle_key, 'lim', c.throttle_limit, 'period_ms', c.throttle_period_ms))
+             FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL)
+      INTO v_candidates, v_keys, v_tkeys, v_tspec
     FROM (
-      SELECT r.id, r.concurrency_key FROM {{schema}}.durable_flow_workflow_runs r
-      WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
+      SELECT r.id, r.concurrency_key, r.throttle_key, r.started_at, r.throttle_limit, r.throttle_period_ms
+      FROM {{schema}}.durable_flow_workflow_runs r
+      WHERE r.wake_at <= v_now AND (r.concurrency_key IS NOT NULL OR (r.throttle_key IS NOT NULL AND r.started_at IS NULL))
         AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
         AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
         AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
       ORDER BY r.priority, r.wake_at, r.id
       LIMIT (p_limit - v_count) * 4
     ) c;
-    PERFORM pg_advisory_xact_lock({{concurrency_lock_namespace}}, k.h)
-    FROM (SELECT DISTINCT hashtext(key) AS h FROM unnest(coalesce(v_keys, '{}') || v_expired_keys) AS key ORDER BY 1) AS k;
+    v_keys := coalesce(v_keys, '{}');
+    v_tkeys := coalesce(v_tkeys, '{}');
+    -- One sorted pass: the concurrency keys' locks, then the throttle keys' (a greater namespace).
+    PERFORM pg_advisory_xact_lock(k.ns, k.h)
+    FROM (
+      SELECT DISTINCT {{concurrency_lock_namespace}} AS ns, hashtext(key) AS h FROM unnest(v_keys || v_expired_keys) AS key
+      UNION
+      SELECT {{throttle_lock_namespace}}, hashtext(key) FROM unnest(v_tkeys) AS key
+      ORDER BY 1, 2
+    ) AS k;
     PERFORM {{schema}}.durable_flow_expire(v_expired_keyed, v_now);
-    WITH locked AS (
-      SELECT r.id, r.concurrency_key, r.concurrency_limit, r.priority, r.wake_at
+    WITH win AS (
+      -- Each throttle key: its limit and period as the candidates carry them (a deploy may have changed
+      -- them: the strictest), and the room left in the window (runs of the key that began in the last
+      -- period, counted after the lock).
+      SELECT t.key, t.lim, t.period_ms, greatest(t.lim - (
+               SELECT count(*) FROM {{schema}}.durable_flow_workflow_runs s
+               WHERE s.throttle_key = t.key AND s.started_at IS NOT NULL
+                 AND s.started_at > v_now - t.period_ms * interval '1 millisecond'), 0) AS room
+      FROM (
+        SELECT x.key, min(x.lim) AS lim, max(x.period_ms) AS period_ms
+        FROM jsonb_to_recordset(v_tspec) AS x(key text, lim integer, period_ms bigint) GROUP BY 1
+      ) t
+    ), pulled AS (
+      -- The runs already waiting for the key, first in turn: as many as there is room for.
+      SELECT p.id FROM win CROSS JOIN LATERAL (
+        SELECT w.id FROM {{schema}}.durable_flow_workflow_runs w
+        WHERE w.throttle_key = win.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
+          AND w.queue_name = ANY(p_queues) AND (w.workflow_name || '') = ANY(p_workflows)
+          AND (w.pinned_version IS NULL OR w.pinned_version = p_version)
+        ORDER BY w.priority, w.id LIMIT win.room
+      ) p
+    ), locked AS (
+      SELECT r.id, r.concurrency_key, r.concurrency_limit, r.priority, r.wake_at, r.throttle_waiting,
+             CASE WHEN r.started_at IS NULL THEN r.throttle_key END AS throttle_key
       FROM {{schema}}.durable_flow_workflow_runs r
-      WHERE r.id = ANY(v_candidates) AND r.wake_at <= v_now
+      WHERE r.id = ANY(v_candidates || ARRAY(SELECT id FROM pulled))
+      AND ((r.id = ANY(v_candidates) AND r.wake_at <= v_now)
+           OR (r.throttle_waiting AND r.started_at IS NULL AND r.status = 'enqueued'))
       AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
       FOR UPDATE SKIP LOCKED
+    ), throttled AS (
+      -- Within a throttle key, turn order is (priority, id): a waiting run's wake_at is only a hint.
+      SELECT l.*, l.throttle_key IS NULL
+               OR row_number() OVER (PARTITION BY l.throttle_key ORDER BY l.priority, l.id) <= coalesce(w.room, 0) AS t_fits
+      FROM locked l LEFT JOIN win w ON w.key = l.throttle_key
     ), busy AS (
       SELECT r.concurrency_key, count(*) AS n FROM {{schema}}.durable_flow_workflow_runs r
       -- Every run of the key holding a live lease, candidates included: one may have been claimed by
@@ -157,37 +226,126 @@ BEGIN
       WHERE r.concurrency_key = ANY(v_keys) AND r.status = 'running' AND r.lease_expires_at > v_now
       GROUP BY r.concurrency_key
     ), ranked AS (
-      SELECT l.id, l.priority, l.wake_at,
-             row_number() OVER (PARTITION BY l.concurrency_key ORDER BY l.priority, l.wake_at, l.id)
-               <= greatest(coalesce(l.concurrency_limit, 1) - coalesce(b.n, 0), 0) AS fits
-      FROM locked l LEFT JOIN busy b ON b.concurrency_key = l.concurrency_key
+      -- Only the runs the throttle lets begin take concurrency slots.
+      SELECT l.id, l.priority, l.wake_at, l.t_fits, l.throttle_waiting,
+             l.t_fits AND (l.concurrency_key IS NULL OR
+               row_number() OVER (PARTITION BY l.concurrency_key, l.t_fits
+                                  ORDER BY l.priority, CASE WHEN l.throttle_key IS NULL THEN l.wake_at END, l.id)
+                 <= greatest(coalesce(l.concurrency_limit, 1) - coalesce(b.n, 0), 0)) AS fits
+      FROM throttled l LEFT JOIN busy b ON b.concurrency_key = l.concurrency_key
     ), numbered AS (
-      SELECT id, fits, row_number() OVER (PARTITION BY fits ORDER BY priority, wake_at, id) AS n FROM ranked
+      SELECT id, t_fits, fits, throttle_waiting, row_number() OVER (PARTITION BY fits ORDER BY priority, wake_at, id) AS n FROM ranked
     )
     SELECT coalesce(array_agg(id) FILTER (WHERE fits AND n <= p_limit - v_count), '{}'),
-           coalesce(array_agg(id) FILTER (WHERE NOT fits), '{}')
-      INTO v_admit, v_block
+           coalesce(array_agg(id) FILTER (WHERE t_fits AND NOT fits), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE NOT t_fits), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE throttle_waiting AND fits), '{}')
+      INTO v_admit, v_block, v_tblock, v_ready
     FROM numbered;
 
     -- No free slot: park them until a run of their key leaves 'running' (durable_flow_wake_next).
     UPDATE {{schema}}.durable_flow_workflow_runs SET wake_at = NULL, concurrency_waiting = true,
-           updated_at = clock_timestamp()
+           throttle_waiting = false, updated_at = clock_timestamp()
     WHERE id = ANY(v_block);
+    -- Waiting runs whose turn came: admitted now, or (beyond this claim's slots) due now.
+    UPDATE {{schema}}.durable_flow_workflow_runs SET throttle_waiting = false,
+           wake_at = CASE WHEN id = ANY(v_admit) THEN wake_at ELSE v_now END, updated_at = clock_timestamp()
+    WHERE id = ANY(v_ready);
 
     SELECT l.runs, l.replay INTO v_more, v_more_replay
     FROM {{schema}}.durable_flow_lease(v_admit, p_owner, v_now, v_lease, v_mark) l;
     v_runs := v_runs || v_more;
     v_replay := v_replay || v_more_replay;
+
+    IF cardinality(v_tkeys) > 0 THEN
+      -- Wake-up times. Each run waiting for a key has as wake_at the time the window should have room
+      -- for it: the run at position J of the key's queue ((priority, id) order, 0 first) follows the
+      -- (J mod limit)-th of the key's last `limit` starts (these admitted included: they began at
+      -- v_now), one period later per `limit` runs ahead of it; equally, `period` after the run `limit`
+      -- places ahead of it. A wake_at earlier than needed costs a claim one more look at the run; a
+      -- later one would waste the window. So:
+      -- * the runs just held back (fresh: the blocked ones, with the rest of their keys' due backlog, up
+      --   to 10000) get theirs: exact within the head of the queue (its first `limit` waiting runs);
+      --   behind the head, as the last in the queue (a new start): `period` after the run `limit` places
+      --   ahead of it (among the queue's last `limit` or the fresh ones);
+      -- * the head of each key's queue moves earlier when its turn moved earlier (a run ahead of it
+      --   ended: cancelled, expired, paused), at every visit of the key.
+      -- Reads O(limit) rows of the queue per key, plus the fresh ones.
+      WITH fresh AS (
+        SELECT b.id, b.throttle_key AS key, b.priority FROM {{schema}}.durable_flow_workflow_runs b WHERE b.id = ANY(v_tblock)
+        UNION ALL
+        SELECT x.id, x.throttle_key, x.priority FROM (
+          SELECT d.id, d.throttle_key, d.priority FROM {{schema}}.durable_flow_workflow_runs d
+          WHERE d.throttle_key IN (SELECT DISTINCT throttle_key FROM {{schema}}.durable_flow_workflow_runs WHERE id = ANY(v_tblock))
+            AND d.started_at IS NULL AND d.wake_at <= v_now
+            AND NOT d.throttle_waiting AND d.status = 'enqueued' AND d.id <> ALL(v_tblock)
+          ORDER BY d.throttle_key, d.priority, d.id LIMIT 10000
+          FOR UPDATE SKIP LOCKED
+        ) x
+      ), keys AS MATERIALIZED (
+        SELECT k.key, k.lim, k.period_ms,
+               ARRAY(SELECT s.started_at FROM {{schema}}.durable_flow_workflow_runs s
+                     WHERE s.throttle_key = k.key AND s.started_at IS NOT NULL
+                       AND s.started_at > v_now - k.period_ms * interval '1 millisecond'
+                     ORDER BY s.started_at DESC LIMIT k.lim) AS recent,
+               ARRAY(SELECT coalesce(w.wake_at, v_now) FROM {{schema}}.durable_flow_workflow_runs w
+                     WHERE w.throttle_key = k.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
+                       AND w.id NOT IN (SELECT id FROM fresh)
+                     ORDER BY w.priority DESC, w.id DESC LIMIT k.lim) AS last
+        FROM (SELECT x.key, min(x.lim) AS lim, max(x.period_ms) AS period_ms
+              FROM jsonb_to_recordset(v_tspec) AS x(key text, lim integer, period_ms bigint) GROUP BY 1) k
+      ), head AS MATERIALIZED (
+        SELECT h.id, k.key, h.priority, h.wake_at FROM keys k CROSS JOIN LATERAL (
+          SELECT w.id, w.priority, w.wake_at FROM {{schema}}.durable_flow_workflow_runs w
+          WHERE w.throttle_key = k.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
+            AND w.id NOT IN (SELECT id FROM fresh)
+          ORDER BY w.priority, w.id LIMIT k.lim
+        ) h
+      ), placed AS MATERIALIZED (
+        -- pos: the place in the queue, exact unless the run is behind a full head (tail).
+        SELECT u.*, NOT u.fresh OR u.head_n < k.lim OR u.heads_ahead < u.head_n AS exact
+        FROM (
+          SELECT v.id, v.key, v.priority, v.fresh, v.wake_at,
+                 row_number() OVER (PARTITION BY v.key ORDER BY v.priority, v.id) - 1 AS pos,
+                 count(*) FILTER (WHERE NOT v.fresh) OVER (PARTITION BY v.key ORDER BY v.priority, v.id) AS heads_ahead,
+                 count(*) FILTER (WHERE NOT v.fresh) OVER (PARTITION BY v.key) AS head_n
+          FROM (SELECT id, key, priority, wake_at, false AS fresh FROM head
+                UNION ALL SELECT id, key, priority, NULL, true FROM fresh) v
+        ) u JOIN keys k ON k.key = u.key
+      ), timed AS (
+        -- recent and last are newest (last) first: position i of the last `lim` (1 = oldest) is
+        -- recent[lim - i + 1]; a missing one (fewer than lim starts in the window) stands for room now.
+        SELECT t.id, t.fresh, t.wake_at,
+               CASE WHEN t.exact THEN
+                 coalesce(k.recent[k.lim - (t.pos % k.lim)::int], v_now - k.period_ms * interval '1 millisecond')
+                   + k.period_ms * (1 + t.pos / k.lim) * interval '1 millisecond'
+               ELSE k.last[k.lim - (t.r % k.lim)::int] + k.period_ms * (1 + t.r / k.lim) * interval '1 millisecond'
+               END AS slot
+        FROM (SELECT p.*, row_number() OVER (PARTITION BY p.key, p.exact ORDER BY p.priority, p.id) - 1 AS r FROM placed p) t
+        JOIN keys k ON k.key = t.key
+      ), moved AS (
+        SELECT t.id, t.slot FROM timed t WHERE t.fresh
+        UNION ALL
+        SELECT t.id, t.slot FROM timed t
+        WHERE NOT t.fresh AND (t.wake_at IS NULL OR t.wake_at <= v_now OR t.slot < t.wake_at)
+          AND t.id IN (SELECT m.id FROM {{schema}}.durable_flow_workflow_runs m WHERE m.id = t.id FOR UPDATE SKIP LOCKED)
+      )
+      UPDATE {{schema}}.durable_flow_workflow_runs r SET throttle_waiting = true, wake_at = m.slot, updated_at = clock_timestamp()
+      FROM moved m WHERE r.id = m.id;
+      v_parked := cardinality(v_tblock);
+    END IF;
   END IF;
 
   RETURN QUERY SELECT
     v_runs::json,
     {{schema}}.durable_flow_history(v_replay),
+    -- Runs just parked for their throttle key may have hidden due runs of other keys: claim again now.
+    CASE WHEN v_parked > 0 AND v_count + cardinality(coalesce(v_admit, '{}')) < p_limit THEN 0::float8 ELSE
     (SELECT extract(epoch FROM n.wake_at - v_now)::float8 * 1000
        FROM (SELECT r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
              WHERE r.wake_at > v_now AND r.queue_name = ANY(p_queues)
                AND (r.workflow_name || '') = ANY(p_workflows)
-             ORDER BY r.wake_at LIMIT 1) n),
+             ORDER BY r.wake_at LIMIT 1) n) END,
     extract(epoch FROM v_now)::float8 * 1000,
     v_mark;
 END
