@@ -1,7 +1,7 @@
 /**
  * What each flow-control option costs (issue 16), with 10,000 runs queued behind it, against no option.
  *
- * Claim-time options (concurrency limit, concurrency key, timeout, startBy; throttle once it exists):
+ * Claim-time options (concurrency limit, concurrency key, timeout, startBy; throttle: bench/throttle.ts):
  * the latency of one worker claim, `durable_flow_claim` asked for 1 run (the statement alone, one round
  * trip), that takes one due run of the option's workflow while N other runs of it are queued in the
  * state the option leaves them (made by start() and by committed claims, as workers would). Each claim
@@ -159,8 +159,8 @@ claimRows.push([`start(…, { startBy: '1 hour' }) (${queued}, due)`, await with
   return claims(flow, 'bounded');
 })]);
 log('claims: startBy');
-// The slot for `throttle` (issue 16, another branch): measured the same way once the option is on main.
-claimRows.push(['throttle (not on this branch yet)', null]);
+// `throttle`: bench/throttle.ts measures its claims (admitting, window full, beside a throttled backlog).
+claimRows.push(['throttle: see bench/throttle.ts', null]);
 
 // ---- Start-time options ----------------------------------------------------------------------------
 startRows.push([`no option (${N.toLocaleString('en')} runs stored)`, await withFlow(async (flow) => {

@@ -1,23 +1,11 @@
 import type { WorkflowDefinition } from '../workflow/definition.js';
 
-/**
- * A workflow's `throttle` option as H3 (issue 16) resolves it onto the definition. Declared here so the
- * Workflows page shows it as soon as the definition carries it; until then it is simply absent.
- */
-interface ThrottleShape {
-  limit: number;
-  periodMs: number;
-  key: unknown;
-}
-
 /** The parts of a definition the Workflows page describes (every one optional: a workflow known only from its runs has none). */
-export type LimitedDefinition = Partial<Pick<WorkflowDefinition, 'concurrency' | 'startControl' | 'timeoutMs' | 'priority' | 'versioning'>> & {
-  throttle?: ThrottleShape | undefined;
-};
+export type LimitedDefinition = Partial<Pick<WorkflowDefinition, 'concurrency' | 'startControl' | 'timeoutMs' | 'priority' | 'versioning' | 'throttle' | 'on'>>;
 
 /** One limit of a workflow: its option, a short summary (`concurrency 2 per key`) and the same in plain words. */
 export interface WorkflowLimit {
-  option: 'concurrency' | 'throttle' | 'rateLimit' | 'debounce' | 'singleton' | 'timeout' | 'priority' | 'versioning';
+  option: 'on' | 'concurrency' | 'throttle' | 'rateLimit' | 'debounce' | 'singleton' | 'timeout' | 'priority' | 'versioning';
   summary: string;
   words: string;
 }
@@ -33,7 +21,8 @@ export function shortDuration(ms: number): string {
 const runs = (n: number) => (n === 1 ? '1 run' : `${n} runs`);
 
 /**
- * Every limit of a workflow, in the order a run meets them: at start (singleton, rate limit, debounce),
+ * Every limit of a workflow, in the order a run meets them: what starts it (event triggers), at start
+ * (singleton, rate limit, debounce),
  * before it begins (throttle, concurrency, priority, version), while it runs (timeout).
  */
 export function workflowLimits(definition: LimitedDefinition): WorkflowLimit[] {
@@ -41,6 +30,10 @@ export function workflowLimits(definition: LimitedDefinition): WorkflowLimit[] {
   const ofKey = (key: unknown) => (key ? ' of one key' : '');
   const limits: WorkflowLimit[] = [];
   const { concurrency, startControl: control, throttle } = definition;
+  for (const trigger of definition.on ?? []) {
+    const match = Object.keys(trigger.match).length > 0 ? ` matching ${JSON.stringify(trigger.match)}` : '';
+    limits.push({ option: 'on', summary: `on ${trigger.event}`, words: `each stored event "${trigger.event}"${match} starts one run, with its payload as input` });
+  }
   if (control?.singleton) {
     const { mode, key } = control.singleton;
     limits.push({

@@ -23,11 +23,7 @@ export interface RunWaitState {
   pinnedVersion: string | null;
   startBy: Date | null;
   deadlineAt: Date | null;
-  /**
-   * HOOK (throttle, H3, migration 013): the run's throttle key while it is parked for its throttle.
-   * Always null until the throttle column is on main: add it to WAIT_STATE_COLUMNS as `throttle_key`
-   * (or its name in 013) and the run page and list show "throttled" with no other change.
-   */
+  /** While the run is held by its throttle (`throttle_waiting`): its throttle key without the workflow's prefix ('' without a key function); else null. */
   throttleKey: string | null;
 }
 

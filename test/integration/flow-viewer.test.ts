@@ -94,11 +94,18 @@ describe('the Workflows page', () => {
     expect(cell('fv-gate')).toContain('at most 1 run of one key execute at once');
   });
 
-  it("shows a throttle when the definition carries one (H3's resolved shape), and nothing when it is undefined", () => {
+  it('shows a throttle when the definition has one, and nothing when it is undefined', () => {
     expect(workflowLimits({ throttle: { limit: 10, periodMs: 60_000, key: account } })).toEqual([
       { option: 'throttle', summary: 'throttle 10 per 1 min per key', words: 'at most 10 runs of one key begin in any 1 min; the others wait their turn, none is dropped' },
     ]);
     expect(workflowLimits({ throttle: undefined })).toEqual([]);
+  });
+
+  it('shows the events that start a workflow (`on`)', () => {
+    expect(workflowLimits({ on: [{ event: 'order.created', match: {} }, { event: 'account.changed', match: { plan: 'pro' } }] })).toEqual([
+      { option: 'on', summary: 'on order.created', words: 'each stored event "order.created" starts one run, with its payload as input' },
+      { option: 'on', summary: 'on account.changed', words: 'each stored event "account.changed" matching {"plan":"pro"} starts one run, with its payload as input' },
+    ]);
   });
 });
 
@@ -202,7 +209,19 @@ describe('why a run waits', () => {
     expect(await runHtml(run.runId)).toContain('pinned to version v0: only a worker of that version claims it (this process runs v1');
   });
 
-  it('throttled (the hook for the throttle key column): parked with a wake-up ahead', () => {
+  it('throttled, end to end: a run parked by its throttle shows the key it waits on', async () => {
+    const flow = ctx.flow({ version: 'v1' });
+    const wf = flow.workflow('fv-throttled', { throttle: { limit: 1, period: '1 hour', key: account } }, async () => 'ok');
+    const first = await wf.start({ account: 'acme' });
+    const second = await wf.start({ account: 'acme' });
+    const harness = createTestHarness(flow);
+    await harness.drain();
+    expect((await flow.getRun(first.runId))!.status).toBe('completed');
+    expect(await runJson(second.runId)).toMatchObject({ kind: 'throttled', label: 'throttled' });
+    expect((await runJson(second.runId)).detail).toContain('key "acme"');
+  });
+
+  it('throttled (the reason from a stored state): parked with a wake-up ahead', () => {
     const state: RunWaitState = {
       status: 'enqueued', queue: 'default', priority: 0, startedAt: null, wakeAt: new Date(Date.now() + 60_000), heldWakeAt: null,
       scheduledFor: null, concurrencyKey: null, concurrencyLimit: null, concurrencyWaiting: false, debounceKey: null,
