@@ -79,3 +79,55 @@ describe('event triggers × deadlines', () => {
     expect(ran).toBe(0);
   });
 });
+
+/** One claim of `workflow`'s queue, as a worker's (lease of a day), on the flow's clock plus `offsetMs`; the run ids leased. */
+async function claim(flow: DurableFlow, workflow: string, offsetMs: number, limit = 10): Promise<string[]> {
+  const { rows } = await flow.pool.query(
+    `SELECT runs FROM durable_flow_claim($1::text[], $2::text[], $3, 'review-worker', 86400000, $4, 'v')`,
+    [['default'], [workflow], limit, offsetMs],
+  );
+  return ((rows[0].runs ?? []) as { run_id?: string; runId?: string }[]).map((r) => r.run_id ?? r.runId!);
+}
+
+describe('the claim: throttle × concurrency keys', () => {
+  it("a run waiting for its throttle, pulled in by another key's due run, still waits for its concurrency slot", async () => {
+    const flow = ctx.flow();
+    const name = fresh('throttle-keyed');
+    const wf = flow.workflow(
+      name,
+      { throttle: { limit: 1, period: '1 hour' }, concurrency: { limit: 1, key: (input: { k: string }) => input.k } },
+      async () => 'ok',
+    );
+    await flow.migrate();
+    const hour = 3_600_000;
+    const a = (await wf.start({ k: 'x' })).runId;
+    expect(await claim(flow, name, 0)).toEqual([a]); // a begins (key x, a day's lease: still running below)
+    const b1 = (await wf.start({ k: 'y' })).runId;
+    const b2 = (await wf.start({ k: 'z' })).runId;
+    const b3 = (await wf.start({ k: 'x' })).runId;
+    expect(await claim(flow, name, 0)).toEqual([]); // all three wait for the throttle, in turn b1, b2, b3
+    await flow.cancel(b1); // b2's turn moves earlier (the throttle_next trigger); b3's stays a later hint
+    expect(await claim(flow, name, 0)).toEqual([]);
+    expect(await claim(flow, name, hour + 1000)).toEqual([b2]);
+    // A waiting run's wake_at is a hint (claim.sql: the runs waiting for the key are taken whatever their
+    // wake_at, so the turn order holds): here, one later than its turn.
+    await flow.pool.query(`UPDATE durable_flow_workflow_runs SET wake_at = wake_at + interval '1 hour' WHERE run_id = $1`, [b3]);
+    // Two hours on, the window has room for b3 (first in turn), not due; a new run of key w is due and
+    // makes the claim visit the throttle key, which pulls b3 in. Key x's one slot is a's (still running).
+    const c = (await wf.start({ k: 'w' })).runId;
+    const at = 2 * hour + 2000;
+    const running = async (k: string) =>
+      (await flow.pool.query(`SELECT count(*)::int AS n FROM durable_flow_workflow_runs WHERE concurrency_key = $1 AND status = 'running'`, [`${name}:${k}`])).rows[0].n as number;
+    expect(await claim(flow, name, at)).not.toContain(b3);
+    expect(await running('x')).toBe(1);
+    expect(await claim(flow, name, at)).toEqual([]); // b3 (its turn) now waits for key x's slot
+    const state = async (id: string) =>
+      (await flow.pool.query(`SELECT status, concurrency_waiting FROM durable_flow_workflow_runs WHERE run_id = $1`, [id])).rows[0];
+    expect(await state(b3)).toEqual({ status: 'enqueued', concurrency_waiting: true });
+    // Not lost: when a leaves, b3 takes the slot (and the throttle's room); c waits for the next window.
+    await flow.cancel(a);
+    expect(await claim(flow, name, at)).toEqual([b3]);
+    expect(await running('x')).toBe(1);
+    expect((await state(c)).status).toBe('enqueued');
+  });
+});
