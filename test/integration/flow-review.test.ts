@@ -131,3 +131,32 @@ describe('the claim: throttle × concurrency keys', () => {
     expect((await state(c)).status).toBe('enqueued');
   });
 });
+
+describe('throttle × operator reruns', () => {
+  it("flow.rerunFrom of a throttled workflow's run is a new begin: it waits for the window like any start, and replays its copied steps", async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const name = fresh('throttle-rerun');
+    const calls = { s1: 0, s2: 0 };
+    const wf = flow.workflow(name, { throttle: { limit: 1, period: '1 hour' } }, async ({ step }) => {
+      const a = await step.run('s1', async () => ++calls.s1);
+      const b = await step.run('s2', async () => ++calls.s2);
+      return { a, b };
+    });
+    await flow.migrate();
+    const original = (await wf.start({})).runId;
+    await harness.drain();
+    const first = await flow.rerunFrom(original, 's2');
+    const second = await flow.rerunFrom(original, 's2');
+    await harness.drain();
+    const status = async (id: string) =>
+      (await flow.pool.query(`SELECT status FROM durable_flow_workflow_runs WHERE run_id = $1`, [id])).rows[0].status as string;
+    // One begin per hour: the original's took this hour's.
+    expect([await status(first.runId), await status(second.runId)]).toEqual(['enqueued', 'enqueued']);
+    await harness.travel('61 minutes');
+    await harness.drain();
+    expect([await status(first.runId), await status(second.runId)]).toEqual(['completed', 'enqueued']);
+    await expect(first.result({ timeout: 5000 })).resolves.toEqual({ a: 1, b: 2 });
+    expect(calls).toEqual({ s1: 1, s2: 2 });
+  });
+});
