@@ -160,3 +160,47 @@ describe('throttle × operator reruns', () => {
     expect(calls).toEqual({ s1: 1, s2: 2 });
   });
 });
+
+describe('debounce × deadlines × concurrency', () => {
+  for (const timeout of [undefined, '1 hour'] as const) {
+    it(`a start does not fold into a debounced run already waiting for its concurrency slot (its burst is over), timeout ${String(timeout)}`, async () => {
+      const flow = ctx.flow();
+      const name = fresh('debounce-slot');
+      const wf = flow.workflow(
+        name,
+        { concurrency: 1, debounce: { period: '1 second', key: (input: { d: string; n?: number }) => input.d }, ...(timeout ? { timeout } : {}) },
+        async ({ input }) => input,
+      );
+      await flow.migrate();
+      const x = (await wf.start({ d: 'x' })).runId;
+      const r = (await wf.start({ d: 'r', n: 1 })).runId;
+      // Both bursts end; x takes the one slot (a day's lease), r waits for it.
+      expect(await claim(flow, name, 2000)).toEqual([x]);
+      const { rows } = await flow.pool.query(`SELECT concurrency_waiting, input FROM durable_flow_workflow_runs WHERE run_id = $1`, [r]);
+      expect(rows[0]).toEqual({ concurrency_waiting: true, input: { d: 'r', n: 1 } });
+      flow.setClockOffset(2000);
+      const next = (await wf.start({ d: 'r', n: 2 })).runId;
+      expect(next).not.toBe(r);
+      const { rows: after } = await flow.pool.query(`SELECT concurrency_waiting, input FROM durable_flow_workflow_runs WHERE run_id = $1`, [r]);
+      expect(after[0]).toEqual({ concurrency_waiting: true, input: { d: 'r', n: 1 } });
+    });
+  }
+});
+
+describe('debounce × deadlines × pause', () => {
+  it("a start does not fold into a debounced run a paused workflow's claim set aside (with a timeout, its wake_at is the deadline)", async () => {
+    const flow = ctx.flow();
+    const name = fresh('debounce-paused');
+    const wf = flow.workflow(name, { timeout: '1 hour', debounce: { period: '1 second' } }, async ({ input }) => input);
+    await flow.migrate();
+    const r = (await wf.start({ n: 1 })).runId;
+    await flow.pauseWorkflow(name);
+    expect(await claim(flow, name, 2000)).toEqual([]); // due: set aside (held_wake_at)
+    const held = async () =>
+      (await flow.pool.query(`SELECT held_wake_at IS NOT NULL AS held, input FROM durable_flow_workflow_runs WHERE run_id = $1`, [r])).rows[0];
+    expect(await held()).toEqual({ held: true, input: { n: 1 } });
+    flow.setClockOffset(2000);
+    expect((await wf.start({ n: 2 })).runId).not.toBe(r);
+    expect(await held()).toEqual({ held: true, input: { n: 1 } });
+  });
+});
