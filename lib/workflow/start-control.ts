@@ -120,6 +120,18 @@ async function decide(store: Store, db: Queryable, control: StartControl, run: N
   const t = store.tables;
   const offset = store.clockOffsetMs();
   const now = nowSql('$1');
+  // A singleton run of the key past its deadline (timeout, or startBy before it began) is over, though no
+  // claim may have ended it yet (no worker): end it now (durable_flow_expire, the claim's), so it neither
+  // swallows this start ('skip') nor is cancelled instead of timing out ('cancel'). Under the key's lock;
+  // durable_flow_expire locks the rows (id descending), then a concurrency key's lock, as the claim does.
+  if (keys.singleton !== null) {
+    await db.query(
+      `SELECT ${quoteIdent(t.schema)}.durable_flow_expire(ARRAY(
+         SELECT id FROM ${t.runs} WHERE workflow_name = $3 AND singleton_key = $2 AND status NOT IN ${TERMINAL}
+           AND (deadline_at <= ${now} OR (started_at IS NULL AND start_by <= ${now}))), ${now})`,
+      [offset, keys.singleton, run.workflow],
+    );
+  }
   // One read after the lock: a run this start repeats, the key's unfinished singleton runs, the starts accepted in the window.
   const [state] = await db.query<{ existing: ExistingRow[] | null; singleton: { id: string; run_id: string }[] | null; accepted: number }>(
     `SELECT

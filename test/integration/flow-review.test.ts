@@ -204,3 +204,23 @@ describe('debounce × deadlines × pause', () => {
     expect(await held()).toEqual({ held: true, input: { n: 1 } });
   });
 });
+
+describe('singleton × deadlines', () => {
+  it("singleton 'skip': a run of the key past its timeout (not yet ended by a claim) does not swallow a new start", async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const name = fresh('singleton-late');
+    const wf = flow.workflow(name, { singleton: { mode: 'skip' }, timeout: '1 minute' }, async ({ input }) => input);
+    await flow.migrate();
+    const old = (await wf.start({ n: 1 })).runId;
+    // No worker for two minutes: the run's deadline passed, and no claim has ended it yet.
+    await harness.travel('2 minutes');
+    const next = (await wf.start({ n: 2 })).runId;
+    expect(next).not.toBe(old);
+    await harness.drain();
+    const status = async (id: string) =>
+      (await flow.pool.query(`SELECT status, error->>'code' AS code FROM durable_flow_workflow_runs WHERE run_id = $1`, [id])).rows[0];
+    expect(await status(old)).toEqual({ status: 'failed', code: 'RUN_TIMEOUT' });
+    expect(await status(next)).toEqual({ status: 'completed', code: null });
+  });
+});
