@@ -224,3 +224,27 @@ describe('singleton × deadlines', () => {
     expect(await status(next)).toEqual({ status: 'completed', code: null });
   });
 });
+
+describe('throttle × startBy (checked: fine)', () => {
+  it('a run waiting for its throttle past its startBy is cancelled (DEADLINE_EXCEEDED) by a claim, and its turn passes to the next', async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const name = fresh('throttle-startby');
+    const wf = flow.workflow(name, { throttle: { limit: 1, period: '1 hour' } }, async ({ input }) => input);
+    await flow.migrate();
+    const a = (await wf.start({ n: 1 })).runId;
+    const b = (await wf.start({ n: 2 }, { startBy: '30 minutes' })).runId;
+    const c = (await wf.start({ n: 3 })).runId;
+    await harness.drain();
+    const state = async (id: string) =>
+      (await flow.pool.query(`SELECT status, error->>'code' AS code FROM durable_flow_workflow_runs WHERE run_id = $1`, [id])).rows[0];
+    expect([(await state(a)).status, (await state(b)).status, (await state(c)).status]).toEqual(['completed', 'enqueued', 'enqueued']);
+    await harness.travel('31 minutes');
+    await harness.drain();
+    expect(await state(b)).toEqual({ status: 'cancelled', code: 'DEADLINE_EXCEEDED' });
+    expect((await state(c)).status).toBe('enqueued');
+    await harness.travel('30 minutes'); // 61 minutes after a began: c's turn (it would have been b's)
+    await harness.drain();
+    expect((await state(c)).status).toBe('completed');
+  });
+});
