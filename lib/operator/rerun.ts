@@ -62,8 +62,10 @@ export async function replayRun(ctx: OperatorContext, runId: string, options: Re
  * changed code), to run `$2`. Their mark (`exec_snapshot`) is this statement's snapshot, not the
  * original's: a wait right after a copy matches only events not visible now, never one the original
  * already took (docs/ARCHITECTURE.md, "No lost wake-up"). Wait rows are not copied: a finished wait
- * step replays from its step's result. A run with copies gets its `started_at` now: the claim loads
- * the history of a run only once it has started (durable_flow_lease's `replay`).
+ * step replays from its step's result. A run with copies gets its `started_at` now (the claim loads
+ * the history of a run once it has started, or when it replays another: durable_flow_lease's `replay`),
+ * unless it is throttled: its begin is the throttle's to admit (claim.sql), and `started_at` set here
+ * would let it begin at once past the limit and take a place in the window.
  */
 const copyStepsSql = (ctx: OperatorContext): string => `
 WITH copied AS (
@@ -78,7 +80,7 @@ WHERE target.workflow_run_id = $1::bigint AND target.name = $3
 ORDER BY s.id
 RETURNING name
 ), started AS (
-  UPDATE ${ctx.db.tables.runs} SET started_at = ${nowOf(ctx)} WHERE id = $2::bigint AND EXISTS (SELECT 1 FROM copied)
+  UPDATE ${ctx.db.tables.runs} SET started_at = ${nowOf(ctx)} WHERE id = $2::bigint AND throttle_key IS NULL AND EXISTS (SELECT 1 FROM copied)
 )
 SELECT name FROM copied`;
 

@@ -76,6 +76,25 @@ export class DeferredStarts {
     return started;
   }
 
+  /**
+   * The workflow's `timeout` counts from the event, as a direct trigger start's does (event_triggers.sql:
+   * `occurred_at` + `timeout_ms`), not from this start: a start made late (no worker of the workflow for a
+   * while) gets the deadline it would have had. Only moves a deadline earlier, and only of a run that has
+   * not begun (a singleton's run in progress, a debounce fold into an earlier event's run keep theirs); a
+   * deadline already past makes the run due now, and the claim ends it (RUN_TIMEOUT). An event pruned
+   * meanwhile leaves the start's own deadline.
+   */
+  async #deadlineFromEvent(client: pg.ClientBase, runId: string, eventPk: string, timeoutMs: number): Promise<void> {
+    const t = this.#host.tables;
+    await client.query(
+      `UPDATE ${t.runs} r SET deadline_at = e.occurred_at + $3::float8 * interval '1 millisecond', updated_at = clock_timestamp()
+       FROM ${t.events} e
+       WHERE r.run_id = $1 AND e.id = $2::bigint AND r.started_at IS NULL AND r.status NOT IN ('completed', 'failed', 'cancelled')
+         AND (r.deadline_at IS NULL OR r.deadline_at > e.occurred_at + $3::float8 * interval '1 millisecond')`,
+      [runId, eventPk, timeoutMs],
+    );
+  }
+
   /** One pending start, in a transaction of its own: 'none' when there is none to take, 'failed' when its start threw. */
   async #startOne(names: string[]): Promise<'started' | 'none' | 'failed'> {
     const table = triggerStartsTable(this.#host.tables);
@@ -93,7 +112,8 @@ export class DeferredStarts {
         if (!row) return 'none';
         taken = row;
         const definition = this.#host.definitions.get(row.workflow_name)!;
-        await this.#host.startRun(definition, row.payload, { idempotencyKey: `event:${row.event_pk}`, transaction: client });
+        const runId = await this.#host.startRun(definition, row.payload, { idempotencyKey: `event:${row.event_pk}`, transaction: client });
+        if (definition.timeoutMs !== undefined) await this.#deadlineFromEvent(client, runId, row.event_pk, definition.timeoutMs);
         await client.query(`DELETE FROM ${table} WHERE id = $1`, [row.id]);
         return 'started';
       });

@@ -120,6 +120,18 @@ async function decide(store: Store, db: Queryable, control: StartControl, run: N
   const t = store.tables;
   const offset = store.clockOffsetMs();
   const now = nowSql('$1');
+  // A singleton run of the key past its deadline (timeout, or startBy before it began) is over, though no
+  // claim may have ended it yet (no worker): end it now (durable_flow_expire, the claim's), so it neither
+  // swallows this start ('skip') nor is cancelled instead of timing out ('cancel'). Under the key's lock;
+  // durable_flow_expire locks the rows (id descending), then a concurrency key's lock, as the claim does.
+  if (keys.singleton !== null) {
+    await db.query(
+      `SELECT ${quoteIdent(t.schema)}.durable_flow_expire(ARRAY(
+         SELECT id FROM ${t.runs} WHERE workflow_name = $3 AND singleton_key = $2 AND status NOT IN ${TERMINAL}
+           AND (deadline_at <= ${now} OR (started_at IS NULL AND start_by <= ${now}))), ${now})`,
+      [offset, keys.singleton, run.workflow],
+    );
+  }
   // One read after the lock: a run this start repeats, the key's unfinished singleton runs, the starts accepted in the window.
   const [state] = await db.query<{ existing: ExistingRow[] | null; singleton: { id: string; run_id: string }[] | null; accepted: number }>(
     `SELECT
@@ -206,8 +218,10 @@ async function insertOne(store: Store, db: Queryable, run: NewRun): Promise<Cont
  * a claim takes only due runs, and one that locked the row first leaves it `running`, so the
  * re-checked condition fails and a new run is made). Its input and what is computed from the input
  * (concurrency and throttle keys, cancelOn matches) become this start's; it is due `period` from now, at
- * most at its deadline. A run its throttle holds back (throttle_waiting) was due already: its burst is
- * over. Returns its run id, or undefined when there is none.
+ * most at its deadline. A run its throttle holds back (throttle_waiting), one waiting for a concurrency
+ * slot (concurrency_waiting) or set aside by a pause (held_wake_at) was due already: its burst is over
+ * (the last two have no wake_at, unless a `timeout` clamps it to the deadline, deadlines.sql: so they are
+ * named here, not left to `wake_at > now`). Returns its run id, or undefined when there is none.
  */
 async function fold(store: Store, db: Queryable, run: NewRun, key: string): Promise<string | undefined> {
   const t = store.tables;
@@ -219,9 +233,9 @@ async function fold(store: Store, db: Queryable, run: NewRun, key: string): Prom
                       ELSE least(${now} + $7::float8 * interval '1 millisecond', r.debounce_deadline) END,
        updated_at = clock_timestamp()
      WHERE r.id = (SELECT id FROM ${t.runs} WHERE workflow_name = $2 AND debounce_key = $3 AND status = 'enqueued' AND wake_at > ${now}
-                     AND NOT throttle_waiting
+                     AND NOT throttle_waiting AND NOT concurrency_waiting AND held_wake_at IS NULL
                    ORDER BY id DESC LIMIT 1)
-       AND r.status = 'enqueued' AND r.wake_at > ${now} AND NOT r.throttle_waiting
+       AND r.status = 'enqueued' AND r.wake_at > ${now} AND NOT r.throttle_waiting AND NOT r.concurrency_waiting AND r.held_wake_at IS NULL
      RETURNING r.id::text AS id, r.run_id`,
     [offset, run.workflow, key, run.input, run.concurrencyKey, run.concurrencyLimit, run.delayMs, run.throttleKey ?? null],
   );

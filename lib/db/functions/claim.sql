@@ -226,20 +226,24 @@ BEGIN
       WHERE r.concurrency_key = ANY(v_keys) AND r.status = 'running' AND r.lease_expires_at > v_now
       GROUP BY r.concurrency_key
     ), ranked AS (
-      -- Only the runs the throttle lets begin take concurrency slots.
+      -- Only the runs the throttle lets begin take concurrency slots. A run waiting for its throttle key
+      -- that was pulled in (not a candidate) may have a concurrency key whose lock this claim does not
+      -- hold and whose busy slots it did not count (unlocked): it is not leased here, but made due now
+      -- (v_ready), so the next claim takes it as a candidate, under its key's lock.
       SELECT l.id, l.priority, l.wake_at, l.t_fits, l.throttle_waiting,
-             l.t_fits AND (l.concurrency_key IS NULL OR
+             l.concurrency_key IS NOT NULL AND l.concurrency_key <> ALL(v_keys) AS unlocked,
+             l.t_fits AND (l.concurrency_key IS NULL OR l.concurrency_key = ANY(v_keys)) AND (l.concurrency_key IS NULL OR
                row_number() OVER (PARTITION BY l.concurrency_key, l.t_fits
                                   ORDER BY l.priority, CASE WHEN l.throttle_key IS NULL THEN l.wake_at END, l.id)
                  <= greatest(coalesce(l.concurrency_limit, 1) - coalesce(b.n, 0), 0)) AS fits
       FROM throttled l LEFT JOIN busy b ON b.concurrency_key = l.concurrency_key
     ), numbered AS (
-      SELECT id, t_fits, fits, throttle_waiting, row_number() OVER (PARTITION BY fits ORDER BY priority, wake_at, id) AS n FROM ranked
+      SELECT id, t_fits, fits, unlocked, throttle_waiting, row_number() OVER (PARTITION BY fits ORDER BY priority, wake_at, id) AS n FROM ranked
     )
     SELECT coalesce(array_agg(id) FILTER (WHERE fits AND n <= p_limit - v_count), '{}'),
-           coalesce(array_agg(id) FILTER (WHERE t_fits AND NOT fits), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE t_fits AND NOT fits AND NOT unlocked), '{}'),
            coalesce(array_agg(id) FILTER (WHERE NOT t_fits), '{}'),
-           coalesce(array_agg(id) FILTER (WHERE throttle_waiting AND fits), '{}')
+           coalesce(array_agg(id) FILTER (WHERE throttle_waiting AND (fits OR (t_fits AND unlocked))), '{}')
       INTO v_admit, v_block, v_tblock, v_ready
     FROM numbered;
 
@@ -251,6 +255,9 @@ BEGIN
     UPDATE {{schema}}.durable_flow_workflow_runs SET throttle_waiting = false,
            wake_at = CASE WHEN id = ANY(v_admit) THEN wake_at ELSE v_now END, updated_at = clock_timestamp()
     WHERE id = ANY(v_ready);
+
+    -- Made due now without a lease (beyond this claim's slots, or their concurrency key unlocked): claim again now.
+    v_parked := (SELECT count(*) FROM unnest(v_ready) AS x WHERE x <> ALL(v_admit));
 
     SELECT l.runs, l.replay INTO v_more, v_more_replay
     FROM {{schema}}.durable_flow_lease(v_admit, p_owner, v_now, v_lease, v_mark) l;
@@ -332,7 +339,7 @@ BEGIN
       )
       UPDATE {{schema}}.durable_flow_workflow_runs r SET throttle_waiting = true, wake_at = m.slot, updated_at = clock_timestamp()
       FROM moved m WHERE r.id = m.id;
-      v_parked := cardinality(v_tblock);
+      v_parked := v_parked + cardinality(v_tblock);
     END IF;
   END IF;
 

@@ -6,6 +6,8 @@
 -- The lease's own columns come from durable_flow_lease_columns (lease_columns.sql), their one definition.
 -- Since 007_operator.sql, with pause_requested: a run flow.pause() asked to pause while its lease ran
 -- out (its worker died) is handed back at once by its new execution, which leaves it 'paused'.
+-- A run that replays another (flow.replay, flow.rerunFrom: replay_of) has its history loaded even before
+-- it first starts: a throttled rerun's copied steps (rerun.ts sets no started_at for it).
 -- Since 011_deadlines.sql, with deadline_ms: the run's deadline (`timeout`), for the worker's timer.
 -- PL/pgSQL, not SQL: its statement is planned once per session (with lease_columns inlined into it),
 -- where a SQL function's body is parsed and planned again at every call.
@@ -27,7 +29,7 @@ BEGIN
     WHERE r.id = previous.id
     RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
               r.attempts, r.created_snapshot, r.resume_snapshot, r.parent_run_id, r.queue_name,
-              previous.started_at IS NOT NULL AS replay, r.pause_requested,
+              previous.started_at IS NOT NULL OR r.replay_of IS NOT NULL AS replay, r.pause_requested,
               extract(epoch FROM r.deadline_at) * 1000 AS deadline_ms
   )
   SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}') INTO runs, replay
