@@ -203,6 +203,9 @@ BEGIN
         WHERE w.throttle_key = win.key AND w.started_at IS NULL AND w.throttle_waiting AND w.status = 'enqueued'
           AND w.queue_name = ANY(p_queues) AND (w.workflow_name || '') = ANY(p_workflows)
           AND (w.pinned_version IS NULL OR w.pinned_version = p_version)
+          -- Not one a paused workflow's claim set aside and no claim has put back yet (more than a batch
+          -- of them): putting it back later would make it due while it runs.
+          AND w.held_wake_at IS NULL
         ORDER BY w.priority, w.id LIMIT win.room
       ) p
     ), locked AS (
@@ -211,7 +214,7 @@ BEGIN
       FROM {{schema}}.durable_flow_workflow_runs r
       WHERE r.id = ANY(v_candidates || ARRAY(SELECT id FROM pulled))
       AND ((r.id = ANY(v_candidates) AND r.wake_at <= v_now)
-           OR (r.throttle_waiting AND r.started_at IS NULL AND r.status = 'enqueued'))
+           OR (r.throttle_waiting AND r.started_at IS NULL AND r.status = 'enqueued' AND r.held_wake_at IS NULL))
       AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
       FOR UPDATE SKIP LOCKED
     ), throttled AS (
