@@ -49,9 +49,13 @@ afterAll(async () => {
 const scriptErrors = (errors: string[]) => errors.filter((e) => !e.startsWith('Failed to load resource'));
 
 /** Each row's cells' top and bottom edges, the Actions cell's apart. */
+/**
+ * Read in one evaluation (a locator's evaluateAll finds the rows, then evaluates: a live redraw between
+ * the two, as schedules fire, once left detached rows whose computed display was '').
+ */
 async function cellEdges(page: Page) {
-  return page.locator('table.schedules tbody tr').evaluateAll((rows) =>
-    rows.map((row) => {
+  return page.evaluate(() =>
+    Array.from(document.querySelectorAll('table.schedules tbody tr')).map((row) => {
       const cells = Array.from(row.children).map((cell) => {
         const box = cell.getBoundingClientRect();
         return { actions: cell.classList.contains('actions'), display: getComputedStyle(cell).display, top: box.top, bottom: box.bottom };
