@@ -263,18 +263,12 @@ function decideGroups(rows: WaitState[], watched: Map<string, WatchedRun>) {
     // waitAny: the branch that ended first wins, as it would have had the run been waiting then (ties: the first declared).
     const first = ready.reduce<(typeof ready)[number] | undefined>((best, r) => (best === undefined || r.at < best.at ? r : best), undefined);
     const take = mode === 'any' ? (first ? [first] : []) : ready;
-    if (take.length === 0 && timedOut) {
+    // A timeout with no branch ended (waitAny), or one branch of a waitAll timed out: the step fails,
+    // whatever else ended meanwhile.
+    if (timedOut && (take.length === 0 || mode === 'all')) {
       const error = new WaitTimeoutError(timedOut.event, name);
-      error.message = `Timed out waiting for ${mode} of the branches ${branches.map((b) => JSON.stringify(b.branch)).join(', ')} in step "${name}"`;
-      settlements.push({ waitId: timedOut.id, status: 'timed_out', error: serializeError(error, name) });
-      settled.push({ name, ok: false, value: error });
-      stepIds.push(stepId);
-      continue;
-    }
-    if (mode === 'all' && timedOut) {
-      // One branch of a waitAll timed out: the step fails, whatever else ended meanwhile.
-      const error = new WaitTimeoutError(timedOut.event, name);
-      error.message = `Timed out waiting for all of the branches ${branches.map((b) => JSON.stringify(b.branch)).join(', ')} in step "${name}" (branch ${JSON.stringify(timedOut.branch)} did not end in time)`;
+      const late = take.length > 0 ? ` (branch ${JSON.stringify(timedOut.branch)} did not end in time)` : '';
+      error.message = `Timed out waiting for ${mode} of the branches ${branches.map((b) => JSON.stringify(b.branch)).join(', ')} in step "${name}"${late}`;
       settlements.push({ waitId: timedOut.id, status: 'timed_out', error: serializeError(error, name) });
       settled.push({ name, ok: false, value: error });
       stepIds.push(stepId);
