@@ -109,7 +109,7 @@ describe('on a server of its own', () => {
   let flow: DurableFlow;
 
   beforeAll(async () => {
-    server = startOwnPostgres(55_000 + Math.floor(Math.random() * 5000));
+    server = await startOwnPostgres();
     const client = new pg.Client({ connectionString: server.url() });
     await client.connect();
     await client.query('CREATE DATABASE chaos');

@@ -303,7 +303,7 @@ describe('on a server of its own (the notification queue is the whole cluster’
   let own: DurableFlow;
 
   beforeAll(async () => {
-    server = startOwnPostgres(55_000 + Math.floor(Math.random() * 5000));
+    server = await startOwnPostgres();
     const client = new pg.Client({ connectionString: server.url() });
     await client.connect();
     await client.query('CREATE DATABASE c7');

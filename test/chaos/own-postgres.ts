@@ -5,6 +5,7 @@
  */
 import { execFileSync, execSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -28,10 +29,51 @@ export interface OwnPostgres {
   destroy(): void;
 }
 
-export function startOwnPostgres(port: number): OwnPostgres {
+/**
+ * A port nothing listens on, below Linux's ephemeral range (32768–60999): a port in that range may be
+ * held by any outgoing connection of the machine at the moment the server binds (a CI run failed so,
+ * on 59240). Checked by binding it, then released for the server to take.
+ */
+export async function freeLowPort(): Promise<number> {
+  for (let tries = 0; tries < 50; tries += 1) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('No free port found between 20000 and 32000 on 127.0.0.1');
+}
+
+function logTail(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '(no log written)';
+  }
+}
+
+/** Makes a fresh cluster and starts it on a free port, trying another port if the first is taken. */
+export async function startOwnPostgres(): Promise<OwnPostgres> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const port = await freeLowPort();
+    try {
+      return createOwnPostgres(port);
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
+function createOwnPostgres(port: number): OwnPostgres {
   const bin = binDir();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'df-own-pg-'));
   const data = path.join(dir, 'data');
+  const log = path.join(dir, 'log');
   const asRoot = process.getuid?.() === 0;
   // initdb refuses to run as root: run the server as the `postgres` system user then.
   const run = (args: string[]) => {
@@ -42,8 +84,19 @@ export function startOwnPostgres(port: number): OwnPostgres {
   if (asRoot) execSync(`chown postgres ${JSON.stringify(dir)}`);
   run(['initdb', '-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
-  const start = () => run(['pg_ctl', '-D', data, '-o', options, '-l', path.join(dir, 'log'), '-w', 'start']);
-  start();
+  const start = () => {
+    try {
+      run(['pg_ctl', '-D', data, '-o', options, '-l', log, '-w', '-t', '120', 'start']);
+    } catch (error) {
+      throw new Error(`The test's own Postgres did not start on port ${port}; the end of its log:\n${logTail(log)}`, { cause: error });
+    }
+  };
+  try {
+    start();
+  } catch (error) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     port,
     url: (database = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${database}`,
