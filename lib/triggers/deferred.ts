@@ -38,6 +38,7 @@ export interface DeferredHost {
   definitions: Map<string, WorkflowDefinition>;
   logger: Logger;
   startRun(definition: WorkflowDefinition, input: unknown, options: StartOptions): Promise<string>;
+  clockOffsetMs(): number;
 }
 
 export function triggerStartsTable(t: Tables): string {
@@ -95,6 +96,32 @@ export class DeferredStarts {
     );
   }
 
+  /**
+   * The workflow's `cancelOn` applies from the event on, as to a direct trigger start (whose run exists
+   * when its own event and every later one is stored, so notify cancels it): the events stored since the
+   * trigger's event, itself included, that match one of the run's cancel triggers cancel it now. A run
+   * that existed already (a debounce fold, a singleton's skip) saw those events when they came: for it
+   * this finds nothing new, or a run already cancelled.
+   */
+  async #cancelOnSinceEvent(client: pg.ClientBase, runId: string, eventPk: string): Promise<void> {
+    const t = this.#host.tables;
+    const { rows } = await client.query(
+      `SELECT r.id::text AS id, e.name FROM ${t.runs} r
+       JOIN ${t.cancelTriggers} c ON c.workflow_run_id = r.id
+       JOIN ${t.events} e ON e.name = c.event_name AND e.payload @> c.match AND e.id >= $2::bigint
+       WHERE r.run_id = $1 AND r.status NOT IN ('completed', 'failed', 'cancelled')
+       ORDER BY e.id LIMIT 1`,
+      [runId, eventPk],
+    );
+    const hit = rows[0] as { id: string; name: string } | undefined;
+    if (!hit) return;
+    await client.query(`SELECT ${quoteIdent(t.schema)}.durable_flow_cancel(ARRAY[$1::bigint], $2, $3)`, [
+      hit.id,
+      `Cancelled by event "${hit.name}"`,
+      this.#host.clockOffsetMs(),
+    ]);
+  }
+
   /** One pending start, in a transaction of its own: 'none' when there is none to take, 'failed' when its start threw. */
   async #startOne(names: string[]): Promise<'started' | 'none' | 'failed'> {
     const table = triggerStartsTable(this.#host.tables);
@@ -114,6 +141,7 @@ export class DeferredStarts {
         const definition = this.#host.definitions.get(row.workflow_name)!;
         const runId = await this.#host.startRun(definition, row.payload, { idempotencyKey: `event:${row.event_pk}`, transaction: client });
         if (definition.timeoutMs !== undefined) await this.#deadlineFromEvent(client, runId, row.event_pk, definition.timeoutMs);
+        if (definition.cancelOn.length > 0) await this.#cancelOnSinceEvent(client, runId, row.event_pk);
         await client.query(`DELETE FROM ${table} WHERE id = $1`, [row.id]);
         return 'started';
       });

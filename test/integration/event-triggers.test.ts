@@ -428,6 +428,42 @@ describe('event triggers composed with options whose start needs the code (defer
     ]);
   });
 
+  it("cancelOn counts from the trigger's event, as for a direct start: a matching event stored after it (or the event itself) cancels the deferred run when it is made; one stored before it does not", async () => {
+    const flow = ctx.flow();
+    const harness = createTestHarness(flow);
+    const start = fresh('order.opened');
+    const stop = fresh('order.closed');
+    const name = fresh('on-deferred-cancel');
+    // A match function makes the start need the code: deferred.
+    flow.workflow(name, { on: [{ event: start }], cancelOn: [{ event: stop, match: (input: { order: string }) => ({ order: input.order }) }] }, async ({ input }) => input);
+    const both = fresh('order.both');
+    const self = fresh('on-deferred-self-cancel');
+    flow.workflow(self, { on: [{ event: both }], cancelOn: [{ event: both, match: () => ({ stop: true }) }] }, async ({ input }) => input);
+    await flow.migrate();
+    const web = ctx.flow();
+    await web.notify(stop, { order: 'o4' }); // before o4's trigger: does not cancel it
+    for (const order of ['o1', 'o2', 'o3', 'o4']) await web.notify(start, { order });
+    await web.notify(stop, { order: 'o2' }); // after o2's trigger, before its run exists
+    await web.notify(both, { stop: false });
+    await web.notify(both, { stop: true });
+    expect(await pending(flow, name)).toHaveLength(4);
+    await harness.drain();
+    const runs = await runsOf(flow, name);
+    expect(runs.map((r) => [(r.input as { order: string }).order, r.status])).toEqual([
+      ['o1', 'completed'],
+      ['o2', 'cancelled'],
+      ['o3', 'completed'],
+      ['o4', 'completed'],
+    ]);
+    const { rows } = await flow.pool.query(`SELECT error->>'message' AS message FROM durable_flow_workflow_runs WHERE run_id = $1`, [runs[1]!.run_id]);
+    expect(rows[0].message).toBe(`Cancelled by event "${stop}"`);
+    // As the direct test above: the second event cancels the first run, and its own.
+    expect((await runsOf(flow, self)).map((r) => [r.input, r.status])).toEqual([
+      [{ stop: false }, 'cancelled'],
+      [{ stop: true }, 'cancelled'],
+    ]);
+  });
+
   it('the harness makes the deferred starts of events its runs send in the same drain()', async () => {
     const flow = ctx.flow();
     const harness = createTestHarness(flow);
