@@ -20,6 +20,7 @@
  */
 import type pg from 'pg';
 import { withTransaction } from '../db/queryable.js';
+import { debugPoint } from '../debug-point.js';
 import type { Tables } from '../db/tables.js';
 import { quoteIdent } from '../db/tables.js';
 import type { Logger } from '../config.js';
@@ -143,6 +144,7 @@ export class DeferredStarts {
         if (definition.timeoutMs !== undefined) await this.#deadlineFromEvent(client, runId, row.event_pk, definition.timeoutMs);
         if (definition.cancelOn.length > 0) await this.#cancelOnSinceEvent(client, runId, row.event_pk);
         await client.query(`DELETE FROM ${table} WHERE id = $1`, [row.id]);
+        await debugPoint('TRIGGER_START_BEFORE_COMMIT', { workflow: row.workflow_name, run: runId });
         return 'started';
       });
     } catch (error) {

@@ -9,7 +9,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
-import { CRASH_POINT_GROUPS, CRASH_POINT_INPUTS, createProviderTable, registerCrashPointWorkflows } from '../fixtures/crash-points-workflows.js';
+import { CP_PERIOD_MS, CRASH_POINT_GROUPS, CRASH_POINT_INPUTS, createProviderTable, registerCrashPointWorkflows } from '../fixtures/crash-points-workflows.js';
 import { build } from 'esbuild';
 import { killAllChildren, spawnNode } from '../helpers/child.js';
 import { debugPoints } from '../helpers/debug-points.js';
@@ -48,11 +48,29 @@ afterAll(async () => {
   await ctx.cleanup();
 });
 
+/** Every run finished, and no event trigger's start left to make (a deferred start is a run to come). */
 async function allFinished(): Promise<boolean> {
   const { rows } = await flow.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM ${flow.tables.runs} WHERE status NOT IN ('completed', 'failed', 'cancelled')`,
+    `SELECT (SELECT count(*)::int FROM ${flow.tables.runs} WHERE status NOT IN ('completed', 'failed', 'cancelled'))
+          + (SELECT count(*)::int FROM durable_flow_trigger_starts) AS n`,
   );
   return rows[0]!.n === 0;
+}
+
+/** The runs of a workflow with their times on the database clock, in creation order. */
+async function runsOf(workflow: string) {
+  const { rows } = await flow.pool.query<{ run_id: string; input: { n?: number }; idempotency_key: string | null; status: string; created_at: Date; started_at: Date; finished_at: Date }>(
+    `SELECT run_id, input, idempotency_key, status, created_at, started_at, coalesce(completed_at, failed_at, cancelled_at) AS finished_at
+     FROM ${flow.tables.runs} WHERE workflow_name = $1 ORDER BY id`,
+    [workflow],
+  );
+  return rows;
+}
+
+/** Begin times of a throttled workflow (limit 1) at least a period apart, whatever crashed where. */
+function beginGaps(runs: { started_at: Date }[]): number[] {
+  const begins = runs.map((r) => r.started_at.getTime()).sort((a, b) => a - b);
+  return begins.slice(1).map((t, i) => t - begins[i]!);
 }
 
 /** The unfinished runs with their steps and waits, for the failure message. */
@@ -138,7 +156,32 @@ describe('crash everywhere', () => {
       'cp_all.nap:matched', 'cp_all.told:matched',
       'cp_any_child.never:cancelled', 'cp_any_child.child:matched', 'cp_any_child.expired:cancelled',
       'cp_any_webhook.never:cancelled', 'cp_any_webhook.answer:matched', 'cp_any_webhook.expired:cancelled',
+      'cp_flow.r0:matched', 'cp_flow.r1:matched', 'cp_flow.r2:matched', 'cp_flow.r3:matched', 'cp_flow.r4:matched',
     ]);
+    // Flow control: the throttle held across crashes (limit 1 per period: begins a period apart), a
+    // singleton never had two runs in progress, each event made its triggered runs exactly once.
+    expect((await result('cp_flow')).output).toEqual(['completed', 'completed', 'completed', 'completed', 'completed']);
+    const goEvents = (await flow.pool.query<{ id: string }>(`SELECT id::text AS id FROM ${flow.tables.events} WHERE name = 'cp_go' ORDER BY id`)).rows;
+    const eventKeys = goEvents.map((e) => `event:${e.id}`);
+    for (const workflow of ['cp_throttled', 'cp_on_throttled']) {
+      const gaps = beginGaps(await runsOf(workflow));
+      expect(gaps.length, workflow).toBe(workflow === 'cp_throttled' ? 2 : 1);
+      for (const gap of gaps) expect(gap, `${workflow} begins ${JSON.stringify(gaps)} ms apart`).toBeGreaterThanOrEqual(CP_PERIOD_MS - 1);
+    }
+    expect((await runsOf('cp_on')).map((r) => [r.idempotency_key, r.status])).toEqual(eventKeys.map((k) => [k, 'completed']));
+    expect((await runsOf('cp_on_throttled')).map((r) => [r.idempotency_key, r.status])).toEqual(eventKeys.map((k) => [k, 'completed']));
+    const debounced = await runsOf('cp_on_debounced');
+    // Two events a crash apart may fall in one period or two: one or two runs, the last with the last input.
+    expect(debounced.length).toBeGreaterThanOrEqual(1);
+    expect(debounced.length).toBeLessThanOrEqual(2);
+    expect(debounced.at(-1)!.input).toEqual({ n: 2 });
+    expect(debounced.every((r) => r.status === 'completed')).toBe(true);
+    const singles = await runsOf('cp_single');
+    for (const [i, a] of singles.entries()) {
+      for (const b of singles.slice(i + 1)) {
+        expect(b.created_at.getTime() >= a.finished_at.getTime(), `singleton runs ${a.run_id} and ${b.run_id} overlap`).toBe(true);
+      }
+    }
     // One event each: the provider answered once, sendEvent stored once.
     const { rows: events } = await flow.pool.query<{ name: string; n: number }>(
       `SELECT name, count(*)::int AS n FROM ${flow.tables.events} GROUP BY name ORDER BY name`,
@@ -146,6 +189,7 @@ describe('crash everywhere', () => {
     expect(events).toEqual([
       { name: 'cp_all_told', n: 1 },
       { name: 'cp_answer', n: 3 },
+      { name: 'cp_go', n: 2 },
       { name: 'cp_told', n: 1 },
     ]);
     const { rows: byWorkflow } = await flow.pool.query<{ workflow: string; points: string[] }>(

@@ -1,7 +1,8 @@
 /**
  * Pause everywhere: every debug point of the engine (read from its source, so a new point is covered
  * the day it is added) becomes the moment flow.pause() is called on a run, the first time the run
- * reaches it, for each of a few workflows (steps, a sleep, a wait, a child run, a waitAny). Then: the run ends
+ * reaches it, for each of a few workflows (steps, a sleep, a wait, a child run, a waitAny, a throttled,
+ * a debounced and a singleton workflow). Then: the run ends
  * paused (or finished, when the pause came with its last write); once pause() has returned, no step
  * starts after a step that was running then, and at most one (the one past a boundary already
  * crossed) when none was; resumed, it completes with its output, every step having run exactly once.
@@ -42,6 +43,11 @@ const WORKFLOWS: Record<string, { steps: string[]; output: unknown }> = {
   pp_wait: { steps: ['a', 'b'], output: 'a7b' },
   pp_child: { steps: ['a', 'b'], output: 'axb' },
   pp_any: { steps: ['a', 'b'], output: 'a7b' },
+  // Flow control: each begins through its option's path (the throttle's claim, a debounced start's delay,
+  // a singleton's decision at start).
+  pp_throttle: { steps: ['a', 'b'], output: 'ab' },
+  pp_debounce: { steps: ['a', 'b'], output: 'ab' },
+  pp_single: { steps: ['a', 'b'], output: 'ab' },
 };
 
 describe('pause at every debug point', () => {
@@ -66,6 +72,13 @@ describe('pause at every debug point', () => {
       const first = await step.waitAny('pick', { go: { event: 'pp_any_go', match: { runId }, allowPastEvents: true }, later: { sleep: '1 hour' } });
       return a + (first.value as { n: number }).n + (await step.run('b', () => body(runId, 'b', 'b')));
     });
+    const twoSteps = async ({ step, runId }: WorkflowContext) => {
+      const a = await step.run('a', () => body(runId, 'a', 'a'));
+      return a + (await step.run('b', () => body(runId, 'b', 'b')));
+    };
+    flow.workflow('pp_throttle', { throttle: { limit: 1, period: 10 } }, twoSteps);
+    flow.workflow('pp_debounce', { debounce: { period: 20 } }, twoSteps);
+    flow.workflow('pp_single', { singleton: { mode: 'skip' } }, twoSteps);
     flow.workflow('pp_child_x', async ({ step, input }: WorkflowContext<{ parent: string }>) => step.run('x', () => body(`${input.parent}/child`, 'x', 'x')));
     flow.workflow('pp_child', async ({ step, runId }) => {
       const a = await step.run('a', () => body(runId, 'a', 'a'));
@@ -75,6 +88,7 @@ describe('pause at every debug point', () => {
     const worker = flow.worker({ pollInterval: 20, concurrency: 4 });
     await worker.start();
     let exercised = 0;
+    const exercisedBy: Record<string, number> = {};
     const failures: string[] = [];
     try {
       for (const point of debugPoints()) {
@@ -104,6 +118,7 @@ describe('pause at every debug point', () => {
           setDebugPoint(point, undefined);
           if (!paused) continue; // the point is not on this run's path
           exercised++;
+          exercisedBy[workflow] = (exercisedBy[workflow] ?? 0) + 1;
           const took = await paused;
           const status = (await flow.getRun(runId))!.status;
           const after = (bodies.get(runId) ?? []).filter((b) => b.start > returnedAt!.clock);
@@ -124,5 +139,7 @@ describe('pause at every debug point', () => {
     expect(failures).toEqual([]);
     // Most points are on every run's path; those that are not (a claim, a heartbeat, a notify) are vacuous here.
     expect(exercised).toBeGreaterThan(30);
+    for (const workflow of Object.keys(WORKFLOWS)) expect(exercisedBy[workflow], `${workflow}: ${JSON.stringify(exercisedBy)}`).toBeGreaterThanOrEqual(6);
+    console.log(`[pause points] exercised per workflow: ${JSON.stringify(exercisedBy)}`);
   });
 });

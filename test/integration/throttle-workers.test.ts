@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
-import { THROTTLE_LIMIT, THROTTLE_PERIOD_MS, createThrottleTables, registerThrottleWorkflows } from '../fixtures/throttle-workflows.js';
+import { CROSSED_LIMIT, CROSSED_PERIOD_MS, THROTTLE_LIMIT, THROTTLE_PERIOD_MS, createThrottleTables, registerThrottleWorkflows } from '../fixtures/throttle-workflows.js';
+import { withTransaction } from '../../lib/db/queryable.js';
 import { killAllChildren, spawnFixture } from '../helpers/child.js';
 import type { ChildWorker } from '../helpers/child.js';
 import { eventually, setupDatabase } from '../helpers/flow.js';
@@ -116,6 +117,72 @@ describe('throttle with three worker processes', () => {
                 (SELECT max(started_at) FROM ${flow.tables.runs} WHERE workflow_name = 'th-keyed') AS keyed_last`,
       );
       expect(times!.plain_done.getTime()).toBeLessThan(times!.keyed_last.getTime());
+    } finally {
+      for (const c of children) c.child.kill('SIGTERM');
+      await Promise.all(children.map((c) => c.exited));
+    }
+  }, 60_000);
+
+  it('with a crossing concurrency key and priorities: the throttle per `t` and one execution per `c` both hold, higher priority begins first, and another throttled workflow does not wait behind the backlog', async () => {
+    const children: ChildWorker[] = Array.from({ length: 3 }, () => spawnFixture('throttle-worker.ts', { DATABASE_URL: ctx.db.url, CONCURRENCY: '10' }));
+    try {
+      await Promise.all(children.map((c) => c.waitFor(/^READY/)));
+      const crossed = flow.definitions.get('th-crossed')!;
+      const loose = flow.definitions.get('th-loose')!;
+      // 2 throttle keys x 2 concurrency keys x 6 runs, the last 2 of each pair at a higher priority, all
+      // committed at once (so that the claims see the whole queue, and priority decides, not arrival).
+      const high = new Set<string>();
+      await withTransaction(flow.pool, async (client) => {
+        for (let i = 0; i < 6; i++) {
+          for (const t of ['t1', 't2']) {
+            for (const c of ['c1', 'c2']) {
+              const id = await flow.startRun(crossed, { t, c }, { transaction: client, priority: i >= 4 ? -1 : 0 });
+              if (i >= 4) high.add(id);
+            }
+          }
+        }
+      });
+      const looseIds: string[] = [];
+      for (let i = 0; i < 10; i++) looseIds.push(await flow.startRun(loose, {}));
+      await eventually(async () => {
+        const [row] = await query<{ n: number }>(`SELECT count(*)::int AS n FROM ${flow.tables.runs} WHERE workflow_name IN ('th-crossed', 'th-loose') AND status = 'completed'`);
+        return row!.n === 24 + looseIds.length;
+      }, 40_000, 100);
+
+      expect(await overLimit('th-crossed', CROSSED_LIMIT, CROSSED_PERIOD_MS)).toEqual([]);
+      // One execution at a time per concurrency key: no two bodies of one `c` overlap.
+      const [overlaps] = await query<{ n: number }>(
+        `WITH spans AS (
+           SELECT r.run_id, r.concurrency_key, i.at AS entered, o.at AS left_at FROM ${flow.tables.runs} r
+           JOIN test_throttle_steps i ON i.run_id = r.run_id AND i.step = 'in'
+           JOIN test_throttle_steps o ON o.run_id = r.run_id AND o.step = 'out'
+           WHERE r.workflow_name = 'th-crossed')
+         SELECT count(*)::int AS n FROM spans a JOIN spans b ON a.concurrency_key = b.concurrency_key AND a.run_id < b.run_id
+         WHERE a.entered < b.left_at AND b.entered < a.left_at`,
+      );
+      expect(overlaps!.n).toBe(0);
+      const [bodies] = await query<{ n: number; keys: number }>(
+        `SELECT count(*)::int AS n, count(DISTINCT r.concurrency_key)::int AS keys FROM test_throttle_steps s JOIN ${flow.tables.runs} r ON r.run_id = s.run_id
+         WHERE r.workflow_name = 'th-crossed' AND s.step = 'in'`,
+      );
+      expect([bodies!.n, bodies!.keys]).toEqual([24, 2]);
+      // Priority: in each throttle key's order of begins, the higher-priority runs (started last) come first on the whole.
+      const order = await query<{ run_id: string; throttle_key: string }>(
+        `SELECT run_id, throttle_key FROM ${flow.tables.runs} WHERE workflow_name = 'th-crossed' ORDER BY throttle_key, started_at, id`,
+      );
+      for (const key of ['th-crossed:t1', 'th-crossed:t2']) {
+        const ranks = order.filter((r) => r.throttle_key === key).map((r, rank) => ({ rank, high: high.has(r.run_id) }));
+        const mean = (rows: { rank: number }[]) => rows.reduce((sum, r) => sum + r.rank, 0) / rows.length;
+        const highs = ranks.filter((r) => r.high);
+        expect(highs).toHaveLength(4);
+        expect(mean(highs), `${key}: ${JSON.stringify(ranks)}`).toBeLessThan(mean(ranks.filter((r) => !r.high)));
+      }
+      // No head-of-line blocking: the loosely throttled runs, started after the whole backlog, all began before its last begin.
+      const [times] = await query<{ loose_last: Date; crossed_last: Date }>(
+        `SELECT (SELECT max(started_at) FROM ${flow.tables.runs} WHERE workflow_name = 'th-loose') AS loose_last,
+                (SELECT max(started_at) FROM ${flow.tables.runs} WHERE workflow_name = 'th-crossed') AS crossed_last`,
+      );
+      expect(times!.loose_last.getTime()).toBeLessThan(times!.crossed_last.getTime());
     } finally {
       for (const c of children) c.child.kill('SIGTERM');
       await Promise.all(children.map((c) => c.exited));
