@@ -14,9 +14,10 @@ export default async function setup(): Promise<void> {
   await admin(async (client) => {
     const { rows: candidates } = await client.query<{ datname: string; connections: number; made_ms: number }>(
       // A template's age is its directory's: another checkout (a worktree with other migrations) may
-      // be using its own template right now, so only templates untouched for an hour go.
+      // be using its own template right now, so only templates untouched for an hour go. A database
+      // dropped meanwhile by another run has no file: missing_ok (its row reads NULL, and is left alone).
       `SELECT datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)::int AS connections,
-              extract(epoch FROM (pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification) * 1000 AS made_ms
+              extract(epoch FROM (pg_stat_file('base/' || d.oid || '/PG_VERSION', true)).modification) * 1000 AS made_ms
          FROM pg_database d WHERE datname LIKE 'df\\_%' OR (datname LIKE 'durable\\_flow\\_tmpl\\_%' AND datname <> $1)`,
       [template],
     );
