@@ -158,6 +158,20 @@ describe('viewer reads on a streaming replica', () => {
   }, 60_000);
 });
 
+describe('the README example', () => {
+  it('serves the viewer from the replica', async () => {
+    Object.assign(process.env, { DATABASE_URL: pair.primaryUrl(DB), VIEWER_DATABASE_URL: pair.replicaUrl(DB), VIEWER_PASSWORD: 'pw' });
+    const example = (await import('../../examples/readme/replica.js')) as { app: express.Express; flow: DurableFlow };
+    flows.push(example.flow);
+    await pair.onReplica(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${DB}' AND application_name = 'durable-flow-viewer'`);
+    await eventually(async () => (await replicaViewers()) === 0);
+    const runs = await request(example.app).get('/durable_flow/api/runs').auth('ops', 'pw');
+    expect(runs.status).toBe(200);
+    expect((runs.body as { runs: unknown[] }).runs.length).toBeGreaterThan(0);
+    expect(await replicaViewers()).toBeGreaterThan(0);
+  });
+});
+
 describe('the viewerDatabaseUrl option', () => {
   it('refuses what is not a Postgres connection string, naming the option', () => {
     expect(() => new DurableFlow({ databaseUrl: 'postgres://x@127.0.0.1/db', viewerDatabaseUrl: 'replica-host:5432' })).toThrow(
