@@ -1,5 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '../config.js';
+import { debugPoint } from '../debug-point.js';
+import { pgCode } from './db.js';
 import type { ReadDb } from './db.js';
 
 /** The longest a viewer request waits for the replica to replay what it must show, before reading the primary. */
@@ -44,6 +46,8 @@ export class ReadRouting {
   readonly routed: ReadDb;
   readonly #primary: ReadDb;
   readonly #replica: ReadDb | null;
+  /** The replica's reads, each done again on the primary if the replica fails under it. */
+  readonly #replicaReads: ReadDb | null;
   readonly #logger: Logger;
   readonly #store = new AsyncLocalStorage<ReadDb>();
   /** The newest WAL position this process has shown or written (null: none yet). */
@@ -54,6 +58,7 @@ export class ReadRouting {
   constructor(primary: ReadDb, replica: ReadDb | null, logger: Logger) {
     this.#primary = primary;
     this.#replica = replica;
+    this.#replicaReads = replica && this.#withFallback(replica, primary);
     this.#logger = logger;
     const current = () => this.#store.getStore() ?? primary;
     this.routed = {
@@ -101,6 +106,43 @@ export class ReadRouting {
     return this.withReplica(lsn, fn);
   }
 
+  /**
+   * The replica, each of its reads done again on the primary when the replica fails under it (it went
+   * away since it was chosen, or cancelled the query for a replication conflict): never an error page.
+   */
+  #withFallback(replica: ReadDb, primary: ReadDb): ReadDb {
+    const retry = <T>(read: Promise<T>, again: () => Promise<T>): Promise<T> =>
+      read.catch((error: unknown) => {
+        if (!replicaFailure(error)) throw error;
+        this.#downUntil = Date.now() + REPLICA_RETRY_MS;
+        this.#fallBack('down', 'A read on the viewer replica failed: reading the primary', (error as Error).message);
+        return again();
+      });
+    // Each model's methods (findAll, count, …) with the same fallback to the primary's model.
+    const models = new Proxy(replica.models, {
+      get: (all, name) => {
+        const model = Reflect.get(all, name) as object;
+        const onPrimary = Reflect.get(primary.models, name) as Record<PropertyKey, (...args: unknown[]) => unknown>;
+        return new Proxy(model, {
+          get: (target, key) => {
+            const value = Reflect.get(target, key) as unknown;
+            if (typeof value !== 'function') return value;
+            return (...args: unknown[]) => {
+              const result = (value as (...args: unknown[]) => unknown).apply(target, args);
+              return result instanceof Promise ? retry(result, () => Promise.resolve(onPrimary[key]!(...args))) : result;
+            };
+          },
+        });
+      },
+    });
+    return {
+      sequelize: replica.sequelize,
+      models,
+      tables: replica.tables,
+      select: (sql, bind, transaction) => retry(replica.select(sql, bind, transaction), () => primary.select(sql, bind, transaction)),
+    };
+  }
+
   #raise(lsn: string): void {
     if (this.#floor === null || compareLsn(lsn, this.#floor) > 0) this.#floor = lsn;
   }
@@ -120,7 +162,8 @@ export class ReadRouting {
         if (target === null || compareLsn(replayed, target) >= 0) {
           if (this.#state !== 'ok') this.#logger.info?.('The viewer replica has caught up: reading it again', { replayed });
           this.#state = 'ok';
-          return replica;
+          await debugPoint('viewer.replica-chosen', {});
+          return this.#replicaReads!;
         }
         if (Date.now() >= deadline) {
           return this.#fallBack('behind', `The viewer replica lags (replayed ${replayed}, needs ${target}): reading the primary until it catches up`);
@@ -138,4 +181,16 @@ export class ReadRouting {
     this.#state = state;
     return this.#primary;
   }
+}
+
+/**
+ * A failure of the replica rather than of the read: its connection gone (refused, reset, the server
+ * shutting down) or the query cancelled by a replication conflict (40001 in recovery).
+ */
+function replicaFailure(error: unknown): boolean {
+  const code = pgCode(error);
+  if (code && (code === '40001' || code.startsWith('08') || code.startsWith('57P'))) return true;
+  if (code && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, …
+  const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
+  return (typeof name === 'string' && /^Sequelize(Connection|HostNotReachable|HostNotFound|InvalidConnection|AccessDenied)/.test(name)) || (typeof message === 'string' && /Connection terminated/i.test(message));
 }

@@ -9,6 +9,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DurableFlow } from '../../lib/index.js';
 import type { Change, WorkflowContext } from '../../lib/index.js';
+import { setDebugPoint } from '../../lib/debug-point.js';
 import { createTestHarness } from '../../lib/testing/index.js';
 import { eventually } from '../helpers/flow.js';
 import { startReplicaPair } from '../helpers/replica-pair.js';
@@ -156,6 +157,34 @@ describe('viewer reads on a streaming replica', () => {
       pair.startReplica();
     }
   }, 60_000);
+});
+
+describe('the replica failing under a request', () => {
+  it('reads the rest of the page on the primary', async () => {
+    const flow = viewerFlow();
+    const runId = await waitingRun(flow);
+    await flow.cancel(runId);
+    await eventually(async () => (await pair.onReplica<{ status: string }>(`SELECT status FROM durable_flow_workflow_runs WHERE run_id = '${runId}'`, DB))[0]?.status === 'cancelled');
+    const viewer = app(flow);
+    expect((await request(viewer).get(`/df/api/runs/${runId}`)).status).toBe(200);
+    // Chosen as fresh, then stopped before the page's reads (its open connections are terminated).
+    let stopped = 0;
+    setDebugPoint('viewer.replica-chosen', () => {
+      setDebugPoint('viewer.replica-chosen', undefined);
+      pair.stopReplica();
+      stopped++;
+    });
+    try {
+      const page = await request(viewer).get(`/df/runs/${runId}`);
+      expect(stopped).toBe(1);
+      expect(page.status).toBe(200);
+      expect(page.text).toMatch(/<h1>approval <span class="badge [^"]*">cancelled<\/span>\s*<\/h1>/);
+      expect(warnings).toContain('A read on the viewer replica failed: reading the primary');
+    } finally {
+      setDebugPoint('viewer.replica-chosen', undefined);
+      pair.startReplica();
+    }
+  });
 });
 
 describe('the README example', () => {
