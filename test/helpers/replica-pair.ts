@@ -10,7 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 
-const BIN = '/usr/lib/postgresql/15/bin';
+/** The newest PostgreSQL binaries of the machine (/usr/lib/postgresql/<version>/bin, Debian's layout). */
+function binDir(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  const found = versions.map((v) => path.join(root, v, 'bin')).find((dir) => fs.existsSync(path.join(dir, 'pg_basebackup')));
+  if (!found) throw new Error('No PostgreSQL binaries with pg_basebackup under /usr/lib/postgresql/<version>/bin: install postgresql (the replica test runs its own pair)');
+  return found;
+}
 
 export interface ReplicaPair {
   primaryUrl(database?: string): string;
@@ -42,10 +49,11 @@ export async function startReplicaPair(): Promise<ReplicaPair> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'df-replica-'));
   const primaryData = path.join(dir, 'primary');
   const replicaData = path.join(dir, 'replica');
+  const bin = binDir();
   const asRoot = process.getuid?.() === 0;
   // initdb refuses to run as root: run the servers as the `postgres` system user then.
   const run = (args: string[]) => {
-    const command = [path.join(BIN, args[0]!), ...args.slice(1)];
+    const command = [path.join(bin, args[0]!), ...args.slice(1)];
     if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', ...command], { stdio: 'pipe' });
     else execFileSync(command[0]!, command.slice(1), { stdio: 'pipe' });
   };
