@@ -19,6 +19,8 @@ export interface Logger {
 export interface DurableFlowOptions {
   /** Postgres connection string. Default: `process.env.DATABASE_URL`. */
   databaseUrl?: string;
+  /** A streaming replica for the viewer's reads (its actions still write the primary, and show at once). Default: none. */
+  viewerDatabaseUrl?: string;
   /** An existing Sequelize instance (Postgres dialect) to share the database and models with. */
   sequelize?: Sequelize;
   /** Postgres schema of durable-flow's tables. Default `'public'`. */
@@ -73,6 +75,7 @@ export interface ResolvedBackoff {
 
 export interface ResolvedOptions {
   databaseUrl: string | undefined;
+  viewerDatabaseUrl: string | undefined;
   sequelize: Sequelize | undefined;
   schema: string;
   poolSize: number;
@@ -203,6 +206,7 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
   }
   return {
     databaseUrl,
+    viewerDatabaseUrl: resolveViewerDatabaseUrl(options.viewerDatabaseUrl),
     sequelize: options.sequelize,
     schema,
     poolSize: checkInteger('poolSize', options.poolSize ?? 10, 2, 1000),
@@ -218,6 +222,15 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
     retention: resolveRetention(options.retention),
     version: resolveVersion(options.version),
   };
+}
+
+/** The `viewerDatabaseUrl` option: a connection string, or undefined (the viewer reads the primary). */
+function resolveViewerDatabaseUrl(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^postgres(ql)?:\/\//.test(value)) {
+    throw invalidOption('viewerDatabaseUrl', value, 'a Postgres connection string of a streaming replica (postgres://user:pass@replica-host:5432/app), or undefined to read the primary');
+  }
+  return value;
 }
 
 function resolveVersion(value: unknown): string | undefined {

@@ -362,7 +362,7 @@ export class DurableFlow extends OperatorMethods {
 
   /** The read side and the cold path's writes, on the viewer's connections (made at first use). */
   #side(): ViewerSide {
-    this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.options.schema, this.tables, {
+    this.#viewerSide ??= viewerSide(this.#pools.viewer(), this.#pools.replica(), this.options.schema, this.tables, {
       logger: this.options.logger,
       maxPayloadSize: this.options.maxPayloadSize,
       clockOffsetMs: () => this.#clockOffsetMs,

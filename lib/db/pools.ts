@@ -19,6 +19,7 @@ export class Pools {
   readonly #options: ResolvedOptions;
   #control: pg.Pool | undefined;
   #viewer: Sequelize | undefined;
+  #replica: Sequelize | undefined;
 
   constructor(connection: pg.ClientConfig, options: ResolvedOptions) {
     this.#connection = connection;
@@ -45,26 +46,39 @@ export class Pools {
    * engine's so that a heavy page can neither starve the engine nor run for ever.
    */
   viewer(): Sequelize {
-    if (!this.#viewer) {
-      const connection = this.#connection;
-      const logger = this.#options.logger;
-      // Sequelize builds each client from the fields it knows; the rest of ours (a connection string,
-      // SSL) is laid under them, leaving out what Sequelize has no value for.
-      class ViewerClient extends pg.Client {
-        constructor(config: pg.ClientConfig) {
-          super({ ...connection, ...Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined)) });
-          this.on('error', (error) => logger.warn('A viewer Postgres connection failed', { error: error.message }));
-        }
-      }
-      this.#viewer = new Sequelize({
-        dialect: 'postgres',
-        dialectModule: { ...pg, Client: ViewerClient },
-        logging: false,
-        pool: { max: 4, min: 0, idle: 30_000, acquire: 60_000 },
-        dialectOptions: { statement_timeout: 10_000, application_name: `${this.#options.applicationName}-viewer` },
-      });
-    }
+    this.#viewer ??= this.#sequelize(this.#connection, 'viewer');
     return this.#viewer;
+  }
+
+  /**
+   * The viewer's reads on the streaming replica of `viewerDatabaseUrl` (null without it): the same
+   * kind of Sequelize instance, its connections given up after 2 s (the viewer then reads the primary,
+   * see read/replica.ts).
+   */
+  replica(): Sequelize | null {
+    const url = this.#options.viewerDatabaseUrl;
+    if (!url) return null;
+    this.#replica ??= this.#sequelize({ connectionString: url, connectionTimeoutMillis: 2000 }, 'viewer replica');
+    return this.#replica;
+  }
+
+  #sequelize(connection: pg.ClientConfig, what: string): Sequelize {
+    const logger = this.#options.logger;
+    // Sequelize builds each client from the fields it knows; the rest of ours (a connection string,
+    // SSL) is laid under them, leaving out what Sequelize has no value for.
+    class ViewerClient extends pg.Client {
+      constructor(config: pg.ClientConfig) {
+        super({ ...connection, ...Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined)) });
+        this.on('error', (error) => logger.warn(`A ${what} Postgres connection failed`, { error: error.message }));
+      }
+    }
+    return new Sequelize({
+      dialect: 'postgres',
+      dialectModule: { ...pg, Client: ViewerClient },
+      logging: false,
+      pool: { max: 4, min: 0, idle: 30_000, acquire: 60_000 },
+      dialectOptions: { statement_timeout: 10_000, application_name: `${this.#options.applicationName}-viewer` },
+    });
   }
 
   /**
@@ -77,6 +91,7 @@ export class Pools {
 
   async end(): Promise<void> {
     await this.#viewer?.close();
+    await this.#replica?.close();
     await this.#control?.end();
     await this.main.end();
   }

@@ -62,4 +62,5 @@ export type ViewerReads = Pick<
   | 'runWaitDetail'
   | 'failureGroups'
   | 'csrfKey'
+  | 'routing'
 >;

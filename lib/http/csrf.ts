@@ -5,7 +5,7 @@ import { sameOrigin } from './auth.js';
 const COOKIE = 'durable_flow_csrf';
 const NONCE = /^[A-Za-z0-9_-]{43}$/;
 
-function cookies(req: Request): Record<string, string> {
+export function cookies(req: Request): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const eq = part.indexOf('=');

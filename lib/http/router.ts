@@ -17,6 +17,7 @@ import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyPa
 import { CHILD_COUNT_CAP, RUN_STATUSES } from '../read/lists.js';
 import { timelineChart } from './chart.js';
 import { render } from './render.js';
+import { readReplica, rememberWrite } from './replica.js';
 import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
 import { OPERATOR_FORMS, mountOperatorPages, runPanels } from './operator-page.js';
@@ -98,6 +99,7 @@ export function createRouter(
 
   router.use('/assets', express.static(publicDir, { index: false, fallthrough: true, maxAge: 0 }));
   router.get('/assets/socket.io.min.js', (_req, res) => res.type('application/javascript').sendFile(socketClient));
+  router.use(readReplica(reads.routing)); // pages and API reads on the replica when it is fresh enough (replica.ts)
 
   // One clock for a page's times: the database's as the flow sees it (time.ts).
   const flowNow = () => Date.now() + flow.clockOffsetMs;
@@ -238,6 +240,7 @@ export function createRouter(
           let outcome: Outcome;
           try {
             outcome = await fn(req);
+            await rememberWrite(reads.routing, req, res, flow.options.logger);
           } catch (error) {
             if (!(error instanceof FormError) || wantsJson(req)) throw error;
             res.status(error.status);

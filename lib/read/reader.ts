@@ -17,6 +17,7 @@ import type { Timeline } from './timeline.js';
 import { listScheduleViews } from './schedules.js';
 import type { ScheduleView } from './schedules.js';
 import { readValue } from './values.js';
+import type { ReadRouting } from './replica.js';
 import { pinnedElsewhere } from './versions.js';
 import { runWaitDetail } from './waiting.js';
 import type { RunWaitDetail } from './waiting.js';
@@ -32,11 +33,16 @@ import type { ValuePath } from './values.js';
  */
 export class Reader {
   readonly #db: ReadDb;
+  readonly #primary: ReadDb;
   readonly #lists: RunLists;
+  /** Where the viewer's requests read (the replica of `viewerDatabaseUrl` when fresh enough, see replica.ts). */
+  readonly routing: ReadRouting;
   #csrfKey: Promise<string> | undefined;
 
-  constructor(db: ReadDb) {
+  constructor(db: ReadDb, sides: { primary: ReadDb; routing: ReadRouting }) {
     this.#db = db;
+    this.#primary = sides.primary;
+    this.routing = sides.routing;
     this.#lists = new RunLists(db);
   }
 
@@ -152,7 +158,8 @@ export class Reader {
   }
 
   async #readCsrfKey(): Promise<string> {
-    const { Secret } = this.#db.models;
+    // On the primary: it may write the key (and the one key every web process signs with is there).
+    const { Secret } = this.#primary.models;
     const read = async () => (await Secret.findByPk('viewer_csrf'))?.get('value') as string | undefined;
     let key: string | undefined;
     try {

@@ -6,6 +6,7 @@ import type { OperatorContext } from '../operator/context.js';
 import { Operator } from '../operator/runs.js';
 import { readDb } from './db.js';
 import { Reader } from './reader.js';
+import { ReadRouting } from './replica.js';
 import { changedRecords, keepLive } from './records.js';
 
 /** The read side and the cold path's writes: one Sequelize instance (the viewer's connections), one set of models. */
@@ -17,13 +18,20 @@ export interface ViewerSide {
   feed: FeedRecords;
 }
 
-export function viewerSide(sequelize: Sequelize, schema: string, tables: Tables, deps: Omit<OperatorContext, 'db'>): ViewerSide {
+/**
+ * `replica`: the Sequelize instance of `viewerDatabaseUrl` (null without it). The reader reads through
+ * the routing (read/replica.ts): on the replica in the viewer's requests and the feed's read-backs when
+ * it is fresh enough, on the primary otherwise. Every write (the operator, `live_until`, the CSRF key)
+ * goes to the primary.
+ */
+export function viewerSide(sequelize: Sequelize, replica: Sequelize | null, schema: string, tables: Tables, deps: Omit<OperatorContext, 'db'>): ViewerSide {
   const db = readDb(sequelize, defineModels(sequelize, schema), tables);
+  const routing = new ReadRouting(db, replica && readDb(replica, defineModels(replica, schema), tables), deps.logger);
   const operatorContext: OperatorContext = { ...deps, db };
   return {
-    reader: new Reader(db),
+    reader: new Reader(routing.routed, { primary: db, routing }),
     operator: new Operator(operatorContext),
     operatorContext,
-    feed: { changedRecords: (ids) => changedRecords(db, ids), keepLive: (windowMs) => keepLive(db, windowMs) },
+    feed: { changedRecords: (ids) => routing.fresh(() => changedRecords(routing.routed, ids)), keepLive: (windowMs) => keepLive(db, windowMs) },
   };
 }
