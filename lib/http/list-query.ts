@@ -30,6 +30,11 @@ export function listQuery(filter: RunFilter, pageSize: number, change: ListQuery
   return text ? `?${text}` : '';
 }
 
+/** A run's tags as shown, by key (jsonb keeps its keys shortest first, which reads as no order). */
+export function tagEntries(tags: Record<string, string> | null | undefined): [string, string][] {
+  return Object.entries(tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 /** The filter with one more tag (none added twice). */
 export function withTag(filter: RunFilter, tag: TagFilter): TagFilter[] {
   return filter.tags.some((t) => t.key === tag.key && t.value === tag.value) ? filter.tags : [...filter.tags, tag];
