@@ -49,6 +49,20 @@ describe('the tags start option', () => {
     const byId = new Map((list.body.runs as { runId: string; tags: unknown }[]).map((r) => [r.runId, r.tags]));
     expect(byId.get(tagged.runId)).toEqual({ customer: 'c1', 'app/region': 'eu-west.1', note: 'a:b c' });
     expect(byId.get(plain.runId)).toEqual({});
+    // A value may hold ':' (the filter splits at the first one).
+    const colon = await request(app).get(`/df/api/runs?tag=${encodeURIComponent('note:a:b c')}`).expect(200);
+    expect((colon.body.runs as { runId: string }[]).map((r) => r.runId)).toEqual([tagged.runId]);
+  });
+
+  it('the live changes of a run carry its tags', async () => {
+    const wf = flow.workflow('tag-live', async () => 'ok');
+    const changes = await harness.captureChanges(async () => {
+      await wf.start({}, { tags: { live: 'yes' } });
+      await harness.drain();
+    });
+    const runChanges = changes.filter((c) => c.type.startsWith('workflow_run.') && c.workflow === 'tag-live');
+    expect(runChanges.length).toBeGreaterThan(0);
+    for (const change of runChanges) expect(change.snapshot.tags).toEqual({ live: 'yes' });
   });
 
   it('refuses bad tags with INVALID_ARGUMENT naming the tag and the rule, and stores nothing', async () => {
