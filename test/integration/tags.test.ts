@@ -187,9 +187,9 @@ describe('the run list filtered by ?tag=key:value', () => {
     let url: string | null = `/df/api/runs?limit=7&${query}`;
     let pages = 0;
     while (url) {
-      const res = await request(app).get(url).expect(200);
-      ids.push(...(res.body.runs as { runId: string }[]).map((r) => r.runId));
-      url = res.body.next ? `/df/api/runs?limit=7&${query}&before=${encodeURIComponent(res.body.next as string)}` : null;
+      const body = (await request(app).get(url).expect(200)).body as { runs: { runId: string }[]; next: string | null };
+      ids.push(...body.runs.map((r) => r.runId));
+      url = body.next ? `/df/api/runs?limit=7&${query}&before=${encodeURIComponent(body.next)}` : null;
       if (++pages > 50) throw new Error('paging does not end');
     }
     return ids;
