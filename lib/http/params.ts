@@ -84,12 +84,12 @@ export function runFilter(query: Request['query'], pageSize: number): RunFilter 
   };
 }
 
-/** `tag=key:value`, repeatable (every one must match): at most MAX_TAGS, each as start() accepts tags. */
+/** `tag=key:value`, repeatable (every one must match; one given twice counts once): at most MAX_TAGS, each as start() accepts tags. */
 function tagFilters(value: unknown): TagFilter[] {
   const texts = value === undefined ? [] : Array.isArray(value) ? value : [value];
   if (texts.length > MAX_TAGS) throw new HttpError(400, `Invalid tag filter: at most ${MAX_TAGS} tag parameters, got ${texts.length}`);
-  return texts.flatMap((tag) => {
-    if (tag === '') return [];
+  return texts.flatMap((tag, i) => {
+    if (tag === '' || texts.indexOf(tag) < i) return [];
     if (typeof tag !== 'string') throw new HttpError(400, 'Invalid tag filter: expected tag=key:value, such as tag=customer:c1');
     const parsed = parseTagFilter(tag);
     if ('problem' in parsed) throw new HttpError(400, parsed.problem);

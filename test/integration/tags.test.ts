@@ -231,6 +231,9 @@ describe('the run list filtered by ?tag=key:value', () => {
     // An empty tag field (the form's) is no filter.
     const empty = await request(app).get('/df/api/runs?tag=&workflow=tag-list-ok').expect(200);
     expect(empty.body.runs.length).toBeGreaterThan(0);
+    // A tag given twice is one filter, one chip.
+    const twice = await request(app).get('/df/?tag=customer:lc1&tag=customer:lc1').expect(200);
+    expect(twice.text.match(/data-tag-filter="customer:lc1"/g)).toHaveLength(1);
   });
 
   it('answers a bad tag filter with a 400 that says what is wrong, never a 500', async () => {
