@@ -126,8 +126,8 @@ export class DurableFlow extends OperatorMethods {
       notify: (name, payload, notifyOptions) => this.notify(name, payload, notifyOptions),
       commit: (request) => this.#batcher.commit(request),
       onFinished: (runId, outcome) => this.#results.finished(runId, outcome),
-      startChild: (workflow, input, idempotencyKey, parent) =>
-        this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, { idempotencyKey }, parent),
+      startChild: (workflow, input, idempotencyKey, parent, tags) =>
+        this.startRun(this.#definitions.get(workflow) ?? unregisteredWorkflow(workflow, this.options), input, { idempotencyKey, tags }, parent),
       debugPoint,
     };
     this.schedules = new Schedules({ pool: this.#pool, tables: this.tables, options: this.options, definitions: this.#definitions, store: this.#store, clockOffsetMs: () => this.#clockOffsetMs,

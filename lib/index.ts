@@ -67,6 +67,7 @@ export type {
   ThrottleOptions,
 } from './types.js';
 export type { EventTrigger } from './triggers/types.js';
+export type { RunTags } from './tags.js';
 export type {
   AuditAction,
   AuditEntry,

@@ -5,6 +5,7 @@ export type { DurationInput, TimeInput } from './duration.js';
 export type { StoredError } from './errors.js';
 
 import type { RunStatus } from './run-status.js';
+import type { RunTagsInfo, TagOptions } from './tags.js';
 import type { EventTrigger } from './triggers/types.js';
 import type { DebounceOptions, RateLimitOptions, SingletonOptions, ThrottleOptions } from './workflow/start-control-types.js';
 import type { WaitAnyResult, WaitBranch, WaitGroupOptions } from './workflow/wait-group-types.js';
@@ -82,7 +83,7 @@ export interface SentEvent {
 /** A workflow to start as a child: its handle (from `flow.workflow`) or its name. */
 export type WorkflowRef = string | { readonly name: string };
 
-export interface InvokeOptions {
+export interface InvokeOptions extends TagOptions {
   /** Stop waiting after this long: the wait step throws `WaitTimeoutError` (the child keeps running). */
   timeout?: DurationInput;
   /** `'raise'` (default): a failed or cancelled child throws `ChildWorkflowFailedError`; `'return'`: its outcome is returned. */
@@ -301,7 +302,7 @@ export interface SkippedSlot {
   runId?: string;
 }
 
-export interface StartOptions {
+export interface StartOptions extends TagOptions {
   /** The run's id. Default: a random UUID. Starting the same id twice returns the first run. */
   runId?: string;
   /** A second start with the same key returns the first run instead of creating another. */
@@ -331,7 +332,7 @@ export interface RunHandle<O = unknown> {
   result(options?: ResultOptions): Promise<O>;
 }
 
-export interface RunInfo<I = any, O = any> {
+export interface RunInfo<I = any, O = any> extends RunTagsInfo {
   runId: string;
   workflow: string;
   status: RunStatus;

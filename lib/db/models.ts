@@ -132,6 +132,8 @@ const runAttributes = (): ModelAttributes => ({
   throttleLimit: { type: DataTypes.INTEGER, field: 'throttle_limit' },
   throttlePeriodMs: { type: DataTypes.BIGINT, field: 'throttle_period_ms' },
   throttleWaiting: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'throttle_waiting' },
+  /** Its `tags` (migration 015): string keys to string values, `{}` without any. */
+  tags: jsonObject(),
   ...timestamps(),
 });
 

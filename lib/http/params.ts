@@ -6,7 +6,8 @@ import type { Request } from 'express';
 import type { RunStatus } from '../types.js';
 import { decodeCursor } from '../read/cursor.js';
 import { RUN_STATUSES } from '../read/lists.js';
-import type { RunFilter, RunScope } from '../read/lists.js';
+import type { RunFilter, RunScope, TagFilter } from '../read/lists.js';
+import { MAX_TAGS, parseTagFilter } from '../tags.js';
 import { runIdOfSegment } from './run-path.js';
 
 /** A refusal of a request, answered with its status and message (as JSON under /api/, else as text). */
@@ -52,7 +53,7 @@ export function integerParameter(value: unknown, what: string, fallback: number,
   return n;
 }
 
-export const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'before', 'limit', 'children', 'parent', 'fragment'];
+export const RUN_LIST_PARAMETERS = ['status', 'workflow', 'q', 'tag', 'before', 'limit', 'children', 'parent', 'fragment'];
 export const EVENT_LIST_PARAMETERS = ['name', 'before', 'sent', 'duplicate', 'fragment'];
 
 /** The run id of a URL; one that no run can have (too long, U+0000) is a 404 without asking Postgres. */
@@ -77,9 +78,23 @@ export function runFilter(query: Request['query'], pageSize: number): RunFilter 
     status: status as RunStatus | null,
     workflow: text(query.workflow, 'workflow', 255),
     q: text(query.q, 'search text', 200),
+    tags: tagFilters(query.tag),
     before: cursor,
     limit,
   };
+}
+
+/** `tag=key:value`, repeatable (every one must match; one given twice counts once): at most MAX_TAGS, each as start() accepts tags. */
+function tagFilters(value: unknown): TagFilter[] {
+  const texts = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  if (texts.length > MAX_TAGS) throw new HttpError(400, `Invalid tag filter: at most ${MAX_TAGS} tag parameters, got ${texts.length}`);
+  return texts.flatMap((tag, i) => {
+    if (tag === '' || texts.indexOf(tag) < i) return [];
+    if (typeof tag !== 'string') throw new HttpError(400, 'Invalid tag filter: expected tag=key:value, such as tag=customer:c1');
+    const parsed = parseTagFilter(tag);
+    if ('problem' in parsed) throw new HttpError(400, parsed.problem);
+    return [parsed];
+  });
 }
 
 /** `parent=<runId>`: that run's children; `children=1`: every run; neither: the top-level runs. */

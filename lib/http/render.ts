@@ -1,6 +1,7 @@
 import path from 'node:path';
 import ejs from 'ejs';
 import { packageDir } from '../paths.js';
+import { listQuery, tagEntries, tagText, withTag } from './list-query.js';
 import { runSegment } from './run-path.js';
 import { timeHelpers } from './time.js';
 
@@ -50,7 +51,7 @@ export function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
-const helpers = { statusClass, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, cut: () => undefined };
+const helpers = { statusClass, formatBytes, prettyJson, encode: encodeURIComponent, runSegment, listQuery, tagEntries, tagText, withTag, cut: () => undefined };
 
 /**
  * Renders a viewer template (views/<name>.ejs); every `<%= %>` is HTML-escaped. The time helpers

@@ -2,6 +2,7 @@ import { Op } from 'sequelize';
 import type { WhereOptions } from 'sequelize';
 import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
+import type { RunTags } from '../tags.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
 import type { Cursor } from './cursor.js';
 import type { ReadDb } from './db.js';
@@ -23,6 +24,8 @@ export interface RunFilter {
   /** A run id whole or its start, or text in the input or in the error. */
   q: string | null;
   scope: RunScope;
+  /** `?tag=key:value`, repeatable: runs carrying every one of them (index durable_flow_runs_tags). */
+  tags: TagFilter[];
   /** Keyset cursor: rows strictly older than (createdAt, id). */
   before: Cursor | null;
   limit: number;
@@ -45,6 +48,12 @@ export interface RunRow {
   error: RunErrorSummary | null;
   /** What says why a run not finished waits (the viewer's words: http/waiting.ts); null once it finished. */
   waitState: RunWaitState | null;
+  tags: RunTags;
+}
+
+export interface TagFilter {
+  key: string;
+  value: string;
 }
 
 export interface RunErrorSummary {
@@ -93,6 +102,21 @@ function scopeSql(scope: RunScope, n: number, q: number): { sql: string; params:
   }
 }
 
+/**
+ * SQL of a tag filter: one containment of all its pairs, which the GIN index answers. The index is
+ * partial (runs without tags are not in it), so its predicate is repeated for the planner to use it.
+ * One key asked with two values matches no run: an object cannot say that, so it is said outright.
+ */
+function tagsSql(filters: TagFilter[], n: number): { sql: string; params: unknown[] } {
+  if (filters.length === 0) return { sql: '', params: [] };
+  const wanted: RunTags = Object.create(null) as RunTags;
+  for (const { key, value } of filters) {
+    if (Object.hasOwn(wanted, key) && wanted[key] !== value) return { sql: ' AND FALSE', params: [] };
+    wanted[key] = value;
+  }
+  return { sql: ` AND tags @> $${n}::jsonb AND tags <> '{}'::jsonb`, params: [JSON.stringify(wanted)] };
+}
+
 function scopeKey(scope: RunScope): string {
   return scope.kind === 'children' ? `children:${scope.parentRunId}` : scope.kind;
 }
@@ -114,6 +138,7 @@ interface ListedRunRow extends WaitStateRow {
   error_message: string | null;
   error_cut: boolean;
   child_count: number;
+  tags: RunTags;
 }
 
 /** The runs of a count's scope, as a models `where`. */
@@ -157,8 +182,9 @@ export class RunLists {
     const t: Tables = this.#db.tables;
     const search = filter.q === null ? null : inputSearch(filter.q);
     const scope = scopeSql(filter.scope, 10, 3);
+    const tags = tagsSql(filter.tags, 10 + scope.params.length);
     const rows = await this.#db.select<ListedRunRow>(
-      `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id,
+      `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id, tags,
               coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key,
               CASE WHEN error IS NULL OR jsonb_typeof(error) <> 'object' THEN NULL
                    ELSE left(coalesce(error->>'code', error->>'class', 'Error'), 80) END AS error_code,
@@ -174,7 +200,7 @@ export class RunLists {
               OR (jsonb_typeof(error) = 'object'
                   AND (error->>'message' ILIKE '%' || $9 || '%' OR error->>'class' ILIKE '%' || $9 || '%' OR error->>'code' ILIKE '%' || $9 || '%')))
          AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::bigint))
-         AND ${scope.sql}
+         AND ${scope.sql}${tags.sql}
        ORDER BY created_at DESC, id DESC
        LIMIT $7`,
       [
@@ -188,6 +214,7 @@ export class RunLists {
         search?.unescape ?? false,
         filter.q === null ? null : escapeLike(filter.q),
         ...scope.params,
+        ...tags.params,
       ],
     );
     const page = rows.slice(0, filter.limit);
@@ -204,6 +231,7 @@ export class RunLists {
       childCount: r.child_count,
       error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? '', cut: r.error_cut },
       waitState: r.finished_at === null ? toWaitState(r) : null,
+      tags: r.tags ?? {},
     }));
     const last = page[page.length - 1];
     return { runs, next: rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null };

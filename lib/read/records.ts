@@ -21,7 +21,7 @@ export async function changedRecords(
                  r.lease_owner IS NOT NULL AND r.lease_expires_at > now() AS "leaseHeld",
                  r.lease_expires_at AS "leaseExpiresAt", r.started_at AS "startedAt",
                  r.interrupted_at AS "interruptedAt", r.completed_at AS "completedAt", r.failed_at AS "failedAt",
-                 r.cancelled_at AS "cancelledAt", r.created_at AS "createdAt", r.updated_at AS "updatedAt",
+                 r.cancelled_at AS "cancelledAt", r.created_at AS "createdAt", r.updated_at AS "updatedAt", r.tags,
                  r.run_id AS __run_id, r.workflow_name AS __workflow
           FROM ${t.runs} r WHERE r.id = ANY($1::bigint[])`,
     s: `SELECT s.id, s.workflow_run_id AS "workflowRunId", s.name, s.kind, s.status, s.attempts, s.position,

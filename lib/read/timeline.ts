@@ -3,6 +3,7 @@ import type { RunInfo, RunStatus, StepStatus, WaitStatus, LogLevel } from '../ty
 import { BOUND, errorColumn, jsonColumn, readJson } from './bounded.js';
 import type { TimelineLimits, TruncatedValue } from './bounded.js';
 import type { ReadDb } from './db.js';
+import type { RunTags } from '../tags.js';
 import { signalRows, toSignals } from '../signals/read.js';
 import type { TimelineSignal } from '../signals/read.js';
 
@@ -45,6 +46,7 @@ export interface RunRow {
   pinned_version: string | null;
   deadline_at?: Date | null;
   start_by?: Date | null;
+  tags?: RunTags | null;
   child_run_ids?: string[] | null;
 }
 
@@ -53,7 +55,7 @@ export function runColumns(bounded = false): string {
   return `id, run_id, workflow_name, status, queue_name, priority, ${jsonColumn('input', 'input_text', bound)},
   ${jsonColumn('output', 'output_text', bound)}, ${errorColumn('error', 'error_text', bounded)}, idempotency_key, parent_run_id,
   wake_at, lease_owner, lease_expires_at, attempts, created_at, updated_at, started_at, interrupted_at, completed_at, failed_at, cancelled_at, scheduled_for,
-  replay_of, pause_requested, version, pinned_version, deadline_at, start_by`;
+  replay_of, pause_requested, version, pinned_version, deadline_at, start_by, tags`;
 }
 
 export function toRunInfo(row: RunRow): RunInfo {
@@ -86,6 +88,7 @@ export function toRunInfo(row: RunRow): RunInfo {
     pinnedVersion: row.pinned_version ?? null,
     deadlineAt: date(row.deadline_at ?? null),
     startBy: date(row.start_by ?? null),
+    tags: row.tags ?? {},
   };
 }
 

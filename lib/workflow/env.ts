@@ -2,6 +2,7 @@ import type { ResolvedOptions } from '../config.js';
 import type { CommitRequest, CommitResult } from '../db/sql/commitBatch.js';
 import type { Store } from '../db/store.js';
 import type { StoredError } from '../errors.js';
+import type { RunTags } from '../tags.js';
 import type { EventRecord, NotifyOptions } from '../types.js';
 
 /** What an execution needs from the flow that runs it. */
@@ -9,8 +10,8 @@ export interface ExecutionEnv {
   store: Store;
   options: ResolvedOptions;
   notify(name: string, payload: unknown, options: NotifyOptions): Promise<EventRecord>;
-  /** Starts a run started by this one (step.invoke); idempotent on `idempotencyKey`. Returns its id. */
-  startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }): Promise<string>;
+  /** Starts a run started by this one (step.invoke) with its own `tags` (checked); idempotent on `idempotencyKey`. Returns its id. */
+  startChild(workflow: string, input: unknown, idempotencyKey: string, parent: { parentRunId: string; parentStepName: string }, tags: RunTags): Promise<string>;
   /** Stores writes of this execution (batched with other executions of this process). */
   commit(request: CommitRequest): Promise<CommitResult>;
   /** Called once the run's outcome is stored (in this process), for `result()` waiters. */

@@ -217,7 +217,7 @@ async function insertOne(store: Store, db: Queryable, run: NewRun): Promise<Cont
  * Folds the start into the debounced run of its key that has not begun (status enqueued, not due yet:
  * a claim takes only due runs, and one that locked the row first leaves it `running`, so the
  * re-checked condition fails and a new run is made). Its input and what is computed from the input
- * (concurrency and throttle keys, cancelOn matches) become this start's; it is due `period` from now, at
+ * (concurrency and throttle keys, cancelOn matches) and its tags become this start's; it is due `period` from now, at
  * most at its deadline. A run its throttle holds back (throttle_waiting), one waiting for a concurrency
  * slot (concurrency_waiting) or set aside by a pause (held_wake_at) was due already: its burst is over
  * (the last two have no wake_at, unless a `timeout` clamps it to the deadline, deadlines.sql: so they are
@@ -228,7 +228,7 @@ async function fold(store: Store, db: Queryable, run: NewRun, key: string): Prom
   const offset = store.clockOffsetMs();
   const now = nowSql('$1');
   const rows = await db.query<{ id: string; run_id: string }>(
-    `UPDATE ${t.runs} r SET input = $4::jsonb, concurrency_key = $5, concurrency_limit = $6, throttle_key = $8,
+    `UPDATE ${t.runs} r SET input = $4::jsonb, concurrency_key = $5, concurrency_limit = $6, throttle_key = $8, tags = $9::jsonb,
        wake_at = CASE WHEN r.debounce_deadline IS NULL THEN ${now} + $7::float8 * interval '1 millisecond'
                       ELSE least(${now} + $7::float8 * interval '1 millisecond', r.debounce_deadline) END,
        updated_at = clock_timestamp()
@@ -237,7 +237,7 @@ async function fold(store: Store, db: Queryable, run: NewRun, key: string): Prom
                    ORDER BY id DESC LIMIT 1)
        AND r.status = 'enqueued' AND r.wake_at > ${now} AND NOT r.throttle_waiting AND NOT r.concurrency_waiting AND r.held_wake_at IS NULL
      RETURNING r.id::text AS id, r.run_id`,
-    [offset, run.workflow, key, run.input, run.concurrencyKey, run.concurrencyLimit, run.delayMs, run.throttleKey ?? null],
+    [offset, run.workflow, key, run.input, run.concurrencyKey, run.concurrencyLimit, run.delayMs, run.throttleKey ?? null, JSON.stringify(run.tags ?? {})],
   );
   const target = rows[0];
   if (!target) return undefined;

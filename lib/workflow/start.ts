@@ -16,6 +16,7 @@ import { MAX_ID } from './ids.js';
 import { startControlled } from './start-control.js';
 import { checkControlledStart, startKeys } from './start-control-options.js';
 import { throttleOf } from './throttle.js';
+import { checkTags } from '../tags.js';
 
 export interface StartEnv {
   store: Store;
@@ -103,6 +104,7 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
   const concurrency = concurrencyOf(definition, input);
   const triggers = cancelTriggersOf(definition, input);
   const throttle = throttleOf(definition.name, definition.throttle, input);
+  const tags = checkTags(options.tags);
   return {
     runId,
     workflow: definition.name,
@@ -125,6 +127,7 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
     throttleKey: throttle?.key ?? null,
     throttleLimit: throttle?.limit ?? null,
     throttlePeriodMs: throttle?.periodMs ?? null,
+    tags,
   };
 }
 

@@ -18,6 +18,8 @@ import type { ClaimedRun } from './definition.js';
 import type { ExecutionEnv } from './env.js';
 import { derivedId, derivedStepName } from './ids.js';
 import { WORKFLOW_FINISHED_EVENT } from './suspend.js';
+import { checkTags } from '../tags.js';
+import type { RunTags } from '../tags.js';
 
 /** Longest invokeMany key (it becomes part of two step names). */
 const MAX_KEY = 200;
@@ -76,6 +78,15 @@ function checkOnFailure(execution: StepPrimitives, name: string, onFailure: unkn
   return onFailure;
 }
 
+/** A child's own tags (merged over its parent's when it is inserted), checked before anything is stored. */
+function tagsOf(execution: StepPrimitives, name: string, tags: unknown): RunTags {
+  try {
+    return checkTags(tags, `the \`tags\` of step "${name}"`);
+  } catch (error) {
+    throw execution.fail(error as Error);
+  }
+}
+
 function timeoutOf(name: string, timeout: unknown): number | undefined {
   return timeout === undefined ? undefined : toMilliseconds(timeout, `the timeout of step "${name}"`);
 }
@@ -125,9 +136,9 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
     execution.waitStep(name, { event: WORKFLOW_FINISHED_EVENT, match: { runId: watchedRunId }, allowPast: false, timeoutMs, watch: watchedRunId }) as Promise<ChildOutcome>;
 
   /** Starts the child once, waits for it, and applies the failure policy (derived from the stored outcome, so replays agree). */
-  const invokeOne = async (name: string, workflow: string, input: unknown, timeoutMs: number | undefined): Promise<ChildOutcome> => {
+  const invokeOne = async (name: string, workflow: string, input: unknown, timeoutMs: number | undefined, tags: RunTags): Promise<ChildOutcome> => {
     const started = await execution.runStep(derivedStepName(name, '_start'), {}, async () => {
-      const childRunId = await env.startChild(workflow, input, derivedId(runId, name), { parentRunId: runId, parentStepName: name });
+      const childRunId = await env.startChild(workflow, input, derivedId(runId, name), { parentRunId: runId, parentStepName: name }, tags);
       return { runId: childRunId, workflow };
     });
     return watch(derivedStepName(name, '_wait'), started.runId, timeoutMs);
@@ -188,7 +199,7 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
 
     invoke: async <O>(name: string, workflow: WorkflowRef, input: unknown, options: InvokeOptions = {}) => {
       const onFailure = checkOnFailure(execution, name, options.onFailure);
-      const outcome = await invokeOne(name, workflowName(execution, name, workflow), input, timeoutOf(name, options.timeout));
+      const outcome = await invokeOne(name, workflowName(execution, name, workflow), input, timeoutOf(name, options.timeout), tagsOf(execution, name, options.tags));
       if (outcome.status !== 'completed' && onFailure === 'raise') throw failureOf(outcome);
       return outcome as ChildOutcome<O>;
     },
@@ -223,6 +234,7 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
         seen.set(key, index);
       });
       const timeoutMs = timeoutOf(name, options?.timeout);
+      const tags = tagsOf(execution, name, options?.tags);
       const outcomes: (ChildOutcome<O> & { key: string })[] = new Array(items.length);
       // A sliding window: a finished child frees its slot at once. Every item is started whatever
       // happens to the others, so a replay requests exactly the steps the first execution did.
@@ -230,7 +242,7 @@ export function createStepApi(execution: StepPrimitives, env: ExecutionEnv): Ste
       for (let index = 0; index < items.length; index++) {
         const request = build(items[index]!, index);
         const child = workflowName(execution, `${name}_${keys[index]}`, request?.workflow);
-        const task = invokeOne(`${name}_${keys[index]}`, child, request.input, timeoutMs).then((outcome) => {
+        const task = invokeOne(`${name}_${keys[index]}`, child, request.input, timeoutMs, tags).then((outcome) => {
           outcomes[index] = { ...(outcome as ChildOutcome<O>), key: keys[index]! };
         });
         inFlight.add(task);

@@ -185,6 +185,25 @@ describe('the README examples run', () => {
     await harness.assertCompleted(run.runId, { payment: { chargeId: 'ch_25' }, lines: 2, audit: 'completed' });
   });
 
+  it('tags: stored, inherited by a child, and filtered by in the JSON run list', async () => {
+    const { flow, app, run, outcome, info } = await runExample<{
+      flow: DurableFlow;
+      app: express.Express;
+      run: { runId: string };
+      outcome: { runId: string; status: string };
+      info: { tags: Record<string, string> };
+    }>('tags.ts');
+    expect(info.tags).toEqual({ customer: 'c1', plan: 'pro' });
+    expect(outcome.status).toBe('completed');
+    expect((await flow.getRun(outcome.runId))!.tags).toEqual({ customer: 'c1', plan: 'pro', stage: 'charge' });
+    const server = http.createServer(app).listen(0, '127.0.0.1');
+    const base = await serve(server, flow);
+    const listed = (await (await fetch(`${base}/durable_flow/api/runs?tag=customer:c1&tag=plan:pro&children=1`)).json()) as { runs: { runId: string }[] };
+    expect(listed.runs.map((r) => r.runId).sort()).toEqual([run.runId, outcome.runId].sort());
+    const top = (await (await fetch(`${base}/durable_flow/api/runs?tag=stage:charge`)).json()) as { runs: unknown[] };
+    expect(top.runs).toEqual([]);
+  });
+
   it('deploying changed code: check(), then a patch gate for runs old and new', async () => {
     const { flow, report, blocked, sent, past, early } = await runExample<{
       flow: DurableFlow;
