@@ -35,6 +35,8 @@ export interface NewRun {
   throttleKey?: string | null;
   throttleLimit?: number | null;
   throttlePeriodMs?: number | null;
+  /** start()'s trace context, a propagation carrier (migration 017, lib/tracing/); null without one. */
+  traceContext?: Record<string, string> | null;
 }
 
 /** A run insertRuns created. */
@@ -57,7 +59,7 @@ export interface InsertedRun {
  *
  * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
  *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of, pinned,
- *             timeout_ms, start_by_ms, throttle_key, throttle_limit, throttle_period_ms }] (timeout_ms and start_by_ms:
+ *             timeout_ms, start_by_ms, throttle_key, throttle_limit, throttle_period_ms, trace_context }] (timeout_ms and start_by_ms:
  *             deadline_at and start_by, from now; a child's deadline is never later than its parent's: the trigger
  *             durable_flow_runs_deadline_inherit, deadlines.sql)
  * $2 clock offset (ms)
@@ -71,13 +73,14 @@ WITH x AS (
     i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
     idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
     concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text, pinned boolean,
-    timeout_ms float8, start_by_ms float8, throttle_key text, throttle_limit integer, throttle_period_ms bigint)
+    timeout_ms float8, start_by_ms float8, throttle_key text, throttle_limit integer, throttle_period_ms bigint,
+    trace_context jsonb)
 ), ins AS (
   INSERT INTO ${t.runs}
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
      claim_count, attempts, started_at, replay_of, version, pinned_version, deadline_at, start_by,
-     throttle_key, throttle_limit, throttle_period_ms)
+     throttle_key, throttle_limit, throttle_period_ms, trace_context)
   SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
          x.parent_step_name, x.concurrency_key, x.concurrency_limit,
          coalesce(l.status, 'enqueued'),
@@ -86,7 +89,7 @@ WITH x AS (
          coalesce(l.claim_count, 0), coalesce(l.attempts, 0), l.started_at, x.replay_of,
          $3::text, CASE WHEN x.pinned THEN $3::text END,
          ${now} + x.timeout_ms * interval '1 millisecond', ${now} + x.start_by_ms * interval '1 millisecond',
-         x.throttle_key, x.throttle_limit, x.throttle_period_ms
+         x.throttle_key, x.throttle_limit, x.throttle_period_ms, x.trace_context
   FROM x
   -- A row with an owner gets the first lease, as durable_flow_lease writes every lease, unless its
   -- workflow is paused (flow.pauseWorkflow): then it queues like any other, and a claim sets it aside.
@@ -97,7 +100,7 @@ WITH x AS (
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
             created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay,
-            extract(epoch FROM deadline_at) * 1000 AS deadline_ms
+            extract(epoch FROM deadline_at) * 1000 AS deadline_ms, trace_context
 ), triggers AS (
   INSERT INTO ${t.cancelTriggers} (workflow_run_id, event_name, match)
   SELECT DISTINCT ins.id, tr.event, tr.match
@@ -143,6 +146,7 @@ export async function insertRuns(db: Queryable, statement: Statement, p: { runs:
     throttle_key: run.throttleKey ?? null,
     throttle_limit: run.throttleLimit ?? null,
     throttle_period_ms: run.throttlePeriodMs == null ? null : Math.ceil(run.throttlePeriodMs),
+    trace_context: run.traceContext ?? null,
   }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
     JSON.stringify(rows),
