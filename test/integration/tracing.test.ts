@@ -243,3 +243,12 @@ describe('across processes', () => {
     await heir.waitFor(/^STOPPED$/);
   });
 });
+
+describe('without @opentelemetry/api', () => {
+  it('runs workflows as usual when the package cannot be imported (nothing traced, nothing fails)', async () => {
+    const child = spawnFixture('untraced-process.ts', { DATABASE_URL: file.ctx.db.url });
+    await child.waitFor(/^RESULT /);
+    expect(child.output).toEqual(expect.arrayContaining(['HIDDEN true', 'RESULT 42']));
+    expect((await child.exited).code).toBe(0);
+  });
+});
