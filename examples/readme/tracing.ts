@@ -35,9 +35,9 @@ await run.result();
 //    └─ durable_flow.step receipt
 // #endregion readme
 
+await flow.close(); // its worker stops: the execution's span has ended
 /** Each finished span as `name <- parent name`. */
 const spans = exporter.getFinishedSpans();
 const nameOf = new Map(spans.map((span) => [span.spanContext().spanId, span.name]));
 export const tree = spans.map((span) => `${span.name} <- ${nameOf.get(span.parentSpanContext?.spanId ?? '') ?? 'none'}`).sort();
 export const traces = new Set(spans.map((span) => span.spanContext().traceId)).size;
-await flow.close();

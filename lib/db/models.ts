@@ -132,6 +132,8 @@ const runAttributes = (): ModelAttributes => ({
   throttleLimit: { type: DataTypes.INTEGER, field: 'throttle_limit' },
   throttlePeriodMs: { type: DataTypes.BIGINT, field: 'throttle_period_ms' },
   throttleWaiting: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'throttle_waiting' },
+  /** start()'s OpenTelemetry context, a propagation carrier (migration 017, lib/tracing/); null without one. */
+  traceContext: { type: DataTypes.JSONB, field: 'trace_context' },
   ...timestamps(),
 });
 
