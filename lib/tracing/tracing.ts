@@ -55,7 +55,7 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const TRACER_NAME = 'durable-flow';
 
 /** Span attribute names. */
-export const ATTRIBUTES = {
+const ATTRIBUTES = {
   runId: 'durable_flow.run_id',
   workflow: 'durable_flow.workflow',
   queue: 'durable_flow.queue',
