@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NonRetriableError } from '../../lib/index.js';
 import type { DurableFlow, WorkflowContext } from '../../lib/index.js';
 import { spawnFixture, killAllChildren } from '../helpers/child.js';
-import { databasePerFile } from '../helpers/flow.js';
+import { databasePerFile, eventually } from '../helpers/flow.js';
 import { registerTracing, spanRecord } from '../helpers/tracing.js';
 import type { SpanRecord } from '../helpers/tracing.js';
 
@@ -149,6 +149,30 @@ describe('spans of runs and steps', () => {
     expect(named(all, 'durable_flow.step after').map((span) => span.parentSpanId)).toEqual([executions[1]!.spanId]);
     // The first step is replayed from its stored result in the second execution: no second span.
     expect(named(all, 'durable_flow.step before')).toHaveLength(1);
+  });
+
+  it('an event wait woken by notify() on a running worker: the resumed execution is in the start trace too', async () => {
+    const flow = file.ctx.flow();
+    await flow.migrate();
+    const wf = flow.workflow('traced-wait', async ({ step }: WorkflowContext) => {
+      await step.run('ask', () => 'asked');
+      const answer = await step.waitForEvent<{ ok: boolean }>('answer', { event: 'traced_answer' });
+      return step.run('use', () => answer.ok);
+    });
+    await flow.worker({ pollInterval: '1 minute' }).start();
+    const { value: run, traceId, spanId } = await inRequest(() => wf.start({}));
+    await eventually(async () => (await flow.getRun(run.runId))?.status === 'waiting');
+    await flow.notify('traced_answer', { ok: true }); // outside any span
+    await expect(run.result()).resolves.toBe(true);
+    const executions = await eventually(() => {
+      const found = named(spans(), 'durable_flow.run traced-wait');
+      return found.length === 2 && found;
+    });
+    expect(executions.map((span) => [span.traceId, span.parentSpanId, span.attributes['durable_flow.outcome']])).toEqual([
+      [traceId, spanId, 'suspended'],
+      [traceId, spanId, 'completed'],
+    ]);
+    expect(named(spans(), 'durable_flow.step use').map((span) => span.parentSpanId)).toEqual([executions[1]!.spanId]);
   });
 
   it('a child run (step.invoke) runs in the trace of the step that started it', async () => {
