@@ -150,12 +150,20 @@ class OtelTracing implements Tracing {
   }
 }
 
+/** A run's failure comes as it is stored ({ class, message, stack }), a step's as thrown. */
 function exception(error: unknown): OtelApi.Exception {
-  return error instanceof Error ? error : String(error);
+  if (error instanceof Error) return error;
+  const stored = error as { class?: unknown; message?: unknown; stack?: unknown } | null;
+  if (typeof stored?.class === 'string' && typeof stored.message === 'string') {
+    return { name: stored.class, message: stored.message, ...(typeof stored.stack === 'string' ? { stack: stored.stack } : {}) };
+  }
+  return String(error);
 }
 
 function messageOf(error: unknown, fallback: string): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : error === undefined ? fallback : String(error);
+  if (error === undefined) return fallback;
+  const described = exception(error);
+  return typeof described === 'string' ? described : `${described.name}: ${described.message}`;
 }
 
 let loading: Promise<Tracing | undefined> | undefined;

@@ -160,7 +160,7 @@ export class Execution {
     if (this.#timedOut) return;
     this.#timedOut = true;
     const error = runTimedOut(this.run.deadlineMs!);
-    if (this.#scheduler.leaseLost(error, { kind: 'failed' })) this.#expire();
+    if (this.#scheduler.leaseLost(error, { kind: 'failed', error })) this.#expire();
   }
 
   /** `slackMs`: how far this process's estimate of the database clock may lag behind it (see leaseLost). */

@@ -124,7 +124,9 @@ describe('spans of runs and steps', () => {
     await harness.assertFailed(run, NonRetriableError);
     const all = spans();
     expect(named(all, 'durable_flow.step declined')).toMatchObject([{ status: { code: SpanStatusCode.ERROR }, attributes: { 'durable_flow.outcome': 'failed' }, events: ['exception'] }]);
-    expect(named(all, 'durable_flow.run traced-fail')).toMatchObject([{ status: { code: SpanStatusCode.ERROR }, attributes: { 'durable_flow.outcome': 'failed' } }]);
+    expect(named(all, 'durable_flow.run traced-fail')).toMatchObject([
+      { status: { code: SpanStatusCode.ERROR, message: 'NonRetriableError: card declined' }, attributes: { 'durable_flow.outcome': 'failed' }, events: ['exception'] },
+    ]);
   });
 
   it('a sleep: two executions, both children of the start span', async () => {
@@ -166,7 +168,7 @@ describe('spans of runs and steps', () => {
     await expect(run.result()).resolves.toBe(true);
     const executions = await eventually(() => {
       const found = named(spans(), 'durable_flow.run traced-wait');
-      return found.length === 2 && found;
+      return found.length === 2 ? found : undefined;
     });
     expect(executions.map((span) => [span.traceId, span.parentSpanId, span.attributes['durable_flow.outcome']])).toEqual([
       [traceId, spanId, 'suspended'],
