@@ -63,6 +63,11 @@ export interface DurableFlowOptions {
    * changes with any edit of a handler: pass `process.env.GIT_SHA` (or similar) for a stable one.
    */
   version?: string;
+  /**
+   * OpenTelemetry spans of each run execution and step attempt, in the trace of the start() that created
+   * the run (see lib/tracing/), when `@opentelemetry/api` is installed. Default `true`; `false` traces nothing.
+   */
+  tracing?: boolean;
 }
 
 export interface ResolvedBackoff {
@@ -92,6 +97,7 @@ export interface ResolvedOptions {
   queryTimeoutMs: number;
   /** The `version` option; undefined: the hash of the workflows' code (see lib/workflow/version.ts). */
   version: string | undefined;
+  tracing: boolean;
 }
 
 export function describeValue(value: unknown): string {
@@ -221,6 +227,7 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
     queryTimeoutMs: options.queryTimeout === false ? 0 : duration('queryTimeout', options.queryTimeout ?? '1 minute', MAX_TIMER_MS),
     retention: resolveRetention(options.retention),
     version: resolveVersion(options.version),
+    tracing: resolveTracing(options.tracing),
   };
 }
 
@@ -238,6 +245,12 @@ function resolveVersion(value: unknown): string | undefined {
   if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
     throw invalidOption('version', value, 'a non-empty string of at most 200 characters (a release or commit id)');
   }
+  return value;
+}
+
+function resolveTracing(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw invalidOption('tracing', value, 'true (spans when @opentelemetry/api is installed) or false (none)');
   return value;
 }
 

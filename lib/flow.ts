@@ -205,6 +205,7 @@ export class DurableFlow extends OperatorMethods {
         localClaim: (queue, workflow) => this.#localClaims.forStart(queue, workflow),
         insert: (row) => this.#starts.submit(row),
         changesReady: () => this.#feed.ready(),
+        tracing: this.options.tracing,
       },
       definition,
       input,

@@ -134,6 +134,8 @@ const runAttributes = (): ModelAttributes => ({
   throttleWaiting: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false, field: 'throttle_waiting' },
   /** Its `tags` (migration 015): string keys to string values, `{}` without any. */
   tags: jsonObject(),
+  /** start()'s OpenTelemetry context, a propagation carrier (migration 017, lib/tracing/); null without one. */
+  traceContext: { type: DataTypes.JSONB, field: 'trace_context' },
   ...timestamps(),
 });
 

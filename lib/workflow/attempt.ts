@@ -5,6 +5,7 @@ import { DurableFlowError, LeaseLostError, isNonRetriable, serializeError } from
 import type { StoredError } from '../errors.js';
 import { encodeJson } from '../json.js';
 import { RetryAfterError } from '../retry-after.js';
+import type { AttemptEnd, ExecutionTrace } from '../tracing/tracing.js';
 import type { StepContext, StepRunOptions } from '../types.js';
 import type { ExecutionEnv } from './env.js';
 import type { HistoryStep } from './definition.js';
@@ -53,6 +54,8 @@ export interface AttemptSpec<T> {
   fn: (context: StepContext) => T | Promise<T>;
   resolve: (value: T) => void;
   reject: (error: unknown) => void;
+  /** The execution's span, when traced: the attempt gets a span of its own under it. */
+  trace?: ExecutionTrace | undefined;
 }
 
 /**
@@ -101,9 +104,14 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
     host.guard(host.flush());
   }, RUNNING_MARKER_MS);
   marker.unref();
+  const span = spec.trace?.attempt(name, attempt);
+  // 'abandoned': the execution ended meanwhile (its outcome is dropped).
+  let outcome: AttemptEnd = 'abandoned';
+  let failure: unknown;
   try {
     await host.env.debugPoint('STEP_BEFORE_BODY', { runId: host.runId, step: name, attempt });
-    const body = stepScope.run({ name, attempt }, () => Promise.resolve().then(() => fn(context)));
+    const call = () => fn(context);
+    const body = stepScope.run({ name, attempt }, () => Promise.resolve().then(() => (span ? span.within(call) : call())));
     const value = await (spec.timeoutMs === undefined ? body : withTimeout(body, spec.timeoutMs, name, attemptAbort));
     if (host.isOver()) return;
     const encoded = encodeJson(value, `The result of step "${name}"`, host.env.options.maxPayloadSize);
@@ -111,11 +119,14 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
       name, kind: 'run', status: 'succeeded', attempts: attempt, position, result: encoded,
       error: null, started_at: startedAt, completed_at: host.iso(), ...withCursor(),
     });
+    outcome = 'succeeded';
     await host.env.debugPoint('STEP_AFTER_BODY', { runId: host.runId, step: name, attempt });
     spec.resolve(parseJson(encoded) as T);
   } catch (error) {
+    failure = error;
     if (host.isOver()) return;
     if (error instanceof LeaseLostError) {
+      outcome = 'lost';
       host.leaseLost();
       return;
     }
@@ -132,9 +143,11 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
         // A RetryAfterError names the delay itself (a 429's Retry-After): it replaces the backoff for this attempt.
         retryAt = failedAt + (error instanceof RetryAfterError ? error.afterMs : backoffDelay(spec.backoff, attempt, `the backoff of step "${name}"`));
       } catch (backoffError) {
+        outcome = 'failed';
         host.fail(backoffError as Error);
         return;
       }
+      outcome = 'retrying';
       host.setPending({
         name, kind: 'run', status: 'retrying', attempts: attempt, position, error: stored,
         metadata: { retryAt: host.iso(retryAt), failures }, started_at: startedAt, completed_at: null, ...withCursor(),
@@ -145,10 +158,12 @@ export async function runAttempt<T>(host: AttemptHost, spec: AttemptSpec<T>): Pr
         name, kind: 'run', status: 'failed', attempts: attempt, position, error: stored,
         metadata: { failures }, started_at: startedAt, completed_at: host.iso(),
       });
+      outcome = 'failed';
       host.failedFor(error, name);
       spec.reject(error);
     }
   } finally {
+    span?.end(outcome, failure);
     clearTimeout(marker);
     attemptAbort.abort();
     host.bodyEnded();

@@ -78,6 +78,8 @@ export interface ClaimedRun {
   pauseRequested?: boolean;
   /** Its deadline (`timeout`) on the flow's clock, epoch ms: the execution fails it with RUN_TIMEOUT then. Null without one. */
   deadlineMs?: number | null;
+  /** start()'s trace context, a propagation carrier: the parent of this execution's spans (lib/tracing/). */
+  traceContext?: Record<string, string> | null;
 }
 
 /** The defaults a workflow's options are resolved against. */

@@ -22,7 +22,7 @@ export interface ExecutionEnv {
 
 export type ExecutionOutcome =
   | { kind: 'completed' }
-  | { kind: 'failed' }
+  | { kind: 'failed'; error?: unknown }
   | { kind: 'suspended'; wakeAt: number | null }
   | { kind: 'released' }
   | { kind: 'lost' }

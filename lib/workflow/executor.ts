@@ -2,6 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { resolveBackoff } from '../config.js';
 import { toMilliseconds } from '../duration.js';
 import { DurableFlowError } from '../errors.js';
+import { loadTracing, loadedTracing } from '../tracing/tracing.js';
+import type { ExecutionTrace } from '../tracing/tracing.js';
 import type { LogLevel, StepContext, StepRunOptions, WorkflowLog } from '../types.js';
 import { runAttempt } from './attempt.js';
 import { runTimedOut, watchDeadline } from './deadline.js';
@@ -47,6 +49,8 @@ export class Execution {
   readonly #dbNowAtClaim: number;
   readonly #perfAtClaim: number;
   #timedOut = false;
+  /** This execution's span (lib/tracing/), when tracing is on and @opentelemetry/api is installed. */
+  #trace: ExecutionTrace | undefined;
 
   constructor(
     env: ExecutionEnv,
@@ -87,6 +91,22 @@ export class Execution {
 
   /** Runs the execution to its end. Never rejects. */
   start(): Promise<ExecutionOutcome> {
+    if (!this.#env.options.tracing) return this.#begin();
+    const loaded = loadedTracing();
+    if (!loaded) {
+      // Before @opentelemetry/api's one import in this process settled (its first executions): wait for it.
+      void loadTracing().then(() => this.start());
+      return this.done;
+    }
+    if (loaded.tracing) {
+      const trace = loaded.tracing.execution(this.run);
+      this.#trace = trace;
+      void this.done.then((outcome) => trace.end(outcome));
+    }
+    return this.#begin();
+  }
+
+  #begin(): Promise<ExecutionOutcome> {
     const deadlineMs = this.run.deadlineMs ?? null;
     if (deadlineMs !== null) {
       watchDeadline(deadlineMs, () => this.dbNow(), this.done, () => this.timeOut());
@@ -118,7 +138,7 @@ export class Execution {
     };
     Promise.resolve()
       .then(() => this.#env.debugPoint('EXECUTION_START', { runId: this.run.runId, claimCount: this.run.claimCount }))
-      .then(() => this.#definition.handler(context))
+      .then(() => (this.#trace ? this.#trace.within(() => this.#definition.handler(context)) : this.#definition.handler(context)))
       .then(
         (value) => this.#scheduler.handlerSettled({ ok: true, value }),
         (error: unknown) => this.#scheduler.handlerSettled({ ok: false, error }),
@@ -140,7 +160,7 @@ export class Execution {
     if (this.#timedOut) return;
     this.#timedOut = true;
     const error = runTimedOut(this.run.deadlineMs!);
-    if (this.#scheduler.leaseLost(error, { kind: 'failed' })) this.#expire();
+    if (this.#scheduler.leaseLost(error, { kind: 'failed', error })) this.#expire();
   }
 
   /** `slackMs`: how far this process's estimate of the database clock may lag behind it (see leaseLost). */
@@ -212,7 +232,7 @@ export class Execution {
         start: () => {
           // No step body begins after the run's deadline.
           if (this.#pastDeadline()) return this.timeOut();
-          void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject });
+          void runAttempt(host, { name, position, row, options, retries, timeoutMs, backoff, fn, resolve, reject, trace: this.#trace });
         },
       });
     });

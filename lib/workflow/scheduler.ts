@@ -365,7 +365,7 @@ export class Scheduler {
       this.#conclude({ kind: 'completed' });
     } else if (status === 'failed') {
       this.#env.onFinished(this.#run.runId, { status, error: error! });
-      this.#conclude({ kind: 'failed' });
+      this.#conclude({ kind: 'failed', error });
     } else {
       this.#conclude({ kind: 'released' });
     }

@@ -10,6 +10,7 @@ import { debugPoint } from '../debug-point.js';
 import { DurableFlowError } from '../errors.js';
 import { encodeJson, isPlainObject } from '../json.js';
 import type { StartOptions } from '../types.js';
+import { loadTracing } from '../tracing/tracing.js';
 import type { LocalClaim } from '../worker/local-claim.js';
 import type { WorkflowDefinition } from './definition.js';
 import { MAX_ID } from './ids.js';
@@ -30,6 +31,8 @@ export interface StartEnv {
    * a caller's transaction, which durable-flow's pool does not see, waits here.
    */
   changesReady?(): Promise<void>;
+  /** The flow's `tracing` option: the run stores the caller's active trace context (lib/tracing/). */
+  tracing?: boolean;
 }
 
 /** Extra columns a run started by another run carries. */
@@ -143,6 +146,8 @@ export async function startRun(
   parent?: ParentLink,
 ): Promise<string> {
   const row = newRun(definition, input, options, env.maxPayloadSize, parent);
+  // The context active in the caller (a child run's: its invoking step's), read after the one import.
+  if (env.tracing) row.traceContext = (await loadTracing())?.capture() ?? null;
   // singleton, rateLimit, debounce: decided in a transaction of their own (start-control.ts). An
   // operator's replay (replayOf) is an explicit new execution and is not subject to them.
   if (definition.startControl && options.replayOf === undefined) {

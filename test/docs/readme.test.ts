@@ -426,6 +426,17 @@ describe('the README examples run', () => {
     expect(state).toBe('stopped');
   });
 
+  it('tracing with OpenTelemetry: the run and its steps in the trace of the start', async () => {
+    const { tree, traces } = await runExample<{ tree: string[]; traces: number }>('tracing.ts');
+    expect(tree).toEqual([
+      'POST /checkout <- none',
+      'durable_flow.run checkout <- POST /checkout',
+      'durable_flow.step charge <- durable_flow.run checkout',
+      'durable_flow.step receipt <- durable_flow.run checkout',
+    ]);
+    expect(traces).toBe(1);
+  });
+
   it('live changes', async () => {
     const { flow, seen, unsubscribe } = await runExample<{ flow: DurableFlow; seen: { type: string }[]; unsubscribe: () => void }>('live-changes.ts');
     closers.push(() => flow.close());

@@ -9,6 +9,7 @@
 -- A run that replays another (flow.replay, flow.rerunFrom: replay_of) has its history loaded even before
 -- it first starts: a throttled rerun's copied steps (rerun.ts sets no started_at for it).
 -- Since 011_deadlines.sql, with deadline_ms: the run's deadline (`timeout`), for the worker's timer.
+-- Since 017_trace_context.sql, with trace_context: start()'s trace context, the parent of the execution's spans.
 -- PL/pgSQL, not SQL: its statement is planned once per session (with lease_columns inlined into it),
 -- where a SQL function's body is parsed and planned again at every call.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_lease(
@@ -30,7 +31,7 @@ BEGIN
     RETURNING r.id, r.run_id, r.workflow_name, r.input::text AS input, r.lease_epoch, r.claim_count,
               r.attempts, r.created_snapshot, r.resume_snapshot, r.parent_run_id, r.queue_name,
               previous.started_at IS NOT NULL OR r.replay_of IS NOT NULL AS replay, r.pause_requested,
-              extract(epoch FROM r.deadline_at) * 1000 AS deadline_ms
+              extract(epoch FROM r.deadline_at) * 1000 AS deadline_ms, r.trace_context
   )
   SELECT coalesce(jsonb_agg(c), '[]'), coalesce(array_agg(c.id) FILTER (WHERE c.replay), '{}') INTO runs, replay
   FROM claimed c;

@@ -21,6 +21,8 @@ export interface ClaimedRunRow {
   pause_requested?: boolean;
   /** Its deadline (`timeout`), epoch ms on the flow's clock; null without one. */
   deadline_ms?: number | string | null;
+  /** start()'s trace context (migration 017); null or absent without one. */
+  trace_context?: Record<string, string> | null;
 }
 
 /** A step of a leased run as `durable_flow_history` returns it: ids as JSON numbers, and its run's. */
@@ -67,6 +69,7 @@ export function toClaimedRun(row: ClaimedRunRow): ClaimedRun {
     replay: row.replay,
     pauseRequested: row.pause_requested === true,
     deadlineMs: row.deadline_ms === undefined || row.deadline_ms === null ? null : Number(row.deadline_ms),
+    traceContext: row.trace_context ?? null,
   };
 }
 

@@ -38,6 +38,8 @@ export interface NewRun {
   throttlePeriodMs?: number | null;
   /** Its `tags` (migration 015), checked; a child's and a replay's are merged over those they inherit. */
   tags?: RunTags;
+  /** start()'s trace context, a propagation carrier (migration 017, lib/tracing/); null without one. */
+  traceContext?: Record<string, string> | null;
 }
 
 /** A run insertRuns created. */
@@ -60,7 +62,7 @@ export interface InsertedRun {
  *
  * $1 rows: [{ i, run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id,
  *             parent_step_name, concurrency_key, concurrency_limit, delay_ms, owner, lease_ms, triggers, replay_of, pinned,
- *             timeout_ms, start_by_ms, throttle_key, throttle_limit, throttle_period_ms, tags }] (timeout_ms and start_by_ms:
+ *             timeout_ms, start_by_ms, throttle_key, throttle_limit, throttle_period_ms, tags, trace_context }] (timeout_ms and start_by_ms:
  *             deadline_at and start_by, from now; a child's deadline is never later than its parent's: the trigger
  *             durable_flow_runs_deadline_inherit, deadlines.sql; tags: merged over the parent's, or for a replay
  *             over the replayed run's, read here by run id: no caller needs to carry them)
@@ -75,13 +77,14 @@ WITH x AS (
     i integer, run_id text, workflow_name text, queue_name text, priority integer, input text,
     idempotency_key text, parent_run_id text, parent_step_name text, concurrency_key text,
     concurrency_limit integer, delay_ms float8, owner text, lease_ms float8, triggers jsonb, replay_of text, pinned boolean,
-    timeout_ms float8, start_by_ms float8, throttle_key text, throttle_limit integer, throttle_period_ms bigint, tags jsonb)
+    timeout_ms float8, start_by_ms float8, throttle_key text, throttle_limit integer, throttle_period_ms bigint, tags jsonb,
+    trace_context jsonb)
 ), ins AS (
   INSERT INTO ${t.runs}
     (run_id, workflow_name, queue_name, priority, input, idempotency_key, parent_run_id, parent_step_name,
      concurrency_key, concurrency_limit, status, wake_at, lease_owner, lease_epoch, lease_expires_at,
      claim_count, attempts, started_at, replay_of, version, pinned_version, deadline_at, start_by,
-     throttle_key, throttle_limit, throttle_period_ms, tags)
+     throttle_key, throttle_limit, throttle_period_ms, tags, trace_context)
   SELECT x.run_id, x.workflow_name, x.queue_name, x.priority, x.input::jsonb, x.idempotency_key, x.parent_run_id,
          x.parent_step_name, x.concurrency_key, x.concurrency_limit,
          coalesce(l.status, 'enqueued'),
@@ -92,7 +95,8 @@ WITH x AS (
          ${now} + x.timeout_ms * interval '1 millisecond', ${now} + x.start_by_ms * interval '1 millisecond',
          x.throttle_key, x.throttle_limit, x.throttle_period_ms,
          CASE WHEN coalesce(x.parent_run_id, x.replay_of) IS NULL THEN coalesce(x.tags, '{}')
-              ELSE coalesce((SELECT p.tags FROM ${t.runs} p WHERE p.run_id = coalesce(x.parent_run_id, x.replay_of)), '{}') || coalesce(x.tags, '{}') END
+              ELSE coalesce((SELECT p.tags FROM ${t.runs} p WHERE p.run_id = coalesce(x.parent_run_id, x.replay_of)), '{}') || coalesce(x.tags, '{}') END,
+         x.trace_context
   FROM x
   -- A row with an owner gets the first lease, as durable_flow_lease writes every lease, unless its
   -- workflow is paused (flow.pauseWorkflow): then it queues like any other, and a claim sets it aside.
@@ -103,7 +107,7 @@ WITH x AS (
   ON CONFLICT DO NOTHING
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
             created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay,
-            extract(epoch FROM deadline_at) * 1000 AS deadline_ms
+            extract(epoch FROM deadline_at) * 1000 AS deadline_ms, trace_context
 ), triggers AS (
   INSERT INTO ${t.cancelTriggers} (workflow_run_id, event_name, match)
   SELECT DISTINCT ins.id, tr.event, tr.match
@@ -150,6 +154,7 @@ export async function insertRuns(db: Queryable, statement: Statement, p: { runs:
     throttle_limit: run.throttleLimit ?? null,
     throttle_period_ms: run.throttlePeriodMs == null ? null : Math.ceil(run.throttlePeriodMs),
     tags: run.tags ?? {},
+    trace_context: run.traceContext ?? null,
   }));
   const [answer] = await db.query<{ runs: (ClaimedRunRow & { lease_owner: string | null })[]; db_now_ms: number; snapshot: string }>(statement, [
     JSON.stringify(rows),
