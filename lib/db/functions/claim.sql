@@ -83,6 +83,12 @@ DECLARE
   v_tblock bigint[] := '{}';
   v_ready bigint[];
   v_parked integer := 0;
+  v_pinned boolean;
+  v_level integer;
+  v_level_due bigint[];
+  v_level_pinned bigint[];
+  -- Below every priority a run can have (-(2^31) + 1 .. 2^31 - 1).
+  v_floor integer := -2147483648;
 BEGIN
   IF EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r WHERE r.wake_at IS NOT NULL AND r.deadline_at <= v_now)
      OR EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
@@ -127,19 +133,61 @@ BEGIN
   END IF;
 
   -- Runs without a concurrency limit: lock the due ones, lease them. Not pinned, or pinned to this
-  -- worker's version: planned with p_version known, a BitmapOr of the two partial indexes, which reads
-  -- no due run pinned to another version (docs/ARCHITECTURE.md, Claim, has the measurements).
-  SELECT coalesce(array_agg(d.id), '{}'), count(*) INTO v_due, v_count
-  FROM (
-    SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
-    WHERE r.wake_at <= v_now AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-      AND r.concurrency_key IS NULL AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-      AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
-      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-    ORDER BY r.priority, r.wake_at, r.id
-    LIMIT p_limit
-    FOR UPDATE OF r SKIP LOCKED
-  ) d;
+  -- worker's version; in (priority, wake_at, id) order, read one priority level at a time (018): the
+  -- lowest priority present among the runs with a wake time (one probe of the due indexes, led by
+  -- priority), then that level's due runs in wake order, a range scan that stops at the first row not
+  -- due, until p_limit are locked or no level is left. So a claim reads the runs it takes (and the due
+  -- ones its filters pass over), never the whole due backlog to sort it: flat in the backlog's size.
+  -- Runs pinned to this worker's version are read through their own index, level by level too, only
+  -- when some are due; both sets of a level are locked, and the first of them in order are leased (a
+  -- row locked and not leased is free again at this transaction's end).
+  v_pinned := EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
+                      WHERE r.pinned_version = p_version AND r.wake_at <= v_now);
+  v_due := '{}';
+  LOOP
+    EXIT WHEN v_count >= p_limit;
+    SELECT min(r.priority) INTO v_level FROM {{schema}}.durable_flow_workflow_runs r
+    WHERE r.wake_at IS NOT NULL AND r.pinned_version IS NULL AND r.priority > v_floor;
+    IF v_pinned THEN
+      v_level := least(v_level, (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
+                                 WHERE r.wake_at IS NOT NULL AND r.pinned_version = p_version AND r.priority > v_floor));
+    END IF;
+    EXIT WHEN v_level IS NULL;
+    v_floor := v_level;
+    SELECT coalesce(array_agg(d.id), '{}') INTO v_level_due
+    FROM (
+      SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
+      WHERE r.priority = v_level AND r.wake_at <= v_now AND r.pinned_version IS NULL
+        AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+        AND r.concurrency_key IS NULL
+        AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
+        AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
+      ORDER BY r.wake_at, r.id
+      LIMIT p_limit - v_count
+      FOR UPDATE OF r SKIP LOCKED
+    ) d;
+    IF v_pinned THEN
+      SELECT coalesce(array_agg(d.id), '{}') INTO v_level_pinned
+      FROM (
+        SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
+        WHERE r.priority = v_level AND r.wake_at <= v_now AND r.pinned_version = p_version
+          AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+          AND r.concurrency_key IS NULL
+          AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
+          AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
+        ORDER BY r.wake_at, r.id
+        LIMIT p_limit - v_count
+        FOR UPDATE OF r SKIP LOCKED
+      ) d;
+      IF cardinality(v_level_pinned) > 0 THEN
+        SELECT array_agg(r.id ORDER BY r.wake_at, r.id) INTO v_level_due
+        FROM {{schema}}.durable_flow_workflow_runs r WHERE r.id = ANY(v_level_due || v_level_pinned);
+      END IF;
+    END IF;
+    v_level_due := v_level_due[1:p_limit - v_count];
+    v_due := v_due || v_level_due;
+    v_count := v_count + cardinality(v_level_due);
+  END LOOP;
   IF v_count > 0 THEN
     SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
   END IF;
