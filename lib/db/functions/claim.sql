@@ -51,6 +51,12 @@
 -- does the rest of the key's due backlog (up to 10000 a claim), so no claim reads them again before
 -- their turn and they never hide the due runs of other keys. A claim that parked runs answers
 -- next_wake_ms 0 (claim again now). A run that began is never throttled again (a resume is not a begin).
+--
+-- Since 018_claim_by_priority.sql, both paths read due runs one priority level at a time in wake order,
+-- from due indexes led by priority (the first path's hold only its own candidates): the lowest priority
+-- present is one probe, a level's due runs one range scan that stops at the first run not due. A claim
+-- reads what it takes (and the due runs of other queues and workflows at the same level, which its
+-- filters pass over), never the whole due backlog to sort it: 100,000 due runs cost a claim what 10 do.
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
@@ -87,6 +93,7 @@ DECLARE
   v_level integer;
   v_level_due bigint[];
   v_level_pinned bigint[];
+  v_cand bigint[];
   -- Below every priority a run can have (-(2^31) + 1 .. 2^31 - 1).
   v_floor integer := -2147483648;
 BEGIN
@@ -142,15 +149,19 @@ BEGIN
   -- when some are due; both sets of a level are locked, and the first of them in order are leased (a
   -- row locked and not leased is free again at this transaction's end).
   v_pinned := EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
-                      WHERE r.pinned_version = p_version AND r.wake_at <= v_now);
+                      WHERE r.pinned_version = p_version AND r.wake_at <= v_now
+                        AND r.concurrency_key IS NULL AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL));
   v_due := '{}';
   LOOP
     EXIT WHEN v_count >= p_limit;
     SELECT min(r.priority) INTO v_level FROM {{schema}}.durable_flow_workflow_runs r
-    WHERE r.wake_at IS NOT NULL AND r.pinned_version IS NULL AND r.priority > v_floor;
+    WHERE r.wake_at IS NOT NULL AND r.pinned_version IS NULL
+      AND r.concurrency_key IS NULL AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL) AND r.priority > v_floor;
     IF v_pinned THEN
       v_level := least(v_level, (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
-                                 WHERE r.wake_at IS NOT NULL AND r.pinned_version = p_version AND r.priority > v_floor));
+                                 WHERE r.wake_at IS NOT NULL AND r.pinned_version = p_version
+                                   AND r.concurrency_key IS NULL AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
+                                   AND r.priority > v_floor));
     END IF;
     EXIT WHEN v_level IS NULL;
     v_floor := v_level;
@@ -192,35 +203,52 @@ BEGIN
     SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
   END IF;
 
-  -- Runs with a concurrency limit, and throttled runs that have not begun, when slots remain and some are due.
-  IF cardinality(v_expired_keyed) > 0 OR (v_count < p_limit AND (EXISTS (
-    SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
-    WHERE r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
-      AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-      AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-  ) OR EXISTS (
-    SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
-    WHERE r.wake_at <= v_now AND r.throttle_key IS NOT NULL AND r.started_at IS NULL
-      AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-      AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-      AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.start_by > v_now)
-  ))) THEN
+  -- Runs with a concurrency limit, and throttled runs that have not begun, when slots remain: the
+  -- candidates, as the first path reads them, in (priority, wake_at, id) order one level at a time from
+  -- the two indexes led by priority (018), never the whole due backlog sorted; a level without due runs
+  -- costs a probe and an empty range. (An EXISTS on wake_at before it read the due backlog of every
+  -- other workflow through the wake_at index once these indexes were led by priority.)
+  v_cand := '{}';
+  IF v_count < p_limit THEN
+    v_floor := -2147483648;
+    LOOP
+      EXIT WHEN cardinality(v_cand) >= (p_limit - v_count) * 4;
+      v_level := least(
+        (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
+         WHERE r.concurrency_key IS NOT NULL AND r.wake_at IS NOT NULL AND r.priority > v_floor),
+        (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
+         WHERE r.throttle_key IS NOT NULL AND r.started_at IS NULL AND r.wake_at IS NOT NULL AND r.priority > v_floor));
+      EXIT WHEN v_level IS NULL;
+      v_floor := v_level;
+      v_cand := v_cand || ARRAY(
+        SELECT u.id FROM (
+          (SELECT r.id, r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
+           WHERE r.priority = v_level AND r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
+             AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+             AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+             AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
+           ORDER BY r.wake_at, r.id
+           LIMIT (p_limit - v_count) * 4 - cardinality(v_cand))
+          UNION
+          (SELECT r.id, r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
+           WHERE r.priority = v_level AND r.wake_at <= v_now AND r.throttle_key IS NOT NULL AND r.started_at IS NULL
+             AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+             AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+             AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.start_by > v_now)
+           ORDER BY r.wake_at, r.id
+           LIMIT (p_limit - v_count) * 4 - cardinality(v_cand))
+        ) u
+        ORDER BY u.wake_at, u.id
+        LIMIT (p_limit - v_count) * 4 - cardinality(v_cand));
+    END LOOP;
+  END IF;
+  IF cardinality(v_expired_keyed) > 0 OR cardinality(v_cand) > 0 THEN
     SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) FILTER (WHERE c.concurrency_key IS NOT NULL),
            array_agg(DISTINCT c.throttle_key) FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL),
            jsonb_agg(jsonb_build_object('key', c.throttle_key, 'lim', c.throttle_limit, 'period_ms', c.throttle_period_ms))
              FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL)
       INTO v_candidates, v_keys, v_tkeys, v_tspec
-    FROM (
-      SELECT r.id, r.concurrency_key, r.throttle_key, r.started_at, r.throttle_limit, r.throttle_period_ms
-      FROM {{schema}}.durable_flow_workflow_runs r
-      WHERE r.wake_at <= v_now AND (r.concurrency_key IS NOT NULL OR (r.throttle_key IS NOT NULL AND r.started_at IS NULL))
-        AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-        AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-        AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-      ORDER BY r.priority, r.wake_at, r.id
-      LIMIT (p_limit - v_count) * 4
-    ) c;
+    FROM {{schema}}.durable_flow_workflow_runs c WHERE c.id = ANY(v_cand);
     v_keys := coalesce(v_keys, '{}');
     v_tkeys := coalesce(v_tkeys, '{}');
     -- One sorted pass: the concurrency keys' locks, then the throttle keys' (a greater namespace).
