@@ -111,7 +111,7 @@ export class DurableFlow extends OperatorMethods {
     this.#pool = this.#pools.main;
     this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs, () => this.version);
     const gate = gatePool(this.#pool);
-    this.#listener = new Listener({ connection: sessionConfig(this.options), logger: this.options.logger });
+    this.#listener = new Listener({ connection: sessionConfig(this.options), logger: this.options.logger, checkSession: this.options.directUrl === undefined });
     const feedRecords = { changedRecords: (ids: RecordIds) => this.#side().feed.changedRecords(ids), keepLive: (ms: number) => this.#side().feed.keepLive(ms) };
     this.#feed = new ChangeFeed(gate, feedRecords, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher((runIds) => this.#side().reader.finishedRuns(runIds));

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { DurableFlowError } from '../errors.js';
 
 /**
@@ -34,7 +34,19 @@ export async function ownsBackend(client: pg.PoolClient | pg.Client): Promise<bo
   return (client as { processID?: number | null }).processID === rows[0]!.pid;
 }
 
-/** migrate() without `directUrl` found a pooler in front of Postgres. */
+/** Whether a connection made with `config` is a session of its own (see ownsBackend); opens one and ends it. */
+export async function connectsDirectly(config: pg.ClientConfig, timeoutMs: number): Promise<boolean> {
+  const client = new pg.Client({ ...config, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+  client.on('error', () => undefined); // a failure is the connect's or the query's rejection
+  try {
+    await client.connect();
+    return await ownsBackend(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** migrate() (or the LISTEN connection) without `directUrl` found a pooler in front of Postgres. */
 export function poolerError(): DurableFlowError {
   return new DurableFlowError(
     'INVALID_OPTION',

@@ -159,3 +159,16 @@ describe('with directUrl: databaseUrl through PgBouncer in transaction mode, dir
 
   const startOf = (workflow: string, input: unknown): Promise<string> => flow.startRun(flow.definitions.get(workflow)!, input);
 });
+
+describe('without directUrl, through PgBouncer, once migrated', () => {
+  it('a worker without directUrl through PgBouncer does not LISTEN there, and says why', async () => {
+    const warnings: string[] = [];
+    const lone = new DurableFlow({ databaseUrl: bouncer.url(db.name), logger: { warn: (m, d) => warnings.push(`${m} ${JSON.stringify(d)}`), error: () => undefined } });
+    flows.push(lone);
+    const worker = lone.worker({ pollInterval: '1 minute' });
+    await worker.start();
+    await eventually(() => warnings.some((w) => /LISTEN connection failed.*reaches Postgres through a connection pooler.*Pass `directUrl`/.test(w)), 10_000);
+    expect(lone.listener.state).not.toBe('listening');
+    await worker.stop();
+  });
+});
