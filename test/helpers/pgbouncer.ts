@@ -18,6 +18,8 @@ export interface Bouncer {
   port: number;
   /** The URL of `database` through the bouncer. */
   url(database: string): string;
+  /** Its pgbouncer.ini. */
+  ini: string;
   /** Everything PgBouncer logged so far (its log file). */
   log(): string;
   /** A `SHOW <what>` of PgBouncer's admin console (`POOLS`, `CLIENTS`, `SERVERS`, `STATS`), as rows. */
@@ -117,6 +119,7 @@ export async function startPgBouncer(options: { poolSize?: number; database: str
       return {
         port,
         url,
+        ini,
         log: () => fs.readFileSync(logFile, 'utf8'),
         async show(what) {
           const client = new pg.Client({ connectionString: url('pgbouncer') });

@@ -4,6 +4,8 @@
  * to Postgres itself and everything else through the bouncer, across two worker processes and this
  * one. Without `directUrl`, migrate() refuses, saying what to pass.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import express from 'express';
 import pg from 'pg';
 import request from 'supertest';
@@ -155,6 +157,19 @@ describe('with directUrl: databaseUrl through PgBouncer in transaction mode, dir
     const result = await flow.prune({ dryRun: false });
     expect(result.runs).toBe(0); // nothing is 30 days old
     expect(await advisoryLocks()).toBe(0);
+  });
+
+  it("the README's example runs through PgBouncer, and its pgbouncer.ini needs no setting the tests' does not have", async () => {
+    process.env.DATABASE_URL = bouncer.url(db.name);
+    process.env.DIRECT_DATABASE_URL = db.url;
+    const { result } = (await import('../../examples/readme/pgbouncer.js')) as { result: unknown };
+    expect(result).toBe('hello through PgBouncer');
+    const readme = fs.readFileSync(path.join(import.meta.dirname, '../../README.md'), 'utf8');
+    const ini = /### Behind PgBouncer[\s\S]*?```ini\n([\s\S]*?)```/.exec(readme)![1]!;
+    expect(ini).toMatch(/^pool_mode = transaction$/m);
+    // durable-flow sends no start-up parameter PgBouncer refuses: neither file ignores any.
+    for (const text of [ini, bouncer.ini]) expect(text).not.toMatch(/ignore_startup_parameters/);
+    expect(bouncer.ini).toMatch(/^pool_mode = transaction$/m);
   });
 
   const startOf = (workflow: string, input: unknown): Promise<string> => flow.startRun(flow.definitions.get(workflow)!, input);
