@@ -3,6 +3,7 @@ import type { Sequelize } from 'sequelize';
 import { toMilliseconds } from './duration.js';
 import type { DurationInput } from './duration.js';
 import { DurableFlowError } from './errors.js';
+import { resolveDirectUrl } from './db/direct.js';
 import { resolveRetention } from './retention/options.js';
 import type { ResolvedRetention, RetentionOptions } from './retention/options.js';
 import { MAX_TIMER_MS } from './timers.js';
@@ -21,6 +22,11 @@ export interface DurableFlowOptions {
   databaseUrl?: string;
   /** A streaming replica for the viewer's reads (its actions still write the primary, and show at once). Default: none. */
   viewerDatabaseUrl?: string;
+  /**
+   * A connection string to Postgres itself when `databaseUrl` goes through PgBouncer in transaction
+   * mode: LISTEN, session advisory locks and migrations use it. Default: `databaseUrl`.
+   */
+  directUrl?: string;
   /** An existing Sequelize instance (Postgres dialect) to share the database and models with. */
   sequelize?: Sequelize;
   /** Postgres schema of durable-flow's tables. Default `'public'`. */
@@ -81,6 +87,8 @@ export interface ResolvedBackoff {
 export interface ResolvedOptions {
   databaseUrl: string | undefined;
   viewerDatabaseUrl: string | undefined;
+  /** The `directUrl` option (undefined: `databaseUrl` is a session of its own). */
+  directUrl: string | undefined;
   sequelize: Sequelize | undefined;
   schema: string;
   poolSize: number;
@@ -213,6 +221,7 @@ export function resolveOptions(options: DurableFlowOptions = {}): ResolvedOption
   return {
     databaseUrl,
     viewerDatabaseUrl: resolveViewerDatabaseUrl(options.viewerDatabaseUrl),
+    directUrl: resolveDirectUrl(options.directUrl),
     sequelize: options.sequelize,
     schema,
     poolSize: checkInteger('poolSize', options.poolSize ?? 10, 2, 1000),
@@ -263,6 +272,11 @@ export function redactUrl(url: string): string {
   } catch {
     return '(unparseable connection string)';
   }
+}
+
+/** The pg settings of the flow's session-bound connections (LISTEN, migrations, the prune lock): `directUrl`'s, or the flow's own. */
+export function sessionConfig(options: ResolvedOptions): pg.ClientConfig {
+  return options.directUrl ? { connectionString: options.directUrl, application_name: options.applicationName } : connectionConfig(options);
 }
 
 /** The pg connection settings of a flow: from `databaseUrl`, or from the Sequelize instance it was given. */

@@ -6,7 +6,7 @@ import { Sequelize } from 'sequelize';
 import { checkRuns, type CheckOptions, type CheckResult } from './check/check.js';
 import { ChangeFeed } from './changes/feed.js';
 import type { ChangeSubscriber } from './changes/feed.js';
-import { connectionConfig, resolveOptions } from './config.js';
+import { connectionConfig, resolveOptions, sessionConfig } from './config.js';
 import type { DurableFlowOptions, ResolvedOptions } from './config.js';
 import { checkSchema, migrate, migrationsChannel } from './db/migrator.js';
 import type { MigrateResult } from './db/migrator.js';
@@ -107,18 +107,18 @@ export class DurableFlow extends OperatorMethods {
     this.options = resolveOptions(options);
     this.tables = tablesFor(this.options.schema);
     this.#connection = connectionConfig(this.options);
-    this.#pools = new Pools(this.#connection, this.options);
+    this.#pools = new Pools(this.#connection, sessionConfig(this.options), this.options);
     this.#pool = this.#pools.main;
     this.#store = new Store(this.#pool, this.tables, () => this.#clockOffsetMs, () => this.version);
     const gate = gatePool(this.#pool);
-    this.#listener = new Listener({ connection: this.#connection, logger: this.options.logger });
+    this.#listener = new Listener({ connection: sessionConfig(this.options), logger: this.options.logger, checkSession: this.options.directUrl === undefined });
     const feedRecords = { changedRecords: (ids: RecordIds) => this.#side().feed.changedRecords(ids), keepLive: (ms: number) => this.#side().feed.keepLive(ms) };
     this.#feed = new ChangeFeed(gate, feedRecords, this.tables, this.#listener, this.options.logger);
     this.#results = new ResultWatcher((runIds) => this.#side().reader.finishedRuns(runIds));
     this.#batcher = new CommitBatcher(this.#store);
     this.#starts = new Batcher((runs) => insertRows(this.#store.db, this.#store, runs), { maxBatch: 500, maxInFlight: 2 });
     this.#sequelize = this.options.sequelize;
-    this.#retention = new Retention(this.#pool, this.tables, this.options, () => this.#clockOffsetMs);
+    this.#retention = new Retention(this.#pools.sessionLocks(), this.tables, this.options, () => this.#clockOffsetMs);
     this.#localClaims = new LocalClaims({ workers: () => this.#workers, workflows: () => [...this.#definitions.keys()], leaseTtlMs: this.options.leaseTtlMs });
     this.#executionEnv = {
       store: this.#store,
@@ -166,7 +166,7 @@ export class DurableFlow extends OperatorMethods {
     const pool = this.#pools.migration();
     let result: MigrateResult;
     try {
-      result = await migrate(pool, this.tables);
+      result = await migrate(pool, this.tables, { checkSession: this.options.directUrl === undefined });
     } finally {
       await pool.end();
     }

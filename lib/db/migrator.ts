@@ -5,6 +5,7 @@ import { packageDir } from '../paths.js';
 import type { Tables } from './tables.js';
 import { MIGRATOR_LOCK_KEY, quoteIdent, renderSql } from './tables.js';
 import { applyFunctions } from './functions.js';
+import { ownsBackend, poolerError } from './direct.js';
 
 export interface Migration {
   version: number;
@@ -45,10 +46,13 @@ export interface MigrateResult {
  * session advisory lock admits one migrator at a time, and each migration commits together with its
  * row in the migrations table, so a crash half-way leaves nothing half-applied.
  */
-export async function migrate(pool: pg.Pool, tables: Tables): Promise<MigrateResult> {
+export async function migrate(pool: pg.Pool, tables: Tables, options: { checkSession?: boolean } = {}): Promise<MigrateResult> {
   const client = await pool.connect();
   let broken = false;
   try {
+    // Through a pooler in transaction mode the lock below could be taken on one server connection and
+    // the unlock sent to another: it would stay held (`checkSession`: no `directUrl` was given).
+    if (options.checkSession && !(await ownsBackend(client))) throw poolerError();
     // The migrator's lock (LOCK_NAMESPACE, MIGRATOR_LOCK_KEY). Held for the session, released in finally.
     await client.query('SELECT pg_advisory_lock($1, $2)', [tables.lockNamespace, MIGRATOR_LOCK_KEY]);
     try {

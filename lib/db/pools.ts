@@ -3,11 +3,33 @@ import { Sequelize } from 'sequelize';
 import type { ResolvedOptions } from '../config.js';
 import { poolTimeouts } from './queryable.js';
 
+/** The viewer's bound on each statement. */
+const VIEWER_STATEMENT_TIMEOUT_MS = 10_000;
+
+/**
+ * A client that sends every statement unnamed. Behind PgBouncer in transaction mode (1.18 keeps no
+ * prepared statements) a statement prepared by name on one server connection is missing on the next.
+ */
+class UnnamedStatementClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [config] = args;
+    if (typeof config === 'object' && config !== null && typeof (config as { submit?: unknown }).submit !== 'function' && 'name' in config) {
+      const { name: _name, ...unnamed } = config as { name?: string };
+      args[0] = unnamed;
+    }
+    return (super.query as (...a: unknown[]) => never)(...args);
+  }
+}
+
 /**
  * The connections of one flow, each pool for one kind of work so that none starves another: the main
  * pool (starts, notifies, executions' writes, claims), a small one for heartbeats, one for the viewer
  * (with a statement timeout) and a one-connection pool per migrate(). The LISTEN connection is the
  * Listener's. A connection that fails while idle is logged, never crashes the process.
+ *
+ * With `directUrl` (the others go through PgBouncer in transaction mode), each migrate() and the prune
+ * lock connect to it, the pooled connections send their statements unnamed, and the viewer's bound on a
+ * statement is the client's (PgBouncer refuses the `statement_timeout` start-up parameter).
  *
  * The viewer's connections belong to a Sequelize instance of durable-flow's own (the read side, see
  * read/reader.ts, is built on the models): its clients are `pg` clients made from the very connection
@@ -16,13 +38,20 @@ import { poolTimeouts } from './queryable.js';
 export class Pools {
   readonly main: pg.Pool;
   readonly #connection: pg.ClientConfig;
+  /** The session-bound connections' settings: `directUrl`'s, or `#connection`. */
+  readonly #session: pg.ClientConfig;
+  /** Whether `#connection` goes through a pooler (a `directUrl` other than `databaseUrl` was given). */
+  readonly #pooled: boolean;
   readonly #options: ResolvedOptions;
   #control: pg.Pool | undefined;
   #viewer: Sequelize | undefined;
   #replica: Sequelize | undefined;
+  #locks: pg.Pool | undefined;
 
-  constructor(connection: pg.ClientConfig, options: ResolvedOptions) {
+  constructor(connection: pg.ClientConfig, session: pg.ClientConfig, options: ResolvedOptions) {
     this.#connection = connection;
+    this.#session = session;
+    this.#pooled = options.directUrl !== undefined && options.directUrl !== options.databaseUrl;
     this.#options = options;
     this.main = this.#pool('pooled', { ...poolTimeouts(options.queryTimeoutMs), max: options.poolSize });
   }
@@ -77,7 +106,15 @@ export class Pools {
       dialectModule: { ...pg, Client: ViewerClient },
       logging: false,
       pool: { max: 4, min: 0, idle: 30_000, acquire: 60_000 },
-      dialectOptions: { statement_timeout: 10_000, application_name: `${this.#options.applicationName}-viewer` },
+      dialectOptions: {
+        // Behind PgBouncer no session SET (client_min_messages is not among the settings it carries
+        // from one server connection to the next; the time zone Sequelize sets is). A replica is read
+        // directly, never through the bouncer of databaseUrl.
+        ...(this.#pooled && what === 'viewer'
+          ? { query_timeout: VIEWER_STATEMENT_TIMEOUT_MS, clientMinMessages: 'ignore' }
+          : { statement_timeout: VIEWER_STATEMENT_TIMEOUT_MS }),
+        application_name: `${this.#options.applicationName}-viewer`,
+      },
     });
   }
 
@@ -86,18 +123,30 @@ export class Pools {
    * waiting for another process's migration, may rightly take longer. The caller ends it.
    */
   migration(): pg.Pool {
-    return this.#pool('migration', { max: 1 });
+    return this.#pool('migration', { max: 1 }, this.#session);
+  }
+
+  /**
+   * Where a session advisory lock is held across statements (the prune lock): the main pool, or with
+   * `directUrl` one connection of its own to it.
+   */
+  sessionLocks(): pg.Pool {
+    if (!this.#pooled) return this.main;
+    this.#locks ??= this.#pool('session lock', { ...poolTimeouts(this.#options.queryTimeoutMs), max: 1 }, this.#session);
+    return this.#locks;
   }
 
   async end(): Promise<void> {
+    await this.#locks?.end();
     await this.#viewer?.close();
     await this.#replica?.close();
     await this.#control?.end();
     await this.main.end();
   }
 
-  #pool(what: string, config: pg.PoolConfig): pg.Pool {
-    const pool = new pg.Pool({ ...this.#connection, ...config });
+  #pool(what: string, config: pg.PoolConfig, connection = this.#connection): pg.Pool {
+    const pooled = connection === this.#connection && this.#pooled;
+    const pool = new pg.Pool({ ...connection, ...config, ...(pooled ? { Client: UnnamedStatementClient } : {}) });
     pool.on('error', (error) => this.#options.logger.warn(`A ${what} Postgres connection failed`, { error: error.message }));
     return pool;
   }

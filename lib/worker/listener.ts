@@ -4,6 +4,7 @@ import pg from 'pg';
 import pgListen from 'pg-listen';
 import type { Subscriber } from 'pg-listen';
 import type { Logger } from '../config.js';
+import { connectsDirectly, poolerError } from '../db/direct.js';
 
 export interface ListenerOptions {
   connection: pg.ClientConfig;
@@ -12,6 +13,8 @@ export interface ListenerOptions {
   checkIntervalMs?: number;
   /** Longest wait between reconnect attempts. Default 5 s. */
   maxBackoffMs?: number;
+  /** Refuse a connection through a pooler (no `directUrl` was given: a LISTEN there would hear nothing). */
+  checkSession?: boolean;
 }
 
 type Handler = (payload: string) => void;
@@ -43,7 +46,7 @@ interface Current {
  * States: idle → connecting → listening → (connection lost) → waiting → connecting … → closed.
  */
 export class Listener {
-  readonly #options: Required<Omit<ListenerOptions, 'logger' | 'connection'>> & ListenerOptions;
+  readonly #options: Required<Omit<ListenerOptions, 'logger' | 'connection' | 'checkSession'>> & ListenerOptions;
   /** The longest wait for a connect, a query, a round trip or an end: then the connection counts as dead. */
   readonly #timeoutMs: number;
   /** The private channel of the round-trip check. */
@@ -103,6 +106,8 @@ export class Listener {
     const current = this.#open();
     const attempt = (async () => {
       try {
+        // Through a pooler in transaction mode a LISTEN would be left on a server connection handed to others.
+        if (this.#options.checkSession && !this.#connectedOnce && !(await connectsDirectly(this.#options.connection, this.#timeoutMs))) throw poolerError();
         await current.subscriber.connect();
         for (const channel of [this.#pingChannel, ...this.#handlers.keys()]) await current.subscriber.listenTo(channel);
         if (this.#state === 'closed' || current.closed) {
