@@ -57,10 +57,10 @@ import { viewerSide } from './read/side.js';
 import type { ViewerSide } from './read/side.js';
 import type { RecordIds } from './read/records.js';
 import type { Timeline } from './read/timeline.js';
+import { FlowMetrics } from './metrics/flow-metrics.js';
 import { Listener } from './worker/listener.js';
 import { LocalClaims } from './worker/local-claim.js';
-import { Worker } from './worker/worker.js';
-import type { WorkerHost, WorkerOptions } from './worker/worker.js';
+import { Worker, type WorkerHost, type WorkerOptions } from './worker/worker.js';
 import type { RunningWorker } from './worker/host.js';
 
 /** A registered workflow: start runs of it with `start(input)`. */
@@ -101,6 +101,8 @@ export class DurableFlow extends OperatorMethods {
   #closed = false;
   #viewerSide: ViewerSide | undefined;
   readonly #mounts = new ViewerMounts(this, () => this.#side().reader);
+  /** Prometheus metrics in a registry of the flow's own (`GET <mount>/metrics`): `await flow.metrics.text()`, `flow.metrics.registry`. */
+  readonly metrics = new FlowMetrics({ reads: () => this.#side().metrics, workers: () => this.#workers, clockOffsetMs: () => this.#clockOffsetMs });
 
   constructor(options: DurableFlowOptions = {}) {
     super();
@@ -306,6 +308,7 @@ export class DurableFlow extends OperatorMethods {
       track: (worker, active) => {
         if (active) this.#workers.add(worker);
         else this.#workers.delete(worker);
+        this.metrics.tracked(worker, active);
         this.#retention.workers(this.#workers.size);
         bulkWorkers(this.#side().operatorContext, this.#workers.size, this.#pool);
       },

@@ -3,6 +3,7 @@ import type { FeedRecords } from '../changes/feed.js';
 import { defineModels } from '../db/models.js';
 import type { Tables } from '../db/tables.js';
 import type { OperatorContext } from '../operator/context.js';
+import { MetricsReads } from '../metrics/reads.js';
 import { Operator } from '../operator/runs.js';
 import { readDb } from './db.js';
 import { Reader } from './reader.js';
@@ -15,6 +16,8 @@ export interface ViewerSide {
   /** What the operator tools (lib/operator/) work with, on these connections. */
   operatorContext: OperatorContext;
   feed: FeedRecords;
+  /** The metrics' reads (lib/metrics/). */
+  metrics: MetricsReads;
 }
 
 export function viewerSide(sequelize: Sequelize, schema: string, tables: Tables, deps: Omit<OperatorContext, 'db'>): ViewerSide {
@@ -24,6 +27,7 @@ export function viewerSide(sequelize: Sequelize, schema: string, tables: Tables,
     reader: new Reader(db),
     operator: new Operator(operatorContext),
     operatorContext,
+    metrics: new MetricsReads(db),
     feed: { changedRecords: (ids) => changedRecords(db, ids), keepLive: (windowMs) => keepLive(db, windowMs) },
   };
 }
