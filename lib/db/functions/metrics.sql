@@ -3,13 +3,18 @@
 -- writing connection's own shard (pg_backend_pid()), so no two transactions contend for a row; the
 -- bucket bounds are METRIC_BUCKETS of lib/metrics/buckets.ts (seconds).
 
--- One sample of a histogram (durable_flow_metric_samples): its minute (flow clock), workflow, kind, value (µs).
+-- The bucket of a value in µs (see METRIC_BUCKETS).
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_bucket(p_us bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT width_bucket(greatest(p_us, 0) / 1e6::float8, ARRAY[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]::float8[])
+$$;
+
+-- One sample of a histogram (durable_flow_metric_samples), added to this connection's shard: its minute
+-- (flow clock), workflow, kind and value (µs). The statement triggers group theirs instead.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_sample(p_minute timestamptz, p_workflow text, p_kind text, p_us bigint)
 RETURNS void LANGUAGE sql AS $$
   INSERT INTO {{schema}}.durable_flow_metric_samples AS m (minute, workflow_name, kind, bucket, shard, samples, sum_us)
-  VALUES (date_trunc('minute', p_minute), p_workflow, p_kind,
-          width_bucket(greatest(p_us, 0) / 1e6::float8, ARRAY[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]::float8[]),
-          pg_backend_pid(), 1, greatest(p_us, 0))
+  VALUES (date_trunc('minute', p_minute), p_workflow, p_kind, {{schema}}.durable_flow_metrics_bucket(p_us), pg_backend_pid(), 1, greatest(p_us, 0))
   ON CONFLICT (minute, workflow_name, kind, bucket, shard)
   DO UPDATE SET samples = m.samples + 1, sum_us = m.sum_us + excluded.sum_us;
 $$;
@@ -39,45 +44,64 @@ BEGIN
 END
 $$;
 
--- A run changed status or began: the status counts move, the minute of its start or end counts it, and a
--- woken run claimed (ready → running) is a sample of the event → resume latency, from when it was made
--- ready (updated_at, which every wake sets) to now (the database's clock for both).
-CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_run_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  v_ended timestamptz;
+-- Runs updated (one statement: a claim's batch, a commit batch, a notify's wake): those whose status
+-- changed move the status counts; those that began or ended count in the minute of it; a woken run
+-- claimed (ready → running) is a sample of the event → resume latency, from when it was made ready
+-- (updated_at, which every wake sets) to now, both on the database's clock. Grouped, so a batch of
+-- runs is a few upserts, not a few per run. A statement that changes no status (a heartbeat) writes nothing.
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_runs_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF OLD.status IS DISTINCT FROM NEW.status THEN
+  WITH changed AS MATERIALIZED (
+    SELECT n.workflow_name, o.status AS old_status, n.status, o.updated_at AS old_updated_at,
+           CASE WHEN o.started_at IS NULL THEN n.started_at END AS began,
+           CASE WHEN o.status IS DISTINCT FROM n.status THEN
+             CASE n.status WHEN 'completed' THEN coalesce(n.completed_at, statement_timestamp())
+                           WHEN 'failed' THEN coalesce(n.failed_at, statement_timestamp())
+                           WHEN 'cancelled' THEN coalesce(n.cancelled_at, statement_timestamp()) END END AS ended
+    FROM old_runs o JOIN new_runs n ON n.id = o.id
+    WHERE o.status IS DISTINCT FROM n.status OR (o.started_at IS NULL AND n.started_at IS NOT NULL)
+  ), counts AS (
     INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs)
-    VALUES (NEW.workflow_name, OLD.status, pg_backend_pid(), -1), (NEW.workflow_name, NEW.status, pg_backend_pid(), 1)
-    ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs;
-    v_ended := CASE NEW.status WHEN 'completed' THEN NEW.completed_at WHEN 'failed' THEN NEW.failed_at WHEN 'cancelled' THEN NEW.cancelled_at END;
-    IF NEW.status IN ('completed', 'failed', 'cancelled') THEN
-      INSERT INTO {{schema}}.durable_flow_metric_minutes AS m (minute, workflow_name, shard, completed, failed, cancelled)
-      VALUES (date_trunc('minute', coalesce(v_ended, statement_timestamp())), NEW.workflow_name, pg_backend_pid(),
-              (NEW.status = 'completed')::int, (NEW.status = 'failed')::int, (NEW.status = 'cancelled')::int)
-      ON CONFLICT (minute, workflow_name, shard) DO UPDATE
-      SET completed = m.completed + excluded.completed, failed = m.failed + excluded.failed, cancelled = m.cancelled + excluded.cancelled;
-    ELSIF OLD.status = 'ready' AND NEW.status = 'running' THEN
-      PERFORM {{schema}}.durable_flow_metrics_sample(statement_timestamp(), NEW.workflow_name, 'resume', (extract(epoch FROM clock_timestamp() - OLD.updated_at) * 1e6)::bigint);
-    END IF;
-  END IF;
-  IF OLD.started_at IS NULL AND NEW.started_at IS NOT NULL THEN
-    INSERT INTO {{schema}}.durable_flow_metric_minutes AS m (minute, workflow_name, shard, started)
-    VALUES (date_trunc('minute', NEW.started_at), NEW.workflow_name, pg_backend_pid(), 1)
-    ON CONFLICT (minute, workflow_name, shard) DO UPDATE SET started = m.started + 1;
-  END IF;
+    SELECT workflow_name, status, pg_backend_pid(), sum(delta) FROM (
+      SELECT workflow_name, old_status AS status, -1 AS delta FROM changed WHERE old_status IS DISTINCT FROM status
+      UNION ALL SELECT workflow_name, status, 1 FROM changed WHERE old_status IS DISTINCT FROM status) d
+    GROUP BY 1, 2 HAVING sum(delta) <> 0 ORDER BY 1, 2
+    ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs
+  ), minutes AS (
+    INSERT INTO {{schema}}.durable_flow_metric_minutes AS m (minute, workflow_name, shard, started, completed, failed, cancelled)
+    SELECT minute, workflow_name, pg_backend_pid(), sum(started), sum(completed), sum(failed), sum(cancelled) FROM (
+      SELECT date_trunc('minute', began) AS minute, workflow_name, 1 AS started, 0 AS completed, 0 AS failed, 0 AS cancelled
+      FROM changed WHERE began IS NOT NULL
+      UNION ALL
+      SELECT date_trunc('minute', ended), workflow_name, 0, (status = 'completed')::int, (status = 'failed')::int, (status = 'cancelled')::int
+      FROM changed WHERE ended IS NOT NULL) e
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (minute, workflow_name, shard) DO UPDATE
+    SET started = m.started + excluded.started, completed = m.completed + excluded.completed,
+        failed = m.failed + excluded.failed, cancelled = m.cancelled + excluded.cancelled
+  ), resumed AS (
+    SELECT workflow_name, (extract(epoch FROM clock_timestamp() - old_updated_at) * 1e6)::bigint AS us
+    FROM changed WHERE old_status = 'ready' AND status = 'running'
+  )
+  INSERT INTO {{schema}}.durable_flow_metric_samples AS s (minute, workflow_name, kind, bucket, shard, samples, sum_us)
+  SELECT date_trunc('minute', statement_timestamp()), workflow_name, 'resume', {{schema}}.durable_flow_metrics_bucket(us), pg_backend_pid(), count(*), sum(greatest(us, 0))
+  FROM resumed GROUP BY 2, 4 ORDER BY 2, 4
+  ON CONFLICT (minute, workflow_name, kind, bucket, shard) DO UPDATE SET samples = s.samples + excluded.samples, sum_us = s.sum_us + excluded.sum_us;
   RETURN NULL;
 END
 $$;
 
 -- Steps stored as succeeded or failed in the statement that inserts them (the usual case: a step's
--- result is written with the next write): one sample each, of its run's workflow.
+-- result is written with the next write): samples of their runs' workflows, grouped by bucket.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_steps_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM {{schema}}.durable_flow_metrics_sample(s.completed_at, r.workflow_name, 'step', (extract(epoch FROM s.completed_at - s.started_at) * 1e6)::bigint)
-  FROM new_steps s JOIN {{schema}}.durable_flow_workflow_runs r ON r.id = s.workflow_run_id
-  WHERE s.kind = 'run' AND s.status IN ('succeeded', 'failed') AND s.started_at IS NOT NULL AND s.completed_at IS NOT NULL
-  ORDER BY r.workflow_name, s.id;
+  INSERT INTO {{schema}}.durable_flow_metric_samples AS m (minute, workflow_name, kind, bucket, shard, samples, sum_us)
+  SELECT minute, workflow_name, 'step', {{schema}}.durable_flow_metrics_bucket(us), pg_backend_pid(), count(*), sum(greatest(us, 0))
+  FROM (SELECT date_trunc('minute', s.completed_at) AS minute, r.workflow_name, (extract(epoch FROM s.completed_at - s.started_at) * 1e6)::bigint AS us
+        FROM new_steps s JOIN {{schema}}.durable_flow_workflow_runs r ON r.id = s.workflow_run_id
+        WHERE s.kind = 'run' AND s.status IN ('succeeded', 'failed') AND s.started_at IS NOT NULL AND s.completed_at IS NOT NULL) x
+  GROUP BY 1, 2, 4 ORDER BY 1, 2, 4
+  ON CONFLICT (minute, workflow_name, kind, bucket, shard) DO UPDATE SET samples = m.samples + excluded.samples, sum_us = m.sum_us + excluded.sum_us;
   RETURN NULL;
 END
 $$;
@@ -164,9 +188,9 @@ CREATE TRIGGER durable_flow_runs_metrics_delete
 
 DROP TRIGGER IF EXISTS durable_flow_runs_metrics_update ON {{schema}}.durable_flow_workflow_runs;
 CREATE TRIGGER durable_flow_runs_metrics_update
-  AFTER UPDATE OF status, started_at ON {{schema}}.durable_flow_workflow_runs
-  FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR (OLD.started_at IS NULL AND NEW.started_at IS NOT NULL))
-  EXECUTE FUNCTION {{schema}}.durable_flow_metrics_run_changed();
+  AFTER UPDATE ON {{schema}}.durable_flow_workflow_runs
+  REFERENCING OLD TABLE AS old_runs NEW TABLE AS new_runs FOR EACH STATEMENT
+  EXECUTE FUNCTION {{schema}}.durable_flow_metrics_runs_updated();
 
 DROP TRIGGER IF EXISTS durable_flow_steps_metrics_insert ON {{schema}}.durable_flow_workflow_steps;
 CREATE TRIGGER durable_flow_steps_metrics_insert
