@@ -1,4 +1,5 @@
 import { nowSql, quoteIdent } from '../db/tables.js';
+import type { Tables } from '../db/tables.js';
 import type { ReadDb } from '../read/db.js';
 import { addTo, emptyBuckets } from './buckets.js';
 import type { Buckets } from './buckets.js';
@@ -146,6 +147,11 @@ export class MetricsReads {
       [offsetMs, lag.map((l) => l.workflow), lag.map((l) => l.seconds)],
     );
   }
+}
+
+/** The metrics tables (migration 016), e.g. for the test harness's reset. */
+export function metricTables(t: Tables): string[] {
+  return ['durable_flow_run_counts', 'durable_flow_metric_minutes', 'durable_flow_metric_samples'].map((name) => `${quoteIdent(t.schema)}.${name}`);
 }
 
 /** Folds other connections' shards into shard 0 and minutes past METRICS_KEEP_MS into the totals. */

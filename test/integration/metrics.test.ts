@@ -167,3 +167,35 @@ describe('metric rollups across two worker processes', () => {
     }
   });
 });
+
+describe('metrics and retention', () => {
+  it('a prune takes pruned runs off the status counts, keeps the totals (old minutes folded, never lost), and harness.reset() clears them', async () => {
+    const { flow, harness } = await files.ctx.harnessed();
+    await harness.reset();
+    const wf = registerMetricsWorkflows(flow, NonRetriableError);
+    for (let i = 0; i < 4; i++) await wf.ok.start({});
+    await harness.drain();
+    const app = express().use('/f', flow.router({ allowUnauthenticated: true }));
+    const scrape = async () => parse((await request(app).get('/f/metrics').expect(200)).text);
+    let p = await scrape();
+    expect(value(p, 'durable_flow_runs', { workflow: 'm-ok', status: 'completed' })).toBe(4);
+    expect(value(p, 'durable_flow_runs_completed_total', { workflow: 'm-ok' })).toBe(4);
+
+    await harness.travel('31 days');
+    expect((await flow.prune()).runs).toBe(4);
+    p = await scrape();
+    expect(value(p, 'durable_flow_runs', { workflow: 'm-ok', status: 'completed' })).toBe(0);
+    expect(value(p, 'durable_flow_runs_completed_total', { workflow: 'm-ok' })).toBe(4);
+    expect(value(p, 'durable_flow_step_duration_seconds_count', { workflow: 'm-ok' })).toBe(8);
+    // The minutes of 31 days ago are folded into the totals' row; no other minute row is left.
+    const { rows } = await flow.pool.query(`SELECT minute = '-infinity' AS folded, shard, completed::int FROM durable_flow_metric_minutes WHERE workflow_name = 'm-ok'`);
+    expect(rows).toEqual([{ folded: true, shard: 0, completed: 4 }]);
+    // The page's hour shows none of them (they finished a month ago).
+    const points = await flow.metrics.series('day', 'm-ok');
+    expect(points.reduce((sum, point) => sum + point.completed, 0)).toBe(0);
+
+    await harness.reset();
+    p = await scrape();
+    expect(p.samples.filter((s) => s.labels.workflow === 'm-ok')).toEqual([]);
+  });
+});
