@@ -120,6 +120,40 @@ describe('GET <mount>/metrics', () => {
   });
 });
 
+describe('lease losses', () => {
+  it("count this process's executions stopped by a lost lease, and keep counting them once their worker stopped", async () => {
+    const flow = files.ctx.flow();
+    await flow.migrate();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const slow = flow.workflow('m-slow', async ({ step }) => {
+      await step.run('hold', async () => {
+        entered();
+        await gate;
+        return 1;
+      });
+      return 'done';
+    });
+    const worker = flow.worker({ concurrency: 2, pollInterval: 50 });
+    await worker.start();
+    const run = await slow.start({});
+    await inside;
+    // Another worker took the run over (as after an expired lease): the epoch moved on.
+    await flow.pool.query(`UPDATE durable_flow_workflow_runs SET lease_owner = 'elsewhere', lease_epoch = lease_epoch + 1 WHERE run_id = $1`, [run.runId]);
+    release();
+    await eventually(() => worker.stats.lost === 1);
+    const app = express().use('/f', flow.router({ allowUnauthenticated: true }));
+    const scrape = async () => parse((await request(app).get('/f/metrics').expect(200)).text);
+    expect(value(await scrape(), 'durable_flow_lease_losses_total', {})).toBe(1);
+    await worker.stop();
+    const after = await scrape();
+    expect(value(after, 'durable_flow_lease_losses_total', {})).toBe(1);
+    expect(value(after, 'durable_flow_worker_slots', { state: 'total' })).toBe(0);
+  });
+});
+
 describe('metric rollups across two worker processes', () => {
   it('count every run that completed or failed, whichever process ran it; the status counts equal a count of the runs', async () => {
     const flow = files.ctx.flow();
