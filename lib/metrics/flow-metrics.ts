@@ -62,7 +62,7 @@ export class FlowMetrics {
       });
     }
     new Gauge({
-      name: 'durable_flow_queue_lag_seconds', help: `Age of the oldest due run not yet claimed, by workflow and queue (absent: none due). ${CLUSTER}`, labelNames: ['workflow', 'queue'], registers,
+      name: 'durable_flow_queue_lag_seconds', help: `Age of each workflow's oldest due run not yet claimed, labelled with that run's queue (absent: none due). ${CLUSTER}`, labelNames: ['workflow', 'queue'], registers,
       collect() {
         this.reset();
         for (const l of snap().lag) this.set({ workflow: l.workflow, queue: l.queue }, l.seconds);

@@ -119,7 +119,10 @@ export class MetricsReads {
     return series;
   }
 
-  /** The oldest due run of each workflow that has runs not finished (from the counts), through the due index. */
+  /**
+ * The oldest due run of each workflow that has runs not finished (from the counts), through the due index in
+ * wake order: one row each, unless another workflow's due backlog comes first (then it reads past it).
+ */
   async #lag(offsetMs: number): Promise<MetricsSnapshot['lag']> {
     const t = this.#db.tables;
     const rows = await this.#db.select<{ workflow_name: string; queue_name: string; seconds: number }>(

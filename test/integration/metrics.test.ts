@@ -202,6 +202,43 @@ describe('metric rollups across two worker processes', () => {
   });
 });
 
+describe('status counts through every kind of change', () => {
+  it('stay equal to a count of the runs through sleeps, retries, children, cancel, retry and replay', async () => {
+    const { flow, harness } = await files.ctx.harnessed({ backoff: { initial: '1 minute', jitter: 0 } });
+    await harness.reset();
+    let flaky = 0;
+    const child = flow.workflow('m-child', async ({ step }) => step.run('c', () => 'child'));
+    const parent = flow.workflow('m-parent', async ({ step }) => {
+      await step.sleep('nap', '1 hour');
+      await step.run('flaky', () => {
+        if (flaky++ === 0) throw new Error('once');
+        return 1;
+      });
+      return step.invoke('kid', child, {});
+    });
+    const never = flow.workflow('m-never', async ({ step }) => step.waitForEvent('m-none', { timeout: '1 day' }));
+    const fails = flow.workflow('m-fails', async ({ step }) => step.run('x', () => { throw new NonRetriableError('no'); }));
+    const runs = await Promise.all([parent.start({}), parent.start({}), never.start({}), never.start({}), fails.start({})]);
+    await harness.drain();
+    const counted = async () =>
+      (await flow.pool.query(`SELECT workflow_name, status, sum(runs)::int AS n FROM durable_flow_run_counts GROUP BY 1, 2 HAVING sum(runs) <> 0 ORDER BY 1, 2`)).rows;
+    const scanned = async () => (await flow.pool.query(`SELECT workflow_name, status, count(*)::int AS n FROM durable_flow_workflow_runs GROUP BY 1, 2 ORDER BY 1, 2`)).rows;
+    expect(await counted()).toEqual(await scanned());
+    await harness.travel('61 minutes');
+    await harness.drain();
+    await harness.travel('2 minutes');
+    await harness.drain();
+    expect(await counted()).toEqual(await scanned());
+    await flow.cancel(runs[2]!.runId);
+    await flow.retry(runs[4]!.runId);
+    await flow.replay(runs[0]!.runId);
+    await harness.drain();
+    const final = await scanned();
+    expect(await counted()).toEqual(final);
+    expect(final).toEqual(expect.arrayContaining([{ workflow_name: 'm-child', status: 'completed', n: 2 }, { workflow_name: 'm-never', status: 'cancelled', n: 1 }]));
+  });
+});
+
 describe('metrics and retention', () => {
   it('a prune takes pruned runs off the status counts, keeps the totals (old minutes folded, never lost), and harness.reset() clears them', async () => {
     const { flow, harness } = await files.ctx.harnessed();

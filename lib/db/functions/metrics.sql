@@ -126,6 +126,11 @@ DECLARE
   v_minutes integer;
   v_samples integer;
 BEGIN
+  -- One fold at a time ('dfmx', second key 0): two would lock shard-0 rows against each other. A fold
+  -- already under way makes this one a no-op; nothing else takes this lock.
+  IF NOT pg_try_advisory_xact_lock(1684434296, 0) THEN
+    RETURN 0;
+  END IF;
   WITH moved AS (
     DELETE FROM {{schema}}.durable_flow_run_counts c
     WHERE (c.workflow_name, c.status, c.shard) IN (
