@@ -73,12 +73,12 @@ export class FlowMetrics {
       this.#histogram('durable_flow_event_resume_seconds', 'resume', `From an event (or signal, or child's end) waking a waiting run to the claim that resumes it, by workflow; runs leased to a worker in the event's own transaction are not sampled. ${CLUSTER}`) as never,
     );
     const workers = () => [...host.workers()];
+    const lost = () => this.#stoppedLost + workers().reduce((sum, w) => sum + w.stats.lost, 0);
     new Counter({
       name: 'durable_flow_lease_losses_total', help: `Executions that stopped because their run's lease was lost (taken by another worker after expiring). ${PROCESS}`, registers,
-      collect: () => {
-        const counter = this.registry.getSingleMetric('durable_flow_lease_losses_total') as Counter;
-        counter.reset();
-        counter.inc(this.#stoppedLost + workers().reduce((sum, w) => sum + w.stats.lost, 0));
+      collect() {
+        this.reset();
+        this.inc(lost());
       },
     });
     new Gauge({
