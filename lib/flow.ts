@@ -4,12 +4,9 @@ import type pg from 'pg';
 import type { Server as SocketIOServer } from 'socket.io';
 import { Sequelize } from 'sequelize';
 import { checkRuns, type CheckOptions, type CheckResult } from './check/check.js';
-import { ChangeFeed } from './changes/feed.js';
-import type { ChangeSubscriber } from './changes/feed.js';
-import { connectionConfig, resolveOptions, sessionConfig } from './config.js';
-import type { DurableFlowOptions, ResolvedOptions } from './config.js';
-import { checkSchema, migrate, migrationsChannel } from './db/migrator.js';
-import type { MigrateResult } from './db/migrator.js';
+import { ChangeFeed, type ChangeSubscriber } from './changes/feed.js';
+import { connectionConfig, resolveOptions, sessionConfig, type DurableFlowOptions, type ResolvedOptions } from './config.js';
+import { checkSchema, migrate, migrationsChannel, type MigrateResult } from './db/migrator.js';
 import { defineModels } from './db/models.js';
 import type { DurableFlowModels } from './db/models.js';
 import { Store } from './db/store.js';
@@ -19,8 +16,7 @@ import { Pools } from './db/pools.js';
 import { fromPg } from './db/queryable.js';
 import type { SqlTexts } from './db/sql/index.js';
 import type { NewRun } from './db/sql/insertRun.js';
-import { tablesFor } from './db/tables.js';
-import type { Tables } from './db/tables.js';
+import { tablesFor, type Tables } from './db/tables.js';
 import { debugPoint } from './debug-point.js';
 import { toMilliseconds } from './duration.js';
 import { DurableFlowError } from './errors.js';
@@ -57,10 +53,10 @@ import { viewerSide } from './read/side.js';
 import type { ViewerSide } from './read/side.js';
 import type { RecordIds } from './read/records.js';
 import type { Timeline } from './read/timeline.js';
+import { FlowMetrics } from './metrics/flow-metrics.js';
 import { Listener } from './worker/listener.js';
 import { LocalClaims } from './worker/local-claim.js';
-import { Worker } from './worker/worker.js';
-import type { WorkerHost, WorkerOptions } from './worker/worker.js';
+import { Worker, type WorkerHost, type WorkerOptions } from './worker/worker.js';
 import type { RunningWorker } from './worker/host.js';
 
 /** A registered workflow: start runs of it with `start(input)`. */
@@ -101,6 +97,8 @@ export class DurableFlow extends OperatorMethods {
   #closed = false;
   #viewerSide: ViewerSide | undefined;
   readonly #mounts = new ViewerMounts(this, () => this.#side().reader);
+  /** Prometheus metrics in a registry of the flow's own (`GET <mount>/metrics`): `await flow.metrics.text()`, `flow.metrics.registry`. */
+  readonly metrics = new FlowMetrics({ reads: () => this.#side().metrics, workers: () => this.#workers, clockOffsetMs: () => this.#clockOffsetMs });
 
   constructor(options: DurableFlowOptions = {}) {
     super();
@@ -307,6 +305,7 @@ export class DurableFlow extends OperatorMethods {
       track: (worker, active) => {
         if (active) this.#workers.add(worker);
         else this.#workers.delete(worker);
+        this.metrics.tracked(worker, active);
         this.#retention.workers(this.#workers.size);
         bulkWorkers(this.#side().operatorContext, this.#workers.size, this.#pool);
       },

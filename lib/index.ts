@@ -82,3 +82,4 @@ export type {
 } from './operator/types.js';
 export type { Schedules } from './schedules/schedules.js';
 export type { CheckOptions, CheckResult, Divergence } from './check/check.js';
+export type { FlowMetrics, MetricsRange } from './metrics/flow-metrics.js';

@@ -1,6 +1,8 @@
 import { DataTypes, Model, literal } from 'sequelize';
 import type { ModelAttributes, ModelStatic, Sequelize } from 'sequelize';
 import { RUN_STATUSES } from '../run-status.js';
+import { defineMetricModels } from './metric-models.js';
+import type { MetricModels } from './metric-models.js';
 import type { BulkAction, LogLevel, OperationStatus, ScheduleCatchUp, ScheduleOrigin, ScheduleOverlap, StepStatus, WaitStatus } from '../types.js';
 
 /**
@@ -16,7 +18,7 @@ import type { BulkAction, LogLevel, OperationStatus, ScheduleCatchUp, ScheduleOr
  * Sequelize writes into the attribute objects it is given (each one's `field`), so every attribute
  * is a fresh object: the helpers below are functions, never shared constants.
  */
-export interface DurableFlowModels {
+export interface DurableFlowModels extends MetricModels {
   WorkflowRun: ModelStatic<Model>;
   WorkflowStep: ModelStatic<Model>;
   WorkflowEvent: ModelStatic<Model>;
@@ -390,5 +392,5 @@ export function defineModels(sequelize: Sequelize, schema: string): DurableFlowM
   Signal.belongsTo(WorkflowRun, { foreignKey: 'workflowRunId', as: 'run' });
   Signal.belongsTo(WorkflowStep, { foreignKey: 'consumedByStepId', as: 'consumedBy' });
 
-  return { WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Signal, Migration, EventTrigger, TriggerStart };
+  return { ...defineMetricModels(define), WorkflowRun, WorkflowStep, WorkflowEvent, WorkflowWait, WorkflowLog, CancelTrigger, Live, Secret, Schedule, WorkflowPause, Operation, AuditEntry, Signal, Migration, EventTrigger, TriggerStart };
 }

@@ -1,6 +1,7 @@
 import type { ChangeSubscriber } from '../changes/feed.js';
 import type { ResolvedOptions } from '../config.js';
 import type { Reader } from '../read/reader.js';
+import type { FlowMetrics } from '../metrics/flow-metrics.js';
 import type { Schedules } from '../schedules/schedules.js';
 import type { BulkAction, BulkFilter, EventRecord, NotifyOptions, OperationInfo, OperatorOptions, RepinOptions, ReplayOptions, RunHandle } from '../types.js';
 import type { WorkflowDefinition } from '../workflow/definition.js';
@@ -19,6 +20,8 @@ export interface ViewerBackend {
   /** The flow's version (its runs of pinned workflows are pinned to it). */
   readonly version: string;
   startRun(definition: WorkflowDefinition, input: unknown): Promise<string>;
+  /** `GET <mount>/metrics` and the Metrics page (lib/metrics/). */
+  readonly metrics: Pick<FlowMetrics, 'text' | 'contentType' | 'series'>;
   /** The Schedules page's buttons (its reads are ViewerReads' `schedules`). */
   readonly schedules: Pick<Schedules, 'pause' | 'resume' | 'trigger'>;
   cancel(runId: string, options?: OperatorOptions): Promise<boolean>;

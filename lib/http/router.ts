@@ -22,6 +22,7 @@ import { RUN_PAGE_HELPERS } from './run-page.js';
 import { runSegment } from './run-path.js';
 import { OPERATOR_FORMS, mountOperatorPages, runPanels } from './operator-page.js';
 import { mountSchedulePage } from './schedules-page.js';
+import { mountMetricsPage } from './metrics-page.js';
 import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 import { workflowLimits } from './limits.js';
 import { waitingReason } from './waiting.js';
@@ -301,6 +302,7 @@ export function createRouter(
 
   mountSchedulePage(router, { schedules: flow.schedules, reads, now: flowNow, page, handle, action, form, who: (req) => who(req) });
   mountOperatorPages(router, { flow, reads, page, handle, action, form, who });
+  mountMetricsPage(router, { metrics: flow.metrics, page, handle });
 
   // ---- Workflows --------------------------------------------------------------------------------
   const workflowsData = async () => {

@@ -3,6 +3,7 @@ import type { FeedRecords } from '../changes/feed.js';
 import { defineModels } from '../db/models.js';
 import type { Tables } from '../db/tables.js';
 import type { OperatorContext } from '../operator/context.js';
+import { MetricsReads } from '../metrics/reads.js';
 import { Operator } from '../operator/runs.js';
 import { readDb } from './db.js';
 import { Reader } from './reader.js';
@@ -16,6 +17,8 @@ export interface ViewerSide {
   /** What the operator tools (lib/operator/) work with, on these connections. */
   operatorContext: OperatorContext;
   feed: FeedRecords;
+  /** The metrics' reads (lib/metrics/). */
+  metrics: MetricsReads;
 }
 
 /**
@@ -32,6 +35,7 @@ export function viewerSide(sequelize: Sequelize, replica: Sequelize | null, sche
     reader: new Reader(routing.routed, { primary: db, routing }),
     operator: new Operator(operatorContext),
     operatorContext,
+    metrics: new MetricsReads(db),
     feed: { changedRecords: (ids) => routing.fresh(() => changedRecords(routing.routed, ids)), keepLive: (windowMs) => keepLive(db, windowMs) },
   };
 }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { nowSql } from '../db/tables.js';
 import type { Tables } from '../db/tables.js';
+import { compactMetrics } from '../metrics/reads.js';
 import type { ResolvedRetention } from './options.js';
 
 /** What a prune removed (or, dry, would remove). */
@@ -192,6 +193,8 @@ export async function pruneOn(client: pg.ClientBase, tables: Tables, options: Pr
       await pause();
     }
   }
+  // The metrics' rollups (migration 016): shards folded, minutes past a day folded into the totals.
+  await compactMetrics({ tables, select: async (sql, bind) => (await client.query(sql, bind)).rows }, offsetMs);
   return result;
 }
 

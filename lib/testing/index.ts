@@ -10,6 +10,7 @@ import type { DurationInput, TimeInput } from '../duration.js';
 import type { DurableFlow } from '../flow.js';
 import type { EventRecord, LogLevel, NotifyOptions, RunHandle, RunInfo } from '../types.js';
 import type { Timeline } from '../read/timeline.js';
+import { metricTables } from '../metrics/reads.js';
 import { MAX_ATTEMPTS, triggerStartsTable } from '../triggers/deferred.js';
 
 /** A run: its handle, its id, or a workflow (handle or name), meaning that workflow's latest run. */
@@ -147,14 +148,14 @@ export class TestHarness {
   }
 
   /**
-   * Deletes every run, event (and pending event-trigger start), schedule, workflow pause, bulk operation and audit entry, puts the clock
+   * Deletes every run, event (and pending event-trigger start), schedule, workflow pause, bulk operation, audit entry and metric, puts the clock
    * back, and creates the schedules of the workflows' options again (their next slots counted from
    * the clock put back).
    */
   async reset(): Promise<void> {
     this.flow.setClockOffset(0);
     const t = this.flow.tables;
-    for (const table of [t.runs, t.events, triggerStartsTable(t), t.workflowPauses, t.operations, t.audit]) await this.flow.pool.query(`DELETE FROM ${table}`);
+    for (const table of [t.runs, t.events, triggerStartsTable(t), t.workflowPauses, t.operations, t.audit, ...metricTables(t)]) await this.flow.pool.query(`DELETE FROM ${table}`);
     await this.flow.schedules.reset();
   }
 

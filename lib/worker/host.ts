@@ -48,6 +48,10 @@ export interface WorkerHost {
 /** A started worker as its flow sees it: it takes local claims and is stopped on close(). */
 export interface RunningWorker extends LocalWorker {
   stop(options?: StopOptions): Promise<void>;
+  /** Its slots, those busy, and how its executions ended (the flow's metrics read them). */
+  readonly concurrency: number;
+  readonly active: number;
+  readonly stats: { readonly lost: number };
 }
 
 /** Checks a worker's options (a bad one throws INVALID_OPTION naming it) and fills in the defaults. */

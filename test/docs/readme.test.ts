@@ -128,6 +128,12 @@ describe('the README', () => {
 });
 
 describe('the README examples run', () => {
+  it("metrics: the flow's own registry, merged into the app's; its text", async () => {
+    const { names, text } = await runExample<{ names: string[]; text: string }>('metrics.ts');
+    expect(names).toEqual(expect.arrayContaining(['durable_flow_runs', 'durable_flow_step_duration_seconds', 'durable_flow_worker_slots']));
+    expect(text).toContain('# TYPE durable_flow_event_resume_seconds histogram');
+  });
+
   it('the opening example', async () => {
     const { result } = await runExample<{ result: unknown }>('opening.ts');
     expect(result).toEqual({ refunded: true, paymentId: 'pay_ord_42' });

@@ -141,7 +141,7 @@ describe('Sequelize models', () => {
       )
       .sort();
     expect(fromModels).toEqual(fromTables.sort());
-    expect(fromModels).toHaveLength(11);
+    expect(fromModels).toHaveLength(12);
     const { WorkflowRun } = flow.models;
     await expect(WorkflowRun.build({ runId: 'r', workflowName: 'w', status: 'done' }).validate()).rejects.toThrow(
       'Validation isIn on status failed',
