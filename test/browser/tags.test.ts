@@ -117,9 +117,11 @@ describe.each(SIZES)('tags in the viewer at $width px', (size) => {
       const tags = page.locator('.run-tags a.tag');
       expect(await tags.allInnerTexts()).toEqual(['customer:initech', 'plan:pro', `ref:${LONG}`]);
       expect(await sideways(page)).toBeLessThanOrEqual(0);
-      // The long tag wraps inside the page.
-      const long = (await tags.nth(2).boundingBox())!;
-      expect(long.x + long.width).toBeLessThanOrEqual(size.width);
+      // The long tag wraps inside the page. Read in one evaluation, polled: a live redraw of the run page
+      // between a locator's query and its box read leaves a detached element (boundingBox null).
+      await expect
+        .poll(() => page.evaluate(() => document.querySelectorAll('.run-tags a.tag')[2]?.getBoundingClientRect().right ?? Infinity))
+        .toBeLessThanOrEqual(size.width);
       await tags.nth(1).click();
       await page.waitForURL(/\?tag=plan%3Apro$/);
       expect(await filterChips(page)).toEqual(['plan:pro']);

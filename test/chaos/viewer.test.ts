@@ -523,7 +523,7 @@ describe('SQL injection', () => {
       ["status=' OR 1=1--", /Invalid status: expected one of enqueued/],
       ["status=failed' OR '1'='1", /Invalid status/],
       ['status=failed&status=completed', /Invalid status/],
-      ['sort=id;DROP TABLE runs', /Unknown query parameter "sort".*accepts status, workflow, q, before, limit/],
+      ['sort=id;DROP TABLE runs', /Unknown query parameter "sort".*accepts status, workflow, q, tag, before, limit/],
       ['sort=created_at&order=asc', /Unknown query parameter "sort"/],
       ['order=asc,(select pg_sleep(5))', /Unknown query parameter "order"/],
       ['limit=-1', /Invalid limit: expected an integer from 1 to 500/],

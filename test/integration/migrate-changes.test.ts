@@ -33,8 +33,11 @@ describe('migrate()', () => {
         'durable_flow_cancel_triggers',
         'durable_flow_event_triggers',
         'durable_flow_live',
+        'durable_flow_metric_minutes',
+        'durable_flow_metric_samples',
         'durable_flow_migrations',
         'durable_flow_operations',
+        'durable_flow_run_counts',
         'durable_flow_schedules',
         'durable_flow_secrets',
         'durable_flow_signals',
@@ -77,7 +80,7 @@ describe('migrate()', () => {
       const { rows } = await flow.pool.query(
         `SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'durable_flow_workflow_runs'::regclass AND NOT tgisinternal`,
       );
-      expect(rows[0].n).toBe(9);
+      expect(rows[0].n).toBe(12);
     } finally {
       await flow.close();
       await other.drop();
