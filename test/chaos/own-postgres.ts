@@ -3,21 +3,10 @@
  * its own port), for faults that would disturb every other test on the shared server: stopping it
  * with `-m immediate` (a crash) and starting it again.
  */
-import { execFileSync, execSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-
-function binDir(): string {
-  const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
-  for (const version of versions) {
-    const dir = path.join(root, version, 'bin');
-    if (fs.existsSync(path.join(dir, 'pg_ctl'))) return dir;
-  }
-  throw new Error('No PostgreSQL binaries under /usr/lib/postgresql/<version>/bin: install postgresql (the restart test runs its own server)');
-}
+import { freeLowPort, ownedByPostgres, postgresBinDir, runPostgresBinary } from '../helpers/postgres-bin.js';
 
 export interface OwnPostgres {
   port: number;
@@ -27,24 +16,6 @@ export interface OwnPostgres {
   start(): void;
   /** Stops the server and removes its data directory. */
   destroy(): void;
-}
-
-/**
- * A port nothing listens on, below Linux's ephemeral range (32768–60999): a port in that range may be
- * held by any outgoing connection of the machine at the moment the server binds (a CI run failed so,
- * on 59240). Checked by binding it, then released for the server to take.
- */
-export async function freeLowPort(): Promise<number> {
-  for (let tries = 0; tries < 50; tries += 1) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('No free port found between 20000 and 32000 on 127.0.0.1');
 }
 
 function logTail(file: string): string {
@@ -70,18 +41,12 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
 }
 
 function createOwnPostgres(port: number): OwnPostgres {
-  const bin = binDir();
+  const bin = postgresBinDir();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'df-own-pg-'));
   const data = path.join(dir, 'data');
   const log = path.join(dir, 'log');
-  const asRoot = process.getuid?.() === 0;
-  // initdb refuses to run as root: run the server as the `postgres` system user then.
-  const run = (args: string[]) => {
-    const command = [path.join(bin, args[0]!), ...args.slice(1)];
-    if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', ...command], { stdio: 'pipe' });
-    else execFileSync(command[0]!, command.slice(1), { stdio: 'pipe' });
-  };
-  if (asRoot) execSync(`chown postgres ${JSON.stringify(dir)}`);
+  const run = (args: string[]) => runPostgresBinary(bin, args);
+  ownedByPostgres(dir);
   run(['initdb', '-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
   const start = () => {

@@ -6,11 +6,11 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { ADMIN_URL } from './db.js';
+import { freeLowPort } from './postgres-bin.js';
 
 export const PGBOUNCER = '/usr/sbin/pgbouncer';
 
@@ -25,24 +25,6 @@ export interface Bouncer {
   /** A `SHOW <what>` of PgBouncer's admin console (`POOLS`, `CLIENTS`, `SERVERS`, `STATS`), as rows. */
   show(what: string): Promise<Record<string, unknown>[]>;
   stop(): Promise<void>;
-}
-
-/** Whether `port` on 127.0.0.1 can be bound right now. */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port below the ephemeral range (32768 and up), where a client socket could take it meanwhile. */
-async function freePort(): Promise<number> {
-  for (let tries = 0; tries < 200; tries++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (await portFree(port)) return port;
-  }
-  throw new Error('No free port found for PgBouncer between 20000 and 32000');
 }
 
 async function acceptsConnections(url: string): Promise<boolean> {
@@ -66,7 +48,7 @@ export async function startPgBouncer(options: { poolSize?: number; database: str
   const logFile = path.join(dir, 'pgbouncer.log');
   const asRoot = process.getuid?.() === 0;
   for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
+    const port = await freeLowPort();
     const ini = [
       '[databases]',
       `* = host=${upstream.hostname} port=${upstream.port || 5432}`,
