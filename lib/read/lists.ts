@@ -1,5 +1,6 @@
 import { Op } from 'sequelize';
 import type { WhereOptions } from 'sequelize';
+import { quoteIdent } from '../db/tables.js';
 import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
 import type { RunTags } from '../tags.js';
@@ -238,11 +239,18 @@ export class RunLists {
   }
 
   /**
-   * Runs by status over all runs of a scope (of one workflow when given). Exact and uncached while counting is
-   * cheap; once a count takes over 100 ms (a million runs), reused for five seconds so live pages do
-   * not keep the database counting.
+   * Runs by status over all runs of a scope (of one workflow when given). Over every run (scope 'all'):
+   * the counts the metrics' triggers keep (durable_flow_run_counts, migration 016: exact, a few rows per
+   * workflow, never a scan of the runs). Top-level runs or one run's children: counted, exact and
+   * uncached while counting is cheap; once a count takes over 100 ms (a million runs), reused for five
+   * seconds so live pages do not keep the database counting.
    */
   async countByStatus(workflow: string | null, scope: RunScope = { kind: 'all' }): Promise<Record<string, number>> {
+    if (scope.kind === 'all') {
+      const counts = byStatus([]);
+      for (const row of await this.#maintained(workflow)) counts[row.status] = (counts[row.status] ?? 0) + Number(row.runs);
+      return counts;
+    }
     const key = `${scopeKey(scope)}\u0000${workflow ?? ''}`;
     const cached = this.#countCache.get(key);
     if (cached && Date.now() < cached.at) return cached.counts;
@@ -258,17 +266,24 @@ export class RunLists {
     return counts;
   }
 
-  /** Run counts by workflow and status. */
+  /** Run counts by workflow and status: the maintained counts (see countByStatus), never a scan. */
   async workflowStats(): Promise<Map<string, Record<string, number>>> {
-    const rows = await this.#db.models.WorkflowRun.count({ group: ['workflowName', 'status'] });
     const stats = new Map<string, Record<string, number>>();
-    for (const row of rows) {
-      const workflow = String(row.workflowName);
-      const entry = stats.get(workflow) ?? byStatus([]);
-      entry[String(row.status)] = Number(row.count);
-      stats.set(workflow, entry);
+    for (const row of await this.#maintained(null)) {
+      const entry = stats.get(row.workflow_name) ?? byStatus([]);
+      entry[row.status] = Number(row.runs);
+      stats.set(row.workflow_name, entry);
     }
     return stats;
+  }
+
+  /** The counts durable_flow_run_counts keeps, summed over its shards: (workflow, status) pairs with runs. */
+  #maintained(workflow: string | null): Promise<{ workflow_name: string; status: string; runs: string }[]> {
+    return this.#db.select(
+      `SELECT workflow_name, status, sum(runs)::bigint AS runs FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts
+       WHERE $1::text IS NULL OR workflow_name = $1 GROUP BY 1, 2 HAVING sum(runs) > 0 ORDER BY 1, 2`,
+      [workflow],
+    );
   }
 
   /** Every workflow name that has runs (for the filter). */

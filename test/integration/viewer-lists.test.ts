@@ -93,6 +93,20 @@ describe('the run list', () => {
     expect((await request(open).get('/df/api/runs?parent=no-such-run')).body.runs).toEqual([]);
   });
 
+  it('counts over every run (the Workflows page, the list with child runs) come from the maintained counts of migration 016, not a scan of the runs', async () => {
+    const before = (await request(open).get('/df/api/runs?children=1')).body.counts;
+    await flow.pool.query(`INSERT INTO durable_flow_run_counts (workflow_name, status, shard, runs) VALUES ('lists-counted', 'failed', -7, 7)`);
+    try {
+      const after = (await request(open).get('/df/api/runs?children=1')).body.counts;
+      expect(after.failed).toBe(before.failed + 7);
+      expect(after.completed).toBe(before.completed);
+      expect((await request(open).get('/df/api/runs?children=1&workflow=lists-counted')).body.counts.failed).toBe(7);
+      expect((await request(open).get('/df/workflows')).text).toContain('lists-counted');
+    } finally {
+      await flow.pool.query(`DELETE FROM durable_flow_run_counts WHERE shard = -7`);
+    }
+  });
+
   it('finds a child run by its whole id from the top-level list, and offers child runs when a filter finds none among the top-level ones', async () => {
     const exact = await request(open).get(`/df/api/runs?q=${encodeURIComponent(childRunIds[0]!)}`);
     expect(exact.body.runs.map((r: { runId: string }) => r.runId)).toEqual([childRunIds[0]]);
