@@ -11,11 +11,15 @@ CREATE TABLE {{schema}}.durable_flow_run_counts (
   status        text NOT NULL,
   shard         integer NOT NULL,
   runs          bigint NOT NULL,
+  -- Of those, the child runs (a parent_run_id, which never changes): the viewer's top-level counts are
+  -- runs - children.
+  children      bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (workflow_name, status, shard)
 );
 -- The runs already there, counted once (the only scan of runs metrics ever make).
-INSERT INTO {{schema}}.durable_flow_run_counts (workflow_name, status, shard, runs)
-SELECT workflow_name, status, 0, count(*) FROM {{schema}}.durable_flow_workflow_runs GROUP BY 1, 2;
+INSERT INTO {{schema}}.durable_flow_run_counts (workflow_name, status, shard, runs, children)
+SELECT workflow_name, status, 0, count(*), count(*) FILTER (WHERE parent_run_id IS NOT NULL)
+FROM {{schema}}.durable_flow_workflow_runs GROUP BY 1, 2;
 
 -- Per minute (the flow's clock: the run's own started_at / completed_at / failed_at / cancelled_at) and
 -- workflow: runs that began (their first claim), completed, failed, were cancelled. Sharded as above.

@@ -21,7 +21,7 @@ export function defineMetricModels(define: Define): MetricModels {
   return {
     RunCount: define(
       'RunCount',
-      { workflowName: key(DataTypes.TEXT, 'workflow_name'), status: key(DataTypes.TEXT, 'status'), shard: key(DataTypes.INTEGER, 'shard'), runs: total('runs') },
+      { workflowName: key(DataTypes.TEXT, 'workflow_name'), status: key(DataTypes.TEXT, 'status'), shard: key(DataTypes.INTEGER, 'shard'), runs: total('runs'), children: total('children', 0) },
       'durable_flow_run_counts',
       'none',
     ),

@@ -239,16 +239,18 @@ export class RunLists {
   }
 
   /**
-   * Runs by status over all runs of a scope (of one workflow when given). Over every run (scope 'all'):
-   * the counts the metrics' triggers keep (durable_flow_run_counts, migration 016: exact, a few rows per
-   * workflow, never a scan of the runs). Top-level runs or one run's children: counted, exact and
-   * uncached while counting is cheap; once a count takes over 100 ms (a million runs), reused for five
-   * seconds so live pages do not keep the database counting.
+   * Runs by status over all runs of a scope (of one workflow when given). Over every run or the
+   * top-level ones: the counts the metrics' triggers keep (durable_flow_run_counts, migration 016: exact,
+   * a few rows per workflow, never a scan of the runs; top-level: runs - children). One run's children:
+   * counted (an index on parent_run_id), exact and uncached while counting is cheap; once a count takes
+   * over 100 ms, reused for five seconds so live pages do not keep the database counting.
    */
   async countByStatus(workflow: string | null, scope: RunScope = { kind: 'all' }): Promise<Record<string, number>> {
-    if (scope.kind === 'all') {
+    if (scope.kind !== 'children') {
       const counts = byStatus([]);
-      for (const row of await this.#maintained(workflow)) counts[row.status] = (counts[row.status] ?? 0) + Number(row.runs);
+      for (const row of await this.#maintained(workflow)) {
+        counts[row.status] = (counts[row.status] ?? 0) + Number(row.runs) - (scope.kind === 'top' ? Number(row.children) : 0);
+      }
       return counts;
     }
     const key = `${scopeKey(scope)}\u0000${workflow ?? ''}`;
@@ -278,9 +280,9 @@ export class RunLists {
   }
 
   /** The counts durable_flow_run_counts keeps, summed over its shards: (workflow, status) pairs with runs. */
-  #maintained(workflow: string | null): Promise<{ workflow_name: string; status: string; runs: string }[]> {
+  #maintained(workflow: string | null): Promise<{ workflow_name: string; status: string; runs: string; children: string }[]> {
     return this.#db.select(
-      `SELECT workflow_name, status, sum(runs)::bigint AS runs FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts
+      `SELECT workflow_name, status, sum(runs)::bigint AS runs, sum(children)::bigint AS children FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts
        WHERE $1::text IS NULL OR workflow_name = $1 GROUP BY 1, 2 HAVING sum(runs) > 0 ORDER BY 1, 2`,
       [workflow],
     );

@@ -23,9 +23,10 @@ $$;
 -- (direct dispatch) began.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_runs_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs)
-  SELECT n.workflow_name, n.status, pg_backend_pid(), count(*) FROM new_runs n GROUP BY 1, 2 ORDER BY 1, 2
-  ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs;
+  INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs, children)
+  SELECT n.workflow_name, n.status, pg_backend_pid(), count(*), count(*) FILTER (WHERE n.parent_run_id IS NOT NULL)
+  FROM new_runs n GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs, children = c.children + excluded.children;
   INSERT INTO {{schema}}.durable_flow_metric_minutes AS m (minute, workflow_name, shard, started)
   SELECT date_trunc('minute', n.started_at), n.workflow_name, pg_backend_pid(), count(*)
   FROM new_runs n WHERE n.started_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
@@ -37,9 +38,10 @@ $$;
 -- Runs deleted (a prune, an app's own DELETE): their statuses no longer count.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_runs_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs)
-  SELECT o.workflow_name, o.status, pg_backend_pid(), -count(*) FROM old_runs o GROUP BY 1, 2 ORDER BY 1, 2
-  ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs;
+  INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs, children)
+  SELECT o.workflow_name, o.status, pg_backend_pid(), -count(*), -count(*) FILTER (WHERE o.parent_run_id IS NOT NULL)
+  FROM old_runs o GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs, children = c.children + excluded.children;
   RETURN NULL;
 END
 $$;
@@ -57,6 +59,7 @@ SET enable_nestloop = off AS $$
 BEGIN
   WITH changed AS MATERIALIZED (
     SELECT n.workflow_name, o.status AS old_status, n.status, o.updated_at AS old_updated_at,
+           (n.parent_run_id IS NOT NULL)::int AS child,
            CASE WHEN o.started_at IS NULL THEN n.started_at END AS began,
            CASE WHEN o.status IS DISTINCT FROM n.status THEN
              CASE n.status WHEN 'completed' THEN coalesce(n.completed_at, statement_timestamp())
@@ -65,12 +68,12 @@ BEGIN
     FROM old_runs o JOIN new_runs n ON n.id = o.id
     WHERE o.status IS DISTINCT FROM n.status OR (o.started_at IS NULL AND n.started_at IS NOT NULL)
   ), counts AS (
-    INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs)
-    SELECT workflow_name, status, pg_backend_pid(), sum(delta) FROM (
-      SELECT workflow_name, old_status AS status, -1 AS delta FROM changed WHERE old_status IS DISTINCT FROM status
-      UNION ALL SELECT workflow_name, status, 1 FROM changed WHERE old_status IS DISTINCT FROM status) d
-    GROUP BY 1, 2 HAVING sum(delta) <> 0 ORDER BY 1, 2
-    ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs
+    INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs, children)
+    SELECT workflow_name, status, pg_backend_pid(), sum(delta), sum(delta * child) FROM (
+      SELECT workflow_name, old_status AS status, -1 AS delta, child FROM changed WHERE old_status IS DISTINCT FROM status
+      UNION ALL SELECT workflow_name, status, 1, child FROM changed WHERE old_status IS DISTINCT FROM status) d
+    GROUP BY 1, 2 HAVING sum(delta) <> 0 OR sum(delta * child) <> 0 ORDER BY 1, 2
+    ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs, children = c.children + excluded.children
   ), minutes AS (
     INSERT INTO {{schema}}.durable_flow_metric_minutes AS m (minute, workflow_name, shard, started, completed, failed, cancelled)
     SELECT minute, workflow_name, pg_backend_pid(), sum(started), sum(completed), sum(failed), sum(cancelled) FROM (
@@ -139,11 +142,11 @@ BEGIN
     DELETE FROM {{schema}}.durable_flow_run_counts c
     WHERE (c.workflow_name, c.status, c.shard) IN (
       SELECT x.workflow_name, x.status, x.shard FROM {{schema}}.durable_flow_run_counts x WHERE x.shard <> 0 FOR UPDATE SKIP LOCKED)
-    RETURNING c.workflow_name, c.status, c.runs
+    RETURNING c.workflow_name, c.status, c.runs, c.children
   ), ins AS (
-    INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs)
-    SELECT workflow_name, status, 0, sum(runs) FROM moved GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs
+    INSERT INTO {{schema}}.durable_flow_run_counts AS c (workflow_name, status, shard, runs, children)
+    SELECT workflow_name, status, 0, sum(runs), sum(children) FROM moved GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (workflow_name, status, shard) DO UPDATE SET runs = c.runs + excluded.runs, children = c.children + excluded.children
   )
   SELECT count(*) INTO v_counts FROM moved;
 
