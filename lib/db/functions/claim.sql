@@ -57,6 +57,12 @@
 -- present is one probe, a level's due runs one range scan that stops at the first run not due. A claim
 -- reads what it takes (and the due runs of other queues and workflows at the same level, which its
 -- filters pass over), never the whole due backlog to sort it: 100,000 due runs cost a claim what 10 do.
+--
+-- The keyed path's candidates are read first, and the first path (durable_flow_claim_unkeyed,
+-- claim_unkeyed.sql) takes only the runs before the first of them in (priority, wake_at, id), the keyed
+-- path the slots left, then the first path the slots still left: a due keyed or throttled run no longer
+-- waits behind the whole unkeyed backlog. Levels without a due run cost a probe each only four in a
+-- row; then the probe asks for a due run (runs sleeping at many distinct priorities: one scan).
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
