@@ -55,15 +55,16 @@ async function drain(flow: DurableFlow, name: string, limit: number): Promise<st
   throw new Error('the claims never settled');
 }
 
-async function insertCombos(flow: DurableFlow, name: string): Promise<{ id: string; combo: Combo; wakeIndex: number }[]> {
-  const runs = combos().map((combo, i) => ({ id: `${name}:c${i}`, combo, wakeIndex: i }));
-  for (const { id, combo, wakeIndex } of runs) {
+/** Every combination; with `deadlines`, each twice: once with a deadline that passed a minute ago (`expired`). */
+async function insertCombos(flow: DurableFlow, name: string, deadlines = false): Promise<{ id: string; combo: Combo; wakeIndex: number; expired: boolean }[]> {
+  const runs = combos().flatMap((combo, i) => (deadlines ? [false, true] : [false]).map((expired) => ({ id: `${name}:c${i}${expired ? 'x' : ''}`, combo, wakeIndex: i, expired })));
+  for (const { id, combo, wakeIndex, expired } of runs) {
     const wake = combo.wake === 'past' ? `now() - interval '1 hour' + ${wakeIndex} * interval '1 second'`
       : combo.wake === 'future' ? `now() + interval '1 day'` : 'NULL';
     await flow.pool.query(
       `INSERT INTO ${flow.tables.runs} (run_id, workflow_name, status, input, wake_at, priority, queue_name, pinned_version,
-         concurrency_key, concurrency_limit, throttle_key, throttle_limit, throttle_period_ms, started_at, created_at, updated_at)
-       VALUES ($1, $2, $3, '{}', ${wake}, $4, 'default', $5, $6, $7, $8, $9, $10, $11, now(), now())`,
+         concurrency_key, concurrency_limit, throttle_key, throttle_limit, throttle_period_ms, started_at, deadline_at, created_at, updated_at)
+       VALUES ($1, $2, $3, '{}', ${wake}, $4, 'default', $5, $6, $7, $8, $9, $10, $11, ${expired ? "now() - interval '1 minute'" : 'NULL'}, now(), now())`,
       [id, name, combo.started ? 'ready' : 'enqueued', combo.priority,
         combo.pinned === 'none' ? null : combo.pinned === 'mine' ? flow.version : 'another-version',
         combo.keyed ? `ck-${id}` : null, combo.keyed ? 1 : null,
@@ -86,6 +87,30 @@ describe('the claim against a reference model', () => {
       expect(new Set(leased).size).toBe(leased.length);
     });
   }
+
+  it('ends every run past its deadline (any pin, key, wake) without leasing it, and still leases every other due run', async () => {
+    const { flow, name } = await fresh();
+    const runs = await insertCombos(flow, name, true);
+    const leased = await drain(flow, name, 7);
+    const expected = runs.filter((r) => !r.expired && claimable(r.combo)).map((r) => r.id).sort();
+    expect([...leased].sort()).toEqual(expected);
+    const { rows } = await flow.pool.query<{ run_id: string; status: string }>(
+      `SELECT run_id, status FROM ${flow.tables.runs} WHERE run_id = ANY($1) ORDER BY run_id`, [runs.filter((r) => r.expired).map((r) => r.id)]);
+    expect(rows).toHaveLength(runs.length / 2);
+    expect(rows.filter((r) => !['failed', 'cancelled'].includes(r.status))).toEqual([]);
+  });
+
+  it('a paused workflow: no run leased and its due runs set aside; once resumed, every due run leased again, none lost', async () => {
+    const { flow, name } = await fresh();
+    const runs = await insertCombos(flow, name);
+    await flow.pauseWorkflow(name);
+    expect(await drain(flow, name, 5)).toEqual([]);
+    const held = await flow.pool.query(`SELECT count(*)::int AS n FROM ${flow.tables.runs} WHERE held_wake_at IS NOT NULL`);
+    expect(held.rows[0].n).toBeGreaterThan(0);
+    await flow.resumeWorkflow(name);
+    const leased = await drain(flow, name, 5);
+    expect([...leased].sort()).toEqual(runs.filter((r) => claimable(r.combo)).map((r) => r.id).sort());
+  });
 
   it('claims of one take the due runs in (priority, wake_at, id) order, keyed, throttled and unkeyed alike', async () => {
     const { flow, name } = await fresh();
