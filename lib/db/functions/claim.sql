@@ -57,6 +57,12 @@
 -- present is one probe, a level's due runs one range scan that stops at the first run not due. A claim
 -- reads what it takes (and the due runs of other queues and workflows at the same level, which its
 -- filters pass over), never the whole due backlog to sort it: 100,000 due runs cost a claim what 10 do.
+--
+-- The keyed path's candidates are read first, and the first path (durable_flow_claim_unkeyed,
+-- claim_unkeyed.sql) takes only the runs before the first of them in (priority, wake_at, id), the keyed
+-- path the slots left, then the first path the slots still left: a due keyed or throttled run no longer
+-- waits behind the whole unkeyed backlog. Levels without a due run cost a probe each only four in a
+-- row; then the probe asks for a due run (runs sleeping at many distinct priorities: one scan).
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
@@ -91,9 +97,12 @@ DECLARE
   v_parked integer := 0;
   v_pinned boolean;
   v_level integer;
-  v_level_due bigint[];
-  v_level_pinned bigint[];
   v_cand bigint[];
+  v_more_cand bigint[];
+  v_empty integer := 0;
+  v_first_level integer;
+  v_first_wake timestamptz;
+  v_first_id bigint;
   -- Below every priority a run can have (-(2^31) + 1 .. 2^31 - 1).
   v_floor integer := -2147483648;
 BEGIN
@@ -139,109 +148,70 @@ BEGIN
     );
   END IF;
 
-  -- Runs without a concurrency limit: lock the due ones, lease them. Not pinned, or pinned to this
-  -- worker's version; in (priority, wake_at, id) order, read one priority level at a time (018): the
-  -- lowest priority present among the runs with a wake time (one probe of the due indexes, led by
-  -- priority), then that level's due runs in wake order, a range scan that stops at the first row not
-  -- due, until p_limit are locked or no level is left. So a claim reads the runs it takes (and the due
-  -- ones its filters pass over), never the whole due backlog to sort it: flat in the backlog's size.
-  -- Runs pinned to this worker's version are read through their own index, level by level too, only
-  -- when some are due; both sets of a level are locked, and the first of them in order are leased (a
-  -- row locked and not leased is free again at this transaction's end).
+  -- The keyed path's candidates first (runs with a concurrency limit, throttled runs that have not
+  -- begun; read, not locked): in (priority, wake_at, id) order one level at a time from the two indexes
+  -- led by priority (018), never the whole due backlog sorted; a level without due runs costs a probe
+  -- and an empty range, and after a few such levels in a row the probe asks for a due run instead
+  -- (claim_unkeyed.sql says why). Read before the first path so that it stops at the first of them.
+  v_cand := '{}';
+  v_floor := -2147483648;
+  LOOP
+    EXIT WHEN cardinality(v_cand) >= p_limit * 4;
+    v_level := least(
+      (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
+       WHERE r.concurrency_key IS NOT NULL AND r.wake_at IS NOT NULL AND r.priority > v_floor
+         AND (v_empty < 4 OR r.wake_at <= v_now)),
+      (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
+       WHERE r.throttle_key IS NOT NULL AND r.started_at IS NULL AND r.wake_at IS NOT NULL AND r.priority > v_floor
+         AND (v_empty < 4 OR r.wake_at <= v_now)));
+    EXIT WHEN v_level IS NULL;
+    v_floor := v_level;
+    v_more_cand := ARRAY(
+      SELECT u.id FROM (
+        (SELECT r.id, r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
+         WHERE r.priority = v_level AND r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
+           AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+           AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+           AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
+         ORDER BY r.wake_at, r.id
+         LIMIT p_limit * 4 - cardinality(v_cand))
+        UNION
+        (SELECT r.id, r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
+         WHERE r.priority = v_level AND r.wake_at <= v_now AND r.throttle_key IS NOT NULL AND r.started_at IS NULL
+           AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
+           AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
+           AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.start_by > v_now)
+         ORDER BY r.wake_at, r.id
+         LIMIT p_limit * 4 - cardinality(v_cand))
+      ) u
+      ORDER BY u.wake_at, u.id
+      LIMIT p_limit * 4 - cardinality(v_cand));
+    v_empty := CASE WHEN cardinality(v_more_cand) = 0 THEN v_empty + 1 ELSE 0 END;
+    IF v_first_level IS NULL AND cardinality(v_more_cand) > 0 THEN
+      v_first_level := v_level;
+      SELECT r.wake_at, r.id INTO v_first_wake, v_first_id FROM {{schema}}.durable_flow_workflow_runs r WHERE r.id = v_more_cand[1];
+    END IF;
+    v_cand := v_cand || v_more_cand;
+  END LOOP;
+
+  -- Runs without a concurrency limit: lock the due ones, lease them (claim_unkeyed.sql), in (priority,
+  -- wake_at, id) order, those before the keyed path's first candidate; the keyed path's runs next,
+  -- in the slots left; then, in the slots still left (its candidates were fewer, parked, or locked by
+  -- another claim), the first path's runs after that candidate. So a due keyed or throttled run never
+  -- waits behind unkeyed runs of a worse priority (it waited behind the whole unkeyed backlog).
   v_pinned := EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_runs r
                       WHERE r.pinned_version = p_version AND r.wake_at <= v_now
                         AND r.concurrency_key IS NULL AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL));
-  v_due := '{}';
-  LOOP
-    EXIT WHEN v_count >= p_limit;
-    SELECT min(r.priority) INTO v_level FROM {{schema}}.durable_flow_workflow_runs r
-    WHERE r.wake_at IS NOT NULL AND r.pinned_version IS NULL
-      AND r.concurrency_key IS NULL AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL) AND r.priority > v_floor;
-    IF v_pinned THEN
-      v_level := least(v_level, (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
-                                 WHERE r.wake_at IS NOT NULL AND r.pinned_version = p_version
-                                   AND r.concurrency_key IS NULL AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
-                                   AND r.priority > v_floor));
-    END IF;
-    EXIT WHEN v_level IS NULL;
-    v_floor := v_level;
-    SELECT coalesce(array_agg(d.id), '{}') INTO v_level_due
-    FROM (
-      SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
-      WHERE r.priority = v_level AND r.wake_at <= v_now AND r.pinned_version IS NULL
-        AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-        AND r.concurrency_key IS NULL
-        AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
-        AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-      ORDER BY r.wake_at, r.id
-      LIMIT p_limit - v_count
-      FOR UPDATE OF r SKIP LOCKED
-    ) d;
-    IF v_pinned THEN
-      SELECT coalesce(array_agg(d.id), '{}') INTO v_level_pinned
-      FROM (
-        SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
-        WHERE r.priority = v_level AND r.wake_at <= v_now AND r.pinned_version = p_version
-          AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-          AND r.concurrency_key IS NULL
-          AND (r.throttle_key IS NULL OR r.started_at IS NOT NULL)
-          AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-        ORDER BY r.wake_at, r.id
-        LIMIT p_limit - v_count
-        FOR UPDATE OF r SKIP LOCKED
-      ) d;
-      IF cardinality(v_level_pinned) > 0 THEN
-        SELECT array_agg(r.id ORDER BY r.wake_at, r.id) INTO v_level_due
-        FROM {{schema}}.durable_flow_workflow_runs r WHERE r.id = ANY(v_level_due || v_level_pinned);
-      END IF;
-    END IF;
-    v_level_due := v_level_due[1:p_limit - v_count];
-    v_due := v_due || v_level_due;
-    v_count := v_count + cardinality(v_level_due);
-  END LOOP;
+  v_due := {{schema}}.durable_flow_claim_unkeyed(p_queues, p_workflows, p_limit, p_version, v_pinned, v_now,
+                                                 v_first_level, v_first_wake, v_first_id);
+  v_count := cardinality(v_due);
   IF v_count > 0 THEN
     SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
   END IF;
-
-  -- Runs with a concurrency limit, and throttled runs that have not begun, when slots remain: the
-  -- candidates, as the first path reads them, in (priority, wake_at, id) order one level at a time from
-  -- the two indexes led by priority (018), never the whole due backlog sorted; a level without due runs
-  -- costs a probe and an empty range. (An EXISTS on wake_at before it read the due backlog of every
-  -- other workflow through the wake_at index once these indexes were led by priority.)
-  v_cand := '{}';
-  IF v_count < p_limit THEN
-    v_floor := -2147483648;
-    LOOP
-      EXIT WHEN cardinality(v_cand) >= (p_limit - v_count) * 4;
-      v_level := least(
-        (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
-         WHERE r.concurrency_key IS NOT NULL AND r.wake_at IS NOT NULL AND r.priority > v_floor),
-        (SELECT min(r.priority) FROM {{schema}}.durable_flow_workflow_runs r
-         WHERE r.throttle_key IS NOT NULL AND r.started_at IS NULL AND r.wake_at IS NOT NULL AND r.priority > v_floor));
-      EXIT WHEN v_level IS NULL;
-      v_floor := v_level;
-      v_cand := v_cand || ARRAY(
-        SELECT u.id FROM (
-          (SELECT r.id, r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
-           WHERE r.priority = v_level AND r.wake_at <= v_now AND r.concurrency_key IS NOT NULL
-             AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-             AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-             AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.started_at IS NOT NULL OR r.start_by > v_now)
-           ORDER BY r.wake_at, r.id
-           LIMIT (p_limit - v_count) * 4 - cardinality(v_cand))
-          UNION
-          (SELECT r.id, r.wake_at FROM {{schema}}.durable_flow_workflow_runs r
-           WHERE r.priority = v_level AND r.wake_at <= v_now AND r.throttle_key IS NOT NULL AND r.started_at IS NULL
-             AND r.queue_name = ANY(p_queues) AND (r.workflow_name || '') = ANY(p_workflows)
-             AND (r.pinned_version IS NULL OR r.pinned_version = p_version)
-             AND (r.deadline_at IS NULL OR r.deadline_at > v_now) AND (r.start_by IS NULL OR r.start_by > v_now)
-           ORDER BY r.wake_at, r.id
-           LIMIT (p_limit - v_count) * 4 - cardinality(v_cand))
-        ) u
-        ORDER BY u.wake_at, u.id
-        LIMIT (p_limit - v_count) * 4 - cardinality(v_cand));
-    END LOOP;
+  IF v_count >= p_limit THEN
+    v_cand := '{}';
   END IF;
+
   IF cardinality(v_expired_keyed) > 0 OR cardinality(v_cand) > 0 THEN
     SELECT array_agg(c.id), array_agg(DISTINCT c.concurrency_key) FILTER (WHERE c.concurrency_key IS NOT NULL),
            array_agg(DISTINCT c.throttle_key) FILTER (WHERE c.throttle_key IS NOT NULL AND c.started_at IS NULL),
@@ -419,6 +389,18 @@ BEGIN
       UPDATE {{schema}}.durable_flow_workflow_runs r SET throttle_waiting = true, wake_at = m.slot, updated_at = clock_timestamp()
       FROM moved m WHERE r.id = m.id;
       v_parked := v_parked + cardinality(v_tblock);
+    END IF;
+  END IF;
+
+  -- The slots still left: the first path's runs after the keyed path's first candidate.
+  IF v_first_level IS NOT NULL AND v_count + cardinality(coalesce(v_admit, '{}')) < p_limit THEN
+    v_due := {{schema}}.durable_flow_claim_unkeyed(p_queues, p_workflows, p_limit - v_count - cardinality(coalesce(v_admit, '{}')),
+                                                   p_version, v_pinned, v_now, NULL, NULL, NULL);
+    IF cardinality(v_due) > 0 THEN
+      SELECT l.runs, l.replay INTO v_more, v_more_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
+      v_runs := v_runs || v_more;
+      v_replay := v_replay || v_more_replay;
+      v_count := v_count + cardinality(v_due);
     END IF;
   END IF;
 
