@@ -43,9 +43,13 @@ function databaseName(prefix: string): string {
   return `df_${prefix}_${Date.now().toString(36)}_${crypto.randomBytes(4).toString('hex')}`;
 }
 
-/** When a test database named by `databaseName` was created (epoch ms), or null for another name. */
+/**
+ * When a test database named by `databaseName` was created (epoch ms), or null for another name. The
+ * benchmarks' databases (bench/anchors/common.ts createDb: `df_<prefix>_<time, base 36>_<6 base-36
+ * characters>`) are read the same way, so a test run started during a bench leaves them alone.
+ */
 export function createdAt(name: string): number | null {
-  const match = /^df_.*_([0-9a-z]{8,9})_[0-9a-f]{8}$/.exec(name);
+  const match = /^df_.*_([0-9a-z]{8,9})_(?:[0-9a-f]{8}|[0-9a-z]{6})$/.exec(name);
   return match ? parseInt(match[1]!, 36) : null;
 }
 
