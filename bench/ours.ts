@@ -19,7 +19,7 @@ export type OurFigure =
   | 'throughput_1' | 'throughput_2' | 'throughput_4'
   | 'latency_median' | 'latency_p99'
   | 'event_resume_median' | 'event_resume_p99'
-  | 'commits_per_wf' | 'wal_flushes_per_wf' | 'statements_per_wf'
+  | 'commits_per_wf' | 'wal_flushes_per_wf' | 'wal_records_per_wf' | 'statements_per_wf'
   | `latency_backlog_${number}`;
 
 export interface OurResult {

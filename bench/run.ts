@@ -99,6 +99,7 @@ const ROWS: Row[] = [
   { label: 'event → resume, p99 (ms)', figure: 'event_resume_p99', better: 'lower', anchors: true },
   { label: 'Postgres commits per workflow', figure: 'commits_per_wf', better: 'lower', anchors: true },
   { label: 'WAL flushes per workflow', figure: 'wal_flushes_per_wf', better: 'lower', anchors: true },
+  { label: 'WAL records per workflow', figure: 'wal_records_per_wf', better: 'lower', anchors: true },
   { label: 'SQL statements sent per workflow', figure: 'statements_per_wf', better: 'lower', anchors: false },
   ...options.backlogs.map(
     (idle): Row => ({

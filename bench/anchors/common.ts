@@ -17,6 +17,7 @@ export type FigureKey =
   | 'event_resume_p99' // event sent → waiting workflow resumes, ms
   | 'commits_per_wf'
   | 'wal_flushes_per_wf' // Postgres transactions and WAL flushes per 3-step workflow, sequential runs
+  | 'wal_records_per_wf' // WAL records (pg_stat_wal.wal_records) per 3-step workflow, same phases
   | 'pgbench_insert_tps_1'
   | 'pgbench_insert_tps_4'
   | 'pgbench_insert_tps_8';
@@ -293,6 +294,7 @@ export async function measureSequential(
     results: [
       { system, version, figure: 'commits_per_wf', value: round(commits), unit: `commits/${unit}`, notes },
       { system, version, figure: 'wal_flushes_per_wf', value: round(walSyncs), unit: `flushes/${unit}`, notes },
+      { system, version, figure: 'wal_records_per_wf', value: round(walRecords, 1), unit: `records/${unit}`, notes },
     ],
   };
 }
