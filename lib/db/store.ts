@@ -14,7 +14,7 @@ import { buildSql } from './sql/index.js';
 import type { SqlTexts } from './sql/index.js';
 import { notifyEvent, notifyEvents } from './sql/insertEvent.js';
 import type { StoredEvent } from './sql/insertEvent.js';
-import { findRunsByKeys, insertRuns } from './sql/insertRun.js';
+import { findRunsByKeys, insertRuns, mayCollide } from './sql/insertRun.js';
 import type { ExistingRun, InsertedRun, NewRun } from './sql/insertRun.js';
 import { insertWaits, lockWatchedRuns } from './sql/insertWaits.js';
 import type { NewWait, WatchedRun } from './sql/insertWaits.js';
@@ -109,7 +109,8 @@ export class Store {
    * Each stores this flow's version (and is pinned to it if its workflow is `versioning: 'pinned'`).
    */
   insertRuns(db: Queryable, runs: NewRun[]): Promise<InsertedRun[]> {
-    return insertRuns(db, this.statements.insertRuns, { runs, offsetMs: this.#clockOffsetMs(), version: this.#version() });
+    const statement = mayCollide(runs) ? this.statements.insertRuns : this.statements.insertFreshRuns;
+    return insertRuns(db, statement, { runs, offsetMs: this.#clockOffsetMs(), version: this.#version() });
   }
 
   /** The runs that starts which created nothing collided with: by run id, or by workflow and idempotency key. */

@@ -110,6 +110,7 @@ export function newRun(definition: WorkflowDefinition, input: unknown, options: 
   const tags = checkTags(options.tags);
   return {
     runId,
+    freshId: options.runId === undefined,
     workflow: definition.name,
     queue,
     priority,

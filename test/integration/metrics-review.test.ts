@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
 import { compactMetrics } from '../../lib/metrics/reads.js';
-import { databasePerFile } from '../helpers/flow.js';
+import { databasePerFile, eventually } from '../helpers/flow.js';
 
 const file = databasePerFile('metricsreview');
 
@@ -66,4 +66,39 @@ describe('the metrics triggers under bulk statements', () => {
     await flow.pool.query(`DELETE FROM ${runs} WHERE workflow_name = $1 AND status = 'completed'`, [w]);
     await countsMatch(flow);
   });
+
+  it('stay exact when a fold deletes the rows a statement is about to add to: waited for (READ COMMITTED), or since the snapshot (REPEATABLE READ)', async () => {
+    const flow = file.ctx.flow();
+    await flow.migrate();
+    const runs = flow.tables.runs;
+    const compact = `SELECT "${flow.tables.schema}".durable_flow_metrics_compact(now(), now() - interval '25 hours')`;
+    const writer = await flow.pool.connect();
+    const folder = await flow.pool.connect();
+    try {
+      const w = 'fold-race';
+      await writer.query(`INSERT INTO ${runs} (run_id, workflow_name, status, input, wake_at) SELECT 'f-' || g, $1, 'enqueued', '{}', now() FROM generate_series(1, 10) g`, [w]);
+      // The writer's shard rows exist; a fold locks and deletes them while the writer's UPDATE adds to them.
+      await folder.query('BEGIN');
+      await folder.query(compact);
+      const pid = (await writer.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const update = writer.query(`UPDATE ${runs} SET status = 'running', started_at = now() WHERE run_id IN ('f-1', 'f-2')`);
+      await eventually(async () => (await flow.pool.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [pid])).rows[0]?.wait_event_type === 'Lock');
+      await folder.query('COMMIT');
+      await update;
+      await countsMatch(flow);
+      // A caller's REPEATABLE READ transaction whose snapshot is older than a fold of its shard's rows.
+      await writer.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await writer.query(`SELECT count(*) FROM ${runs}`);
+      expect((await folder.query<{ n: number }>(`${compact} AS n`)).rows[0]!.n).toBeGreaterThan(0);
+      await writer.query(`UPDATE ${runs} SET status = 'completed', completed_at = now() WHERE run_id IN ('f-1', 'f-3')`);
+      await writer.query(`INSERT INTO ${runs} (run_id, workflow_name, status, input, wake_at) VALUES ('f-11', $1, 'enqueued', '{}', now())`, [w]);
+      await writer.query('COMMIT');
+      await countsMatch(flow);
+      expect(await totals(flow, w)).toEqual({ started: 2, completed: 2, failed: 0, cancelled: 0 });
+    } finally {
+      writer.release();
+      folder.release();
+    }
+  });
 });
+

@@ -2,6 +2,7 @@ import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { NonRetriableError } from '../../lib/index.js';
+import type { WorkflowContext } from '../../lib/index.js';
 import { compactMetrics } from '../../lib/metrics/reads.js';
 import { spawnFixture } from '../helpers/child.js';
 import { databasePerFile, eventually } from '../helpers/flow.js';
@@ -151,6 +152,41 @@ describe('lease losses', () => {
     const after = await scrape();
     expect(value(after, 'durable_flow_lease_losses_total', {})).toBe(1);
     expect(value(after, 'durable_flow_worker_slots', { state: 'total' })).toBe(0);
+  });
+});
+
+describe('event → resume samples', () => {
+  it('count the runs a notify claims for a local worker (waiting → running, never ready), one sample each', async () => {
+    const flow = files.ctx.flow();
+    await flow.migrate();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const local = flow.workflow('m-local', async ({ step }: WorkflowContext) => {
+      await step.waitForEvent('go', { event: 'm-local-go', timeout: '1 hour' });
+      await step.run('hold', () => gate.then(() => 1));
+    });
+    const runs = await Promise.all([1, 2, 3].map(() => local.start({})));
+    const drainer = flow.worker({ concurrency: 3, pollInterval: 50 });
+    await drainer.start();
+    await eventually(async () => (await Promise.all(runs.map((r) => flow.getRun(r.runId)))).every((r) => r!.status === 'waiting'));
+    await drainer.stop();
+    const resumes = async () => (await flow.metrics.series('hour', 'm-local')).reduce((sum, p) => sum + p.resume.samples, 0);
+    expect(await resumes()).toBe(0);
+
+    // A long poll: the runs are leased by the notify's own transaction, or not before the test ends.
+    const worker = flow.worker({ concurrency: 3, pollInterval: '1 minute' });
+    await worker.start();
+    try {
+      expect((await flow.notify('m-local-go', {})).matchedWaits).toBe(3);
+      const { rows } = await flow.pool.query(`SELECT DISTINCT lease_owner, status FROM durable_flow_workflow_runs WHERE workflow_name = 'm-local'`);
+      expect(rows).toEqual([{ lease_owner: worker.id, status: 'running' }]);
+      expect(await resumes()).toBe(3);
+      release();
+      await Promise.all(runs.map((r) => r.result({ timeout: '10 seconds' })));
+      expect(await resumes()).toBe(3);
+    } finally {
+      await worker.stop();
+    }
   });
 });
 

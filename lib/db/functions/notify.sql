@@ -46,6 +46,8 @@ DECLARE
   v_mark text;
   v_claimed json := '[]';
   v_claimed_ids bigint[] := '{}';
+  v_woken timestamptz;
+  v_resume_us bigint;
 BEGIN
   PERFORM pg_advisory_xact_lock(p_lock_namespace, {{schema}}.durable_flow_event_lock_key(p_name));
   v_now := clock_timestamp() + p_offset_ms * interval '1 millisecond';
@@ -113,6 +115,7 @@ BEGIN
 
     -- Runs for a worker of the calling process: claimed now.
     IF p_claim_limit > 0 THEN
+      v_woken := clock_timestamp();
       SELECT l.runs, l.replay INTO v_claimed, v_claimed_ids
       FROM {{schema}}.durable_flow_lease(
         ARRAY(SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
@@ -124,6 +127,14 @@ BEGIN
                 AND NOT EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = r.workflow_name)
               ORDER BY r.id LIMIT p_claim_limit),
         p_owner, v_now, v_now + p_lease_ms * interval '1 millisecond', v_mark) l;
+      -- Each is a sample of the event → resume latency, as a run made ready and claimed by a worker is
+      -- (metrics_runs_updated: from the wake to the claim): here both are this transaction's, one
+      -- moment for all, so the claims of a workflow are one add.
+      v_resume_us := greatest((extract(epoch FROM clock_timestamp() - v_woken) * 1e6)::bigint, 0);
+      PERFORM {{schema}}.durable_flow_metrics_add_samples(date_trunc('minute', statement_timestamp()), g.workflow_name, 'resume',
+                {{schema}}.durable_flow_metrics_bucket(v_resume_us), g.samples, g.samples * v_resume_us)
+      FROM (SELECT c->>'workflow_name' AS workflow_name, count(*) AS samples
+            FROM jsonb_array_elements(v_claimed::jsonb) c GROUP BY 1 ORDER BY 1) g;
     END IF;
     -- The others that are suspended become due; a run still executing finds its matched wait when it
     -- next suspends.

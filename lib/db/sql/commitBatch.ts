@@ -120,31 +120,49 @@ WITH req AS (
   RETURNING r.id, l.snapshot
 ), held AS (
   SELECT id, snapshot FROM locked WHERE status IS NULL UNION ALL SELECT id, snapshot FROM moved
-), st AS (
-  INSERT INTO ${t.steps} AS s
-    (workflow_run_id, name, kind, status, attempts, position, result, error, cursor, metadata,
-     exec_snapshot, started_at, completed_at, updated_at)
-  SELECT held.id, x.name, coalesce(x.kind, 'run'), x.status, coalesce(x.attempts, 0), x.position,
-         x.result::jsonb, x.error, x.cursor, coalesce(x.metadata, '{}'::jsonb), held.snapshot, x.started_at,
-         x.completed_at, clock_timestamp()
+), sx AS (
+  -- The steps of the runs that matched, and whether each row is stored already (a step's 'running' row,
+  -- a retry, a sleep or wait written by an earlier suspension). This statement's snapshot is exact for
+  -- that: a run's step rows are only inserted by commits of the execution holding its lease (fenced by
+  -- the lock above, one commit at a time on its chain: its earlier ones committed before this began) or
+  -- with the run itself (rerun's copies, before any claim), so none can appear between the snapshot and
+  -- the lock. A new row is therefore a plain INSERT, with no ON CONFLICT: a speculative insert costs a
+  -- confirmation record per row (WAL), and a conflict here would be a broken fence, better an error
+  -- than a silent merge.
+  SELECT held.id AS run_pk, held.snapshot, x.*,
+         EXISTS (SELECT 1 FROM ${t.steps} e WHERE e.workflow_run_id = held.id AND e.name = x.name) AS stored
   FROM jsonb_to_recordset($2::jsonb) AS x(
     run bigint, name text, kind text, status text, attempts integer, position integer, result text, error jsonb,
     cursor jsonb, metadata jsonb, started_at timestamptz, completed_at timestamptz)
   JOIN held ON held.id = x.run
-  ON CONFLICT (workflow_run_id, name) DO UPDATE SET
-    status = EXCLUDED.status,
-    attempts = greatest(s.attempts, EXCLUDED.attempts),
-    result = EXCLUDED.result,
-    error = EXCLUDED.error,
-    cursor = coalesce(EXCLUDED.cursor, s.cursor),
-    metadata = s.metadata || EXCLUDED.metadata,
+), st_new AS (
+  INSERT INTO ${t.steps} AS s
+    (workflow_run_id, name, kind, status, attempts, position, result, error, cursor, metadata,
+     exec_snapshot, started_at, completed_at, updated_at)
+  SELECT x.run_pk, x.name, coalesce(x.kind, 'run'), x.status, coalesce(x.attempts, 0), x.position,
+         x.result::jsonb, x.error, x.cursor, coalesce(x.metadata, '{}'::jsonb), x.snapshot, x.started_at,
+         x.completed_at, clock_timestamp()
+  FROM sx x WHERE NOT x.stored
+  RETURNING s.id, s.workflow_run_id, s.name
+), st_stored AS (
+  UPDATE ${t.steps} s SET
+    status = x.status,
+    attempts = greatest(s.attempts, coalesce(x.attempts, 0)),
+    result = x.result::jsonb,
+    error = x.error,
+    cursor = coalesce(x.cursor, s.cursor),
+    metadata = s.metadata || coalesce(x.metadata, '{}'::jsonb),
     -- A step body's mark is the one of the execution that first began it (a retry, or a replay after a
     -- crash, must not move it past an event the first attempt caused); a sleep's is its waking one.
-    exec_snapshot = CASE WHEN s.kind = 'run' THEN coalesce(s.exec_snapshot, EXCLUDED.exec_snapshot) ELSE EXCLUDED.exec_snapshot END,
-    started_at = coalesce(s.started_at, EXCLUDED.started_at),
-    completed_at = EXCLUDED.completed_at,
-    updated_at = EXCLUDED.updated_at
+    exec_snapshot = CASE WHEN s.kind = 'run' THEN coalesce(s.exec_snapshot, x.snapshot) ELSE x.snapshot END,
+    started_at = coalesce(s.started_at, x.started_at),
+    completed_at = x.completed_at,
+    updated_at = clock_timestamp()
+  FROM sx x
+  WHERE x.stored AND s.workflow_run_id = x.run_pk AND s.name = x.name
   RETURNING s.id, s.workflow_run_id, s.name
+), st AS (
+  SELECT * FROM st_new UNION ALL SELECT * FROM st_stored
 ), lg AS (
   INSERT INTO ${t.logs} (workflow_run_id, workflow_step_id, key, level, message, data, created_at, updated_at)
   SELECT held.id, coalesce(st.id, x.step_id), x.key, x.level, x.message, coalesce(x.data, '{}'::jsonb), x.at, x.at

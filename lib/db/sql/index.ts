@@ -18,6 +18,7 @@ import type { Statement } from './statement.js';
 export function buildSql(t: Tables) {
   const texts = {
     insertRuns: insertRunsSql(t),
+    insertFreshRuns: insertRunsSql(t, false),
     findRunsByKeys: findRunsByKeysSql(t),
     claimRuns: claimRunsSql(t),
     orphanedWorkflows: orphanedWorkflowsSql(t),

@@ -9,6 +9,11 @@ import type { RunTags } from '../../tags.js';
 /** A run to create. */
 export interface NewRun {
   runId: string;
+  /**
+   * The run id was made for this start (a random UUID, not the caller's `runId`), and the row is
+   * inserted once: no stored run can have it.
+   */
+  freshId?: boolean;
   workflow: string;
   queue: string;
   priority: number;
@@ -68,8 +73,11 @@ export interface InsertedRun {
  *             over the replayed run's, read here by run id: no caller needs to carry them)
  * $2 clock offset (ms)
  * $3 the flow's version
+ *
+ * `guarded` false: a statement without ON CONFLICT, for batches of which no row can collide (every run
+ * id fresh, no idempotency key): a speculative insert costs a confirmation record (WAL) per row.
  */
-export const insertRunsSql = (t: Tables): string => {
+export const insertRunsSql = (t: Tables, guarded = true): string => {
   const now = nowSql('$2');
   return `
 WITH x AS (
@@ -104,7 +112,7 @@ WITH x AS (
     0, 0, 0, NULL, ${now}, ${now} + x.lease_ms * interval '1 millisecond') l
     ON x.owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.workflowPauses} p WHERE p.workflow_name = x.workflow_name)
   ORDER BY x.i
-  ON CONFLICT DO NOTHING
+  ${guarded ? 'ON CONFLICT DO NOTHING' : ''}
   RETURNING id, run_id, workflow_name, input::text AS input, lease_epoch, claim_count, attempts, created_snapshot,
             created_snapshot AS resume_snapshot, parent_run_id, queue_name, lease_owner, false AS replay,
             extract(epoch FROM deadline_at) * 1000 AS deadline_ms, trace_context
@@ -124,6 +132,9 @@ export const findRunsByKeysSql = (t: Tables): string => `
 SELECT run_id, workflow_name, idempotency_key FROM ${t.runs}
 WHERE run_id = ANY($1::text[])
    OR (workflow_name, idempotency_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))`;
+
+/** Whether `runs` need the statement with ON CONFLICT: some row may collide with a stored run. */
+export const mayCollide = (runs: NewRun[]): boolean => runs.some((run) => run.freshId !== true || run.idempotencyKey !== null);
 
 /**
  * Inserts `runs` in one statement; returns the runs it created, in order. A run whose id or
