@@ -8,6 +8,13 @@ import type { Buckets } from './buckets.js';
 export const METRICS_KEEP_MS = 25 * 3600_000;
 /** How often one process folds shards and samples the queue lag (on a read of the metrics). */
 const MAINTENANCE_MS = 60_000;
+/** A read of the queue lag looks at this many of the oldest due runs at most (the due index, in wake order). */
+export const LAG_SCAN_RUNS = 1000;
+/**
+ * How often one process looks up the workflows none of whose due runs is among those (their oldest
+ * lies behind a larger backlog, or they have none due): each such look-up reads past that backlog.
+ */
+export const LAG_BEHIND_MS = 60_000;
 
 export type HistogramKind = 'step' | 'resume' | 'lag';
 
@@ -38,11 +45,13 @@ const num = (v: unknown) => Number(v ?? 0);
 
 /**
  * The metrics' reads, on the viewer's connections: a few small tables (migration 016), never the runs,
- * but for the queue lag (the oldest due run of each workflow with unfinished runs: one indexed row each).
+ * but for the queue lag (the oldest due runs, at most LAG_SCAN_RUNS of them; see #lag).
  */
 export class MetricsReads {
   readonly #db: ReadDb;
   #maintainedAt = 0;
+  /** The last look-up of the workflows behind the scanned due runs (see #lag), and when (Date.now()). */
+  #behind: { at: number; workflows: Set<string>; lag: MetricsSnapshot['lag'] } | undefined;
 
   constructor(db: ReadDb) {
     this.#db = db;
@@ -83,7 +92,7 @@ export class MetricsReads {
   /** `points` intervals of `stepMs` ending now (flow clock), of one workflow or all: the page's charts. */
   async series(offsetMs: number, points: number, stepMs: number, workflow: string | null): Promise<SeriesPoint[]> {
     const t = this.#db.tables;
-    await this.#maintain(offsetMs, await this.#lag(offsetMs));
+    await this.#maintain(offsetMs);
     // The first interval's start: whole steps back from the current minute's end.
     const start = `date_trunc('minute', ${nowSql('$1')}) + interval '1 minute' - $2::float8 * $3::float8 * interval '1 millisecond'`;
     const index = `floor(extract(epoch FROM minute - (${start})) * 1000 / $3::float8)::int`;
@@ -120,29 +129,61 @@ export class MetricsReads {
   }
 
   /**
- * The oldest due run of each workflow that has runs not finished (from the counts), through the due index in
- * wake order: one row each, unless another workflow's due backlog comes first (then it reads past it).
- */
+   * The oldest due run of each workflow with unfinished runs (from the counts), from one scan of the
+   * LAG_SCAN_RUNS oldest due runs (the due index, in wake order): exact for every workflow with a due
+   * run among them, and for all when fewer are due (a workflow not among them then has none). When that
+   * many are due, the others are looked up past them (each look-up reads past that backlog: 0.1 s a
+   * workflow with 100,000 due runs in front), at most every LAG_BEHIND_MS in a process, their ages
+   * meanwhile grown by the time since. So a read costs about the same at any backlog.
+   */
   async #lag(offsetMs: number): Promise<MetricsSnapshot['lag']> {
     const t = this.#db.tables;
-    const rows = await this.#db.select<{ workflow_name: string; queue_name: string; seconds: number }>(
-      `SELECT w.workflow_name, d.queue_name, greatest(0, extract(epoch FROM ${nowSql('$1')} - d.wake_at))::float8 AS seconds
+    const now = nowSql('$1');
+    const rows = await this.#db.select<{ workflow_name: string; queue_name: string | null; seconds: number | null; scanned: string; last: Date | null }>(
+      `WITH due AS MATERIALIZED (
+         SELECT r.workflow_name, r.queue_name, r.wake_at FROM ${t.runs} r
+         WHERE r.wake_at IS NOT NULL AND r.wake_at <= ${now} ORDER BY r.wake_at LIMIT $2
+       ), oldest AS (SELECT DISTINCT ON (workflow_name) * FROM due ORDER BY workflow_name, wake_at)
+       SELECT w.workflow_name, o.queue_name, greatest(0, extract(epoch FROM ${now} - o.wake_at))::float8 AS seconds,
+              (SELECT count(*) FROM due) AS scanned, (SELECT max(wake_at) FROM due) AS last
        FROM (SELECT workflow_name FROM ${quoteIdent(t.schema)}.durable_flow_run_counts
              WHERE status NOT IN ('completed', 'failed', 'cancelled') GROUP BY 1 HAVING sum(runs) > 0) w
-       CROSS JOIN LATERAL (SELECT r.queue_name, r.wake_at FROM ${t.runs} r
-                           WHERE r.wake_at IS NOT NULL AND r.wake_at <= ${nowSql('$1')} AND r.workflow_name = w.workflow_name
-                           ORDER BY r.wake_at LIMIT 1) d
+       LEFT JOIN oldest o ON o.workflow_name = w.workflow_name
        ORDER BY 1`,
-      [offsetMs],
+      [offsetMs, LAG_SCAN_RUNS],
     );
-    return rows.map((r) => ({ workflow: r.workflow_name, queue: r.queue_name, seconds: Number(r.seconds) }));
+    const lag = rows.flatMap((r) => (r.queue_name === null ? [] : [{ workflow: r.workflow_name, queue: r.queue_name, seconds: Number(r.seconds) }]));
+    const behind = rows.filter((r) => r.queue_name === null).map((r) => r.workflow_name);
+    if (behind.length === 0 || Number(rows[0]!.scanned) < LAG_SCAN_RUNS) return lag;
+    return [...lag, ...(await this.#lagBehind(offsetMs, rows[0]!.last!, behind))].sort((a, b) => (a.workflow < b.workflow ? -1 : a.workflow > b.workflow ? 1 : 0));
+  }
+
+  /** The oldest due run, from `after` on, of each of `workflows` (none of theirs among the scanned); cached (see #lag). */
+  async #lagBehind(offsetMs: number, after: Date, workflows: string[]): Promise<MetricsSnapshot['lag']> {
+    const cached = this.#behind;
+    if (cached && Date.now() - cached.at < LAG_BEHIND_MS && workflows.every((w) => cached.workflows.has(w))) {
+      const grown = (Date.now() - cached.at) / 1000;
+      return cached.lag.filter((l) => workflows.includes(l.workflow)).map((l) => ({ ...l, seconds: l.seconds + grown }));
+    }
+    const rows = await this.#db.select<{ workflow_name: string; queue_name: string; seconds: number }>(
+      `SELECT w.workflow_name, d.queue_name, greatest(0, extract(epoch FROM ${nowSql('$1')} - d.wake_at))::float8 AS seconds
+       FROM unnest($3::text[]) AS w(workflow_name)
+       CROSS JOIN LATERAL (SELECT r.queue_name, r.wake_at FROM ${this.#db.tables.runs} r
+                           WHERE r.wake_at IS NOT NULL AND r.wake_at >= $2 AND r.wake_at <= ${nowSql('$1')} AND r.workflow_name = w.workflow_name
+                           ORDER BY r.wake_at LIMIT 1) d`,
+      [offsetMs, after, workflows],
+    );
+    const lag = rows.map((r) => ({ workflow: r.workflow_name, queue: r.queue_name, seconds: Number(r.seconds) }));
+    this.#behind = { at: Date.now(), workflows: new Set(workflows), lag };
+    return lag;
   }
 
   /** At most once a minute in a process: fold the shards (metrics.sql) and record the lag of each workflow. */
-  async #maintain(offsetMs: number, lag: MetricsSnapshot['lag']): Promise<void> {
+  async #maintain(offsetMs: number, known?: MetricsSnapshot['lag']): Promise<void> {
     if (Date.now() - this.#maintainedAt < MAINTENANCE_MS) return;
     this.#maintainedAt = Date.now();
     await compactMetrics(this.#db, offsetMs);
+    const lag = known ?? (await this.#lag(offsetMs));
     if (lag.length === 0) return;
     await this.#db.select(
       `SELECT ${quoteIdent(this.#db.tables.schema)}.durable_flow_metrics_sample(${nowSql('$1')}, w, 'lag', (s * 1e6)::bigint)

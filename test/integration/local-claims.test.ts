@@ -80,4 +80,46 @@ describe('local claims', () => {
       await worker.stop();
     }
   });
+
+  it('leases as many woken runs as the worker has free slots, the lowest ids first, and makes the others due', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const waiter = flow.workflow('lc-split', async ({ step }: WorkflowContext) => {
+      const payload = await step.waitForEvent('go', { event: 'lc-split-go', timeout: '1 hour' });
+      await step.run('gate', () => gate);
+      return payload;
+    });
+    const runs: { runId: string; result: () => Promise<unknown> }[] = [];
+    for (let i = 0; i < 4; i++) runs.push(await waiter.start({}));
+    const drainer = flow.worker({ concurrency: 5, pollInterval: 50 });
+    await drainer.start();
+    await eventually(async () => (await Promise.all(runs.map((r) => flow.getRun(r.runId)))).every((r) => r!.status === 'waiting'));
+    await drainer.stop();
+
+    const worker = flow.worker({ concurrency: 2, pollInterval: '1 minute' });
+    await worker.start();
+    try {
+      expect((await flow.notify('lc-split-go', { n: 4 })).matchedWaits).toBe(4);
+      // The two oldest are leased in the notify's transaction (their gate step holds both slots); the two
+      // others are due for any worker's claim, leased to none, their wait's result stored all the same.
+      expect(await Promise.all(runs.slice(0, 2).map((r) => leaseOwner(r.runId)))).toEqual([
+        { owner: worker.id, epoch: 2, claims: 1 },
+        { owner: worker.id, epoch: 2, claims: 1 },
+      ]);
+      const { rows } = await flow.pool.query(
+        `SELECT r.status, r.lease_owner, r.wake_at IS NOT NULL AS due, s.status AS wait FROM durable_flow_workflow_runs r
+         JOIN durable_flow_workflow_steps s ON s.workflow_run_id = r.id AND s.name = 'go' WHERE r.run_id = ANY($1) ORDER BY r.id`,
+        [runs.slice(2).map((r) => r.runId)],
+      );
+      expect(rows).toEqual([
+        { status: 'ready', lease_owner: null, due: true, wait: 'succeeded' },
+        { status: 'ready', lease_owner: null, due: true, wait: 'succeeded' },
+      ]);
+      release();
+      for (const run of runs) await expect(run.result()).resolves.toEqual({ n: 4 });
+    } finally {
+      release();
+      await worker.stop();
+    }
+  });
 });

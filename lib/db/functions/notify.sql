@@ -48,6 +48,9 @@ DECLARE
   v_claimed_ids bigint[] := '{}';
   v_woken timestamptz;
   v_resume_us bigint;
+  v_locked integer;
+  v_suspended bigint[];
+  v_takeable bigint[];
 BEGIN
   PERFORM pg_advisory_xact_lock(p_lock_namespace, {{schema}}.durable_flow_event_lock_key(p_name));
   v_now := clock_timestamp() + p_offset_ms * interval '1 millisecond';
@@ -71,16 +74,32 @@ BEGIN
     'Cancelled by event "' || p_name || '"', p_offset_ms);
 
   v_mark := pg_current_snapshot()::text || '|' || pg_current_xact_id()::text || '|' || v_event.id::text;
-  PERFORM 1 FROM {{schema}}.durable_flow_workflow_runs r
-  WHERE r.id IN (
-    SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
-    WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND NOT w.is_sleep
-      AND w.event_name = p_name AND p_payload @> w.match
-      AND (w.timeout_at IS NULL OR w.timeout_at > v_now))
-  ORDER BY r.id DESC
-  FOR NO KEY UPDATE;
+  -- The runs of the waits it matches, locked; read under the lock, which keeps every other transaction
+  -- from changing them until this one ends: those suspended (to wake), and of those the ones a worker
+  -- of the calling process may take (no second query for them, and no generic plan that reads every
+  -- suspended run's entry of the status index to find a few by id).
+  SELECT count(*), coalesce(array_agg(l.id) FILTER (WHERE l.suspended), '{}'),
+         coalesce(array_agg(l.id ORDER BY l.id) FILTER (WHERE l.suspended AND l.takeable), '{}')
+  INTO v_locked, v_suspended, v_takeable
+  FROM (
+    SELECT r.id, r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying') AS suspended,
+           p_claim_limit > 0 AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
+             AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
+             AND (r.pinned_version IS NULL OR r.pinned_version = p_version)  -- pinned to another version: only made due
+             -- and runs of a paused workflow (flow.pauseWorkflow) are only made due: a claim sets them aside
+             AND NOT EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = r.workflow_name)
+             AS takeable
+    FROM {{schema}}.durable_flow_workflow_runs r
+    WHERE r.id IN (
+      SELECT w.workflow_run_id FROM {{schema}}.durable_flow_workflow_waits w
+      WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND NOT w.is_sleep
+        AND w.event_name = p_name AND p_payload @> w.match
+        AND (w.timeout_at IS NULL OR w.timeout_at > v_now))
+    ORDER BY r.id DESC
+    FOR NO KEY UPDATE
+  ) l;
 
-  IF FOUND THEN
+  IF v_locked > 0 THEN
     WITH c AS (
       SELECT w.id, w.workflow_step_id, w.group_mode FROM {{schema}}.durable_flow_workflow_waits w
       WHERE w.status = 'pending' AND w.watched_run_id IS NULL AND w.signal_name IS NULL AND NOT w.is_sleep
@@ -113,20 +132,14 @@ BEGIN
       v_runs := coalesce(v_runs, '{}') || ARRAY(SELECT g.run_pk FROM {{schema}}.durable_flow_settle_groups(v_groups, v_now) g);
     END IF;
 
+    -- The woken runs that are suspended; a run still executing finds its matched wait when it next suspends.
+    v_suspended := ARRAY(SELECT id FROM unnest(v_suspended) id WHERE id = ANY(v_runs));
     -- Runs for a worker of the calling process: claimed now.
-    IF p_claim_limit > 0 THEN
+    v_takeable := ARRAY(SELECT id FROM unnest(v_takeable) id WHERE id = ANY(v_runs) ORDER BY id LIMIT greatest(p_claim_limit, 0));
+    IF cardinality(v_takeable) > 0 THEN
       v_woken := clock_timestamp();
       SELECT l.runs, l.replay INTO v_claimed, v_claimed_ids
-      FROM {{schema}}.durable_flow_lease(
-        ARRAY(SELECT r.id FROM {{schema}}.durable_flow_workflow_runs r
-              WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying')
-                AND r.queue_name = ANY(p_queues) AND r.workflow_name = ANY(p_workflows)
-                AND r.concurrency_key IS NULL  -- runs with a concurrency limit go through durable_flow_claim
-                AND (r.pinned_version IS NULL OR r.pinned_version = p_version)  -- pinned to another version: only made due
-                -- and runs of a paused workflow (flow.pauseWorkflow) are only made due: a claim sets them aside
-                AND NOT EXISTS (SELECT 1 FROM {{schema}}.durable_flow_workflow_pauses p WHERE p.workflow_name = r.workflow_name)
-              ORDER BY r.id LIMIT p_claim_limit),
-        p_owner, v_now, v_now + p_lease_ms * interval '1 millisecond', v_mark) l;
+      FROM {{schema}}.durable_flow_lease(v_takeable, p_owner, v_now, v_now + p_lease_ms * interval '1 millisecond', v_mark) l;
       -- Each is a sample of the event → resume latency, as a run made ready and claimed by a worker is
       -- (metrics_runs_updated: from the wake to the claim): here both are this transaction's, one
       -- moment for all, so the claims of a workflow are one add.
@@ -136,11 +149,13 @@ BEGIN
       FROM (SELECT c->>'workflow_name' AS workflow_name, count(*) AS samples
             FROM jsonb_array_elements(v_claimed::jsonb) c GROUP BY 1 ORDER BY 1) g;
     END IF;
-    -- The others that are suspended become due; a run still executing finds its matched wait when it
-    -- next suspends.
-    UPDATE {{schema}}.durable_flow_workflow_runs r
-    SET status = 'ready', wake_at = v_now, updated_at = clock_timestamp()
-    WHERE r.id = ANY(v_runs) AND r.lease_owner IS NULL AND r.status IN ('waiting', 'sleeping', 'retrying');
+    -- The others become due (none left when all were claimed: then no statement, whose metric trigger
+    -- would run even for no row).
+    IF cardinality(v_suspended) > cardinality(v_takeable) THEN
+      UPDATE {{schema}}.durable_flow_workflow_runs r
+      SET status = 'ready', wake_at = v_now, updated_at = clock_timestamp()
+      WHERE r.id = ANY(ARRAY(SELECT id FROM unnest(v_suspended) id WHERE id <> ALL(v_takeable)));
+    END IF;
   END IF;
 
   RETURN QUERY SELECT v_event.id, v_event.event_id, v_event.name, v_event.payload, v_event.occurred_at, false, false,
