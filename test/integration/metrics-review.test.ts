@@ -65,6 +65,15 @@ describe('the metrics triggers under bulk statements', () => {
     // Retention-like: delete thousands.
     await flow.pool.query(`DELETE FROM ${runs} WHERE workflow_name = $1 AND status = 'completed'`, [w]);
     await countsMatch(flow);
+    // A reset: TRUNCATE fires no row or DELETE trigger; the counts are emptied with the runs, the history kept.
+    expect((await flow.pool.query(`SELECT count(*)::int AS n FROM ${runs}`)).rows[0].n).toBeGreaterThan(0);
+    await flow.pool.query(`TRUNCATE ${runs} CASCADE`);
+    await countsMatch(flow);
+    expect((await flow.pool.query(`SELECT count(*)::int AS n FROM "${flow.tables.schema}".durable_flow_run_counts`)).rows[0].n).toBe(0);
+    expect(await totals(flow, w)).toEqual({ started: 3000, completed: 4000, failed: 1000, cancelled: 5000 });
+    await flow.pool.query(
+      `INSERT INTO ${runs} (run_id, workflow_name, status, input, created_at, updated_at) SELECT 'b-' || g, $1, 'enqueued', '{}', now(), now() FROM generate_series(1, 10) g`, [w]);
+    await countsMatch(flow);
   });
 
   it('stay exact when a fold deletes the rows a statement is about to add to: waited for (READ COMMITTED), or since the snapshot (REPEATABLE READ)', async () => {

@@ -80,7 +80,7 @@ describe('migrate()', () => {
       const { rows } = await flow.pool.query(
         `SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'durable_flow_workflow_runs'::regclass AND NOT tgisinternal`,
       );
-      expect(rows[0].n).toBe(12);
+      expect(rows[0].n).toBe(13);
     } finally {
       await flow.close();
       await other.drop();

@@ -99,6 +99,16 @@ BEGIN
 END
 $$;
 
+-- Runs truncated (TRUNCATE ... CASCADE, a test's or an operator's reset): no run is left to count. The
+-- minutes and samples stay: they are the history of what ran. TRUNCATE holds the runs table's ACCESS
+-- EXCLUSIVE lock, so no run changes meanwhile.
+CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_runs_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM {{schema}}.durable_flow_run_counts;
+  RETURN NULL;
+END
+$$;
+
 -- Runs deleted (a prune, an app's own DELETE): their statuses no longer count.
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_metrics_runs_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -280,3 +290,8 @@ CREATE TRIGGER durable_flow_steps_metrics_end
   FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status IN ('succeeded', 'failed') AND NEW.kind = 'run'
                      AND NEW.started_at IS NOT NULL AND NEW.completed_at IS NOT NULL)
   EXECUTE FUNCTION {{schema}}.durable_flow_metrics_step_ended();
+
+DROP TRIGGER IF EXISTS durable_flow_runs_metrics_truncate ON {{schema}}.durable_flow_workflow_runs;
+CREATE TRIGGER durable_flow_runs_metrics_truncate
+  AFTER TRUNCATE ON {{schema}}.durable_flow_workflow_runs
+  FOR EACH STATEMENT EXECUTE FUNCTION {{schema}}.durable_flow_metrics_runs_truncated();
