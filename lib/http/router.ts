@@ -142,7 +142,7 @@ export function createRouter(
   router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
   router.get('/api/runs', handle(async (req, res) => {
     const { page: runs, counts } = await runsData(req);
-    res.json({ runs: runs.runs, next: runs.next, counts });
+    res.json({ runs: runs.runs, next: runs.next, counts, searched: runs.searched });
   }));
 
   // ---- One run ----------------------------------------------------------------------------------

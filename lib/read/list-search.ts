@@ -1,0 +1,138 @@
+import type { RunTags } from '../tags.js';
+import { cursorTimeSql, encodeCursor } from './cursor.js';
+import type { ReadDb } from './db.js';
+import type { RunFilter, TagFilter } from './lists.js';
+
+/**
+ * Runs the text search reads per page: the newest this many runs of the filter, below the page's start.
+ * Matching a substring of the input's JSON takes reading it (no index answers it without an extension
+ * such as pg_trgm, which durable-flow does not assume), so the search is bounded and says so.
+ */
+export const SEARCH_WINDOW = 10_000;
+
+/** How far a search's text matching read. */
+export interface SearchWindow {
+  /** Runs whose text was matched on this page (at most SEARCH_WINDOW). */
+  runs: number;
+  /** Whether older runs of the filter were not read: `next` continues the search among them. */
+  cut: boolean;
+}
+
+/** SQL conditions (joined with AND) and their parameters. */
+export interface Conditions {
+  sql: string;
+  params: unknown[];
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/**
+ * What the search compares with the input's JSON text. That text escapes `"` and `\` inside strings
+ * (`{"said": "a \"b\""}`), so a search holding either is compared with the text unescaped instead
+ * (`{"said": "a "b""}`), where both what the user typed into a value or key and JSON as stored
+ * (`"status": "paid"`) still match. Without them the two texts match the same searches, and the
+ * cheaper one serves. Control characters stay escaped in both, so they are escaped here too.
+ */
+function inputSearch(q: string): { pattern: string; unescape: boolean } {
+  const controls = q.replace(/[\u0001-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1));
+  return { pattern: escapeLike(controls), unescape: /["\\]/.test(q) };
+}
+
+/**
+ * The list's filter as conditions, each the range of an index of migration 019: a status other than
+ * completed says `status <> 'completed'` too (runs_by_status is partial, and a generic plan must see
+ * its predicate), a workflow reads runs_by_workflow, one run's children runs_parent, the rest the
+ * primary key. A tag filter is one containment of all its pairs, which the GIN index answers (its
+ * predicate repeated too); one key asked with two values matches no run, said outright. Top-level
+ * scope with a search: a run id typed whole finds its run in any scope.
+ */
+export function listConditions(filter: RunFilter, params: unknown[]): Conditions {
+  const add = (value: unknown) => `$${params.push(value)}`;
+  const where: string[] = [];
+  if (filter.status !== null) where.push(`status = ${add(filter.status)}${filter.status === 'completed' ? '' : ` AND status <> 'completed'`}`);
+  if (filter.workflow !== null) where.push(`workflow_name = ${add(filter.workflow)}`);
+  if (filter.scope.kind === 'top') where.push(filter.q === null ? 'parent_run_id IS NULL' : `(parent_run_id IS NULL OR run_id = ${add(filter.q)})`);
+  if (filter.scope.kind === 'children') where.push(`parent_run_id = ${add(filter.scope.parentRunId)}`);
+  if (filter.tags.length > 0) where.push(tagsSql(filter.tags, add));
+  if (filter.before) where.push(`id < ${add(filter.before.id)}::bigint`);
+  return { sql: where.length === 0 ? 'TRUE' : where.join(' AND '), params };
+}
+
+function tagsSql(filters: TagFilter[], add: (value: unknown) => string): string {
+  const wanted: RunTags = Object.create(null) as RunTags;
+  for (const { key, value } of filters) {
+    if (Object.hasOwn(wanted, key) && wanted[key] !== value) return 'FALSE';
+    wanted[key] = value;
+  }
+  return `tags @> ${add(JSON.stringify(wanted))}::jsonb AND tags <> '{}'::jsonb`;
+}
+
+/** The text condition of a search over a window's rows (`input`, `error`). */
+function textSql(q: string, add: (value: unknown) => string): string {
+  const search = inputSearch(q);
+  const input = search.unescape ? `regexp_replace(input::text, '\\\\(["\\\\])', '\\1', 'g')` : 'input::text';
+  const error = add(escapeLike(q));
+  return `(${input} ILIKE '%' || ${add(search.pattern)} || '%'
+           OR (jsonb_typeof(error) = 'object'
+               AND (error->>'message' ILIKE '%' || ${error} || '%' OR error->>'class' ILIKE '%' || ${error} || '%' OR error->>'code' ILIKE '%' || ${error} || '%')))`;
+}
+
+/**
+ * One page of a search: the ids to show, newest first, the next page's cursor and how far the text
+ * matching read. Two statements: the window (the newest SEARCH_WINDOW runs of the filter below the
+ * cursor, read once: its text matches, its oldest id and that id's cursor) and the run-id matches (the
+ * run_id index, over every run of the filter below the cursor, unless the cursor says they were all
+ * shown). The page takes both, newest first, and never skips a run: when the window is cut and the text
+ * matches do not fill the page, the page shows every run-id match older than the window too if they
+ * all fit (the next page then matches text only, from the window's end), else only those in the window
+ * (the next page, from the window's end, takes the older ones).
+ */
+export async function searchRuns(db: ReadDb, filter: RunFilter & { q: string }): Promise<{ ids: string[]; next: string | null; searched: SearchWindow }> {
+  const n = filter.limit;
+  const t = db.tables;
+  const windowParams: unknown[] = [];
+  const where = listConditions(filter, windowParams);
+  const add = (value: unknown) => `$${windowParams.push(value)}`;
+  const [win] = await db.select<{ scanned: number; floor: string | null; floor_key: string | null; ids: string[] }>(
+    `WITH win AS MATERIALIZED (SELECT id, created_at, input, error FROM ${t.runs} WHERE ${where.sql} ORDER BY id DESC LIMIT ${SEARCH_WINDOW})
+     SELECT (SELECT count(*)::int FROM win) AS scanned,
+            (SELECT w.id::text FROM win w ORDER BY w.id LIMIT 1) AS floor,
+            (SELECT ${cursorTimeSql('w.created_at')} FROM win w ORDER BY w.id LIMIT 1) AS floor_key,
+            ARRAY(SELECT w.id::text FROM win w WHERE ${textSql(filter.q, add)} ORDER BY w.id DESC LIMIT ${n + 1}) AS ids`,
+    windowParams,
+  );
+  const textOnly = filter.before?.textOnly === true;
+  let prefix: string[] = [];
+  if (!textOnly) {
+    const prefixParams: unknown[] = [];
+    const conditions = listConditions(filter, prefixParams);
+    const rows = await db.select<{ run: string }>(
+      `SELECT r.id::text AS run FROM ${t.runs} r WHERE ${conditions.sql} AND starts_with(run_id, $${prefixParams.push(filter.q)}) ORDER BY r.id DESC LIMIT ${n + 1}`,
+      prefixParams,
+    );
+    prefix = rows.map((r) => r.run);
+  }
+  const scanned = Number(win?.scanned ?? 0);
+  const all = [...new Set([...(win?.ids ?? []), ...prefix])].sort((a, b) => (BigInt(b) > BigInt(a) ? 1 : BigInt(b) < BigInt(a) ? -1 : 0));
+  const cursorAt = async (id: string, only: boolean) => {
+    const [row] = await db.select<{ key: string }>(`SELECT ${cursorTimeSql('created_at')} AS key FROM ${t.runs} WHERE id = $1`, [id]);
+    return encodeCursor({ createdAt: row?.key ?? '1970-01-01T00:00:00.000000Z', id, ...(only ? { textOnly: true } : {}) });
+  };
+  const cut = scanned >= SEARCH_WINDOW && win?.floor !== null && win?.floor !== undefined;
+  if (!cut) {
+    const ids = all.slice(0, n);
+    return { ids, next: all.length > n ? await cursorAt(ids[ids.length - 1]!, textOnly) : null, searched: { runs: scanned, cut: false } };
+  }
+  const floor = BigInt(win!.floor!);
+  const inWindow = all.filter((id) => BigInt(id) >= floor);
+  const older = all.filter((id) => BigInt(id) < floor);
+  const floorCursor = (only: boolean) => encodeCursor({ createdAt: win!.floor_key!, id: win!.floor!, ...(only ? { textOnly: true } : {}) });
+  if (inWindow.length > n) {
+    const ids = inWindow.slice(0, n);
+    return { ids, next: await cursorAt(ids[ids.length - 1]!, textOnly), searched: { runs: scanned, cut: true } };
+  }
+  if (inWindow.length + older.length <= n) return { ids: [...inWindow, ...older], next: floorCursor(true), searched: { runs: scanned, cut: true } };
+  return { ids: inWindow, next: floorCursor(textOnly), searched: { runs: scanned, cut: true } };
+}
