@@ -5,13 +5,14 @@
 -- primary key serves the unfiltered lists and the (created_at, id) indexes go. A run version used to
 -- write one entry in each of pkey, run_id, runs_created, runs_workflow_status, runs_workflow_created,
 -- runs_status (and runs_due while it had a wake time): 6 for a finished run, 8 for a running one. Now
--- a completed run's version writes 3 (pkey, run_id, runs_by_workflow) and a running one's 5 (those,
--- runs_by_status, runs_due_unpinned). A failed or cancelled run's final version also enters
--- runs_by_status (4): those are the small sets a status filter reads.
+-- a completed run's version writes 3 (pkey, run_id, runs_by_workflow). A failed or cancelled run's
+-- final version also enters runs_by_status (4): those are the small sets a status filter reads.
 --
--- runs_due (wake_at) is gone: the claim reads its own partial indexes (018), and the few readers that
--- ordered by wake time alone (the test harness's next wake, the metrics' lag, the orphaned-workflow
--- check, the set-aside of a paused workflow's due runs) read the due indexes of 018 instead.
+-- runs_due (wake_at) stays, though the claim has indexes of its own (018): the planner still drives the
+-- keyed path's candidates from it (without it, a bitmap scan of every due keyed run, 20,000 in
+-- test/integration/claim-levels.test.ts), and the harness's next wake, the metrics' lag and the
+-- orphaned-workflow check read it. So a running version writes 6 (those, runs_by_status,
+-- runs_due_unpinned, runs_due) and a completed one 3.
 -- run_id's unique index uses text_pattern_ops: equality, ON CONFLICT and the viewer's run-id prefix
 -- search (starts_with, LIKE 'x%') in any collation, from one index.
 -- Released migrations are never edited; add a new numbered file instead.
@@ -20,7 +21,6 @@ DROP INDEX {{schema}}.durable_flow_runs_created;
 DROP INDEX {{schema}}.durable_flow_runs_workflow_created;
 DROP INDEX {{schema}}.durable_flow_runs_workflow_status;
 DROP INDEX {{schema}}.durable_flow_runs_status;
-DROP INDEX {{schema}}.durable_flow_runs_due;
 
 -- One workflow's runs, newest first (the workflow filter; with a status, filtered in the scan).
 CREATE INDEX durable_flow_runs_by_workflow ON {{schema}}.durable_flow_workflow_runs (workflow_name, id DESC);
