@@ -1,7 +1,7 @@
 import type { RunTags } from '../tags.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
 import type { ReadDb } from './db.js';
-import type { RunFilter, TagFilter } from './lists.js';
+import type { RunFilter, TagFilter } from './list-types.js';
 
 /**
  * Runs the text search reads per page: the newest this many runs of the filter, below the page's start.

@@ -5,35 +5,17 @@ import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
 import type { RunTags } from '../tags.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
-import type { Cursor } from './cursor.js';
 import type { ReadDb } from './db.js';
 import { RUN_STATUSES } from '../run-status.js';
 import { WAIT_STATE_COLUMNS, toWaitState } from './waiting.js';
 import { listConditions, searchRuns } from './list-search.js';
 import type { SearchWindow } from './list-search.js';
+import type { RunFilter, RunScope } from './list-types.js';
 import type { RunWaitState, WaitStateRow } from './waiting.js';
 
 export { RUN_STATUSES };
 export type { SearchWindow };
-
-/**
- * Which runs a list holds: the top-level ones (the default: a fan-out of a thousand children does not
- * bury its parent), every run, or the children of one run.
- */
-export type RunScope = { kind: 'top' } | { kind: 'all' } | { kind: 'children'; parentRunId: string };
-
-export interface RunFilter {
-  status: RunStatus | null;
-  workflow: string | null;
-  /** A run id whole or its start, or text in the input or in the error. */
-  q: string | null;
-  scope: RunScope;
-  /** `?tag=key:value`, repeatable: runs carrying every one of them (index durable_flow_runs_tags). */
-  tags: TagFilter[];
-  /** Keyset cursor: rows strictly older than (createdAt, id). */
-  before: Cursor | null;
-  limit: number;
-}
+export type { RunFilter, RunScope, TagFilter } from './list-types.js';
 
 export interface RunRow {
   id: string;
@@ -55,10 +37,6 @@ export interface RunRow {
   tags: RunTags;
 }
 
-export interface TagFilter {
-  key: string;
-  value: string;
-}
 
 export interface RunErrorSummary {
   code: string;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DurableFlow } from '../../lib/index.js';
 import { SEARCH_WINDOW, listConditions } from '../../lib/read/list-search.js';
 import type { RunFilter } from '../../lib/read/lists.js';
+import { STEP_PAGE } from '../../lib/http/values.js';
 import { setupDatabase } from '../helpers/flow.js';
 import type { TestContext } from '../helpers/flow.js';
 
@@ -123,5 +124,24 @@ describe('the run list at migration 019', () => {
     expect(await plan({ ...base, before: { createdAt: '2024-01-01T00:00:00.000000Z', id: '5000' }, status: 'failed' })).toMatch(/durable_flow_runs_by_status/);
     const prefix = (await flow.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT id FROM durable_flow_workflow_runs WHERE starts_with(run_id, $1)`, ['needle-'])).rows;
     expect(prefix.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/durable_flow_runs_run_id/);
+  });
+
+  it('pages a run of many steps on its page: STEP_PAGE at a time, in order, with the count and links', async () => {
+    await flow.pool.query(`INSERT INTO durable_flow_workflow_runs (run_id, workflow_name, status) VALUES ('many-steps', 'wf0', 'completed')`);
+    await flow.pool.query(
+      `INSERT INTO durable_flow_workflow_steps (workflow_run_id, name, status, position, result)
+       SELECT r.id, 'step_' || g, 'succeeded', g, to_jsonb(g) FROM durable_flow_workflow_runs r, generate_series(0, ${STEP_PAGE * 2 + 49}) g WHERE r.run_id = 'many-steps'`,
+    );
+    const first = (await request(app).get('/df/api/runs/many-steps')).body as { steps: { step: { name: string } }[]; stepCount: number; stepsOffset: number };
+    expect(first.stepCount).toBe(STEP_PAGE * 2 + 50);
+    expect(first.steps.map((s) => s.step.name)).toEqual(Array.from({ length: STEP_PAGE }, (_, i) => `step_${i}`));
+    const last = (await request(app).get(`/df/api/runs/many-steps?steps=${STEP_PAGE * 2}`)).body as typeof first;
+    expect(last.steps.map((s) => s.step.name)).toEqual(Array.from({ length: 50 }, (_, i) => `step_${STEP_PAGE * 2 + i}`));
+    expect(last.stepsOffset).toBe(STEP_PAGE * 2);
+    const html = await request(app).get(`/df/runs/many-steps?steps=${STEP_PAGE}`);
+    expect(html.text).toContain(`Showing steps ${STEP_PAGE + 1}–${STEP_PAGE * 2} of ${STEP_PAGE * 2 + 50}`);
+    expect(html.text).toContain(`/runs/many-steps?steps=${STEP_PAGE * 2}" rel="next">Later steps`);
+    expect(html.text).toContain(`/runs/many-steps" rel="prev">« Earlier steps`);
+    expect((await request(app).get('/df/runs/many-steps?steps=x')).status).toBe(400);
   });
 });
