@@ -177,7 +177,7 @@ export function createRouter(
   const runPage = async (req: Request, res: Response, formState: FormState | null = null) => {
     const data = await pageData(req);
     const runId = data.timeline.run.runId;
-    await page(req, res, 'run', { ...data, formState, live: `run:${runId}`, pageUrl: `${req.baseUrl}/runs/${runSegment(runId)}` }, 'run-body');
+    await page(req, res, 'run', { ...data, formState, live: `run:${runId}`, pageUrl: `${req.baseUrl}/runs/${runSegment(runId)}${data.timeline.stepsOffset ? `?steps=${data.timeline.stepsOffset}` : ''}` }, 'run-body');
   };
   router.get('/runs/:runId', handle(async (req, res) => runPage(req, res)));
   router.get('/api/runs/:runId', handle(async (req, res) => {

@@ -142,6 +142,8 @@ describe('the run list at migration 019', () => {
     expect(html.text).toContain(`Showing steps ${STEP_PAGE + 1}–${STEP_PAGE * 2} of ${STEP_PAGE * 2 + 50}`);
     expect(html.text).toContain(`/runs/many-steps?steps=${STEP_PAGE * 2}" rel="next">Later steps`);
     expect(html.text).toContain(`/runs/many-steps" rel="prev">« Earlier steps`);
+    // Live redraws fetch the page it is on, this step page.
+    expect(html.text).toContain(`data-page-url="/df/runs/many-steps?steps=${STEP_PAGE}"`);
     expect((await request(app).get('/df/runs/many-steps?steps=x')).status).toBe(400);
   });
 });
