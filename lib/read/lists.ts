@@ -8,7 +8,7 @@ import { cursorTimeSql, encodeCursor } from './cursor.js';
 import type { ReadDb } from './db.js';
 import { RUN_STATUSES } from '../run-status.js';
 import { WAIT_STATE_COLUMNS, toWaitState } from './waiting.js';
-import { listConditions, searchRuns } from './list-search.js';
+import { listConditions, searchRuns, taggedIds } from './list-search.js';
 import type { SearchWindow } from './list-search.js';
 import type { RunFilter, RunScope } from './list-types.js';
 import type { RunWaitState, WaitStateRow } from './waiting.js';
@@ -142,8 +142,12 @@ export class RunLists {
    */
   async listRuns(filter: RunFilter): Promise<RunPage> {
     if (filter.q === null) {
+      if (await this.#noneCounted(filter)) return { runs: [], next: null, searched: null };
+      const tagged = await taggedIds(this.#db, filter);
       const where = listConditions(filter, []);
-      const rows = await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE ${where.sql} ORDER BY id DESC LIMIT ${filter.limit + 1}`, where.params);
+      const rows = tagged
+        ? await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE id = ANY($1::bigint[]) ORDER BY id DESC`, [tagged])
+        : await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE ${where.sql} ORDER BY id DESC LIMIT ${filter.limit + 1}`, where.params);
       const page = rows.slice(0, filter.limit);
       const last = page[page.length - 1];
       const next = rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null;
@@ -152,6 +156,19 @@ export class RunLists {
     const found = await searchRuns(this.#db, { ...filter, q: filter.q });
     const rows = found.ids.length === 0 ? [] : await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE id = ANY($1::bigint[]) ORDER BY id DESC`, [found.ids]);
     return { runs: rows.map(toRunRow), next: found.next, searched: found.searched };
+  }
+
+  /**
+   * Whether the maintained counts say no run has the filter's workflow and status: a workflow with no
+   * waiting run would otherwise read every waiting run of the others (runs_by_status, filtered).
+   */
+  async #noneCounted(filter: RunFilter): Promise<boolean> {
+    if (filter.status === null || filter.workflow === null) return false;
+    const [row] = await this.#db.select<{ runs: string | null }>(
+      `SELECT sum(runs)::bigint AS runs FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts WHERE workflow_name = $1 AND status = $2`,
+      [filter.workflow, filter.status],
+    );
+    return Number(row?.runs ?? 0) <= 0;
   }
 
   /** The run list's columns (bounded error, child count, wait state), before its WHERE. */
