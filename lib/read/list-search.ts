@@ -151,13 +151,13 @@ export async function taggedIds(db: ReadDb, filter: RunFilter): Promise<string[]
   if (filter.tags.length === 0 || (filter.status === null && filter.workflow === null)) return null;
   const params: unknown[] = [];
   const where = listConditions({ ...filter, tags: [] }, params);
+  const scanParams = params.length;
   const tags = tagsSql(filter.tags, (value) => `$${params.push(value)}`);
-  const [row] = await db.select<{ scanned: number; ids: string[] }>(
-    `WITH scan AS MATERIALIZED (SELECT id, tags FROM ${db.tables.runs} WHERE ${where.sql} ORDER BY id DESC LIMIT ${TAG_SCAN})
-     SELECT (SELECT count(*)::int FROM scan) AS scanned,
-            ARRAY(SELECT s.id::text FROM scan s WHERE ${tags.replace(/\btags\b/g, 's.tags')} ORDER BY s.id DESC LIMIT ${filter.limit + 1}) AS ids`,
-    params,
-  );
-  const ids = row?.ids ?? [];
-  return ids.length > filter.limit || Number(row?.scanned ?? 0) < TAG_SCAN ? ids : null;
+  // Not materialized: the scan stops as soon as the page is full (a common tag: a few hundred rows).
+  const scan = `SELECT id, tags FROM ${db.tables.runs} WHERE ${where.sql} ORDER BY id DESC LIMIT ${TAG_SCAN}`;
+  const rows = await db.select<{ id: string }>(`SELECT s.id::text AS id FROM (${scan}) s WHERE ${tags.replace(/\btags\b/g, 's.tags')} ORDER BY s.id DESC LIMIT ${filter.limit + 1}`, params);
+  if (rows.length > filter.limit) return rows.map((r) => r.id);
+  // Fewer: exact if the scan read every run of the other filters, else the tag index answers.
+  const [all] = await db.select<{ n: number }>(`SELECT count(*)::int AS n FROM (${scan}) s`, params.slice(0, scanParams));
+  return Number(all?.n ?? 0) < TAG_SCAN ? rows.map((r) => r.id) : null;
 }
