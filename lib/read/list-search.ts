@@ -81,10 +81,10 @@ function textSql(q: string, add: (value: unknown) => string): string {
 
 /**
  * One page of a search: the ids to show, newest first, the next page's cursor and how far the text
- * matching read. Two statements: the window (the newest SEARCH_WINDOW runs of the filter below the
- * cursor, read once: its text matches, its oldest id and that id's cursor) and the run-id matches (the
- * run_id index, over every run of the filter below the cursor, unless the cursor says they were all
- * shown). The page takes both, newest first, and never skips a run: when the window is cut and the text
+ * matching read. Three statements at once: the window's text matches (the newest SEARCH_WINDOW runs of
+ * the filter below the cursor, in id order, so a common text stops at the page's end), the window's size
+ * and oldest id, and the run-id matches (the run_id index, over every run of the filter below the
+ * cursor, unless the cursor says they were all shown). The page takes both, newest first, and never skips a run: when the window is cut and the text
  * matches do not fill the page, the page shows every run-id match older than the window too if they
  * all fit (the next page then matches text only, from the window's end), else only those in the window
  * (the next page, from the window's end, takes the older ones).
@@ -94,47 +94,49 @@ export async function searchRuns(db: ReadDb, filter: RunFilter & { q: string }):
   const t = db.tables;
   const windowParams: unknown[] = [];
   const where = listConditions(filter, windowParams);
+  const whereCount = windowParams.length;
   const add = (value: unknown) => `$${windowParams.push(value)}`;
-  const [win] = await db.select<{ scanned: number; floor: string | null; floor_key: string | null; ids: string[] }>(
-    `WITH win AS MATERIALIZED (SELECT id, created_at, input, error FROM ${t.runs} WHERE ${where.sql} ORDER BY id DESC LIMIT ${SEARCH_WINDOW})
-     SELECT (SELECT count(*)::int FROM win) AS scanned,
-            (SELECT w.id::text FROM win w ORDER BY w.id LIMIT 1) AS floor,
-            (SELECT ${cursorTimeSql('w.created_at')} FROM win w ORDER BY w.id LIMIT 1) AS floor_key,
-            ARRAY(SELECT w.id::text FROM win w WHERE ${textSql(filter.q, add)} ORDER BY w.id DESC LIMIT ${n + 1}) AS ids`,
-    windowParams,
-  );
+  const window = (columns: string) => `SELECT ${columns} FROM ${t.runs} WHERE ${where.sql} ORDER BY id DESC LIMIT ${SEARCH_WINDOW}`;
   const textOnly = filter.before?.textOnly === true;
-  let prefix: string[] = [];
-  if (!textOnly) {
-    const prefixParams: unknown[] = [];
-    const conditions = listConditions(filter, prefixParams);
-    const rows = await db.select<{ run: string }>(
-      `SELECT r.id::text AS run FROM ${t.runs} r WHERE ${conditions.sql} AND starts_with(run_id, $${prefixParams.push(filter.q)}) ORDER BY r.id DESC LIMIT ${n + 1}`,
-      prefixParams,
-    );
-    prefix = rows.map((r) => r.run);
-  }
-  const scanned = Number(win?.scanned ?? 0);
-  const all = [...new Set([...(win?.ids ?? []), ...prefix])].sort((a, b) => (BigInt(b) > BigInt(a) ? 1 : BigInt(b) < BigInt(a) ? -1 : 0));
+  const prefixParams: unknown[] = [];
+  const conditions = listConditions(filter, prefixParams);
+  const [matched, bounds, prefixRows] = await Promise.all([
+    // Not materialized: the window comes in id order, so a common text stops at the page's end.
+    db.select<{ run: string }>(
+      `SELECT w.id::text AS run FROM (${window('id, input, error')}) w WHERE ${textSql(filter.q, add)} ORDER BY w.id DESC LIMIT ${n + 1}`,
+      windowParams,
+    ),
+    db.select<{ scanned: number; floor: string | null }>(`SELECT count(*)::int AS scanned, min(w.id)::text AS floor FROM (${window('id')}) w`, windowParams.slice(0, whereCount)),
+    textOnly
+      ? Promise.resolve([])
+      : db.select<{ run: string }>(
+          `SELECT r.id::text AS run FROM ${t.runs} r WHERE ${conditions.sql} AND starts_with(run_id, $${prefixParams.push(filter.q)}) ORDER BY r.id DESC LIMIT ${n + 1}`,
+          prefixParams,
+        ),
+  ]);
+  const win = { ids: matched.map((r) => r.run), scanned: bounds[0]?.scanned ?? 0, floor: bounds[0]?.floor ?? null };
+  const prefix = prefixRows.map((r) => r.run);
+  const scanned = Number(win.scanned);
+  const all = [...new Set([...win.ids, ...prefix])].sort((a, b) => (BigInt(b) > BigInt(a) ? 1 : BigInt(b) < BigInt(a) ? -1 : 0));
   const cursorAt = async (id: string, only: boolean) => {
     const [row] = await db.select<{ key: string }>(`SELECT ${cursorTimeSql('created_at')} AS key FROM ${t.runs} WHERE id = $1`, [id]);
     return encodeCursor({ createdAt: row?.key ?? '1970-01-01T00:00:00.000000Z', id, ...(only ? { textOnly: true } : {}) });
   };
-  const cut = scanned >= SEARCH_WINDOW && win?.floor !== null && win?.floor !== undefined;
+  const cut = scanned >= SEARCH_WINDOW && win.floor !== null;
   if (!cut) {
     const ids = all.slice(0, n);
     return { ids, next: all.length > n ? await cursorAt(ids[ids.length - 1]!, textOnly) : null, searched: { runs: scanned, cut: false } };
   }
-  const floor = BigInt(win!.floor!);
+  const floor = BigInt(win.floor!);
   const inWindow = all.filter((id) => BigInt(id) >= floor);
   const older = all.filter((id) => BigInt(id) < floor);
-  const floorCursor = (only: boolean) => encodeCursor({ createdAt: win!.floor_key!, id: win!.floor!, ...(only ? { textOnly: true } : {}) });
+  const floorCursor = (only: boolean) => cursorAt(win.floor!, only);
   if (inWindow.length > n) {
     const ids = inWindow.slice(0, n);
     return { ids, next: await cursorAt(ids[ids.length - 1]!, textOnly), searched: { runs: scanned, cut: true } };
   }
-  if (inWindow.length + older.length <= n) return { ids: [...inWindow, ...older], next: floorCursor(true), searched: { runs: scanned, cut: true } };
-  return { ids: inWindow, next: floorCursor(textOnly), searched: { runs: scanned, cut: true } };
+  if (inWindow.length + older.length <= n) return { ids: [...inWindow, ...older], next: await floorCursor(true), searched: { runs: scanned, cut: true } };
+  return { ids: inWindow, next: await floorCursor(textOnly), searched: { runs: scanned, cut: true } };
 }
 
 /** Runs a tag filter combined with a status or workflow reads in id order before it asks the tag index. */
