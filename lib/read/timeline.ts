@@ -183,6 +183,9 @@ export interface Timeline {
   stepsOffset?: number;
 }
 
+/** A run's steps in their order (position, then creation); a page of them picks its ids first (values computed for those alone). */
+const STEP_ORDER = 'coalesce(position, 2147483647), created_at, id';
+
 const TYPE_ORDER = { step: 0, wait: 1, event: 2, signal: 3, log: 4 } as const;
 
 /** Rows of a timeline's statements (ids as text; a bounded JSON value's `<alias>_bytes`/`_preview` beside it, see bounded.ts). */
@@ -249,7 +252,9 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     db.select<StepRow>(
       `SELECT id, name, kind, status, attempts, position, ${jsonColumn('result', 'result_text', bound)}, ${errorColumn('error', 'error_text', b)},
               ${jsonColumn('cursor', 'cursor_text', bound)}, metadata, started_at, completed_at, created_at, updated_at
-       FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY coalesce(position, 2147483647), created_at, id${paged ? ` LIMIT ${paged.limit} OFFSET ${paged.offset}` : ''}`,
+       FROM ${t.steps} WHERE workflow_run_id = $1${
+         paged ? ` AND id IN (SELECT id FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY ${STEP_ORDER} LIMIT ${paged.limit} OFFSET ${paged.offset})` : ''
+       } ORDER BY ${STEP_ORDER}`,
       params,
     ),
     db.select<WaitRow>(
