@@ -9,6 +9,7 @@ import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
 import { FormError, asFormError, formFields, formJson, formText } from './forms.js';
 import type { FormState } from './forms.js';
+import type { TimelineLog } from '../read/timeline.js';
 import { ingestHandler } from './ingest.js';
 import type { LiveChannel } from './live.js';
 import type { ResolvedRouterOptions } from './options.js';
@@ -147,11 +148,9 @@ export function createRouter(
 
   // ---- One run ----------------------------------------------------------------------------------
   // Bounded (values.ts): previews of large values with links to them whole, and logs a page at a time.
-  const runData = async (req: Request, logs: { after?: string; limit?: number } = {}, stepPages = true) => {
+  const runData = async (req: Request, logs: { after?: string; limit?: number } = {}) => {
     const runId = runIdParam(req);
-    const stepsOffset = stepPages ? stepOffsetParam(req.query.steps) : 0;
-    const steps = stepPages ? { steps: STEP_PAGE, stepsOffset } : {};
-    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after, ...steps });
+    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after, steps: STEP_PAGE, stepsOffset: stepOffsetParam(req.query.steps) });
     if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
     const cuts = withHrefs(req.baseUrl, runId, timeline.truncated ?? []);
     const logsHref = (after: string | null) =>
@@ -190,9 +189,10 @@ export function createRouter(
     const after = text(req.query.after, 'log cursor', 20);
     if (after !== null && !isBigintId(after)) throw new HttpError(400, 'Invalid log cursor: use the link of the previous page');
     const limit = integerParameter(req.query.limit, 'limit', LOG_PAGE.default, LOG_PAGE.max);
-    const { timeline, cuts } = await runData(req, { ...(after ? { after } : {}), ...(req.query.limit ? { limit } : {}) }, false);
-    const stepNames = new Map(timeline.steps.map(({ step }) => [step.id, step.name]));
-    const logs = [...timeline.runLogs, ...timeline.steps.flatMap((s) => s.logs)].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || Number(a.id) - Number(b.id));
+    // A page of steps (the first) with every log of this page and the names of their steps (timeline.ts logSteps).
+    const { timeline, cuts } = await runData(req, { ...(after ? { after } : {}), ...(req.query.limit ? { limit } : {}) });
+    const stepNames = new Map(Object.entries(timeline.logSteps ?? {}));
+    const logs = timeline.items.flatMap((item) => (item.type === 'log' ? [item.record as TimelineLog] : [])).sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || Number(a.id) - Number(b.id));
     return { run: timeline.run, logs, logCount: timeline.logCount ?? 0, next: timeline.logsNext, after, stepNames, cuts };
   };
   router.get('/runs/:runId/logs', handle(async (req, res) => {

@@ -5,6 +5,7 @@ import type { TimelineLimits, TruncatedValue } from './bounded.js';
 import type { ReadDb } from './db.js';
 import type { RunTags } from '../tags.js';
 import { signalRows, toSignals } from '../signals/read.js';
+import { logStepNames } from './step-names.js';
 import type { TimelineSignal } from '../signals/read.js';
 
 export type { TimelineLimits, TruncatedValue } from './bounded.js';
@@ -181,6 +182,8 @@ export interface Timeline {
   /** Bounded timelines paged by steps (`limits.steps`): the run's steps in all, and the first one's place. */
   stepCount?: number;
   stepsOffset?: number;
+  /** With step pages: the names of the steps of the logs shown, on this page or another (the logs page). */
+  logSteps?: Record<string, string>;
 }
 
 /** A run's steps in their order (position, then creation); a page of them picks its ids first (values computed for those alone). */
@@ -345,12 +348,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
   // By step, in one pass each (a run of thousands of steps is not read once per step).
   const byStep = <T extends { stepId: string | null }>(list: T[]) => {
     const map = new Map<string, T[]>();
-    for (const item of list) {
-      if (item.stepId === null) continue;
-      const group = map.get(item.stepId);
-      if (group) group.push(item);
-      else map.set(item.stepId, [item]);
-    }
+    for (const item of list) if (item.stepId !== null) (map.get(item.stepId) ?? map.set(item.stepId, []).get(item.stepId)!).push(item);
     return map;
   };
   const [waitsOf, logsOf, signalsOf] = [byStep(waitList), byStep(logList), byStep(signals)];
@@ -394,6 +392,6 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     signals,
     items,
     ...(limits ? { truncated, logCount: logCount![0]!.n, logsNext: more ? logList[logList.length - 1]!.id : null } : {}),
-    ...(paged ? { stepCount: stepCount![0]!.n, stepsOffset: paged.offset } : {}),
+    ...(paged ? { stepCount: stepCount![0]!.n, stepsOffset: paged.offset, logSteps: await logStepNames(db, logList, stepList) } : {}),
   };
 }

@@ -147,5 +147,14 @@ describe('the run list at migration 019', () => {
     // Live redraws fetch the page it is on, this step page.
     expect(html.text).toContain(`data-page-url="/df/runs/many-steps?steps=${STEP_PAGE}"`);
     expect((await request(app).get('/df/runs/many-steps?steps=x')).status).toBe(400);
+    // The logs page names the step of each log, on the first step page or not.
+    await flow.pool.query(
+      `INSERT INTO durable_flow_workflow_logs (workflow_run_id, workflow_step_id, key, level, message)
+       SELECT s.workflow_run_id, s.id, 'k-' || s.name, 'info', 'log of ' || s.name FROM durable_flow_workflow_steps s
+       JOIN durable_flow_workflow_runs r ON r.id = s.workflow_run_id WHERE r.run_id = 'many-steps' AND s.name IN ('step_1', 'step_${STEP_PAGE * 2 + 7}')`,
+    );
+    const logs = (await request(app).get('/df/runs/many-steps/logs')).text;
+    expect(logs).toContain(`<td>step_${STEP_PAGE * 2 + 7}</td>`);
+    expect(logs).toContain('<td>step_1</td>');
   });
 });
