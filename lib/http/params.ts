@@ -126,3 +126,9 @@ export function clientError(error: { status: number; type?: string }): { status:
   }
 }
 
+/** `?steps=<offset>` of the run page: the first step shown (0 when absent). */
+export function stepOffsetParam(value: unknown): number {
+  if (value === undefined || value === '') return 0;
+  if (typeof value !== 'string' || !/^\d{1,7}$/.test(value)) throw new HttpError(400, 'Invalid steps: expected the offset of a step page (0, 500, 1000 …)');
+  return Number(value);
+}

@@ -9,11 +9,12 @@ import { checkAccess } from './auth.js';
 import { csrfToken, csrfValid } from './csrf.js';
 import { FormError, asFormError, formFields, formJson, formText } from './forms.js';
 import type { FormState } from './forms.js';
+import type { TimelineLog } from '../read/timeline.js';
 import { ingestHandler } from './ingest.js';
 import type { LiveChannel } from './live.js';
 import type { ResolvedRouterOptions } from './options.js';
 import { isBigintId } from '../read/cursor.js';
-import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, text, wantsJson } from './params.js';
+import { EVENT_LIST_PARAMETERS, HttpError, clientError, integerParameter, onlyParameters, runFilter, runIdParam, stepOffsetParam, text, wantsJson } from './params.js';
 import { CHILD_COUNT_CAP, RUN_STATUSES } from '../read/lists.js';
 import { timelineChart } from './chart.js';
 import { render } from './render.js';
@@ -23,7 +24,7 @@ import { runSegment } from './run-path.js';
 import { OPERATOR_FORMS, mountOperatorPages, runPanels } from './operator-page.js';
 import { mountSchedulePage } from './schedules-page.js';
 import { mountMetricsPage } from './metrics-page.js';
-import { LOG_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
+import { LOG_PAGE, STEP_PAGE, VIEW_LIMITS, cutOf, parseValuePath, sendWhole, withHrefs } from './values.js';
 import { workflowLimits } from './limits.js';
 import { waitingReason } from './waiting.js';
 
@@ -142,14 +143,14 @@ export function createRouter(
   router.get('/', handle(async (req, res) => page(req, res, 'runs', { ...(await runsData(req)), live: 'runs' }, 'runs-list')));
   router.get('/api/runs', handle(async (req, res) => {
     const { page: runs, counts } = await runsData(req);
-    res.json({ runs: runs.runs, next: runs.next, counts });
+    res.json({ runs: runs.runs, next: runs.next, counts, searched: runs.searched });
   }));
 
   // ---- One run ----------------------------------------------------------------------------------
   // Bounded (values.ts): previews of large values with links to them whole, and logs a page at a time.
   const runData = async (req: Request, logs: { after?: string; limit?: number } = {}) => {
     const runId = runIdParam(req);
-    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after });
+    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after, steps: STEP_PAGE, stepsOffset: stepOffsetParam(req.query.steps) });
     if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
     const cuts = withHrefs(req.baseUrl, runId, timeline.truncated ?? []);
     const logsHref = (after: string | null) =>
@@ -169,13 +170,13 @@ export function createRouter(
     const related = await reads.runSummaries([...(run.parentRunId ? [run.parentRunId] : []), ...run.childRunIds]);
     const now = flowNow();
     const [panels, waiting] = await Promise.all([runPanels(reads, run.runId, run.workflow), runWaiting(data.timeline)]);
-    return { ...data, ...RUN_PAGE_HELPERS, ...panels, waiting, related, now, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
+    return { ...data, ...RUN_PAGE_HELPERS, ...panels, waiting, related, now, stepPage: STEP_PAGE, chart: timelineChart(data.timeline, now), cut: cutOf(data.cuts) };
   };
   // A refused operator form (operator-page.ts) shows the run page again, at the action's address.
   const runPage = async (req: Request, res: Response, formState: FormState | null = null) => {
     const data = await pageData(req);
     const runId = data.timeline.run.runId;
-    await page(req, res, 'run', { ...data, formState, live: `run:${runId}`, pageUrl: `${req.baseUrl}/runs/${runSegment(runId)}` }, 'run-body');
+    await page(req, res, 'run', { ...data, formState, live: `run:${runId}`, pageUrl: `${req.baseUrl}/runs/${runSegment(runId)}${data.timeline.stepsOffset ? `?steps=${data.timeline.stepsOffset}` : ''}` }, 'run-body');
   };
   router.get('/runs/:runId', handle(async (req, res) => runPage(req, res)));
   router.get('/api/runs/:runId', handle(async (req, res) => {
@@ -188,9 +189,10 @@ export function createRouter(
     const after = text(req.query.after, 'log cursor', 20);
     if (after !== null && !isBigintId(after)) throw new HttpError(400, 'Invalid log cursor: use the link of the previous page');
     const limit = integerParameter(req.query.limit, 'limit', LOG_PAGE.default, LOG_PAGE.max);
+    // A page of steps (the first) with every log of this page and the names of their steps (timeline.ts logSteps).
     const { timeline, cuts } = await runData(req, { ...(after ? { after } : {}), ...(req.query.limit ? { limit } : {}) });
-    const stepNames = new Map(timeline.steps.map(({ step }) => [step.id, step.name]));
-    const logs = [...timeline.runLogs, ...timeline.steps.flatMap((s) => s.logs)].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || Number(a.id) - Number(b.id));
+    const stepNames = new Map(Object.entries(timeline.logSteps ?? {}));
+    const logs = timeline.items.flatMap((item) => (item.type === 'log' ? [item.record as TimelineLog] : [])).sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || Number(a.id) - Number(b.id));
     return { run: timeline.run, logs, logCount: timeline.logCount ?? 0, next: timeline.logsNext, after, stepNames, cuts };
   };
   router.get('/runs/:runId/logs', handle(async (req, res) => {

@@ -13,6 +13,9 @@ export const VIEW_LIMITS: TimelineLimits = { valueBytes: 64 * 1024, previewChars
 /** Log lines per log page: `limit` may ask for up to 500. */
 export const LOG_PAGE = { default: 200, max: 500 };
 
+/** Steps per page of the run page (`?steps=<offset>`): a run of 10,000 steps renders as fast as one of 100. */
+export const STEP_PAGE = 100;
+
 /** A value left out of a page, with where to fetch it whole. */
 export interface Cut extends TruncatedValue {
   href: string;

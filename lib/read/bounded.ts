@@ -16,6 +16,9 @@ export interface TimelineLimits {
   logs: number;
   /** The id of a log of the run: only logs after it come (the next page of `logsNext`). */
   logsAfter?: string | undefined;
+  /** Steps shown at most, in their order, from `stepsOffset` (a run of 10,000 steps is paged). */
+  steps?: number | undefined;
+  stepsOffset?: number | undefined;
 }
 
 /** A value a bounded timeline left out: where it is (`run.input`, `steps.<id>.result`, `logs.<id>.data` …), its size, its start. */

@@ -11,6 +11,11 @@ export interface Cursor {
   createdAt: string;
   /** A bigint id, as decimal text. */
   id: string;
+  /**
+   * The run list's search only (`_t` at the end): the run-id matches older than this point were all
+   * shown already, so the pages from here on match the text alone (read/lists.ts).
+   */
+  textOnly?: boolean;
 }
 
 /** SQL for the exact cursor text of a row's created_at (an expression over `column`). */
@@ -24,7 +29,7 @@ export function isBigintId(text: string): boolean {
 }
 
 export function encodeCursor(cursor: Cursor): string {
-  return `${cursor.createdAt}_${cursor.id}`;
+  return `${cursor.createdAt}_${cursor.id}${cursor.textOnly ? '_t' : ''}`;
 }
 
 /**
@@ -32,11 +37,11 @@ export function encodeCursor(cursor: Cursor): string {
  * accepted too: the links of earlier releases keep working.
  */
 export function decodeCursor(text: string): Cursor | null {
-  const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})(\d{3})?Z_(\d{1,19})$/.exec(text);
+  const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})(\d{3})?Z_(\d{1,19})(_t)?$/.exec(text);
   if (!match || !isBigintId(match[3]!)) return null;
   // Only a real instant that Postgres accepts: no February 30th (Date.parse rolls it over), no year 0.
   const milliseconds = `${match[1]!}Z`;
   const time = Date.parse(milliseconds);
   if (Number.isNaN(time) || new Date(time).toISOString() !== milliseconds || milliseconds.startsWith('0000')) return null;
-  return { createdAt: `${match[1]!}${match[2] ?? '000'}Z`, id: match[3]! };
+  return { createdAt: `${match[1]!}${match[2] ?? '000'}Z`, id: match[3]!, ...(match[4] ? { textOnly: true } : {}) };
 }

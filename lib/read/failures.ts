@@ -27,7 +27,7 @@ export interface FailureGroups {
 
 /**
  * Failed runs grouped by error code, newest group first: one statement over the newest FAILURE_SCAN
- * failed runs (the (status, created_at, id) index, or (workflow_name, status) for one workflow),
+ * failed runs (the partial (status, id) index of migration 019, filtered by workflow for one),
  * grouped by code and message, then by code with its top messages. SQL, since the models cannot say
  * the two levels.
  */
@@ -36,7 +36,7 @@ export async function failureGroups(db: ReadDb, workflow: string | null): Promis
     `WITH failed AS (
        SELECT error, coalesce(failed_at, updated_at) AS failed_at FROM ${db.tables.runs}
        WHERE status = 'failed' AND ($1::text IS NULL OR workflow_name = $1)
-       ORDER BY created_at DESC, id DESC LIMIT ${FAILURE_SCAN}
+       ORDER BY id DESC LIMIT ${FAILURE_SCAN}
      ), by_message AS (
        SELECT CASE WHEN jsonb_typeof(error) = 'object' THEN error->>'code' END AS code,
               left(CASE WHEN jsonb_typeof(error) = 'object' THEN error->>'message' END, ${MESSAGE_CHARS}) AS message,

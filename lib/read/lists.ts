@@ -5,32 +5,17 @@ import type { Tables } from '../db/tables.js';
 import type { RunStatus } from '../types.js';
 import type { RunTags } from '../tags.js';
 import { cursorTimeSql, encodeCursor } from './cursor.js';
-import type { Cursor } from './cursor.js';
 import type { ReadDb } from './db.js';
 import { RUN_STATUSES } from '../run-status.js';
 import { WAIT_STATE_COLUMNS, toWaitState } from './waiting.js';
+import { listConditions, searchRuns, taggedIds } from './list-search.js';
+import type { SearchWindow } from './list-search.js';
+import type { RunFilter, RunScope } from './list-types.js';
 import type { RunWaitState, WaitStateRow } from './waiting.js';
 
 export { RUN_STATUSES };
-
-/**
- * Which runs a list holds: the top-level ones (the default: a fan-out of a thousand children does not
- * bury its parent), every run, or the children of one run.
- */
-export type RunScope = { kind: 'top' } | { kind: 'all' } | { kind: 'children'; parentRunId: string };
-
-export interface RunFilter {
-  status: RunStatus | null;
-  workflow: string | null;
-  /** A run id whole or its start, or text in the input or in the error. */
-  q: string | null;
-  scope: RunScope;
-  /** `?tag=key:value`, repeatable: runs carrying every one of them (index durable_flow_runs_tags). */
-  tags: TagFilter[];
-  /** Keyset cursor: rows strictly older than (createdAt, id). */
-  before: Cursor | null;
-  limit: number;
-}
+export type { SearchWindow };
+export type { RunFilter, RunScope, TagFilter } from './list-types.js';
 
 export interface RunRow {
   id: string;
@@ -52,10 +37,6 @@ export interface RunRow {
   tags: RunTags;
 }
 
-export interface TagFilter {
-  key: string;
-  value: string;
-}
 
 export interface RunErrorSummary {
   code: string;
@@ -73,49 +54,8 @@ export interface RunPage {
   runs: RunRow[];
   /** Cursor of the next (older) page, or null on the last one. */
   next: string | null;
-}
-
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
-/**
- * What the search compares with the input's JSON text. That text escapes `"` and `\` inside strings
- * (`{"said": "a \"b\""}`), so a search holding either is compared with the text unescaped instead
- * (`{"said": "a "b""}`), where both what the user typed into a value or key and JSON as stored
- * (`"status": "paid"`) still match. Without them the two texts match the same searches, and the
- * cheaper one serves. Control characters stay escaped in both, so they are escaped here too.
- */
-function inputSearch(q: string): { pattern: string; unescape: boolean } {
-  const controls = q.replace(/[\u0001-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1));
-  return { pattern: escapeLike(controls), unescape: /["\\]/.test(q) };
-}
-
-/** SQL and parameters of a scope (`$n`: the next free parameter number). A run id typed whole finds its run in any scope. */
-function scopeSql(scope: RunScope, n: number, q: number): { sql: string; params: unknown[] } {
-  switch (scope.kind) {
-    case 'all':
-      return { sql: 'TRUE', params: [] };
-    case 'top':
-      return { sql: `(parent_run_id IS NULL OR run_id = $${q})`, params: [] };
-    case 'children':
-      return { sql: `parent_run_id = $${n}`, params: [scope.parentRunId] };
-  }
-}
-
-/**
- * SQL of a tag filter: one containment of all its pairs, which the GIN index answers. The index is
- * partial (runs without tags are not in it), so its predicate is repeated for the planner to use it.
- * One key asked with two values matches no run: an object cannot say that, so it is said outright.
- */
-function tagsSql(filters: TagFilter[], n: number): { sql: string; params: unknown[] } {
-  if (filters.length === 0) return { sql: '', params: [] };
-  const wanted: RunTags = Object.create(null) as RunTags;
-  for (const { key, value } of filters) {
-    if (Object.hasOwn(wanted, key) && wanted[key] !== value) return { sql: ' AND FALSE', params: [] };
-    wanted[key] = value;
-  }
-  return { sql: ` AND tags @> $${n}::jsonb AND tags <> '{}'::jsonb`, params: [JSON.stringify(wanted)] };
+  /** With a search: how far its text matching read (read/list-search.ts); null without one. */
+  searched: SearchWindow | null;
 }
 
 function scopeKey(scope: RunScope): string {
@@ -140,6 +80,25 @@ interface ListedRunRow extends WaitStateRow {
   error_cut: boolean;
   child_count: number;
   tags: RunTags;
+}
+
+/** A row of the list's statement as the viewer shows it. */
+function toRunRow(r: ListedRunRow): RunRow {
+  return {
+    id: String(r.id),
+    runId: r.run_id,
+    workflow: r.workflow_name,
+    status: r.status,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+    parentRunId: r.parent_run_id,
+    childCount: r.child_count,
+    error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? '', cut: r.error_cut },
+    waitState: r.finished_at === null ? toWaitState(r) : null,
+    tags: r.tags ?? {},
+  };
 }
 
 /** The runs of a count's scope, as a models `where`. */
@@ -175,17 +134,47 @@ export class RunLists {
   }
 
   /**
-   * Newest first, keyset-paginated on (created_at, id): as fast on page 1,000 as on page 1. The search
-   * matches a run id's start (any run id typed whole, in any scope), the input's JSON text, and the
-   * error's class, code and message.
+   * Newest first, keyset-paginated on id (ids are assigned in creation order): as fast on page 1,000 as
+   * on page 1, each filter a range of one index (migration 019). The search matches a run id's start
+   * over every run of the filter (the run_id index; a run id typed whole in any scope), and the input's
+   * JSON text and the error's class, code and message over the newest SEARCH_WINDOW runs of the filter
+   * below the page's start (no index can answer a substring without an extension): `searched` says so.
    */
   async listRuns(filter: RunFilter): Promise<RunPage> {
+    if (filter.q === null) {
+      if (await this.#noneCounted(filter)) return { runs: [], next: null, searched: null };
+      const tagged = await taggedIds(this.#db, filter);
+      const where = listConditions(filter, []);
+      const rows = tagged
+        ? await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE id = ANY($1::bigint[]) ORDER BY id DESC`, [tagged])
+        : await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE ${where.sql} ORDER BY id DESC LIMIT ${filter.limit + 1}`, where.params);
+      const page = rows.slice(0, filter.limit);
+      const last = page[page.length - 1];
+      const next = rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null;
+      return { runs: page.map(toRunRow), next, searched: null };
+    }
+    const found = await searchRuns(this.#db, { ...filter, q: filter.q });
+    const rows = found.ids.length === 0 ? [] : await this.#db.select<ListedRunRow>(`${this.#rowsSql()} WHERE id = ANY($1::bigint[]) ORDER BY id DESC`, [found.ids]);
+    return { runs: rows.map(toRunRow), next: found.next, searched: found.searched };
+  }
+
+  /**
+   * Whether the maintained counts say no run has the filter's workflow and status: a workflow with no
+   * waiting run would otherwise read every waiting run of the others (runs_by_status, filtered).
+   */
+  async #noneCounted(filter: RunFilter): Promise<boolean> {
+    if (filter.status === null || filter.workflow === null) return false;
+    const [row] = await this.#db.select<{ runs: string | null }>(
+      `SELECT sum(runs)::bigint AS runs FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts WHERE workflow_name = $1 AND status = $2`,
+      [filter.workflow, filter.status],
+    );
+    return Number(row?.runs ?? 0) <= 0;
+  }
+
+  /** The run list's columns (bounded error, child count, wait state), before its WHERE. */
+  #rowsSql(): string {
     const t: Tables = this.#db.tables;
-    const search = filter.q === null ? null : inputSearch(filter.q);
-    const scope = scopeSql(filter.scope, 10, 3);
-    const tags = tagsSql(filter.tags, 10 + scope.params.length);
-    const rows = await this.#db.select<ListedRunRow>(
-      `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id, tags,
+    return `SELECT id, run_id, workflow_name, status, created_at, started_at, updated_at, parent_run_id, tags,
               coalesce(completed_at, failed_at, cancelled_at) AS finished_at, ${cursorTimeSql('created_at')} AS created_key,
               CASE WHEN error IS NULL OR jsonb_typeof(error) <> 'object' THEN NULL
                    ELSE left(coalesce(error->>'code', error->>'class', 'Error'), 80) END AS error_code,
@@ -193,49 +182,7 @@ export class RunLists {
               coalesce(length(error->>'message') > ${ERROR_MESSAGE_CHARS}, false) AS error_cut,
               (SELECT count(*)::int FROM (SELECT 1 FROM ${t.runs} c WHERE c.parent_run_id = r.run_id LIMIT ${CHILD_COUNT_CAP}) AS children) AS child_count,
               ${WAIT_STATE_COLUMNS}
-       FROM ${t.runs} r
-       WHERE ($1::text IS NULL OR status = $1)
-         AND ($2::text IS NULL OR workflow_name = $2)
-         AND ($3::text IS NULL OR starts_with(run_id, $3)
-              OR (CASE WHEN $8::boolean THEN regexp_replace(input::text, '\\\\(["\\\\])', '\\1', 'g') ELSE input::text END) ILIKE '%' || $4 || '%'
-              OR (jsonb_typeof(error) = 'object'
-                  AND (error->>'message' ILIKE '%' || $9 || '%' OR error->>'class' ILIKE '%' || $9 || '%' OR error->>'code' ILIKE '%' || $9 || '%')))
-         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::bigint))
-         AND ${scope.sql}${tags.sql}
-       ORDER BY created_at DESC, id DESC
-       LIMIT $7`,
-      [
-        filter.status,
-        filter.workflow,
-        filter.q,
-        search?.pattern ?? null,
-        filter.before?.createdAt ?? null,
-        filter.before?.id ?? null,
-        filter.limit + 1,
-        search?.unescape ?? false,
-        filter.q === null ? null : escapeLike(filter.q),
-        ...scope.params,
-        ...tags.params,
-      ],
-    );
-    const page = rows.slice(0, filter.limit);
-    const runs: RunRow[] = page.map((r) => ({
-      id: String(r.id),
-      runId: r.run_id,
-      workflow: r.workflow_name,
-      status: r.status,
-      createdAt: r.created_at,
-      startedAt: r.started_at,
-      updatedAt: r.updated_at,
-      finishedAt: r.finished_at,
-      parentRunId: r.parent_run_id,
-      childCount: r.child_count,
-      error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? '', cut: r.error_cut },
-      waitState: r.finished_at === null ? toWaitState(r) : null,
-      tags: r.tags ?? {},
-    }));
-    const last = page[page.length - 1];
-    return { runs, next: rows.length > filter.limit && last ? encodeCursor({ createdAt: last.created_key, id: String(last.id) }) : null };
+       FROM ${t.runs} r`;
   }
 
   /**
@@ -288,15 +235,13 @@ export class RunLists {
     );
   }
 
-  /** Every workflow name that has runs (for the filter). */
+  /** Every workflow name that has runs (for the filter): the maintained counts' names, never a scan of the runs. */
   async workflowNames(): Promise<string[]> {
-    const rows = await this.#db.models.WorkflowRun.findAll({
-      attributes: ['workflowName'],
-      group: ['workflowName'],
-      order: [['workflowName', 'ASC']],
-      limit: 500,
-    });
-    return rows.map((r) => String(r.get('workflowName')));
+    const rows = await this.#db.select<{ workflow_name: string }>(
+      `SELECT workflow_name FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts
+       GROUP BY 1 HAVING sum(runs) > 0 ORDER BY 1 LIMIT 500`,
+    );
+    return rows.map((r) => r.workflow_name);
   }
 
   /** Status and workflow of some runs (the parent and children shown on a run page). */

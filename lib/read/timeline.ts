@@ -5,6 +5,7 @@ import type { TimelineLimits, TruncatedValue } from './bounded.js';
 import type { ReadDb } from './db.js';
 import type { RunTags } from '../tags.js';
 import { signalRows, toSignals } from '../signals/read.js';
+import { logStepNames } from './step-names.js';
 import type { TimelineSignal } from '../signals/read.js';
 
 export type { TimelineLimits, TruncatedValue } from './bounded.js';
@@ -178,7 +179,15 @@ export interface Timeline {
   truncated?: TruncatedValue[];
   logCount?: number;
   logsNext?: string | null;
+  /** Bounded timelines paged by steps (`limits.steps`): the run's steps in all, and the first one's place. */
+  stepCount?: number;
+  stepsOffset?: number;
+  /** With step pages: the names of the steps of the logs shown, on this page or another (the logs page). */
+  logSteps?: Record<string, string>;
 }
+
+/** A run's steps in their order (position, then creation); a page of them picks its ids first (values computed for those alone). */
+const STEP_ORDER = 'coalesce(position, 2147483647), created_at, id';
 
 const TYPE_ORDER = { step: 0, wait: 1, event: 2, signal: 3, log: 4 } as const;
 
@@ -241,11 +250,14 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     ? `CASE WHEN octet_length(message) <= $2 THEN message ELSE left(message, $3) END AS message,
        CASE WHEN octet_length(message) > $2 THEN octet_length(message) END AS message_bytes`
     : 'message';
-  const [steps, waits, logs, logCount, signalList] = await Promise.all([
+  const paged = limits?.steps === undefined ? null : { limit: Math.max(1, Math.floor(limits.steps)), offset: Math.max(0, Math.floor(limits.stepsOffset ?? 0)) };
+  const [steps, waits, logs, logCount, signalList, stepCount] = await Promise.all([
     db.select<StepRow>(
       `SELECT id, name, kind, status, attempts, position, ${jsonColumn('result', 'result_text', bound)}, ${errorColumn('error', 'error_text', b)},
               ${jsonColumn('cursor', 'cursor_text', bound)}, metadata, started_at, completed_at, created_at, updated_at
-       FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY coalesce(position, 2147483647), created_at, id`,
+       FROM ${t.steps} WHERE workflow_run_id = $1${
+         paged ? ` AND id IN (SELECT id FROM ${t.steps} WHERE workflow_run_id = $1 ORDER BY ${STEP_ORDER} LIMIT ${paged.limit} OFFSET ${paged.offset})` : ''
+       } ORDER BY ${STEP_ORDER}`,
       params,
     ),
     db.select<WaitRow>(
@@ -266,6 +278,7 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     ),
     limits ? db.select<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.logs} WHERE workflow_run_id = $1`, [row.id]) : null,
     signalRows(db, params),
+    paged ? db.select<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.steps} WHERE workflow_run_id = $1`, [row.id]) : null,
   ]);
   const truncated: TruncatedValue[] = [];
   if (limits) {
@@ -332,14 +345,21 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
       createdAt: new Date(l.created_at),
     };
   });
+  // By step, in one pass each (a run of thousands of steps is not read once per step).
+  const byStep = <T extends { stepId: string | null }>(list: T[]) => {
+    const map = new Map<string, T[]>();
+    for (const item of list) if (item.stepId !== null) (map.get(item.stepId) ?? map.set(item.stepId, []).get(item.stepId)!).push(item);
+    return map;
+  };
+  const [waitsOf, logsOf, signalsOf] = [byStep(waitList), byStep(logList), byStep(signals)];
   const entries = stepList.map((step) => {
-    const stepWaits = waitList.filter((w) => w.stepId === step.id);
+    const stepWaits = waitsOf.get(step.id) ?? [];
     return {
       step,
-      logs: logList.filter((l) => l.stepId === step.id),
+      logs: logsOf.get(step.id) ?? [],
       waits: stepWaits,
       events: stepWaits.flatMap((w) => (w.eventId && events.has(w.eventId) ? [events.get(w.eventId)!] : [])),
-      signals: signals.filter((g) => g.stepId === step.id),
+      signals: signalsOf.get(step.id) ?? [],
     };
   });
   const items: TimelineItem[] = [];
@@ -372,5 +392,6 @@ export async function loadTimeline(db: ReadDb, runId: string, limits?: TimelineL
     signals,
     items,
     ...(limits ? { truncated, logCount: logCount![0]!.n, logsNext: more ? logList[logList.length - 1]!.id : null } : {}),
+    ...(paged ? { stepCount: stepCount![0]!.n, stepsOffset: paged.offset, logSteps: await logStepNames(db, logList, stepList) } : {}),
   };
 }

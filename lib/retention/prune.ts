@@ -23,29 +23,34 @@ export const PRUNE_LOCK_NAMESPACE = 0x64667072;
 
 const TERMINAL = `('completed', 'failed', 'cancelled')`;
 
+/** Runs a batch reads (by id) to find its prunable ones: a pass never reads the whole table at once. */
+export const PRUNE_SCAN = 5000;
+
 /**
  * The runs a prune may delete: finished (completed, failed or cancelled) longer ago than their
  * retention, on the flow's clock, and not the child of a run that has not finished (its parent may
- * still read it). A run created after the latest cutoff (of the shortest age) cannot qualify, so the scan walks the
- * (created_at, id) index from the oldest run and stops there. `$1` clock offset, `$2`–`$4` the ages in
- * ms of completed, failed and cancelled runs (NULL: kept for ever), `$5`/`$6` the position the
- * previous batch reached (created_at, id), `$7` the limit.
+ * still read it). Ids are assigned in creation order, so a batch walks the primary key from the oldest
+ * run (`$5`: the id the previous batch reached, NULL for the first), PRUNE_SCAN runs at a time (`$6`),
+ * and the pass stops at the first batch that reached a run created after the latest cutoff (of the
+ * shortest age): no later run can qualify, but for one inserted late by a long transaction (a created_at
+ * older than its id's neighbours), which the next pass takes. `$1` clock offset, `$2`–`$4` the ages in
+ * ms of completed, failed and cancelled runs (NULL: kept for ever), `$7` the limit. Without `scan`
+ * (a dry run's count) every run is read.
  */
-function prunableRunsSql(t: Tables, lock: boolean): string {
+function prunableRunsSql(t: Tables, lock: boolean, scan = true): string {
   const now = nowSql('$1');
   const before = (ms: string) => `${now} - ${ms} * interval '1 millisecond'`;
+  const from = scan ? `(SELECT * FROM ${t.runs} WHERE ($5::bigint IS NULL OR id > $5::bigint) ORDER BY id LIMIT $6) r` : `${t.runs} r`;
   return `
-SELECT r.id, r.created_at, to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
-FROM ${t.runs} r
+SELECT r.id
+FROM ${from}
 WHERE r.created_at < ${before('least($2::float8, $3::float8, $4::float8)')}
-  AND ($5::timestamptz IS NULL OR (r.created_at, r.id) > ($5::timestamptz, $6::bigint))
   AND ((r.status = 'completed' AND r.completed_at < ${before('$2::float8')})
     OR (r.status = 'failed' AND r.failed_at < ${before('$3::float8')})
     OR (r.status = 'cancelled' AND r.cancelled_at < ${before('$4::float8')}))
   AND (r.parent_run_id IS NULL OR NOT EXISTS (
         SELECT 1 FROM ${t.runs} p WHERE p.run_id = r.parent_run_id AND p.status NOT IN ${TERMINAL}))
-ORDER BY r.created_at, r.id
-LIMIT $7
+${scan ? 'ORDER BY r.id LIMIT $7' : ''}
 ${lock ? 'FOR UPDATE OF r SKIP LOCKED' : ''}`;
 }
 
@@ -62,10 +67,13 @@ waits AS (DELETE FROM ${t.waits} WHERE workflow_run_id IN (SELECT id FROM doomed
 triggers AS (DELETE FROM ${t.cancelTriggers} WHERE workflow_run_id IN (SELECT id FROM doomed)),
 signals AS (DELETE FROM ${t.signals} WHERE workflow_run_id IN (SELECT id FROM doomed)),
 steps AS (DELETE FROM ${t.steps} WHERE workflow_run_id IN (SELECT id FROM doomed)),
-gone AS (DELETE FROM ${t.runs} WHERE id IN (SELECT id FROM doomed) RETURNING id)
+gone AS (DELETE FROM ${t.runs} WHERE id IN (SELECT id FROM doomed) RETURNING id),
+scanned AS (SELECT id, created_at FROM ${t.runs} WHERE ($5::bigint IS NULL OR id > $5::bigint) ORDER BY id LIMIT $6)
 SELECT (SELECT count(*) FROM gone)::int AS n,
-       (SELECT created_key FROM doomed ORDER BY created_at DESC, id DESC LIMIT 1) AS last_key,
-       (SELECT id FROM doomed ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id`;
+       (SELECT max(id) FROM scanned)::text AS last_id,
+       (SELECT max(id) FROM doomed)::text AS last_doomed,
+       (SELECT count(*) FROM scanned)::int < $6
+         OR EXISTS (SELECT 1 FROM scanned WHERE created_at >= ${nowSql('$1')} - least($2::float8, $3::float8, $4::float8) * interval '1 millisecond') AS done`;
 }
 
 /**
@@ -134,8 +142,8 @@ export async function pruneOn(client: pg.ClientBase, tables: Tables, options: Pr
   if (options.dryRun) {
     if (anyRuns) {
       const { rows } = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM (${prunableRunsSql(tables, false)}) AS candidates`,
-        [offsetMs, ...ages, null, null, null],
+        `SELECT count(*)::int AS n FROM (${prunableRunsSql(tables, false, false)}) AS candidates`,
+        [offsetMs, ...ages],
       );
       result.runs = rows[0]!.n;
     }
@@ -158,20 +166,23 @@ export async function pruneOn(client: pg.ClientBase, tables: Tables, options: Pr
     return result;
   }
   if (anyRuns) {
-    let after: { key: string | null; id: string | null } = { key: null, id: null };
+    let after: string | null = null;
     for (;;) {
       if (options.stopped?.()) return result;
-      const { rows } = await client.query<{ n: number; last_key: string | null; last_id: string | null }>(pruneRunsSql(tables), [
+      const { rows } = await client.query<{ n: number; last_id: string | null; last_doomed: string | null; done: boolean }>(pruneRunsSql(tables), [
         offsetMs,
         ...ages,
-        after.key,
-        after.id,
+        after,
+        PRUNE_SCAN,
         PRUNE_BATCH,
       ]);
-      const { n, last_key: key, last_id: id } = rows[0]!;
+      const row: { n: number; last_id: string | null; last_doomed: string | null; done: boolean } = rows[0]!;
+      const { n, last_id: scanned, last_doomed: doomed, done } = row;
       result.runs += n;
-      if (key === null) break;
-      after = { key, id };
+      // A batch that filled its limit may have left prunable runs in its scan: the next reads on from its last one.
+      const full: boolean = n >= PRUNE_BATCH && doomed !== null;
+      if (!full && (done || scanned === null)) break;
+      after = full ? doomed : scanned;
       await pause();
     }
   }
