@@ -14,14 +14,17 @@ export interface MetricsPageDeps {
 
 /** One bar of a chart: positions in percent of the plot (the CSP allows no inline styles). */
 export interface MetricBar { x: number; width: number; y: number; height: number; title: string; cls: string }
-export interface MetricChart { id: string; title: string; unit: string; max: string; bars: MetricBar[]; legend: { cls: string; label: string }[]; empty: boolean }
+export interface MetricChart { id: string; title: string; unit: string; max: string; bars: MetricBar[]; legend: { cls: string; label: string }[]; empty: boolean; emptyText: string }
 
 const round = (n: number) => Math.round(n * 1000) / 1000;
 const ms = (seconds: number | null) => (seconds === null ? null : seconds * 1000);
 const fmt = (n: number, unit: string) => (unit === 'ms' ? `${n < 10 ? n.toFixed(2) : Math.round(n)} ms` : `${Math.round(n * 100) / 100}`);
 
 /** Bars of several series per point (drawn in order, each over the previous: a p99 behind its p50). */
-function chart(id: string, title: string, unit: string, points: SeriesPoint[], series: { cls: string; label: string; value: (p: SeriesPoint) => number | null }[]): MetricChart {
+function chart(
+  id: string, title: string, unit: string, points: SeriesPoint[], series: { cls: string; label: string; value: (p: SeriesPoint) => number | null }[],
+  emptyText = 'Nothing in this range.',
+): MetricChart {
   const values = points.map((p) => series.map((s) => s.value(p)));
   const max = Math.max(0, ...values.flat().map((v) => v ?? 0));
   const width = 100 / points.length;
@@ -34,7 +37,7 @@ function chart(id: string, title: string, unit: string, points: SeriesPoint[], s
       bars.push({ x: round(i * width + width * 0.1), width: round(width * 0.8), y: round(100 - height), height, cls: s.cls, title: `${point.at.toISOString().slice(11, 16)} UTC: ${s.label} ${fmt(v, unit)}` });
     });
   });
-  return { id, title, unit, max: max === 0 ? '0' : fmt(max, unit), bars, legend: series.map(({ cls, label }) => ({ cls, label })), empty: max === 0 };
+  return { id, title, unit, max: max === 0 ? '0' : fmt(max, unit), bars, legend: series.map(({ cls, label }) => ({ cls, label })), empty: max === 0, emptyText };
 }
 
 const q = (b: Buckets, p: number) => ms(quantile(b, p));
@@ -44,7 +47,9 @@ export function metricCharts(points: SeriesPoint[]): MetricChart[] {
   return [
     chart('throughput', 'Throughput: runs completed', 'runs', points, [{ cls: 'ok', label: 'completed', value: (p) => p.completed }]),
     chart('failures', 'Failures: runs failed', 'runs', points, [{ cls: 'bad', label: 'failed', value: (p) => p.failed }]),
-    chart('lag', 'Queue lag (oldest due run, mean of samples)', 'ms', points, [{ cls: 'warn', label: 'lag', value: (p) => (p.lag.samples ? (p.lag.sumSeconds / p.lag.samples) * 1000 : null) }]),
+    chart('lag', 'Queue lag (oldest due run, mean of samples)', 'ms', points, [{ cls: 'warn', label: 'lag', value: (p) => (p.lag.samples ? (p.lag.sumSeconds / p.lag.samples) * 1000 : null) }],
+      // Sampled (once a minute a process) only while a run is due and not yet claimed: no sample is no wait.
+      'No run waited for a worker in this range.'),
     chart('resume', 'Event → resume latency', 'ms', points, [
       { cls: 'p99', label: 'p99', value: (p) => q(p.resume, 0.99) },
       { cls: 'p50', label: 'p50', value: (p) => q(p.resume, 0.5) },

@@ -69,6 +69,8 @@ describe('the Metrics page in Chromium', () => {
         expect(await page.locator('[data-chart="throughput"] rect.metric-bar').count()).toBeGreaterThan(0);
         expect(await page.locator('[data-chart="failures"] rect.metric-bar.bad').count()).toBeGreaterThan(0);
         expect(await page.locator('[data-chart="steps"] rect.metric-bar.p50').count()).toBeGreaterThan(0);
+        // No run was due when the metrics were read: no lag sample, said as such (not a blank chart).
+        expect(await page.locator('[data-chart="lag"] p.empty').innerText()).toBe('No run waited for a worker in this range.');
         // The page never scrolls sideways; every chart fits the window.
         const measured = await page.evaluate(() => ({
           page: document.documentElement.scrollWidth,
