@@ -63,11 +63,6 @@
 -- path the slots left, then the first path the slots still left: a due keyed or throttled run no longer
 -- waits behind the whole unkeyed backlog. Levels without a due run cost a probe each only four in a
 -- row; then the probe asks for a due run (runs sleeping at many distinct priorities: one scan).
---
--- A run's started_at is the clock when the claim leases it, not the claim's v_now: the claim may wait for
--- locks (a run another transaction is ending at its deadline), and a run it starts in the slot that end
--- freed must not look started before the other one ended (never earlier than v_now, which the throttle
--- windows are read at).
 DROP FUNCTION IF EXISTS {{schema}}.durable_flow_claim(text[], text[], integer, text, float8, float8);
 CREATE OR REPLACE FUNCTION {{schema}}.durable_flow_claim(
   p_queues text[], p_workflows text[], p_limit integer, p_owner text, p_lease_ms float8, p_offset_ms float8,
@@ -211,7 +206,7 @@ BEGIN
                                                  v_first_level, v_first_wake, v_first_id);
   v_count := cardinality(v_due);
   IF v_count > 0 THEN
-    SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, greatest(v_now, clock_timestamp() + p_offset_ms * interval '1 millisecond'), v_lease, v_mark) l;
+    SELECT l.runs, l.replay INTO v_runs, v_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
   END IF;
   IF v_count >= p_limit THEN
     v_cand := '{}';
@@ -314,7 +309,7 @@ BEGIN
     v_parked := (SELECT count(*) FROM unnest(v_ready) AS x WHERE x <> ALL(v_admit));
 
     SELECT l.runs, l.replay INTO v_more, v_more_replay
-    FROM {{schema}}.durable_flow_lease(v_admit, p_owner, greatest(v_now, clock_timestamp() + p_offset_ms * interval '1 millisecond'), v_lease, v_mark) l;
+    FROM {{schema}}.durable_flow_lease(v_admit, p_owner, v_now, v_lease, v_mark) l;
     v_runs := v_runs || v_more;
     v_replay := v_replay || v_more_replay;
 
@@ -402,7 +397,7 @@ BEGIN
     v_due := {{schema}}.durable_flow_claim_unkeyed(p_queues, p_workflows, p_limit - v_count - cardinality(coalesce(v_admit, '{}')),
                                                    p_version, v_pinned, v_now, NULL, NULL, NULL);
     IF cardinality(v_due) > 0 THEN
-      SELECT l.runs, l.replay INTO v_more, v_more_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, greatest(v_now, clock_timestamp() + p_offset_ms * interval '1 millisecond'), v_lease, v_mark) l;
+      SELECT l.runs, l.replay INTO v_more, v_more_replay FROM {{schema}}.durable_flow_lease(v_due, p_owner, v_now, v_lease, v_mark) l;
       v_runs := v_runs || v_more;
       v_replay := v_replay || v_more_replay;
       v_count := v_count + cardinality(v_due);
