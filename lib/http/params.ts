@@ -126,9 +126,11 @@ export function clientError(error: { status: number; type?: string }): { status:
   }
 }
 
-/** `?steps=<offset>` of the run page: the first step shown (0 when absent). */
-export function stepOffsetParam(value: unknown): number {
+/** `?steps=<offset>` of the run page: the first step shown (0 when absent); `page` steps a page. */
+export function stepOffsetParam(value: unknown, page: number): number {
   if (value === undefined || value === '') return 0;
-  if (typeof value !== 'string' || !/^\d{1,7}$/.test(value)) throw new HttpError(400, 'Invalid steps: expected the offset of a step page (0, 500, 1000 …)');
+  if (typeof value !== 'string' || !/^\d{1,7}$/.test(value)) {
+    throw new HttpError(400, `Invalid steps: expected the offset of a step page (0, ${page}, ${2 * page} …)`);
+  }
   return Number(value);
 }

@@ -150,7 +150,7 @@ export function createRouter(
   // Bounded (values.ts): previews of large values with links to them whole, and logs a page at a time.
   const runData = async (req: Request, logs: { after?: string; limit?: number } = {}) => {
     const runId = runIdParam(req);
-    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after, steps: STEP_PAGE, stepsOffset: stepOffsetParam(req.query.steps) });
+    const timeline = await reads.timeline(runId, { ...VIEW_LIMITS, logs: logs.limit ?? VIEW_LIMITS.logs, logsAfter: logs.after, steps: STEP_PAGE, stepsOffset: stepOffsetParam(req.query.steps, STEP_PAGE) });
     if (!timeline) throw new HttpError(404, `No run with id "${runId.slice(0, 200)}"`);
     const cuts = withHrefs(req.baseUrl, runId, timeline.truncated ?? []);
     const logsHref = (after: string | null) =>

@@ -146,6 +146,9 @@ describe('the run list at migration 019', () => {
     expect(html.text).toContain(`/runs/many-steps" rel="prev">« Earlier steps`);
     // Live redraws fetch the page it is on, this step page.
     expect(html.text).toContain(`data-page-url="/df/runs/many-steps?steps=${STEP_PAGE}"`);
+    const bad = await request(app).get('/df/api/runs/many-steps?steps=x');
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain(`expected the offset of a step page (0, ${STEP_PAGE}, ${STEP_PAGE * 2} …)`);
     expect((await request(app).get('/df/runs/many-steps?steps=x')).status).toBe(400);
     // The logs page names the step of each log, on the first step page or not.
     await flow.pool.query(
