@@ -164,11 +164,7 @@ export class RunLists {
    */
   async #noneCounted(filter: RunFilter): Promise<boolean> {
     if (filter.status === null || filter.workflow === null) return false;
-    const [row] = await this.#db.select<{ runs: string | null }>(
-      `SELECT sum(runs)::bigint AS runs FROM ${quoteIdent(this.#db.tables.schema)}.durable_flow_run_counts WHERE workflow_name = $1 AND status = $2`,
-      [filter.workflow, filter.status],
-    );
-    return Number(row?.runs ?? 0) <= 0;
+    return !(await this.#maintained(filter.workflow)).some((row) => row.status === filter.status);
   }
 
   /** The run list's columns (bounded error, child count, wait state), before its WHERE. */
